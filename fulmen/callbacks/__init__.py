@@ -1,1 +1,27 @@
-"""callbacks."""
+"""Callbacks with Lightning's names (``pl.callbacks.*``); each loads on first use."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fulmen._lazy import lazy_getattr
+
+_TABLE = {
+    "Callback": "fulmen.core.callback",
+    "ModelCheckpoint": "fulmen.callbacks.model_checkpoint",
+    "EarlyStopping": "fulmen.callbacks.early_stopping",
+    "LearningRateMonitor": "fulmen.callbacks.lr_monitor",
+    "ModelSummary": "fulmen.callbacks.model_summary",
+    "ProgressBar": "fulmen.callbacks.progress",
+    "TQDMProgressBar": "fulmen.callbacks.progress",
+}
+__all__ = list(_TABLE)
+__getattr__ = lazy_getattr(__name__, _TABLE)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.callbacks.early_stopping import EarlyStopping
+    from fulmen.callbacks.lr_monitor import LearningRateMonitor
+    from fulmen.callbacks.model_checkpoint import ModelCheckpoint
+    from fulmen.callbacks.model_summary import ModelSummary
+    from fulmen.callbacks.progress import ProgressBar, TQDMProgressBar
+    from fulmen.core.callback import Callback
