@@ -1,0 +1,128 @@
+"""The rendezvous port of a run: derived from a run-unique id, probed, claimed, overridable.
+
+Why not "29500" or the last digits of a job id: two runs started at the same moment on one
+machine would pick the same port and one of them would fail (or, worse, join the other's
+store). Here the first candidate is a hash of an id that is unique per run, spread over a
+wide range; each candidate is probed by binding it, and a claim file (created with O_EXCL in
+a per-user folder) makes the choice exclusive between fulmen runs on this machine until the
+run releases it. ``MASTER_PORT`` in the environment, or ``--master-port``, overrides all of it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import socket
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from fulmen.errors import LaunchError
+
+PORT_RANGE = (20_000, 60_000)  # below the usual Linux ephemeral range (32768-60999 overlaps; probing covers it)
+MAX_CANDIDATES = 64
+
+
+def candidate_port(run_id: str, attempt: int = 0) -> int:
+    """The ``attempt``-th port to try for ``run_id``: a stable hash into ``PORT_RANGE``."""
+    digest = hashlib.sha256(f"{run_id}:{attempt}".encode()).digest()
+    low, high = PORT_RANGE
+    return low + int.from_bytes(digest[:8], "big") % (high - low)
+
+
+def is_port_free(port: int, host: str = "") -> bool:
+    """True when ``port`` can be bound on ``host`` right now (a probe, not a reservation)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def claims_dir() -> Path:
+    """Per-user folder of port claim files, shared by every fulmen run on this machine."""
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"fulmen-ports-{uid}"
+
+
+def claim_port(port: int, directory: Path | None = None) -> bool:
+    """Claim ``port`` for this process; False when a live process already holds it.
+
+    A claim whose owner process has exited is stale and taken over.
+    """
+    directory = directory or claims_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / str(port)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _claim_is_live(path):
+                return False
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        return True
+    return False
+
+
+def release_port(port: int, directory: Path | None = None) -> None:
+    """Drop this process's claim on ``port`` (no-op when it holds none)."""
+    path = (directory or claims_dir()) / str(port)
+    try:
+        owner = int(path.read_text() or "0")
+    except (OSError, ValueError):
+        return
+    if owner == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+def _claim_is_live(path: Path) -> bool:
+    try:
+        pid = int(path.read_text() or "0")
+    except (OSError, ValueError):
+        return False  # half-written or unreadable: treat as stale
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+def choose_port(
+    run_id: str,
+    *,
+    explicit: int | None = None,
+    environ: Mapping[str, str] | None = None,
+    claims: Path | None = None,
+) -> tuple[int, bool]:
+    """The port for run ``run_id`` and whether this process claimed it (and must release it).
+
+    Precedence: ``explicit`` (``--master-port``), then ``MASTER_PORT``, then the first
+    derived candidate that is free and unclaimed.
+    """
+    env = os.environ if environ is None else environ
+    if explicit is not None:
+        return explicit, False
+    if env.get("MASTER_PORT"):
+        try:
+            return int(env["MASTER_PORT"]), False
+        except ValueError:
+            raise LaunchError(f"MASTER_PORT={env['MASTER_PORT']!r} is not a port number.") from None
+    for attempt in range(MAX_CANDIDATES):
+        port = candidate_port(run_id, attempt)
+        if not claim_port(port, claims):
+            continue
+        if is_port_free(port):
+            return port, True
+        release_port(port, claims)
+    low, high = PORT_RANGE
+    raise LaunchError(
+        f"No free port found for run {run_id} after {MAX_CANDIDATES} candidates in [{low}, {high}).\n"
+        "HINT: pass --master-port PORT (or set MASTER_PORT) to a port you know is free."
+    )

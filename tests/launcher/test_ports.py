@@ -1,0 +1,83 @@
+"""Port choice: derived per run, probed, claimed exclusively, overridable."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from fulmen.errors import LaunchError
+from fulmen.launcher import ports
+
+
+def test_candidates_are_stable_and_in_range() -> None:
+    first = ports.candidate_port("run-a")
+    assert first == ports.candidate_port("run-a")
+    assert ports.PORT_RANGE[0] <= first < ports.PORT_RANGE[1]
+    assert ports.candidate_port("run-a", 1) != first
+
+
+def test_distinct_run_ids_spread_over_the_range() -> None:
+    chosen = {ports.candidate_port(f"run-{i}") for i in range(200)}
+    assert len(chosen) > 190  # a hash, not "29500 + small offset"
+
+
+def test_master_port_overrides(tmp_path: Path) -> None:
+    assert ports.choose_port("x", environ={"MASTER_PORT": "31234"}, claims=tmp_path) == (31234, False)
+    assert ports.choose_port("x", explicit=4242, environ={"MASTER_PORT": "1"}, claims=tmp_path) == (4242, False)
+
+
+def test_bad_master_port_is_named(tmp_path: Path) -> None:
+    with pytest.raises(LaunchError, match="MASTER_PORT='abc'"):
+        ports.choose_port("x", environ={"MASTER_PORT": "abc"}, claims=tmp_path)
+
+
+def test_claimed_port_is_skipped_and_released(tmp_path: Path) -> None:
+    port, claimed = ports.choose_port("same-id", environ={}, claims=tmp_path)
+    assert claimed and (tmp_path / str(port)).read_text() == str(os.getpid())
+    second, _ = ports.choose_port("same-id", environ={}, claims=tmp_path)
+    assert second != port  # even with the same id, a claimed port is not handed out twice
+    ports.release_port(port, tmp_path)
+    ports.release_port(second, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_stale_claim_of_dead_process_is_taken_over(tmp_path: Path) -> None:
+    port = ports.candidate_port("stale")
+    if not ports.is_port_free(port):
+        pytest.skip(f"port {port} is taken by something else on this machine")
+    (tmp_path / str(port)).write_text("999999999")
+    assert ports.choose_port("stale", environ={}, claims=tmp_path) == (port, True)
+    assert (tmp_path / str(port)).read_text() == str(os.getpid())
+
+
+def test_bound_port_is_not_chosen(tmp_path: Path) -> None:
+    port = ports.candidate_port("busy")
+    with socket.socket() as sock:
+        try:
+            sock.bind(("", port))
+        except OSError:
+            pytest.skip(f"port {port} is taken by something else on this machine")
+        sock.listen()
+        chosen, _ = ports.choose_port("busy", environ={}, claims=tmp_path)
+    assert chosen != port
+
+
+def test_simultaneous_runs_never_collide(tmp_path: Path) -> None:
+    # Worst case: every run derives from the same id at the same moment.
+    chosen: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def pick() -> None:
+        barrier.wait()
+        chosen.append(ports.choose_port("same-moment", environ={}, claims=tmp_path)[0])
+
+    threads = [threading.Thread(target=pick) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(chosen)) == 8
