@@ -15,12 +15,13 @@ import hashlib
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from fulmen.errors import LaunchError
 
-PORT_RANGE = (20_000, 60_000)  # below the usual Linux ephemeral range (32768-60999 overlaps; probing covers it)
+PORT_RANGE = (20_000, 60_000)  # wide; it overlaps the ephemeral range, which the bind probe covers
 MAX_CANDIDATES = 64
 
 
@@ -82,10 +83,17 @@ def release_port(port: int, directory: Path | None = None) -> None:
 
 def _claim_is_live(path: Path) -> bool:
     try:
-        pid = int(path.read_text() or "0")
-    except (OSError, ValueError):
-        return False  # half-written or unreadable: treat as stale
-    if pid <= 0:
+        text = path.read_text()
+        age = time.time() - path.stat().st_mtime
+    except OSError:
+        return False  # vanished meanwhile: its owner released it
+    if not text.strip():
+        # Created but not yet written by its owner (a claim in progress), unless it stayed
+        # empty long enough that the owner must have died between create and write.
+        return age < 10.0
+    try:
+        pid = int(text)
+    except ValueError:
         return False
     try:
         os.kill(pid, 0)
