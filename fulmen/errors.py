@@ -47,3 +47,7 @@ def close_matches(word: str, choices: Iterable[str], n: int = 3) -> str:
     if not matches:
         return ""
     return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
+
+
+class SlurmCommandError(FulmenError):
+    """A SLURM command (sbatch, scontrol, squeue, sacct, scancel) failed or is missing."""
