@@ -1,0 +1,360 @@
+"""Checkpoint files on disk: atomic save, checked load, and the resume checkpoint of a run.
+
+This module knows files, not trainers (``checkpoint_state`` turns a trainer into the dict).
+
+Why each piece is here:
+
+- ``save_atomic`` writes to a temporary file in the destination folder, fsyncs it, renames
+  it over the final name and fsyncs the folder. A process killed at any moment leaves either
+  the previous file or the new one under the final name, never a truncated one.
+- ``load_checkpoint`` uses ``torch.load(weights_only=True)`` so that a file from an untrusted
+  source cannot run code. Checkpoints holding arbitrary Python objects (an ``argparse.Namespace``
+  in the hyperparameters, custom classes) need ``unsafe_full_unpickle=True``, which runs the
+  full pickle machinery: only for files you trust.
+- Torch checkpoints are zip archives whose records carry CRC32 checksums that ``torch.load``
+  does not verify; ``verify_checksums=True`` checks them (about 3 GB/s), which the resume
+  search does because a silently corrupted resume checkpoint would poison a whole run.
+- The resume checkpoints of a run live in ``<run_dir>/checkpoints/resume/`` as
+  ``resume-step=<global_step>.ckpt`` next to a ``last`` pointer file (the name of the newest
+  one), itself replaced atomically. ``find_resume_checkpoint`` trusts the pointer first and
+  falls back to the newest valid file, skipping broken ones with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import uuid
+import warnings
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fulmen.errors import CheckpointError
+
+PathLike = str | os.PathLike[str]
+
+RESUME_SUBDIR = ("checkpoints", "resume")
+RESUME_PREFIX = "resume-step="
+LAST_POINTER_NAME = "last"
+_TEMP_MARK = ".fulmen-tmp-"
+_RESUME_NAME = re.compile(r"^resume-step=(\d+)\.ckpt$")
+_ZIP_LOCAL_MAGIC = b"PK\x03\x04"
+_ZIP_END_MAGIC = b"PK\x05\x06"
+_ZIP64_END_MAGIC = b"PK\x06\x06"
+# pickle protocol 2+ starts with PROTO (0x80); torch's legacy (pre-1.6) format is such a pickle
+_LEGACY_PICKLE_MAGIC = b"\x80"
+
+
+def _temp_path_for(path: Path) -> Path:
+    # same folder as the target, so os.replace is a rename on one filesystem (atomic)
+    return path.parent / f".{path.name}{_TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a rename: on POSIX the directory entry itself must be flushed."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_atomic(obj: Any, path: PathLike) -> Path:
+    """Write ``obj`` with ``torch.save`` to ``path`` so that ``path`` is never seen half-written.
+
+    The data goes to a temporary file in the same folder (``torch.save`` given a file name uses
+    its fast native writer), is fsynced once, renamed over ``path`` with ``os.replace`` and the
+    folder is fsynced so that the rename survives a power loss. On any error the temporary
+    file is removed and ``path`` is untouched.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_path_for(final)
+    try:
+        torch.save(obj, str(temp))
+        _fsync_file(temp)
+        os.replace(temp, final)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(final.parent)
+    return final
+
+
+def write_text_atomic(text: str, path: PathLike) -> Path:
+    """Replace a small text file atomically (used for the ``last`` pointer)."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_path_for(final)
+    try:
+        with open(temp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, final)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(final.parent)
+    return final
+
+
+def check_checkpoint_file(path: PathLike, *, verify_checksums: bool = False) -> None:
+    """Raise ``CheckpointError`` if ``path`` is missing, empty, truncated or corrupted.
+
+    Without ``verify_checksums`` only the zip directory is read (cheap: a few KiB); with it
+    every record's CRC32 is checked, which reads the whole file.
+    """
+    file = Path(path)
+    if not file.exists():
+        raise CheckpointError(
+            f"Checkpoint file {str(file)!r} does not exist.\n"
+            "HINT: check the path; ModelCheckpoint(...).best_model_path and "
+            "trainer.checkpoint_callback.last_model_path name the files that were written."
+        )
+    if file.is_dir():
+        raise CheckpointError(
+            f"Checkpoint path {str(file)!r} is a directory, expected a file written by "
+            "trainer.save_checkpoint or torch.save.\nHINT: pass the path of a .ckpt file inside it."
+        )
+    size = file.stat().st_size
+    if size == 0:
+        raise CheckpointError(
+            f"Checkpoint file {str(file)!r} is empty (0 bytes): its write was interrupted.\n"
+            "HINT: use an earlier checkpoint; files written by fulmen are renamed into place only "
+            "when complete, so this one was written by something else or copied partially."
+        )
+    with open(file, "rb") as handle:
+        head = handle.read(4)
+        if head[:1] == _LEGACY_PICKLE_MAGIC:
+            return  # torch's legacy non-zip format: no structure to check before unpickling
+        if head != _ZIP_LOCAL_MAGIC:
+            raise CheckpointError(
+                f"Checkpoint file {str(file)!r} is not a torch checkpoint: it starts with {head!r}, "
+                f"expected a zip archive ({_ZIP_LOCAL_MAGIC!r}) as written by torch.save."
+            )
+        handle.seek(max(0, size - 65_557))  # EOCD (22 bytes) + longest zip comment (65535)
+        tail = handle.read()
+    if _ZIP_END_MAGIC not in tail and _ZIP64_END_MAGIC not in tail:
+        raise CheckpointError(
+            f"Checkpoint file {str(file)!r} is truncated ({size} bytes): the zip end record is "
+            "missing, so the write stopped before the end.\nHINT: use an earlier checkpoint."
+        )
+    try:
+        with zipfile.ZipFile(file) as archive:
+            if not any(name.endswith("data.pkl") for name in archive.namelist()):
+                raise CheckpointError(
+                    f"Checkpoint file {str(file)!r} is a zip archive without a 'data.pkl' record: "
+                    "it was not written by torch.save."
+                )
+            if verify_checksums:
+                bad = archive.testzip()
+                if bad is not None:
+                    raise CheckpointError(
+                        f"Checkpoint file {str(file)!r} is corrupted: record {bad!r} fails its CRC32 "
+                        "check (the bytes changed after saving).\nHINT: use an earlier checkpoint."
+                    )
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise CheckpointError(
+            f"Checkpoint file {str(file)!r} is corrupted or truncated ({size} bytes): {err}.\n"
+            "HINT: use an earlier checkpoint."
+        ) from err
+
+
+def load_checkpoint(
+    path: PathLike,
+    map_location: Any = None,
+    *,
+    unsafe_full_unpickle: bool = False,
+    verify_checksums: bool = False,
+) -> dict[str, Any]:
+    """Load a checkpoint dict with ``torch.load(weights_only=True)``; errors name the file.
+
+    ``unsafe_full_unpickle=True`` switches to the full unpickler, which can execute code
+    embedded in the file: use it only for checkpoints you (or someone you trust) wrote, when
+    they hold Python objects beyond tensors and plain containers.
+    """
+    file = Path(path)
+    check_checkpoint_file(file, verify_checksums=verify_checksums)
+    try:
+        checkpoint = torch.load(str(file), map_location=map_location, weights_only=not unsafe_full_unpickle)
+    except Exception:
+        # a damaged record can look like anything to the unpickler: name the damage if the
+        # checksums show it, before any other diagnosis
+        check_checkpoint_file(file, verify_checksums=True)
+        checkpoint = _load_diagnosed(file, map_location, unsafe_full_unpickle)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"Checkpoint file {str(file)!r} holds a {type(checkpoint).__name__}, expected a dict "
+            "(as written by trainer.save_checkpoint).\nHINT: a bare state_dict saved with "
+            "torch.save(model.state_dict()) loads with model.load_state_dict(torch.load(path))."
+        )
+    return checkpoint
+
+
+def _load_diagnosed(file: Path, map_location: Any, unsafe_full_unpickle: bool) -> Any:
+    """Load again after a failure whose cause the checksums did not show, and explain it."""
+    try:
+        return torch.load(str(file), map_location=map_location, weights_only=not unsafe_full_unpickle)
+    except pickle.UnpicklingError as err:
+        if unsafe_full_unpickle or "weights only" not in str(err).lower():
+            raise CheckpointError(f"Checkpoint file {str(file)!r} cannot be unpickled: {err}") from err
+        blocked = _blocked_global(str(err))
+        raise CheckpointError(
+            f"Checkpoint file {str(file)!r} holds Python objects beyond tensors and plain "
+            f"containers{f' ({blocked})' if blocked else ''}, which the safe loader "
+            "(torch.load(weights_only=True)) refuses because unpickling them can run code.\n"
+            "HINT: if you trust the file, pass unsafe_full_unpickle=True (for example "
+            "Model.load_from_checkpoint(path, unsafe_full_unpickle=True))."
+        ) from err
+    except (RuntimeError, EOFError, ValueError, UnicodeDecodeError, KeyError, AttributeError) as err:
+        raise CheckpointError(
+            f"Checkpoint file {str(file)!r} is corrupted and cannot be read: {type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}\nHINT: use an earlier checkpoint."
+        ) from err
+
+
+def _blocked_global(message: str) -> str:
+    match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    return match.group(1) if match else ""
+
+
+def require_keys(checkpoint: Mapping[str, Any], keys: tuple[str, ...], path: PathLike, purpose: str) -> None:
+    """Raise ``CheckpointError`` when ``checkpoint`` lacks one of ``keys`` needed for ``purpose``."""
+    missing = [key for key in keys if key not in checkpoint]
+    if missing:
+        raise CheckpointError(
+            f"Checkpoint file {str(path)!r} lacks {missing} needed to {purpose}; it has "
+            f"{sorted(checkpoint)}.\nHINT: a checkpoint saved with save_weights_only=True holds "
+            "only the weights: load it with load_from_checkpoint instead of resuming from it."
+        )
+
+
+# ---- the resume checkpoint of a run -------------------------------------------------------
+
+
+def resume_checkpoint_dir(run_dir: PathLike) -> Path:
+    """Folder of the resume checkpoints of a run: ``<run_dir>/checkpoints/resume``."""
+    return Path(run_dir).joinpath(*RESUME_SUBDIR)
+
+
+def resume_checkpoint_name(global_step: int) -> str:
+    """File name of the resume checkpoint taken at ``global_step`` (zero-padded: sorts by name)."""
+    return f"{RESUME_PREFIX}{global_step:012d}.ckpt"
+
+
+def write_last_pointer(directory: PathLike, target: PathLike) -> Path:
+    """Point ``<directory>/last`` at ``target`` (a file in that folder), atomically."""
+    return write_text_atomic(Path(target).name + "\n", Path(directory) / LAST_POINTER_NAME)
+
+
+def read_last_pointer(directory: PathLike) -> Path | None:
+    """The file ``<directory>/last`` names, or None when there is no usable pointer."""
+    pointer = Path(directory) / LAST_POINTER_NAME
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    if not name or "/" in name or name.startswith("."):
+        return None
+    return Path(directory) / name
+
+
+def list_resume_checkpoints(directory: PathLike) -> list[Path]:
+    """Resume checkpoint files in ``directory``, newest (highest global step) first."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _RESUME_NAME.match(p.name))]
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def find_resume_checkpoint(run_dir: PathLike) -> Path | None:
+    """The newest valid resume checkpoint of ``run_dir``, or None when there is none.
+
+    Files are tried from the highest global step down (a kill between writing a file and
+    moving the ``last`` pointer leaves a complete file newer than the pointer); a pointer to a
+    file with another name goes first. A file that is truncated or corrupted (CRC32 checked)
+    is skipped with a warning naming it.
+    """
+    directory = resume_checkpoint_dir(run_dir)
+    candidates = list_resume_checkpoints(directory)
+    pointed = read_last_pointer(directory)
+    if pointed is not None and pointed.exists() and pointed not in candidates:
+        candidates.insert(0, pointed)
+    for candidate in candidates:
+        try:
+            check_checkpoint_file(candidate, verify_checksums=True)
+        except CheckpointError as err:
+            warnings.warn(f"Skipping a broken resume checkpoint: {err}", RuntimeWarning, stacklevel=2)
+            continue
+        return candidate
+    return None
+
+
+def remove_stale_temp_files(directory: PathLike) -> list[Path]:
+    """Delete temporary files that killed writers left in ``directory`` (none of ours is live).
+
+    Only call this where a single process writes (the resume folder is written by rank 0).
+    A temp file whose writer pid is still alive is kept.
+    """
+    removed: list[Path] = []
+    folder = Path(directory)
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        if _TEMP_MARK not in entry.name:
+            continue
+        pid_text = entry.name.split(_TEMP_MARK, 1)[1].split("-", 1)[0]
+        if pid_text.isdigit() and _pid_alive(int(pid_text)):
+            continue  # a live writer (this process included) may still rename it into place
+        entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def save_resume_checkpoint(checkpoint: Mapping[str, Any], run_dir: PathLike, *, keep: int = 2) -> Path:
+    """Write the resume checkpoint of a run, point ``last`` at it, then prune older ones.
+
+    ``keep`` (>= 1) files remain so that a later-corrupted newest file still has a fallback.
+    Deletion happens only after the new file and the pointer are in place.
+    """
+    if keep < 1:
+        raise ValueError(f"save_resume_checkpoint(keep={keep}): expected keep >= 1")
+    global_step = int(checkpoint.get("global_step", 0))
+    directory = resume_checkpoint_dir(run_dir)
+    path = save_atomic(checkpoint, directory / resume_checkpoint_name(global_step))
+    write_last_pointer(directory, path)
+    for older in list_resume_checkpoints(directory)[keep:]:
+        if older != path:  # never the file just written, even if an older run went further
+            older.unlink(missing_ok=True)
+    remove_stale_temp_files(directory)
+    return path

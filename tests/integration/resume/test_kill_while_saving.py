@@ -1,0 +1,84 @@
+"""A process SIGKILLed at random moments while saving never leaves a broken final file."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fulmen.runtime import checkpoint as ck
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# The child continues from the newest valid resume checkpoint (as a restarted job does) and
+# saves in a tight loop, both through the resume path and to a fixed ``last.ckpt`` name.
+CHILD = textwrap.dedent(
+    """
+    import sys, torch
+    from fulmen.runtime import checkpoint as ck
+    run_dir = sys.argv[1]
+    found = ck.find_resume_checkpoint(run_dir)
+    step = ck.load_checkpoint(found)["global_step"] if found else 0
+    print("ready", step, flush=True)
+    while True:
+        step += 1
+        payload = {"global_step": step, "state_dict": {"w": torch.full((512, 1024), float(step))}}
+        ck.save_resume_checkpoint(payload, run_dir)
+        ck.save_atomic(payload, run_dir + "/last.ckpt")
+    """
+)
+
+
+def _check_final_files(run_dir: Path) -> int:
+    """Every file under a final name loads and holds what its name says; return newest step."""
+    directory = ck.resume_checkpoint_dir(run_dir)
+    newest = 0
+    for path in ck.list_resume_checkpoints(directory):
+        loaded = ck.load_checkpoint(path, verify_checksums=True)
+        step = loaded["global_step"]
+        assert path.name == ck.resume_checkpoint_name(step)
+        assert torch.equal(loaded["state_dict"]["w"], torch.full((512, 1024), float(step)))
+        newest = max(newest, step)
+    last = run_dir / "last.ckpt"
+    if last.exists():
+        loaded = ck.load_checkpoint(last, verify_checksums=True)
+        assert loaded["state_dict"]["w"][0, 0].item() == loaded["global_step"]
+    return newest
+
+
+def test_sigkill_at_random_moments_never_leaves_truncated_final_file(
+    tmp_path: Path, python_exe: str, subprocess_env: dict[str, str]
+) -> None:
+    rng = random.Random(1234)
+    script = tmp_path / "saver.py"
+    script.write_text(CHILD)
+    run_dir = tmp_path / "run"
+    previous_newest = 0
+    kills = 0
+    for _ in range(8):
+        child = subprocess.Popen(
+            [python_exe, str(script), str(run_dir)], stdout=subprocess.PIPE, env=subprocess_env, text=True
+        )
+        assert child.stdout is not None
+        ready = child.stdout.readline().split()
+        assert ready and ready[0] == "ready", "child did not start"
+        # the child continued from the newest valid checkpoint the previous kill left
+        assert int(ready[1]) == previous_newest
+        time.sleep(rng.uniform(0.05, 0.6))
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=30) == -signal.SIGKILL
+        kills += 1
+        newest = _check_final_files(run_dir)
+        assert newest >= previous_newest
+        found = ck.find_resume_checkpoint(run_dir)
+        if newest:
+            assert found is not None and ck.load_checkpoint(found)["global_step"] == newest
+        previous_newest = newest
+    assert kills == 8 and previous_newest > 0

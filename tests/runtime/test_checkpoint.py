@@ -1,0 +1,173 @@
+"""Checkpoint file I/O: atomic save, checked load, resume checkpoint search."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from fulmen.errors import CheckpointError
+from fulmen.runtime import checkpoint as ck
+
+
+def _payload(step: int) -> dict:
+    return {"global_step": step, "epoch": 0, "state_dict": {"w": torch.full((64, 64), float(step))}}
+
+
+def test_save_atomic_writes_loadable_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "model.ckpt"
+    ck.save_atomic(_payload(3), target)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.ckpt"]
+    loaded = ck.load_checkpoint(target)
+    assert loaded["global_step"] == 3
+    assert torch.equal(loaded["state_dict"]["w"], torch.full((64, 64), 3.0))
+
+
+def test_save_atomic_failure_keeps_previous_file_and_removes_temp(tmp_path: Path) -> None:
+    target = tmp_path / "model.ckpt"
+    ck.save_atomic(_payload(1), target)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle this")
+
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        ck.save_atomic({"bad": Unpicklable()}, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt"]
+    assert ck.load_checkpoint(target)["global_step"] == 1
+
+
+def test_missing_file_error_names_file(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"nope\.ckpt.*does not exist"):
+        ck.load_checkpoint(tmp_path / "nope.ckpt")
+
+
+def test_empty_file_error(tmp_path: Path) -> None:
+    path = tmp_path / "empty.ckpt"
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.ckpt.*empty \(0 bytes\)"):
+        ck.load_checkpoint(path)
+
+
+@pytest.mark.parametrize("keep_fraction", [0.1, 0.5, 0.99])
+def test_truncated_file_error_names_file(tmp_path: Path, keep_fraction: float) -> None:
+    good = tmp_path / "good.ckpt"
+    ck.save_atomic(_payload(5), good)
+    data = good.read_bytes()
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(data[: int(len(data) * keep_fraction)])
+    with pytest.raises(CheckpointError, match=r"cut\.ckpt.*truncated"):
+        ck.load_checkpoint(cut)
+
+
+def test_not_a_checkpoint_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.ckpt"
+    path.write_text("hello world")
+    with pytest.raises(CheckpointError, match=r"notes\.ckpt.*not a torch checkpoint"):
+        ck.load_checkpoint(path)
+
+
+def test_corrupted_tensor_bytes_are_caught_by_checksum(tmp_path: Path) -> None:
+    path = tmp_path / "flip.ckpt"
+    ck.save_atomic(_payload(7), path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the tensor record
+    path.write_bytes(bytes(data))
+    # torch.load itself does not notice; the CRC32 check does and names the record
+    with pytest.raises(CheckpointError, match=r"flip\.ckpt.*corrupted.*CRC32"):
+        ck.load_checkpoint(path, verify_checksums=True)
+
+
+def test_corrupted_pickle_record_error_names_file(tmp_path: Path) -> None:
+    path = tmp_path / "pkl.ckpt"
+    ck.save_atomic(_payload(7), path)
+    data = bytearray(path.read_bytes())
+    offset = data.index(b"data.pkl") + 60  # bytes of the pickle stream itself
+    for i in range(offset, offset + 8):
+        data[i] ^= 0xA5
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"pkl\.ckpt.*corrupted"):
+        ck.load_checkpoint(path)
+
+
+def test_safe_loader_refuses_python_objects_and_says_how_to_opt_in(tmp_path: Path) -> None:
+    path = tmp_path / "ns.ckpt"
+    torch.save({"hyper_parameters": argparse.Namespace(lr=0.1), "state_dict": {}}, path)
+    with pytest.raises(CheckpointError, match=r"ns\.ckpt(.|\n)*argparse\.Namespace(.|\n)*unsafe_full_unpickle=True"):
+        ck.load_checkpoint(path)
+    loaded = ck.load_checkpoint(path, unsafe_full_unpickle=True)
+    assert loaded["hyper_parameters"].lr == 0.1
+
+
+def test_non_dict_checkpoint_error(tmp_path: Path) -> None:
+    path = tmp_path / "tensor.ckpt"
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(CheckpointError, match=r"tensor\.ckpt.*holds a Tensor, expected a dict"):
+        ck.load_checkpoint(path)
+
+
+def test_require_keys_lists_missing_and_present(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"x\.ckpt.*\['optimizer_states'\].*\['state_dict'\]"):
+        ck.require_keys({"state_dict": {}}, ("state_dict", "optimizer_states"), tmp_path / "x.ckpt", "resume")
+
+
+def test_last_pointer_round_trip_and_garbage(tmp_path: Path) -> None:
+    assert ck.read_last_pointer(tmp_path) is None
+    ck.write_last_pointer(tmp_path, tmp_path / "resume-step=000000000004.ckpt")
+    assert ck.read_last_pointer(tmp_path) == tmp_path / "resume-step=000000000004.ckpt"
+    (tmp_path / "last").write_text("../escape.ckpt")
+    assert ck.read_last_pointer(tmp_path) is None
+
+
+def test_resume_dir_layout(tmp_path: Path) -> None:
+    assert ck.resume_checkpoint_dir(tmp_path) == tmp_path / "checkpoints" / "resume"
+    assert ck.find_resume_checkpoint(tmp_path) is None
+
+
+def test_save_resume_checkpoint_keeps_two_newest_and_points_last(tmp_path: Path) -> None:
+    for step in (2, 4, 6):
+        written = ck.save_resume_checkpoint(_payload(step), tmp_path)
+    directory = ck.resume_checkpoint_dir(tmp_path)
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "last",
+        "resume-step=000000000004.ckpt",
+        "resume-step=000000000006.ckpt",
+    ]
+    assert ck.read_last_pointer(directory) == written
+    assert ck.find_resume_checkpoint(tmp_path) == written
+
+
+def test_find_resume_skips_corrupted_newest_with_warning(tmp_path: Path) -> None:
+    ck.save_resume_checkpoint(_payload(4), tmp_path)
+    newest = ck.save_resume_checkpoint(_payload(6), tmp_path)
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    with pytest.warns(RuntimeWarning, match=r"resume-step=000000000006\.ckpt.*corrupted"):
+        found = ck.find_resume_checkpoint(tmp_path)
+    assert found is not None and found.name == "resume-step=000000000004.ckpt"
+    assert ck.load_checkpoint(found)["global_step"] == 4
+
+
+def test_find_resume_skips_truncated_and_ignores_temp_files(tmp_path: Path) -> None:
+    ck.save_resume_checkpoint(_payload(4), tmp_path)
+    directory = ck.resume_checkpoint_dir(tmp_path)
+    good = directory / ck.resume_checkpoint_name(4)
+    bad = directory / ck.resume_checkpoint_name(8)
+    bad.write_bytes(good.read_bytes()[:100])
+    (directory / ".resume-step=000000000010.ckpt.fulmen-tmp-999999-abc").write_bytes(b"partial")
+    with pytest.warns(RuntimeWarning, match=r"resume-step=000000000008\.ckpt.*truncated"):
+        assert ck.find_resume_checkpoint(tmp_path) == good
+
+
+def test_remove_stale_temp_files_keeps_live_writers(tmp_path: Path) -> None:
+    dead = tmp_path / f".a.ckpt.fulmen-tmp-{2**22 + 12345}-dead"
+    live = tmp_path / f".a.ckpt.fulmen-tmp-{os.getpid()}-live"
+    dead.write_bytes(b"x")
+    live.write_bytes(b"x")
+    removed = ck.remove_stale_temp_files(tmp_path)
+    assert removed == [dead]
+    assert live.exists()
