@@ -51,3 +51,7 @@ def close_matches(word: str, choices: Iterable[str], n: int = 3) -> str:
 
 class SlurmCommandError(FulmenError):
     """A SLURM command (sbatch, scontrol, squeue, sacct, scancel) failed or is missing."""
+
+
+class MonitorKeyError(FulmenError, RuntimeError):
+    """A callback monitors a metric that was never logged (a RuntimeError, as in Lightning)."""
