@@ -57,17 +57,18 @@ def role_name(spec: JobSpec) -> str:
     return dns_label(spec.job_name, fallback="trainer").replace("-", "")
 
 
-def pod_run_dir(spec: JobSpec, run_id: str) -> str:
+def pod_run_dir(spec: JobSpec, run_dir_name: str) -> str:
     """The run directory as seen inside a pod.
 
-    An absolute ``run_root`` (a volume mounted at the same path in every pod) is kept; a relative
-    one is resolved against the image's working directory, where it lives only as long as the pod
-    unless the user mounts a volume there.
+    ``run_dir_name`` is the run folder's name on the submitting machine (``<job>-<run id>``), so
+    both sides talk about the same run. An absolute ``run_root`` (a volume mounted at the same
+    path in every pod) is kept; a relative one is resolved against the image's working directory,
+    where it lasts only as long as the pod unless a volume is mounted there.
     """
     root = PurePosixPath(spec.run_root)
     if not root.is_absolute():
         root = PurePosixPath(POD_WORKDIR) / root
-    return str(root / run_id)
+    return str(root / run_dir_name)
 
 
 def _template_escape(text: str) -> str:
@@ -75,14 +76,24 @@ def _template_escape(text: str) -> str:
     return text.replace("$", "$$")
 
 
-def launch_argv(spec: JobSpec, *, rendezvous_port: int) -> list[str]:
+def launch_argv(
+    spec: JobSpec, *, run_dir: str, rendezvous_port: int, restart_in_replica: bool = False
+) -> list[str]:
     """The ``launch`` command one replica runs, as a list of tokens.
 
-    Single-node jobs leave rendezvous to the local backend (it picks a free port itself); with
-    more than one node, the node rank and rendezvous host are shell expansions of torchx macros,
-    returned unquoted as ``_Raw`` tokens for ``rank_entry_script`` to splice in as they are.
+    ``--run-dir`` makes every replica's local backend use the run directory the submitter
+    created (otherwise each would start a new one); ``--name`` keeps the job name, from which
+    the local backend derives the multi-node rendezvous id. Single-node jobs leave rendezvous to
+    the local backend (it picks a free port itself); with more than one node, the node rank and
+    rendezvous host are shell expansions of torchx macros, returned unquoted as ``_Raw`` tokens
+    for ``rank_entry_script`` to splice in as they are. ``restart_in_replica`` hands
+    ``--max-restarts`` to the local backend, for schedulers that do not restart replicas.
     """
-    argv: list[str] = ["launch"]
+    argv: list[str] = ["launch", "--run-dir", run_dir]
+    if spec.name:
+        argv += ["--name", spec.name]
+    if restart_in_replica and spec.max_restarts:
+        argv += ["--max-restarts", str(spec.max_restarts)]
     if spec.gpus_per_node is not None:
         argv += ["--gpus", str(spec.gpus_per_node)]
     elif spec.nproc_per_node is not None:
@@ -129,6 +140,7 @@ def build_appdef(
     run_dir: str,
     rendezvous_port: int | None = None,
     path_prefix: str | None = None,
+    restart_in_replica: bool = False,
 ) -> AppDef:
     """The torchx AppDef that runs ``spec``: one role, ``spec.nodes`` replicas.
 
@@ -137,7 +149,8 @@ def build_appdef(
     and ``torchrun`` come from this interpreter's environment; on Kubernetes the image's
     ``PATH`` is already right). ``spec.max_restarts`` becomes the role's ``max_retries`` with
     the APPLICATION policy: a failed pod restarts the whole job, which then resumes from the
-    run's resume checkpoint.
+    run's resume checkpoint. torchx's local scheduler ignores ``max_retries``, so torchx-local
+    sets ``restart_in_replica`` and the local backend in the replica restarts the ranks instead.
     """
     from torchx import specs
 
@@ -147,6 +160,9 @@ def build_appdef(
             "HINT: pass --image REGISTRY/fulmen:TAG (see docker/README.md to build one)."
         )
     port = rendezvous_port or spec.master_port or DEFAULT_RDZV_PORT
+    argv = launch_argv(
+        spec, run_dir=run_dir, rendezvous_port=port, restart_in_replica=restart_in_replica
+    )
     env = {
         "FULMEN_RUN_DIR": run_dir,
         # Rank output goes to the pod log line by line instead of in 4 KiB blocks.
@@ -159,7 +175,7 @@ def build_appdef(
         name=role_name(spec),
         image=image,
         entrypoint="bash",
-        args=["-c", rank_entry_script(launch_argv(spec, rendezvous_port=port))],
+        args=["-c", rank_entry_script(argv)],
         env={key: _template_escape(value) for key, value in env.items()},
         num_replicas=spec.nodes,
         max_retries=spec.max_restarts,

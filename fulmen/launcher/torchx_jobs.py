@@ -1,0 +1,244 @@
+"""What fulmen remembers about a torchx job, and ``status`` / ``logs`` / ``cancel`` for it.
+
+Next to the generic job record (``job.json``, fulmen/launcher/jobs.py) a torchx run directory
+holds ``torchx.json``: the torchx app handle, the scheduler, the role name and, for
+torchx-local, the launcher's pid and the replicas' log folders plus the final state the
+launcher saw. That split keeps the generic record free of torchx details.
+
+- Kubernetes jobs are asked about through torchx's runner (``kubectl`` config of the caller).
+- torchx-local jobs live only as long as the launcher that supervises them (torchx keeps local
+  apps in memory), so their state comes from ``torchx.json`` and the launcher's pid, and
+  ``cancel`` signals that launcher, which then stops every replica.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fulmen.errors import LaunchError
+from fulmen.launcher import rundir
+from fulmen.launcher.spec import JobSpec
+
+if TYPE_CHECKING:
+    from torchx.specs import AppDryRunInfo
+
+TORCHX_FILE = "torchx.json"
+#: States after which a job does not change any more (torchx's AppState names).
+TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+#: A torchx-local job whose launcher is gone without writing a final state.
+LOST_STATE = "LOST"
+
+
+@dataclass
+class TorchxRun:
+    """The torchx side of one run (``<run_dir>/torchx.json``)."""
+
+    handle: str
+    scheduler: str
+    role: str
+    ranks_per_node: int
+    launcher_pid: int | None = None
+    launcher_host: str | None = None
+    replica_log_dirs: list[str] = field(default_factory=list)
+    state: str = "SUBMITTED"
+
+    def save(self, run_dir: Path) -> Path:
+        """Write ``torchx.json`` atomically (a reader never sees half a file)."""
+        path = run_dir / TORCHX_FILE
+        tmp = path.with_name(f".{TORCHX_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, run_dir: Path) -> TorchxRun:
+        path = Path(run_dir) / TORCHX_FILE
+        try:
+            return cls(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise LaunchError(
+                f"{path} does not exist, so {run_dir} is not a torchx run (or it was never submitted).\n"
+                "HINT: `fulmen list` shows the runs and their backends."
+            ) from None
+
+
+def create_run_dir(spec: JobSpec) -> tuple[Path, str]:
+    """A fresh run directory with ``spec.json``; returns it and the run id."""
+    run_id = rundir.new_run_id()
+    run_dir = rundir.prepare_run_dir(spec, rundir.run_dir_for(spec, run_id))
+    return run_dir, run_id
+
+
+def replica_log_dirs(info: AppDryRunInfo, role: str) -> list[str]:
+    """The local scheduler's per-replica log folders (from its dry-run request)."""
+    return list(info.request.role_log_dirs[role])
+
+
+def record_torchx_run(spec: JobSpec, run_dir: Path, *, handle: str, info: AppDryRunInfo, role: str) -> TorchxRun:
+    """Write ``torchx.json`` for a job torchx just accepted."""
+    local = spec.cluster == "torchx-local"
+    run = TorchxRun(
+        handle=handle,
+        scheduler=info._scheduler or "",
+        role=role,
+        ranks_per_node=spec.ranks_per_node,
+        launcher_pid=os.getpid() if local else None,
+        launcher_host=socket.gethostname() if local else None,
+        replica_log_dirs=replica_log_dirs(info, role) if local else [],
+        state="RUNNING" if local else "SUBMITTED",
+    )
+    run.save(run_dir)
+    return run
+
+
+def record_final_state(run_dir: Path, run: TorchxRun, state: str) -> None:
+    """Store the state the waiting launcher saw last (the only source for torchx-local jobs)."""
+    run.state = state
+    run.save(run_dir)
+
+
+class LogFollower:
+    """Echo a growing log file to a stream, a chunk per call (no thread: the wait loop calls it)."""
+
+    def __init__(self, path: Path, stream: Any = None) -> None:
+        self.path = path
+        self.stream = stream if stream is not None else sys.stdout
+        self._offset = 0
+
+    @classmethod
+    def for_replica(cls, info: AppDryRunInfo, role: str, replica: int) -> LogFollower:
+        """Follow replica ``replica``'s combined stdout+stderr as torchx's local scheduler writes it."""
+        return cls(Path(replica_log_dirs(info, role)[replica]) / "combined.log")
+
+    def echo(self) -> None:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return
+        if data:
+            self._offset += len(data)
+            self.stream.write(data.decode("utf-8", errors="replace"))
+            self.stream.flush()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _require_same_host(run: TorchxRun, run_dir: Path) -> None:
+    if run.launcher_host and run.launcher_host != socket.gethostname():
+        raise LaunchError(
+            f"The torchx-local run {run_dir} is supervised by a launcher on {run.launcher_host}, "
+            f"not on this machine ({socket.gethostname()}).\n"
+            f"HINT: run the command on {run.launcher_host}."
+        )
+
+
+@contextlib.contextmanager
+def _cluster_errors(what: str, handle: str) -> Iterator[None]:
+    """Turn a failing torchx/kubernetes call into a LaunchError that says how to check access."""
+    try:
+        yield
+    except LaunchError:
+        raise
+    except Exception as exc:  # the kubernetes client raises many unrelated types
+        raise LaunchError(
+            f"Could not {what} {handle}: {type(exc).__name__}: {exc}\n"
+            "HINT: check that kubectl reaches the cluster (`kubectl get vcjob -A`) with the same "
+            "kubeconfig as this shell."
+        ) from exc
+
+
+def status_of(run_dir: Path) -> str:
+    """The job's state: torchx's AppState name, or ``LOST`` for a local job whose launcher died."""
+    from fulmen.launcher.torchx import open_runner
+
+    run = TorchxRun.load(run_dir)
+    if run.scheduler == "local_cwd":
+        if run.state in TERMINAL_STATES:
+            return run.state
+        _require_same_host(run, run_dir)
+        return run.state if run.launcher_pid and _pid_alive(run.launcher_pid) else LOST_STATE
+    with _cluster_errors("get the status of", run.handle), open_runner() as runner:
+        status = runner.status(run.handle)
+    return status.state.name if status is not None else "UNKNOWN"
+
+
+def logs_of(run_dir: Path, rank: int = 0, follow: bool = False) -> Iterator[str]:
+    """Lines of rank ``rank``'s output.
+
+    torchx-local: the rank's own ``logs/rank_N.log`` written by the local backend. Kubernetes:
+    the log of the pod that runs the rank (replica ``rank // ranks_per_node``), read through
+    torchx, which shows that node's local backend output (rank 0 of the node and any errors).
+    """
+    from fulmen.launcher.torchx import open_runner
+
+    run = TorchxRun.load(run_dir)
+    if run.scheduler == "local_cwd":
+        done = lambda: status_of(run_dir) in TERMINAL_STATES | {LOST_STATE}  # noqa: E731
+        yield from _file_lines(rundir.rank_log_path(run_dir, rank), follow=follow, is_done=done)
+        return
+    replica = rank // max(run.ranks_per_node, 1)
+    with _cluster_errors("read the logs of", run.handle), open_runner() as runner:
+        for line in runner.log_lines(run.handle, run.role, replica, should_tail=follow):
+            yield line.rstrip("\n")
+
+
+def _file_lines(
+    path: Path, *, follow: bool, is_done: Callable[[], bool], poll_s: float = 0.5
+) -> Iterator[str]:
+    """A file's lines; with ``follow``, keep reading as it grows until ``is_done()``."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    offset, pending = 0, ""
+    while True:
+        try:
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+        except FileNotFoundError:
+            data = b""
+        offset += len(data)
+        *complete, pending = (pending + decoder.decode(data)).split("\n")
+        yield from complete
+        if data:
+            continue  # read again at once: the file may have grown meanwhile
+        if not follow or is_done():
+            if pending:
+                yield pending
+            return
+        time.sleep(poll_s)
+
+
+def cancel_run(run_dir: Path) -> None:
+    """Stop the job: delete the Volcano job, or signal the torchx-local launcher to stop its replicas."""
+    run = TorchxRun.load(run_dir)
+    if run.scheduler != "local_cwd":
+        from fulmen.launcher.torchx import open_runner
+
+        with _cluster_errors("cancel", run.handle), open_runner() as runner:
+            runner.cancel(run.handle)
+        return
+    if run.state in TERMINAL_STATES:
+        return
+    _require_same_host(run, run_dir)
+    if run.launcher_pid and _pid_alive(run.launcher_pid):
+        os.kill(run.launcher_pid, signal.SIGTERM)
