@@ -12,6 +12,7 @@ when a tool fails or is not installed.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -181,8 +182,9 @@ class JobState:
         return self.state in FINAL_STATES
 
 
+@functools.lru_cache(maxsize=1)
 def accounting_enabled() -> bool:
-    """True when sacct can answer (slurmdbd configured and reachable)."""
+    """True when sacct can answer (slurmdbd configured and reachable); asked once per process."""
     if shutil.which("sacct") is None:
         return False
     proc = subprocess.run(

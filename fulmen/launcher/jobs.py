@@ -1,0 +1,128 @@
+"""Job records: ``<run_dir>/job.json``, the facts ``fulmen status/logs/cancel/list`` start from.
+
+A record says which backend ran a job, under which scheduler id, in which run directory, with
+which spec, and when it was submitted. Scheduler state is *not* stored (it would go stale):
+the job commands ask the scheduler each time.
+
+Records are found by job id, run-directory path or run name. So that ``fulmen list`` works
+from any folder, every written record is also appended to a per-user index
+(``$XDG_STATE_HOME/fulmen/jobs.jsonl``, default ``~/.local/state/fulmen/jobs.jsonl``); the
+index only points at run directories, the record in the run directory stays the truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fulmen.errors import LaunchError
+
+RECORD_FILE = "job.json"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One submitted job."""
+
+    job_id: str
+    backend: str  # "slurm", "local", "k8s", ...
+    run_dir: str
+    name: str
+    submit_time: float
+    spec: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # backend-specific facts
+
+    @property
+    def path(self) -> Path:
+        return Path(self.run_dir) / RECORD_FILE
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobRecord:
+        known = {k: data[k] for k in ("job_id", "backend", "run_dir", "name", "submit_time") if k in data}
+        return cls(**known, spec=data.get("spec", {}), extra=data.get("extra", {}))
+
+
+def index_path() -> Path:
+    """The per-user list of run directories that hold job records."""
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "fulmen" / "jobs.jsonl"
+
+
+def write_record(record: JobRecord) -> Path:
+    """Write ``job.json`` atomically and add the run directory to the index."""
+    path = record.path
+    tmp = path.with_name(f".{RECORD_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(record.to_json())
+    os.replace(tmp, path)
+    index = index_path()
+    index.parent.mkdir(parents=True, exist_ok=True)
+    with index.open("a") as handle:  # one short line per append: safe between processes
+        handle.write(json.dumps({"run_dir": record.run_dir, "job_id": record.job_id}) + "\n")
+    return path
+
+
+def new_record(job_id: str, backend: str, run_dir: Path, name: str, spec: dict[str, Any], **extra: Any) -> JobRecord:
+    return JobRecord(job_id, backend, str(run_dir), name, time.time(), spec, dict(extra))
+
+
+def read_record(run_dir: Path) -> JobRecord:
+    """The record in ``run_dir``; LaunchError when there is none."""
+    path = Path(run_dir) / RECORD_FILE
+    try:
+        return JobRecord.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise LaunchError(f"{run_dir} holds no job record ({RECORD_FILE}); was a job submitted from it?") from None
+    except json.JSONDecodeError as exc:
+        raise LaunchError(f"The job record {path} is not valid JSON ({exc}).") from None
+
+
+def all_records() -> list[JobRecord]:
+    """Every record the index points at that still exists, oldest submission first."""
+    seen: dict[str, JobRecord] = {}
+    try:
+        lines = index_path().read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        try:
+            run_dir = json.loads(line)["run_dir"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line cut short by a crash; the others are still good
+        if run_dir in seen:
+            continue
+        try:
+            seen[run_dir] = read_record(Path(run_dir))
+        except LaunchError:
+            continue  # run directory deleted since
+    return sorted(seen.values(), key=lambda r: r.submit_time)
+
+
+def find_record(job: str) -> JobRecord:
+    """A record by run-directory path, job id or run name (the newest when several match)."""
+    path = Path(job)
+    if (path / RECORD_FILE).is_file():
+        return read_record(path)
+    records = all_records()
+    matches = [r for r in records if job in (r.job_id, Path(r.run_dir).name)] or [
+        r for r in records if r.name == job
+    ]
+    if not matches:
+        known = ", ".join(f"{r.job_id} ({Path(r.run_dir).name})" for r in records[-5:]) or "none"
+        raise LaunchError(
+            f"No job {job!r} in the job records (recent: {known}).\n"
+            "HINT: pass a job id, a run name or a run directory; `fulmen list` shows them."
+        )
+    return matches[-1]
+
+
+def latest_record() -> JobRecord | None:
+    """The most recently submitted job, or None when there is no record."""
+    records = all_records()
+    return records[-1] if records else None

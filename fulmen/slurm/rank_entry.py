@@ -1,0 +1,248 @@
+"""What every SLURM task runs: set up the rank, then run the user's script (or callable).
+
+submitit starts one ``python -m submitit.core._submit`` per task (``srun``), unpickles the
+callable we submitted and calls it. That callable is a :class:`ScriptTask` (``launch
+script.py``) or a :class:`CallableTask` (``fulmen.launcher.api.submit``). Both:
+
+1. export ``FULMEN_RUN_DIR`` and ``FULMEN_RESTART_COUNT`` (= ``SLURM_RESTART_COUNT``, 0 on the
+   first run), ``MASTER_ADDR`` (first host of the step nodelist) and ``MASTER_PORT`` (derived
+   from the job id, probed by rank 0 and shared through the run directory);
+2. send this rank's stdout and stderr to ``<run_dir>/logs/rank_N.log`` (earlier attempts are
+   kept as ``rank_N.attempt_K.log``);
+3. install a fallback handler for SIGTERM and the warning signal: a signal that arrives
+   outside ``Trainer.fit`` (whose own handler takes over during fit and is restored after)
+   stops the script, requeues the job from rank 0 and exits with ``PREEMPTED_EXIT_CODE``;
+4. run the script from the code snapshot (``chdir`` into ``<run_dir>/code``, ``runpy`` with
+   the script's argv).
+
+Exit codes: 0 -> submitit records the result; anything else leaves the process with that
+code (the SLURM job fails, or, for 75 after a requeue, runs again).
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from fulmen.runtime.ranks import RankInfo
+from fulmen.slurm import environment
+
+PORT_WAIT_S = 120.0
+_SIGNAL_NAMES = {"USR1": signal.SIGUSR1, "USR2": signal.SIGUSR2, "TERM": signal.SIGTERM,
+                 "INT": signal.SIGINT, "HUP": signal.SIGHUP, "QUIT": signal.SIGQUIT, "ALRM": signal.SIGALRM}
+
+
+class SignalStop(BaseException):
+    """Raised by the fallback handler; a BaseException so ``except Exception`` cannot eat it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def warning_signal(spec_signal: str) -> signal.Signals:
+    """The signal of an sbatch ``--signal`` spec: ``B:USR1@120`` -> SIGUSR1."""
+    name = spec_signal.split(":")[-1].split("@")[0].removeprefix("SIG")
+    return _SIGNAL_NAMES[name]
+
+
+# ---------------------------------------------------------------- rank setup
+
+
+def prepare_rank(run_dir: Path, environ: dict[str, str] | None = None) -> RankInfo | None:
+    """Export the run/rendezvous variables for this task and return its RankInfo.
+
+    None when this process is not an srun task (then it runs as a single process).
+    """
+    env = os.environ if environ is None else environ
+    env["FULMEN_RUN_DIR"] = str(run_dir)
+    env["FULMEN_RESTART_COUNT"] = str(environment.restart_count(env))
+    # torchrun's habit: one thread per rank unless the job asked for more CPUs per task,
+    # otherwise N ranks x all-cores threads oversubscribe the node.
+    env.setdefault("OMP_NUM_THREADS", env.get("SLURM_CPUS_PER_TASK", "1"))
+    info = environment.rank_info_from_slurm(env)
+    if info is None:
+        return None
+    env["MASTER_ADDR"] = info.master_addr
+    if "MASTER_PORT" not in env and info.world_size > 1:
+        env["MASTER_PORT"] = str(agree_on_port(info, run_dir))
+    return environment.rank_info_from_slurm(env)
+
+
+def agree_on_port(info: RankInfo, run_dir: Path) -> int:
+    """Rank 0 probes from the derived port upwards; the others read its choice from the run dir."""
+    from fulmen.launcher.ports import is_port_free
+
+    folder = run_dir / "rendezvous"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{info.job_id}.restart{info.restart_count}.port"
+    assert info.master_port is not None
+    if info.is_global_zero:
+        port = info.master_port
+        low, high = environment.PORT_RANGE
+        for _ in range(64):
+            if is_port_free(port):
+                break
+            port = low + (port - low + 1) % (high - low)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(str(port))
+        os.replace(tmp, path)
+        return port
+    deadline = time.monotonic() + PORT_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            return int(path.read_text())
+        except (FileNotFoundError, ValueError):
+            time.sleep(0.05)
+    raise TimeoutError(
+        f"rank {info.global_rank} waited {PORT_WAIT_S:.0f}s for rank 0 to publish the rendezvous port in {path}"
+    )
+
+
+def redirect_output(run_dir: Path, rank: int) -> Path:
+    """Point fds 1 and 2 at ``logs/rank_N.log`` (C extensions and subprocesses included)."""
+    from fulmen.launcher.rundir import rotate_rank_log
+
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    path = rotate_rank_log(run_dir, rank)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return path
+
+
+def _raise_signal_stop(signum: int, frame: FrameType | None) -> None:
+    raise SignalStop(signum)
+
+
+def install_fallback_handlers(warning: signal.Signals) -> None:
+    """SIGTERM and the warning signal stop a script that is not inside ``Trainer.fit``."""
+    for sig in {signal.SIGTERM, warning}:
+        signal.signal(sig, _raise_signal_stop)
+
+
+def _restart_note(info: RankInfo | None) -> str:
+    if info is None:
+        return "single process (not an srun task)"
+    return (
+        f"rank {info.global_rank}/{info.world_size} local_rank {info.local_rank} node {info.node_rank} "
+        f"({os.environ.get('SLURMD_NODENAME', '?')}) job {info.job_id} restart {info.restart_count} "
+        f"master {info.master_addr}:{info.master_port}"
+    )
+
+
+# ---------------------------------------------------------------- running
+
+
+def run_guarded(
+    body: Callable[[], Any], info: RankInfo | None, requeue_on_failure: bool, *, reraise: bool = False
+) -> tuple[int, Any]:
+    """Run ``body``; map its ending to an exit code, requeueing where the rules say so.
+
+    With ``reraise`` an exception from ``body`` propagates after the requeue decision, so that
+    submitit pickles its traceback for the submitter.
+    """
+    from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
+    from fulmen.slurm.requeue import requeue_job
+
+    result: Any = None
+    error: Exception | None = None
+    try:
+        result = body()
+        code = 0
+    except SignalStop as stop:
+        print(f"fulmen: {stop} outside Trainer.fit; stopping this rank", file=sys.stderr, flush=True)
+        code = PREEMPTED_EXIT_CODE
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - the traceback goes to the rank's log, the code to SLURM
+        if not reraise:  # submitit prints (and pickles) the traceback of what we re-raise
+            traceback.print_exc()
+        code, error = 1, exc
+    if info is not None and code == PREEMPTED_EXIT_CODE and info.is_global_zero:
+        requeue_job(info, reason="preempted or near the time limit")
+    elif info is not None and code not in (0, PREEMPTED_EXIT_CODE) and requeue_on_failure:
+        requeue_job(info, reason=f"rank {info.global_rank} failed with exit code {code}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if error is not None and reraise:
+        raise error
+    return code, result
+
+
+@dataclass(frozen=True)
+class ScriptTask:
+    """Run ``entry`` (a script in the snapshot, or a module) with ``args`` in every task."""
+
+    run_dir: str
+    entry: str
+    args: tuple[str, ...] = ()
+    entry_is_module: bool = False
+    warning_signal: str = "USR2@90"
+    requeue_on_failure: bool = False
+
+    def __call__(self) -> int:
+        run_dir = Path(self.run_dir)
+        info = prepare_rank(run_dir)
+        redirect_output(run_dir, info.global_rank if info else 0)
+        print(f"fulmen: {_restart_note(info)} started at {time.time():.3f}", file=sys.stderr, flush=True)
+        install_fallback_handlers(warning_signal(self.warning_signal))
+        code, _ = run_guarded(self._run_script, info, self.requeue_on_failure)
+        if code != 0:
+            # SystemExit passes submitit's `except Exception`: no result pickle is written and
+            # the task's exit status is what SLURM records.
+            raise SystemExit(code)
+        return 0
+
+    def _run_script(self) -> None:
+        code_dir = Path(self.run_dir) / "code"
+        os.chdir(code_dir)
+        if self.entry_is_module:
+            sys.argv = [self.entry, *self.args]
+            sys.path.insert(0, str(code_dir))
+            runpy.run_module(self.entry, run_name="__main__", alter_sys=True)
+        else:
+            script = code_dir / self.entry
+            sys.argv = [str(script), *self.args]
+            sys.path.insert(0, str(script.parent))
+            runpy.run_path(str(script), run_name="__main__")
+
+
+@dataclass(frozen=True)
+class CallableTask:
+    """Call ``fn(*args, **kwargs)`` in every task; each task's return value is its result."""
+
+    run_dir: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    warning_signal: str = "USR2@90"
+    requeue_on_failure: bool = False
+
+    def __call__(self) -> Any:
+        run_dir = Path(self.run_dir)
+        info = prepare_rank(run_dir)
+        redirect_output(run_dir, info.global_rank if info else 0)
+        print(f"fulmen: {_restart_note(info)} started at {time.time():.3f}", file=sys.stderr, flush=True)
+        install_fallback_handlers(warning_signal(self.warning_signal))
+        code, result = run_guarded(
+            lambda: self.fn(*self.args, **self.kwargs), info, self.requeue_on_failure, reraise=True
+        )
+        if code != 0:
+            raise SystemExit(code)
+        return result
+
