@@ -1,0 +1,105 @@
+"""Hyperparameter containers and their ``hparams.yaml`` files (Lightning's formats).
+
+``save_hparams_to_yaml`` / ``load_hparams_from_yaml`` are what loggers write next to their
+metrics and what ``load_from_checkpoint(hparams_file=...)`` reads. PyYAML is imported inside
+the functions so that ``import fulmen`` never loads it.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from argparse import Namespace
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+# One AttributeDict class for the whole package (``hparams`` are instances of it); this is
+# Lightning's import path for it.
+from fulmen.core.hparams import AttributeDict
+
+__all__ = ["AttributeDict", "save_hparams_to_yaml", "load_hparams_from_yaml"]
+
+
+def _yaml_ready(value: Any) -> Any:
+    """Turn values PyYAML would write as Python-object tags into plain data where that is lossless."""
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Namespace):
+        return {k: _yaml_ready(v) for k, v in vars(value).items()}
+    if isinstance(value, Mapping):
+        return {k: _yaml_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_yaml_ready(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_yaml_ready(v) for v in value)
+    return value
+
+
+def save_hparams_to_yaml(config_yaml: str | os.PathLike[str], hparams: Mapping[str, Any] | Namespace) -> None:
+    """Write ``hparams`` to ``config_yaml`` in the layout Lightning writes (``yaml.dump``, keys sorted).
+
+    A value that cannot be written so that ``yaml.full_load`` reads it back (a model, an open
+    file, an arbitrary object) is left out with a warning naming the key, as Lightning does;
+    enums are stored by name and paths as strings.
+
+    Raises:
+        RuntimeError: the folder of ``config_yaml`` does not exist.
+        TypeError: ``hparams`` is neither a mapping nor an ``argparse.Namespace``.
+    """
+    import yaml
+
+    folder = os.path.dirname(os.fspath(config_yaml)) or "."
+    if not os.path.isdir(folder):
+        raise RuntimeError(
+            f"Missing folder: {folder}. Cannot write the hyperparameter file {os.fspath(config_yaml)!r}.\n"
+            "HINT: create the folder first (the loggers write hparams.yaml into their log_dir)."
+        )
+    if isinstance(hparams, Namespace):
+        hparams = vars(hparams)
+    if not isinstance(hparams, Mapping):
+        raise TypeError(
+            f"hparams must be a dict or argparse.Namespace, got {type(hparams).__name__}.\n"
+            "HINT: pass dict(hparams) or vars(args)."
+        )
+
+    allowed: dict[str, Any] = {}
+    for key, value in hparams.items():
+        value = _yaml_ready(value)
+        try:
+            # Round-trip through full_load: tags it refuses (python/object...) would make the file
+            # unreadable for load_hparams_from_yaml, so such values are skipped, not written.
+            yaml.full_load(yaml.dump(value))
+        except (TypeError, ValueError, yaml.YAMLError, RecursionError):
+            warnings.warn(
+                f"Skipping '{key}' parameter because it is not possible to safely dump to YAML "
+                f"(type {type(value).__name__}).",
+                stacklevel=2,
+            )
+            continue
+        allowed[key] = value
+
+    with open(config_yaml, "w", newline="") as fp:
+        yaml.dump(allowed, fp)
+
+
+def load_hparams_from_yaml(config_yaml: str | os.PathLike[str], use_omegaconf: bool = False) -> dict[str, Any]:
+    """Read a ``hparams.yaml`` written by fulmen or Lightning; ``{}`` with a warning when it is missing.
+
+    ``use_omegaconf`` is accepted for signature compatibility with Lightning and ignored (fulmen
+    does not depend on OmegaConf).
+    """
+    import yaml
+
+    path = Path(config_yaml)
+    if not path.is_file():
+        from fulmen.utilities.rank_zero import rank_zero_warn
+
+        rank_zero_warn(f"Missing Tags: {os.fspath(config_yaml)}.", category=RuntimeWarning)
+        return {}
+    with open(path) as fp:
+        hparams = yaml.full_load(fp)
+    return dict(hparams) if hparams else {}
