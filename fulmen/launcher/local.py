@@ -1,0 +1,231 @@
+"""The local backend: N ranks on this machine, or one node of a multi-node group, via
+torch.distributed.elastic's agent and process handling (the same machinery as torchrun).
+
+What fulmen adds on top of the agent, and why:
+
+- a run directory (``spec.json``, ``logs/rank_N.log``, ``checkpoints/``) that every rank finds
+  through ``FULMEN_RUN_DIR``, and ``FULMEN_RESTART_COUNT`` for the attempt number;
+- fast failure propagation: the agent would wait up to 30 s for survivors after a rank dies;
+  here they get SIGTERM and, 2 s later, SIGKILL (a survivor is usually stuck in a collective
+  with the dead peer and cannot stop by itself);
+- preemption: ranks that exit with ``PREEMPTED_EXIT_CODE`` are given time to finish, signals
+  to the launcher (TERM/INT/USR1/USR2) are forwarded to the ranks, which checkpoint and exit,
+  and the launcher then exits with ``PREEMPTED_EXIT_CODE`` too;
+- psutil cleanup of every process of the run (DataLoader workers included) and a one-line
+  resource summary per rank; a failure report naming the first failing rank, its exit code
+  and the tail of its log.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fulmen.errors import LaunchError
+from fulmen.launcher import ports, rundir
+from fulmen.launcher.spec import JobSpec
+from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
+
+FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1,SIGUSR2"
+RANK_ENTRY_MODULE = "fulmen.launcher.rank_entry"
+
+
+def run(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
+    """Run ``spec`` on this machine and return the exit code for the CLI.
+
+    Always waits (``wait`` is accepted for the common backend signature). ``dry_run`` prints
+    what would run and starts nothing.
+    """
+    check_entry(spec)
+    check_gpus(spec)
+    run_id = rundir.new_run_id()
+    run_dir = rundir.run_dir_for(spec, run_id)
+    if dry_run:
+        print(describe_plan(spec, run_dir))
+        return 0
+    rundir.prepare_run_dir(spec, run_dir)
+    from fulmen.launcher.local_agent import run_agent  # imports torch: only when we really run
+
+    rdzv_id, first_port, claimed = _rendezvous_id_and_port(spec, run_id)
+    claimed_ports = [first_port] if claimed else []
+
+    def port_for_attempt(attempt: int) -> int:
+        # A restarted group gets a fresh store on a fresh port (see PerAttemptRendezvous).
+        if attempt == 0:
+            return first_port
+        port, _ = ports.choose_port(f"{run_id}-attempt-{attempt}", environ={})
+        claimed_ports.append(port)
+        return port
+
+    record = _write_job_record(spec, run_dir, run_id)
+    code = 1
+    try:
+        with _launcher_environment(spec, run_dir):
+            code = run_agent(
+                spec,
+                run_dir=run_dir,
+                rdzv_id=rdzv_id,
+                master_addr=spec.master_addr or "127.0.0.1",
+                port_for_attempt=port_for_attempt,
+                command=rank_command(spec),
+            )
+        return code
+    finally:
+        for port in claimed_ports:
+            ports.release_port(port)
+        _finish_job_record(record, code)
+
+
+def check_entry(spec: JobSpec) -> None:
+    """A missing script or module is an error before anything starts."""
+    if spec.entry_is_module:
+        try:
+            found = importlib.util.find_spec(spec.entry) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise LaunchError(
+                f"-m {spec.entry}: no such module on the Python path of {sys.executable}.\n"
+                "HINT: run from the folder that contains the package, or install it."
+            )
+        return
+    path = Path(spec.entry)
+    if not path.is_file():
+        where = f" (looked in {Path.cwd()})" if not path.is_absolute() else ""
+        raise LaunchError(
+            f"Script {spec.entry!r} does not exist{where}.\n"
+            "HINT: give the path of a Python file, or -m package.module for a module."
+        )
+
+
+def check_gpus(spec: JobSpec) -> None:
+    """``--gpus N`` needs N visible GPUs on this machine."""
+    if spec.gpus_per_node is None:
+        return
+    import torch
+
+    found = torch.cuda.device_count()
+    if found < spec.gpus_per_node:
+        raise LaunchError(
+            f"--gpus {spec.gpus_per_node} asks for {spec.gpus_per_node} GPU ranks per node, but "
+            f"this machine has {found} GPU{'s' if found != 1 else ''} visible (torch.cuda.device_count()).\n"
+            f"HINT: use --nproc-per-node {spec.gpus_per_node} to run {spec.gpus_per_node} ranks on CPU"
+            + (f", or --gpus {found}" if found else "")
+            + "."
+        )
+
+
+def rank_command(spec: JobSpec) -> list[str]:
+    """The command every rank runs (through the rank entry, which merges stderr into the log)."""
+    entry = ["--module", spec.entry] if spec.entry_is_module else [spec.entry]
+    return [sys.executable, "-u", "-m", RANK_ENTRY_MODULE, *entry, *spec.args]
+
+
+def describe_plan(spec: JobSpec, run_dir: Path) -> str:
+    """What ``--dry-run`` prints: ranks, rendezvous, run dir and the exact rank command."""
+    nodes = f"node {spec.node_rank} of {spec.nodes}" if spec.nodes > 1 else "1 node"
+    lines = [
+        f"local launch: {spec.ranks_per_node} rank(s) on this machine ({nodes}), world size {spec.world_size}",
+        f"run dir:      {run_dir}",
+        f"rendezvous:   {spec.master_addr or '127.0.0.1'}:{spec.master_port or '<derived per run, probed>'}",
+        f"max restarts: {spec.max_restarts}",
+        f"each rank:    {' '.join(rank_command(spec))}",
+    ]
+    lines += [f"env:          {key}={value}" for key, value in spec.env]
+    return "\n".join(lines)
+
+
+def _write_job_record(spec: JobSpec, run_dir: Path, run_id: str) -> Any:
+    """``job.json`` in the run dir, so ``fulmen status / logs / list`` see local runs too."""
+    from fulmen.launcher import jobs
+
+    record = jobs.new_record(
+        run_id, "local", run_dir, spec.job_name, spec.to_dict(), num_tasks=spec.world_size, final_state="RUNNING"
+    )
+    jobs.write_record(record)
+    return record
+
+
+def _finish_job_record(record: Any, code: int) -> None:
+    from fulmen.launcher import jobs
+
+    states = {0: "COMPLETED", PREEMPTED_EXIT_CODE: "PREEMPTED"}
+    record.extra["final_state"] = states.get(code, "FAILED")
+    record.extra["exit_code"] = code
+    jobs.write_record(record)
+
+
+def _rendezvous_id_and_port(spec: JobSpec, run_id: str) -> tuple[str, int, bool]:
+    """(rendezvous id, port, whether we claimed the port and must release it).
+
+    One node: a fresh id and a probed, claimed port. Several nodes: every node's launcher
+    must arrive at the same id and port without talking to the others, so both derive from
+    the job name (or come from --master-port / MASTER_PORT); probing here would be
+    meaningless, the port is bound on node 0.
+    """
+    environ = {**os.environ, **dict(spec.env)}
+    if spec.nodes == 1:
+        port, claimed = ports.choose_port(run_id, explicit=spec.master_port, environ=environ)
+        return run_id, port, claimed
+    if spec.max_restarts:
+        raise LaunchError(
+            f"--max-restarts {spec.max_restarts} with --nodes {spec.nodes}: the local backend restarts the "
+            "ranks of one machine only; the other nodes would keep waiting for the old group.\n"
+            "HINT: let the scheduler restart the whole job (--cluster slurm with --max-requeues, "
+            "or --cluster k8s), or run one node with --max-restarts."
+        )
+    if not spec.master_addr:
+        raise LaunchError(
+            f"--nodes {spec.nodes} without --master-addr: the nodes cannot find each other.\n"
+            "HINT: pass --master-addr HOST (node 0's address) and the same --master-port on every node."
+        )
+    rdzv_id = f"fulmen-{spec.job_name}"
+    explicit = spec.master_port
+    if explicit is None and environ.get("MASTER_PORT"):
+        explicit = int(environ["MASTER_PORT"])
+    return rdzv_id, explicit if explicit is not None else ports.candidate_port(rdzv_id), False
+
+
+@contextmanager
+def _launcher_environment(spec: JobSpec, run_dir: Path) -> Iterator[None]:
+    """Variables the ranks inherit from the agent, set for the run and restored afterwards.
+
+    The agent passes the launcher's environment to every rank; these are the ones it does
+    not set itself. Signal handlers installed by the agent are restored too, because
+    ``python script.py`` with ``Trainer(devices=2)`` runs this inside the user's process.
+    """
+    saved = dict(os.environ)
+    handlers = {sig: signal.getsignal(sig) for sig in _signals(FORWARDED_SIGNALS)}
+    elastic_logger = logging.getLogger("torch.distributed.elastic")
+    level = elastic_logger.level
+    os.environ.update(dict(spec.env))
+    os.environ["FULMEN_RUN_DIR"] = str(run_dir)
+    os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = FORWARDED_SIGNALS
+    if spec.ranks_per_node > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")  # as torchrun does: N ranks share the cores
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_PORT"):
+        os.environ.pop(name, None)  # a launcher started from inside a rank must not leak its own
+    if not os.environ.get("FULMEN_DEBUG"):
+        elastic_logger.setLevel(logging.CRITICAL)  # we print our own, shorter, report
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        elastic_logger.setLevel(level)
+
+
+def _signals(names: str) -> list[signal.Signals]:
+    return [getattr(signal, n) for n in names.split(",") if hasattr(signal, n)]
+
+
+__all__ = ["PREEMPTED_EXIT_CODE", "check_entry", "check_gpus", "describe_plan", "rank_command", "run"]

@@ -1,0 +1,264 @@
+"""The elastic agent as fulmen runs it: LocalElasticAgent plus fast failure handling, preemption,
+log files in the run directory, process-tree cleanup and the end-of-run report.
+
+Kept apart from ``local.py`` because it imports torch; the CLI's parsing and ``--dry-run``
+must not pay for that.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from torch.distributed import PrefixStore, TCPStore
+
+from torch.distributed.elastic.agent.server.api import RunResult, WorkerGroup, WorkerSpec, WorkerState
+from torch.distributed.elastic.agent.server.local_elastic_agent import LocalElasticAgent
+from torch.distributed.elastic.multiprocessing import LogsDest, LogsSpecs, SignalException
+from torch.distributed.elastic.rendezvous import RendezvousHandler, RendezvousInfo, RendezvousStoreInfo
+
+from fulmen.launcher import rundir
+from fulmen.launcher.process_tree import ExitClock, ProcessTreeMonitor, stop_ranks
+from fulmen.launcher.spec import JobSpec
+from fulmen.runtime.cluster import RESTART_COUNT_VARIABLE
+from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
+
+KILL_GRACE_S = 2.0  # survivors of a crashed rank: SIGTERM, then SIGKILL after this
+PREEMPT_GRACE_S = 120.0  # ranks that exit 75 first: how long the others get to finish saving
+SHUTDOWN_GRACE_S = 60  # signal to the launcher: how long ranks get to checkpoint and exit
+RENDEZVOUS_TIMEOUT_S = 900
+
+
+class PerAttemptRendezvous(RendezvousHandler):
+    """torchrun's static rendezvous, except that every attempt gets a fresh store on a fresh port.
+
+    With one store for the whole run (torchrun's static backend), the ranks of a restarted
+    group find the previous attempt's keys (gloo addresses of dead processes) and fail to
+    connect; the workers use the store without a per-attempt prefix. A new store per attempt
+    has no stale keys. Node 0 hosts the store; other nodes only join the first attempt,
+    which is why the local backend refuses restarts across nodes.
+    """
+
+    def __init__(
+        self, master_addr: str, port_for_attempt: Callable[[int], int], node_rank: int, nodes: int, run_id: str
+    ) -> None:
+        self.master_addr = master_addr
+        self._port_for_attempt = port_for_attempt
+        self.node_rank, self.nodes, self.run_id = node_rank, nodes, run_id
+        self._attempt = 0
+
+    def get_backend(self) -> str:
+        return "fulmen-static"
+
+    @property
+    def use_agent_store(self) -> bool:
+        return True
+
+    def next_rendezvous(self) -> RendezvousInfo:
+        port = self._port_for_attempt(self._attempt)
+        self._attempt += 1
+        store = TCPStore(
+            self.master_addr,
+            port,
+            self.nodes,
+            self.node_rank == 0,
+            timedelta(seconds=RENDEZVOUS_TIMEOUT_S),
+            multi_tenant=True,
+        )
+        return RendezvousInfo(
+            PrefixStore(self.run_id, store), self.node_rank, self.nodes, RendezvousStoreInfo(self.master_addr, port)
+        )
+
+    def is_closed(self) -> bool:
+        return False
+
+    def set_closed(self) -> None:
+        pass
+
+    def num_nodes_waiting(self) -> int:
+        return 0
+
+    def get_run_id(self) -> str:
+        return self.run_id
+
+    def shutdown(self) -> bool:
+        return True
+
+
+class RunDirLogs(LogsSpecs):
+    """``logs/rank_N.log`` per rank (previous attempts moved aside); local rank 0 on the console."""
+
+    def __init__(self, run_dir: Path, console_local_ranks: frozenset[int] = frozenset({0})) -> None:
+        super().__init__(log_dir=str(run_dir / "logs"))
+        self._run_dir = run_dir
+        self._console = console_local_ranks
+
+    @property
+    def root_log_dir(self) -> str:
+        return str(self._run_dir / "logs")
+
+    def reify(self, envs: dict[int, dict[str, str]]) -> LogsDest:
+        dest = LogsDest()
+        for local_rank, env in envs.items():
+            path = str(rundir.rotate_rank_log(self._run_dir, int(env["RANK"])))
+            dest.stdouts[local_rank] = path
+            dest.stderrs[local_rank] = ""  # the rank entry sends stderr into the same file
+            dest.error_files[local_rank] = "/dev/null"
+            if local_rank in self._console:
+                dest.tee_stdouts[local_rank] = path
+        return dest
+
+
+class FulmenAgent(LocalElasticAgent):
+    """LocalElasticAgent with fulmen's failure, preemption and bookkeeping rules (module docstring)."""
+
+    def __init__(self, spec: WorkerSpec, logs_specs: LogsSpecs, run_dir: Path) -> None:
+        super().__init__(spec, logs_specs, start_method="spawn", shutdown_timeout=SHUTDOWN_GRACE_S)
+        self.run_dir = run_dir
+        self.monitor = ProcessTreeMonitor()
+        self.first_failure: tuple[int, int, int] | None = None  # (global rank, pid, exit code)
+        self._rank_of_local: dict[int, int] = {}
+        self._preempted_since: float | None = None
+        self._exit_clock = ExitClock()
+
+    def _start_workers(self, worker_group: WorkerGroup) -> dict[int, Any]:
+        restart = worker_group.spec.max_restarts - self._remaining_restarts
+        os.environ[RESTART_COUNT_VARIABLE] = str(restart)  # the ranks inherit the agent's environment
+        pids = super()._start_workers(worker_group)
+        self._rank_of_local = {w.local_rank: w.global_rank for w in worker_group.workers}
+        self.monitor.track({self._rank_of_local[lr]: pid for lr, pid in pids.items()})
+        self._exit_clock = ExitClock()
+        for local_rank, pid in pids.items():
+            self._exit_clock.watch(local_rank, pid)
+        self.first_failure = None
+        self._preempted_since = None
+        return pids
+
+    def _monitor_workers(self, worker_group: WorkerGroup) -> RunResult:
+        self.monitor.sample()
+        handlers = self._pcontext.subprocess_handlers if self._pcontext else {}
+        codes = {lr: h.proc.poll() for lr, h in handlers.items()}
+        failed = {lr: code for lr, code in codes.items() if code not in (None, 0)}
+        running = [handlers[lr].proc for lr, code in codes.items() if code is None]
+        if failed:
+            self._note_first_failure(failed, handlers)
+        if failed and running:
+            if all(code == PREEMPTED_EXIT_CODE for code in failed.values()):
+                self._preempted_since = self._preempted_since or time.monotonic()
+                if time.monotonic() - self._preempted_since < PREEMPT_GRACE_S:
+                    return RunResult(state=WorkerState.HEALTHY)  # the others are saving; let them
+            stop_ranks(running, grace=KILL_GRACE_S)
+        return super()._monitor_workers(worker_group)
+
+    def _note_first_failure(self, failed: dict[int, int], handlers: dict[int, Any]) -> None:
+        if self.first_failure is not None:
+            return
+        exited_at = self._exit_clock.exited_at
+        local_rank = min(failed, key=lambda lr: (exited_at.get(lr, float("inf")), lr))
+        self.first_failure = (self._rank_of_local[local_rank], handlers[local_rank].proc.pid, failed[local_rank])
+
+    def _restart_workers(self, worker_group: WorkerGroup) -> None:
+        if self.first_failure is not None:
+            rank, pid, code = self.first_failure
+            used = worker_group.spec.max_restarts - self._remaining_restarts
+            _say(
+                f"rank {rank} (pid {pid}) exited with {describe_exit(code)}; restarting all ranks "
+                f"(restart {used} of {worker_group.spec.max_restarts})"
+            )
+        super()._restart_workers(worker_group)
+
+    def final_exit_codes(self) -> dict[int, int | None]:
+        """Global rank -> exit code of the last attempt (None: never started or still running)."""
+        handlers = self._pcontext.subprocess_handlers if self._pcontext else {}
+        return {self._rank_of_local[lr]: h.proc.poll() for lr, h in handlers.items()}
+
+
+def run_agent(
+    spec: JobSpec,
+    *,
+    run_dir: Path,
+    rdzv_id: str,
+    master_addr: str,
+    port_for_attempt: Callable[[int], int],
+    command: list[str],
+) -> int:
+    """Start the ranks of this node and supervise them to the end; returns the exit code.
+
+    ``port_for_attempt(k)`` gives the rendezvous port of attempt ``k`` (0 = first start).
+    """
+    worker_spec = WorkerSpec(
+        role="rank",
+        local_world_size=spec.ranks_per_node,
+        entrypoint=command[0],
+        args=tuple(command[1:]),
+        rdzv_handler=PerAttemptRendezvous(master_addr, port_for_attempt, spec.node_rank, spec.nodes, rdzv_id),
+        max_restarts=spec.max_restarts,
+        monitor_interval=0.1,
+    )
+    agent = FulmenAgent(worker_spec, RunDirLogs(run_dir), run_dir)
+    _say(f"run dir {run_dir} | {spec.ranks_per_node} rank(s) here, world size {spec.world_size}")
+    received: signal.Signals | None = None
+    result: RunResult | None = None
+    try:
+        result = agent.run()
+    except SignalException as exc:
+        received = exc.sigval
+        # Repeats (a second Ctrl-C, SLURM's TERM after USR1) must not abort the checkpointing.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, signal.SIG_IGN)
+        handlers = agent._pcontext.subprocess_handlers if agent._pcontext else {}
+        stop_ranks([h.proc for h in handlers.values()], grace=SHUTDOWN_GRACE_S, sig=received)
+    finally:
+        agent.monitor.kill_all()
+        worker_spec.rdzv_handler.shutdown()
+    return _report(agent, result, received, run_dir)
+
+
+def _report(agent: FulmenAgent, result: RunResult | None, received: signal.Signals | None, run_dir: Path) -> int:
+    codes = agent.final_exit_codes()
+    for rank, usage in sorted(agent.monitor.usage.items()):
+        _say(usage.describe(codes.get(rank)))
+    leftovers = agent.monitor.live_processes()
+    if leftovers:
+        _say(f"WARNING: {len(leftovers)} process(es) of the run survived cleanup: {[p.pid for p in leftovers]}")
+    preempted = bool(codes) and all(code == PREEMPTED_EXIT_CODE for code in codes.values())
+    if received is not None or preempted:
+        how = f"{received.name} received" if received is not None else "preempted"
+        if preempted:
+            _say(f"{how}: ranks saved the resume checkpoint and stopped (exit {PREEMPTED_EXIT_CODE}).")
+            _say(f"HINT: relaunch with --run-dir {run_dir} to continue at the exact step.")
+            return PREEMPTED_EXIT_CODE
+        _say(f"{how}: ranks stopped without a complete resume checkpoint; exit codes {codes}")
+        return 128 + int(received) if received is not None else 1
+    if result is not None and not result.is_failed():
+        return 0
+    if agent.first_failure is None:  # agent failed for another reason (e.g. rendezvous)
+        _say(f"the run failed; exit codes {codes}")
+        return 1
+    rank, pid, code = agent.first_failure
+    log = rundir.rank_log_path(run_dir, rank)
+    _say(f"rank {rank} (pid {pid}) failed first, with {describe_exit(code)}; the other ranks were stopped.")
+    _say(f"last lines of {log}:")
+    for line in rundir.tail(log, 20).splitlines():
+        print(f"    {line}", file=sys.stderr)
+    return code if 0 < code < 256 else 128 + abs(code)
+
+
+def describe_exit(code: int) -> str:
+    """``exit code 1`` or ``signal SIGKILL (exit code -9)``."""
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name} (exit code {code})"
+        except ValueError:
+            return f"signal {-code} (exit code {code})"
+    return f"exit code {code}"
+
+
+def _say(message: str) -> None:
+    print(f"fulmen: {message}", file=sys.stderr, flush=True)

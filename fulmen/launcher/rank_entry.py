@@ -1,0 +1,43 @@
+"""What the local backend runs in each rank: ``python -u -m fulmen.launcher.rank_entry ENTRY ARGS``.
+
+It does two things before handing over to the user's code, and nothing else (it imports
+no torch, so it costs a few milliseconds):
+
+- sends stderr into the same file as stdout, so ``logs/rank_N.log`` holds one rank's whole
+  story in order (the elastic agent opens stdout and stderr as two files);
+- runs the entry exactly as ``python script.py ARGS`` / ``python -m module ARGS`` would:
+  ``__name__ == "__main__"``, ``sys.argv``, and ``sys.path[0]`` set to the script's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+
+MODULE_FLAG = "--module"
+
+
+def main(argv: list[str]) -> None:
+    """``argv``: ``[--module] ENTRY ARGS...``."""
+    as_module = bool(argv) and argv[0] == MODULE_FLAG
+    if as_module:
+        argv = argv[1:]
+    if not argv:
+        raise SystemExit("usage: python -m fulmen.launcher.rank_entry [--module] ENTRY [ARGS...]")
+    entry, args = argv[0], argv[1:]
+    if os.environ.get("FULMEN_MERGE_STDERR", "1") == "1":
+        sys.stderr.flush()
+        os.dup2(sys.stdout.fileno(), sys.stderr.fileno())
+    if as_module:
+        sys.argv = [entry, *args]
+        runpy.run_module(entry, run_name="__main__", alter_sys=True)
+    else:
+        script = os.path.abspath(entry)
+        sys.argv = [entry, *args]
+        sys.path[0] = os.path.dirname(script)
+        runpy.run_path(script, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,117 @@
+"""CLI: argv -> JobSpec, backend dispatch, errors before anything starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from fulmen.errors import LaunchError
+from fulmen.launcher import cli
+from fulmen.launcher.spec import JobSpec
+
+
+def test_script_and_its_args_are_separated_from_launcher_options() -> None:
+    spec, dry_run, wait = cli.parse_launch_args(["--nproc-per-node", "2", "train.py", "--lr", "0.1", "--nodes", "3"])
+    assert (spec.entry, spec.args, spec.nproc_per_node, spec.nodes) == ("train.py", ("--lr", "0.1", "--nodes", "3"), 2, 1)
+    assert not dry_run and not wait and not spec.entry_is_module
+
+
+def test_module_takes_everything_after_it() -> None:
+    spec, _, _ = cli.parse_launch_args(["--gpus", "2", "-m", "pkg.train", "--epochs", "3", "-m", "x"])
+    assert spec.entry_is_module and spec.entry == "pkg.train"
+    assert spec.args == ("--epochs", "3", "-m", "x") and spec.gpus_per_node == 2
+
+
+def test_every_jobspec_field_has_a_flag() -> None:
+    argv = [
+        "--cluster", "slurm", "--nodes", "2", "--gpus", "4", "--node-rank", "1", "--master-addr", "h",
+        "--master-port", "1234", "--max-restarts", "2", "--job-name", "exp", "--run-root", "/r",
+        "--run-dir", "/r/x", "--env", "A=1", "--env", "B=x=y", "--partition", "p", "--time", "1:00:00",
+        "--account", "acc", "--qos", "hi", "--constraint", "a100", "--mem", "64G", "--cpus-per-task", "8",
+        "--exclusive", "--sbatch-arg", "gres=gpu:4", "--signal", "USR1@120", "--max-requeues", "5",
+        "--requeue-on-failure", "--image", "img:1", "--namespace", "ns", "--queue", "q", "--dry-run", "--wait",
+        "train.py", "a",
+    ]
+    spec, dry_run, wait = cli.parse_launch_args(argv)
+    assert dry_run and wait
+    assert spec.to_dict() == JobSpec.from_dict({**spec.to_dict()}).to_dict()
+    assert (spec.cluster, spec.nodes, spec.gpus_per_node, spec.node_rank) == ("slurm", 2, 4, 1)
+    assert (spec.master_addr, spec.master_port, spec.max_restarts, spec.name) == ("h", 1234, 2, "exp")
+    assert (spec.run_root, spec.run_dir, spec.env) == ("/r", "/r/x", (("A", "1"), ("B", "x=y")))
+    s = spec.slurm
+    assert (s.partition, s.time, s.account, s.qos, s.constraint, s.mem, s.cpus_per_task) == (
+        "p", "1:00:00", "acc", "hi", "a100", "64G", 8)
+    assert s.exclusive and s.requeue_on_failure and (s.signal, s.max_requeues) == ("USR1@120", 5)
+    assert s.extra == (("gres", "gpu:4"),)
+    assert (spec.k8s.image, spec.k8s.namespace, spec.k8s.queue) == ("img:1", "ns", "q")
+
+
+def test_bad_key_value_has_hint() -> None:
+    with pytest.raises(LaunchError, match="HINT"):
+        cli.parse_launch_args(["--env", "NOVALUE", "t.py"])
+
+
+def test_missing_entry_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.parse_launch_args(["--nproc-per-node", "2"])
+    assert exc.value.code == 2 and "give the script" in capsys.readouterr().err
+
+
+def test_dispatches_to_the_cluster_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[JobSpec, bool, bool]] = []
+    fake = types.ModuleType("fake_backend")
+    fake.run = lambda spec, *, dry_run, wait: seen.append((spec, dry_run, wait)) or 7  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_backend", fake)
+    monkeypatch.setitem(cli.BACKENDS, "slurm", "fake_backend")
+    assert cli.launch_main(["--cluster", "slurm", "--dry-run", "t.py"]) == 7
+    assert seen[0][0].cluster == "slurm" and seen[0][1:] == (True, False)
+    assert cli.main(["launch", "--cluster", "slurm", "t.py"]) == 7
+
+
+def test_missing_script_fails_before_anything_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.launch_main(["--nproc-per-node", "2", "--run-root", str(tmp_path), str(tmp_path / "nope.py")])
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # no run directory was created
+
+
+def test_gpus_beyond_this_machine_suggests_nproc_per_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    script = tmp_path / "t.py"
+    script.write_text("")
+    wanted = torch.cuda.device_count() + 1
+    assert cli.launch_main(["--gpus", str(wanted), str(script)]) == 2
+    err = capsys.readouterr().err
+    assert f"has {wanted - 1} GPU" in err and f"--nproc-per-node {wanted}" in err
+
+
+def test_job_commands_are_wired(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, tuple[object, ...]]] = []
+    fake = types.SimpleNamespace(
+        status=lambda job: calls.append(("status", (job,))) or 0,
+        logs=lambda job, rank=None, follow=False: calls.append(("logs", (job, rank, follow))) or 0,
+        cancel=lambda job: calls.append(("cancel", (job,))) or 0,
+        list_jobs=lambda: calls.append(("list", ())) or 3,
+    )
+    monkeypatch.setattr(cli, "_job_commands", lambda: fake)
+    assert cli.main(["status"]) == 0
+    assert cli.main(["status", "123"]) == 0
+    assert cli.main(["logs", "123", "--rank", "1", "--follow"]) == 0
+    assert cli.main(["cancel", "123"]) == 0
+    assert cli.main(["list"]) == 3
+    assert calls == [("status", (None,)), ("status", ("123",)), ("logs", ("123", 1, True)),
+                     ("cancel", ("123",)), ("list", ())]
+
+
+def test_help_has_examples_and_is_fast(subprocess_env: dict[str, str]) -> None:
+    out = subprocess.run([sys.executable, "-m", "fulmen.launcher", "launch", "--help"], capture_output=True, text=True,
+                         env=subprocess_env, timeout=60)
+    assert out.returncode == 0 and "examples:" in out.stdout and "--nproc-per-node" in out.stdout
+    probe = "import sys; from fulmen.launcher import cli; cli.build_launch_parser(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env=subprocess_env, timeout=60).stdout.strip() == "False"
