@@ -11,8 +11,9 @@ Each function prints to stdout (errors to stderr) and returns the command's exit
 - ``list_jobs() -> int``: one line per recorded job: id, backend, state, name, run dir.
 
 JOB is a job id, a run name or a run-directory path (see ``fulmen.launcher.jobs``). State
-comes from the backend: for SLURM, sacct (with squeue as fallback when accounting is off).
-Backends other than SLURM are answered from the run directory alone.
+comes from the backend: for SLURM, sacct (with squeue as fallback when accounting is off);
+records of the torchx backends (``k8s``, ``torchx-local``) are answered by
+``fulmen.launcher.torchx.{status,logs,cancel}(record)``.
 """
 
 from __future__ import annotations
@@ -25,16 +26,23 @@ from fulmen.errors import FulmenError
 from fulmen.launcher.jobs import JobRecord, all_records, find_record, latest_record
 
 
+TORCHX_BACKENDS = ("k8s", "torchx-local")
+
+
 def job_state(record: JobRecord) -> str:
     """The job's state in the scheduler's words (``UNKNOWN`` when it cannot be asked)."""
-    if record.backend != "slurm":
-        return record.extra.get("final_state", "UNKNOWN")
-    from fulmen.slurm import commands
-
     try:
-        return commands.job_state(record.job_id).state
-    except FulmenError:
-        return "UNKNOWN"
+        if record.backend == "slurm":
+            from fulmen.slurm import commands
+
+            return commands.job_state(record.job_id).state
+        if record.backend in TORCHX_BACKENDS:
+            from fulmen.launcher import torchx
+
+            return torchx.status(record)
+    except (FulmenError, OSError):
+        pass
+    return "UNKNOWN"
 
 
 def status(job: str | None = None) -> int:
@@ -82,6 +90,13 @@ def logs(job: str, rank: int | None = None, follow: bool = False) -> int:
         print(f"fulmen logs: {exc}", file=sys.stderr)
         return 1
     rank = 0 if rank is None else rank
+    if record.backend in TORCHX_BACKENDS:
+        from fulmen.launcher import torchx
+
+        for line in torchx.logs(record, rank=rank, follow=follow):
+            sys.stdout.write(line if line.endswith("\n") else line + "\n")
+        sys.stdout.flush()
+        return 0
     num_tasks = int(record.extra.get("num_tasks", 0) or 0)
     if num_tasks and not 0 <= rank < num_tasks:
         print(f"fulmen logs: --rank {rank} is out of range; job {record.job_id} has ranks 0..{num_tasks - 1}.",
@@ -127,14 +142,19 @@ def cancel(job: str) -> int:
     except FulmenError as exc:
         print(f"fulmen cancel: {exc}", file=sys.stderr)
         return 1
-    if record.backend != "slurm":
-        print(f"fulmen cancel: job {record.job_id} runs on the {record.backend!r} backend; "
-              "cancel it there (Ctrl-C for local runs).", file=sys.stderr)
-        return 1
-    from fulmen.slurm import commands
-
     try:
-        commands.cancel(record.job_id)
+        if record.backend == "slurm":
+            from fulmen.slurm import commands
+
+            commands.cancel(record.job_id)
+        elif record.backend in TORCHX_BACKENDS:
+            from fulmen.launcher import torchx
+
+            torchx.cancel(record)
+        else:
+            print(f"fulmen cancel: job {record.job_id} runs on the {record.backend!r} backend, which has no "
+                  "cancel command; stop its launcher (Ctrl-C for local runs).", file=sys.stderr)
+            return 1
     except FulmenError as exc:
         print(f"fulmen cancel: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,67 @@
+"""fulmen status / logs / cancel / list on job records, with SLURM faked at its seam."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fulmen.launcher import job_commands, jobs
+from fulmen.slurm import commands
+from fulmen.slurm.commands import JobState
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    run = tmp_path / "train-1"
+    (run / "logs").mkdir(parents=True)
+    jobs.write_record(jobs.JobRecord("21", "slurm", str(run), "train", 1.0, {}, {"num_tasks": 4}))
+    monkeypatch.setattr(
+        commands, "job_state", lambda j: JobState(j, "COMPLETED", "0:0", 1, "n[1-2]", "00:00:09", "sacct")
+    )
+    return run
+
+
+def test_status_reports_state_restarts_and_run_dir(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert job_commands.status("21") == 0
+    out = capsys.readouterr().out
+    assert "state: COMPLETED  (from sacct)" in out and "restarts: 1" in out and f"run dir: {run_dir}" in out
+    assert job_commands.status(None) == 0  # the latest job
+    assert job_commands.status("nope") == 1
+
+
+def test_logs_prints_earlier_attempts_then_latest(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (run_dir / "logs" / "rank_3.attempt_0.log").write_text("first run\n")
+    (run_dir / "logs" / "rank_3.log").write_text("second run\n")
+    (run_dir / "logs" / "rank_0.log").write_text("rank zero\n")
+    assert job_commands.logs("21", rank=3) == 0
+    out = capsys.readouterr().out
+    assert out.index("first run") < out.index("rank_3.log (latest attempt)") < out.index("second run")
+    assert "rank zero" not in out
+    assert job_commands.logs("21") == 0
+    assert capsys.readouterr().out == "rank zero\n"
+
+
+def test_logs_rejects_a_rank_outside_the_job(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert job_commands.logs("21", rank=4) == 1
+    assert "ranks 0..3" in capsys.readouterr().err
+
+
+def test_logs_of_a_queued_job(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert job_commands.logs("21", rank=1) == 1
+    assert "may still be queued" in capsys.readouterr().err
+
+
+def test_cancel_calls_scancel(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cancelled: list[str] = []
+    monkeypatch.setattr(commands, "cancel", lambda job_id, **kw: cancelled.append(job_id))
+    assert job_commands.cancel("train") == 0
+    assert cancelled == ["21"]
+
+
+def test_list_shows_one_line_per_job(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert job_commands.list_jobs() == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["JOB", "BACKEND", "STATE", "NAME"]
+    assert lines[1].split()[:4] == ["21", "slurm", "COMPLETED", "train"]

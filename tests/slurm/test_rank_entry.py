@@ -1,0 +1,132 @@
+"""Rank setup pieces of the SLURM rank entry, on plain dicts and a temp run dir."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
+from fulmen.slurm import rank_entry, requeue
+from fulmen.slurm.environment import master_port_for_job
+from tests.slurm.test_environment import BATCH_SHELL, STEP_TASK_RANK3
+
+RANK0 = dict(STEP_TASK_RANK3, SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_NODEID="0", SLURMD_NODENAME="n1")
+
+
+@pytest.mark.parametrize(
+    ("spec", "sig"),
+    [("USR2@90", signal.SIGUSR2), ("USR1@120", signal.SIGUSR1), ("B:SIGUSR1@30", signal.SIGUSR1), ("TERM", signal.SIGTERM)],
+)
+def test_warning_signal_from_sbatch_spec(spec: str, sig: signal.Signals) -> None:
+    assert rank_entry.warning_signal(spec) == sig
+
+
+def test_prepare_rank_exports_run_dir_restart_and_rendezvous(tmp_path: Path) -> None:
+    env = dict(RANK0, SLURM_RESTART_COUNT="1")
+    info = rank_entry.prepare_rank(tmp_path, env)
+    assert info is not None and info.global_rank == 0
+    assert env["FULMEN_RUN_DIR"] == str(tmp_path)
+    assert env["FULMEN_RESTART_COUNT"] == "1"
+    assert env["MASTER_ADDR"] == "n1"
+    assert env["OMP_NUM_THREADS"] == "1"
+    assert info.master_port == int(env["MASTER_PORT"])
+    # Rank 0 published its probed choice for the other ranks.
+    assert (tmp_path / "rendezvous" / "37.restart1.port").read_text() == env["MASTER_PORT"]
+
+
+def test_other_ranks_take_rank0s_port(tmp_path: Path) -> None:
+    env3 = dict(STEP_TASK_RANK3)
+    result: dict[str, object] = {}
+    waiter = threading.Thread(target=lambda: result.update(info=rank_entry.prepare_rank(tmp_path, env3)))
+    waiter.start()
+    env0 = dict(RANK0)
+    rank_entry.prepare_rank(tmp_path, env0)
+    waiter.join(10)
+    assert env3["MASTER_PORT"] == env0["MASTER_PORT"]
+
+
+def test_rank0_moves_past_a_busy_port(tmp_path: Path) -> None:
+    import socket
+
+    wanted = master_port_for_job("37", 0)
+    with socket.socket() as busy:
+        busy.bind(("", wanted))
+        busy.listen()
+        env = dict(RANK0)
+        rank_entry.prepare_rank(tmp_path, env)
+    assert int(env["MASTER_PORT"]) != wanted
+
+
+def test_batch_shell_is_prepared_as_a_single_process(tmp_path: Path) -> None:
+    env = dict(BATCH_SHELL)
+    assert rank_entry.prepare_rank(tmp_path, env) is None
+    assert "MASTER_PORT" not in env and env["FULMEN_RUN_DIR"] == str(tmp_path)
+
+
+def test_explicit_master_port_is_kept(tmp_path: Path) -> None:
+    env = dict(RANK0, MASTER_PORT="29555")
+    info = rank_entry.prepare_rank(tmp_path, env)
+    assert info is not None and info.master_port == 29555
+    assert not (tmp_path / "rendezvous").exists()
+
+
+@pytest.fixture
+def requeue_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    monkeypatch.setattr(requeue, "requeue_job", lambda info, reason="": calls.append(reason) or True)
+    return calls
+
+
+def info_for(tmp_path: Path, rank: int):
+    from fulmen.slurm.environment import rank_info_from_slurm
+
+    env = dict(STEP_TASK_RANK3, SLURM_PROCID=str(rank), FULMEN_RUN_DIR=str(tmp_path))
+    return rank_info_from_slurm(env)
+
+
+def test_signal_outside_fit_requeues_from_rank0(tmp_path: Path, requeue_calls: list[str]) -> None:
+    def body() -> None:
+        raise rank_entry.SignalStop(signal.SIGUSR2)
+
+    assert rank_entry.run_guarded(body, info_for(tmp_path, 0), False) == (PREEMPTED_EXIT_CODE, None)
+    assert len(requeue_calls) == 1
+    assert rank_entry.run_guarded(body, info_for(tmp_path, 1), False)[0] == PREEMPTED_EXIT_CODE
+    assert len(requeue_calls) == 1  # only rank 0 requeues
+
+
+def test_preempted_exit_code_from_trainer_makes_sure_the_job_is_requeued(
+    tmp_path: Path, requeue_calls: list[str]
+) -> None:
+    def body() -> None:
+        raise SystemExit(PREEMPTED_EXIT_CODE)
+
+    assert rank_entry.run_guarded(body, info_for(tmp_path, 0), False)[0] == PREEMPTED_EXIT_CODE
+    assert len(requeue_calls) == 1
+
+
+def test_crash_is_requeued_only_when_asked(tmp_path: Path, requeue_calls: list[str]) -> None:
+    def body() -> None:
+        raise RuntimeError("boom")
+
+    assert rank_entry.run_guarded(body, info_for(tmp_path, 2), False)[0] == 1
+    assert requeue_calls == []
+    assert rank_entry.run_guarded(body, info_for(tmp_path, 2), True)[0] == 1
+    assert requeue_calls == ["rank 2 failed with exit code 1"]
+
+
+def test_success_and_exit_codes(tmp_path: Path, requeue_calls: list[str]) -> None:
+    assert rank_entry.run_guarded(lambda: 5, info_for(tmp_path, 0), True) == (0, 5)
+    assert rank_entry.run_guarded(lambda: exec("raise SystemExit(None)"), None, False)[0] == 0
+    assert rank_entry.run_guarded(lambda: exec("raise SystemExit('bad')"), None, False)[0] == 1
+    assert requeue_calls == []
+
+
+def test_reraise_hands_the_exception_to_submitit(tmp_path: Path, requeue_calls: list[str]) -> None:
+    def body() -> None:
+        raise ValueError("for the submitter")
+
+    with pytest.raises(ValueError, match="for the submitter"):
+        rank_entry.run_guarded(body, info_for(tmp_path, 0), False, reraise=True)
