@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -175,14 +175,21 @@ def _submit_and_follow(runner: Runner, spec: JobSpec, app: AppDef, *, run_dir: P
     info = dryrun_info(runner, spec, app, log_dir=str(run_dir / "torchx"))
     handle = runner.schedule(info)
     run = torchx_jobs.record_torchx_run(spec, run_dir, handle=handle, info=info, role=role_name(spec))
-    jobs.write_record(
-        jobs.new_record(handle, spec.cluster, run_dir, spec.job_name, spec.to_dict(), scheduler=run.scheduler)
-    )
+    record = jobs.new_record(handle, spec.cluster, run_dir, spec.job_name, spec.to_dict(), scheduler=run.scheduler)
+    jobs.write_record(record)
     print(f"fulmen: submitted {handle}\nfulmen: run directory {run_dir}", file=sys.stderr)
     if spec.cluster == "k8s" and not wait:
         return 0
-    follower = torchx_jobs.LogFollower.for_replica(info, run.role, 0) if run.launcher_pid else None
-    state = wait_for(runner, handle, follower=follower)
+    tick = None
+    if run.launcher_pid:  # torchx-local: show replica 0 like `launch` shows rank 0
+        follower = torchx_jobs.LogFollower.for_replica(info, run.role, 0)
+        guard = torchx_jobs.RecordGuard(record)
+
+        def tick() -> None:
+            follower.echo()
+            guard.restore()
+
+    state = wait_for(runner, handle, tick=tick)
     torchx_jobs.record_final_state(run_dir, run, state)
     return exit_code(state)
 
@@ -197,13 +204,16 @@ class _StopFlag:
         self.signum = signum
 
 
-def wait_for(runner: Runner, handle: str, *, follower: torchx_jobs.LogFollower | None) -> str:
+def wait_for(runner: Runner, handle: str, *, tick: Callable[[], None] | None = None) -> str:
     """Poll ``handle`` until it ends; returns the final torchx state name (``SUCCEEDED``, ...).
 
-    With a ``follower`` (torchx-local: replica 0's log) output is echoed as it is written, the
-    way ``launch`` shows rank 0; otherwise state changes are printed. SIGTERM / SIGINT only set a flag; the loop then cancels the app, so a
-    ``fulmen cancel`` (which signals this process) or Ctrl-C stops every replica.
+    ``tick`` runs at every poll and once more at the end (torchx-local echoes replica 0's output
+    there); without it, state changes are printed. SIGTERM / SIGINT only set a flag; the loop
+    then cancels the app, so ``fulmen cancel`` (which signals this process) or Ctrl-C stops every
+    replica.
     """
+    from torchx.specs import NONE  # torchx's "no structured error" marker
+
     stop = _StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     last_state = ""
@@ -213,15 +223,15 @@ def wait_for(runner: Runner, handle: str, *, follower: torchx_jobs.LogFollower |
                 runner.cancel(handle)
             status = runner.status(handle)
             state = status.state.name if status is not None else "UNKNOWN"
-            if follower is not None:
-                follower.echo()
+            if tick is not None:
+                tick()
             elif state != last_state:
                 print(f"fulmen: {handle} is {state}", file=sys.stderr)
             last_state = state
             if status is None or status.is_terminal():
-                if follower is not None:
-                    follower.echo()
-                if status is not None and state == "FAILED" and status.structured_error_msg:
+                if tick is not None:
+                    tick()
+                if status is not None and state == "FAILED" and status.structured_error_msg != NONE:
                     print(status.structured_error_msg, file=sys.stderr)
                 return state
             time.sleep(POLL_INTERVAL_S)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fulmen.errors import LaunchError
-from fulmen.launcher import rundir
+from fulmen.launcher import jobs, rundir
 from fulmen.launcher.spec import JobSpec
 
 if TYPE_CHECKING:
@@ -106,6 +106,29 @@ def record_final_state(run_dir: Path, run: TorchxRun, state: str) -> None:
     """Store the state the waiting launcher saw last (the only source for torchx-local jobs)."""
     run.state = state
     run.save(run_dir)
+
+
+class RecordGuard:
+    """Keeps the torchx launcher's ``job.json`` in its run directory while the replicas run.
+
+    Each replica runs the local backend with ``--run-dir`` pointing at this run, and the local
+    backend writes its own ``local`` record there; the run belongs to the torchx job, so the
+    torchx record is put back whenever it was replaced (checked at every poll of the wait loop).
+    """
+
+    def __init__(self, record: jobs.JobRecord) -> None:
+        self.record = record
+
+    def restore(self) -> bool:
+        """Rewrite the record if another one replaced it; True when it did."""
+        try:
+            current = jobs.read_record(Path(self.record.run_dir))
+        except LaunchError:
+            current = None
+        if current == self.record:
+            return False
+        jobs.write_record(self.record)
+        return True
 
 
 class LogFollower:
