@@ -1,0 +1,135 @@
+"""``load_from_checkpoint`` for LightningModule and LightningDataModule classes.
+
+Rebuilds the object from the hyperparameters stored in the checkpoint (overridable by
+keyword arguments or an ``hparams.yaml``), then loads the module's weights. It reads files
+with ``torch.load(weights_only=True)``; a checkpoint whose hyperparameters hold arbitrary
+Python objects needs ``unsafe_full_unpickle=True``, which can execute code from the file and
+is only for checkpoints you trust.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import inspect
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from fulmen.core.hparams import AttributeDict
+from fulmen.errors import CheckpointError
+from fulmen.runtime.checkpoint import load_checkpoint, require_keys
+from fulmen.utilities.rank_zero import rank_zero_warn
+
+T = TypeVar("T")
+
+# (hyperparameters key, hparams name key) per kind of class, as Lightning names them
+_MODULE_KEYS = ("hyper_parameters", "hparams_name")
+_DATAMODULE_KEYS = ("datamodule_hyper_parameters", "datamodule_hparams_name")
+
+
+def load_hparams_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Hyperparameters from a ``.yaml``/``.yml`` file (as loggers write) or a Lightning tags ``.csv``."""
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        with open(file, encoding="utf-8") as handle:
+            try:
+                data = yaml.safe_load(handle)
+            except yaml.YAMLError as err:
+                raise CheckpointError(
+                    f"hparams_file {str(file)!r} is not plain YAML: {err}\n"
+                    "HINT: keep hparams.yaml to numbers, strings, lists and mappings."
+                ) from err
+        return dict(data or {})
+    if suffix == ".csv":
+        with open(file, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        return {row["key"]: _literal(row["value"]) for row in rows}
+    raise ValueError(f"hparams_file={str(file)!r}: a .csv, .yml or .yaml file is required.")
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _init_parameter_names(cls: type) -> tuple[list[str], bool]:
+    """Names ``cls.__init__`` accepts (without self/*args/**kwargs), and whether it takes ``**kwargs``."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
+    names = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return names, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _constructor_kwargs(
+    cls: type, checkpoint: Mapping[str, Any], hp_key: str, name_key: str, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    names, takes_var_kwargs = _init_parameter_names(cls)
+    loaded: Any = dict(checkpoint.get(hp_key) or {})
+    args_name = checkpoint.get(name_key)
+    # __init__(self, hparams) with save_hyperparameters(hparams): the whole dict is one argument
+    if args_name and args_name in names:
+        loaded = {args_name: AttributeDict(loaded)}
+    kwargs = {**loaded, **overrides}
+    if not takes_var_kwargs:
+        kwargs = {k: v for k, v in kwargs.items() if k in names}
+    return kwargs
+
+
+def load_from_checkpoint(
+    cls: type[T],
+    checkpoint_path: str | os.PathLike[str],
+    map_location: Any = None,
+    hparams_file: str | os.PathLike[str] | None = None,
+    strict: bool | None = True,
+    *,
+    unsafe_full_unpickle: bool = False,
+    **overrides: Any,
+) -> T:
+    """Build ``cls`` from a checkpoint's hyperparameters (``overrides`` win) and load its state.
+
+    For a LightningModule: ``on_load_checkpoint(checkpoint)`` then ``load_state_dict`` with
+    ``strict`` (None means True); the model ends on the device its weights were loaded to
+    (``map_location``). For a LightningDataModule: its stored state, if any.
+    ``unsafe_full_unpickle=True`` allows checkpoints holding arbitrary Python objects; it can
+    run code from the file, so use it only for trusted files.
+    """
+    from fulmen.core.datamodule import LightningDataModule
+
+    checkpoint = load_checkpoint(checkpoint_path, map_location, unsafe_full_unpickle=unsafe_full_unpickle)
+    is_datamodule = issubclass(cls, LightningDataModule)
+    hp_key, name_key = _DATAMODULE_KEYS if is_datamodule else _MODULE_KEYS
+    if hparams_file is not None:
+        checkpoint[hp_key] = load_hparams_file(hparams_file)
+    obj = cls(**_constructor_kwargs(cls, checkpoint, hp_key, name_key, overrides))
+    if is_datamodule:
+        state = checkpoint.get(cls.__qualname__)
+        if state:
+            obj.load_state_dict(state)  # type: ignore[attr-defined]
+        return obj
+    require_keys(checkpoint, ("state_dict",), checkpoint_path, "load the model weights")
+    obj.on_load_checkpoint(checkpoint)  # type: ignore[attr-defined]
+    state_dict = checkpoint["state_dict"]
+    strict = True if strict is None else strict
+    result = obj.load_state_dict(state_dict, strict=strict)  # type: ignore[attr-defined]
+    if not strict:
+        if result.missing_keys:
+            rank_zero_warn(
+                f"Found keys that are in the model state dict but not in the checkpoint: {result.missing_keys}"
+            )
+        if result.unexpected_keys:
+            rank_zero_warn(
+                f"Found keys that are not in the model state dict but in the checkpoint: {result.unexpected_keys}"
+            )
+    if not state_dict:
+        rank_zero_warn(f"The state dict in {str(checkpoint_path)!r} contains no parameters.")
+        return obj
+    device = next((t.device for t in state_dict.values() if isinstance(t, torch.Tensor)), torch.device("cpu"))
+    return obj.to(device)  # type: ignore[attr-defined]

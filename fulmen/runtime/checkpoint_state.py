@@ -1,0 +1,318 @@
+"""Trainer state <-> checkpoint dict, in Lightning's key layout.
+
+``dump_checkpoint`` builds the dict that ``trainer.save_checkpoint`` writes;
+``restore_checkpoint`` puts one back. Both use only the trainer accessors listed in
+docs/internals.md ("Trainer <-> checkpoints"), so the Trainer stays free of checkpoint
+details and this module free of loop details.
+
+Keys (Lightning's names, plus ours): ``epoch``, ``global_step``, ``fulmen_version``,
+``state_dict`` (the LightningModule's own, never a DDP wrapper's ``module.`` prefix),
+``loops`` (``{"fit_loop": trainer.fit_loop.state_dict()}``), ``hyper_parameters`` and
+``hparams_name``, ``datamodule_hyper_parameters``; unless ``weights_only``: ``callbacks``
+(``{state_key: state}``), ``optimizer_states``, ``lr_schedulers``, ``precision``,
+``loggers``. Then the callbacks', module's and datamodule's ``on_save_checkpoint``.
+
+Everything is kept loadable by ``torch.load(weights_only=True)``: numpy arrays (numpy's RNG
+state) are stored as tensors with their dtype name and turned back on restore.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fulmen.errors import CheckpointError, MisconfigurationException
+from fulmen.runtime import checkpoint as ckpt_io
+
+_NDARRAY_TAG = "__fulmen_ndarray__"
+TRAINING_STATE_KEYS = ("optimizer_states", "lr_schedulers")
+
+
+def _fulmen_version() -> str:
+    import fulmen
+
+    return fulmen.__version__
+
+
+def encode_arrays(obj: Any) -> Any:
+    """Replace numpy arrays inside ``obj`` by tagged tensors (safe for ``weights_only`` loading)."""
+    if isinstance(obj, dict):
+        return {key: encode_arrays(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [encode_arrays(value) for value in obj]
+        return items if isinstance(obj, list) else tuple(items)
+    module = type(obj).__module__
+    if module.startswith("numpy"):
+        import numpy as np
+
+        if isinstance(obj, np.ndarray):
+            return {_NDARRAY_TAG: torch.from_numpy(obj.astype(np.int64) if obj.dtype.kind == "u" else obj.copy()),
+                    "dtype": obj.dtype.str}
+        if isinstance(obj, np.generic):  # numpy scalar: its python value
+            return obj.item()
+    return obj
+
+
+def decode_arrays(obj: Any) -> Any:
+    """Undo ``encode_arrays``."""
+    if isinstance(obj, dict):
+        if _NDARRAY_TAG in obj:
+            import numpy as np
+
+            return obj[_NDARRAY_TAG].numpy().astype(np.dtype(obj["dtype"]))
+        return {key: decode_arrays(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [decode_arrays(value) for value in obj]
+        return items if isinstance(obj, list) else tuple(items)
+    return obj
+
+
+def _plain_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    # Lightning stores dict(hparams): a plain dict, never the AttributeDict subclass
+    return dict(hparams)
+
+
+def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
+    """The checkpoint dict of ``trainer`` now (tensors are shared, not copied)."""
+    module = trainer.lightning_module
+    datamodule = getattr(trainer, "datamodule", None)
+    checkpoint: dict[str, Any] = {
+        "epoch": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "fulmen_version": _fulmen_version(),
+        "state_dict": module.state_dict(),
+        "loops": {"fit_loop": encode_arrays(trainer.fit_loop.state_dict())},
+    }
+    if not weights_only:
+        callback_states = {}
+        for callback in trainer.callbacks:
+            state = callback.state_dict()
+            if state:  # Lightning stores only non-empty states
+                callback_states[callback.state_key] = state
+        checkpoint["callbacks"] = callback_states
+        checkpoint["optimizer_states"] = [optimizer.state_dict() for optimizer in trainer.optimizers]
+        checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
+        precision_state = trainer.precision_plugin.state_dict()
+        if precision_state:
+            checkpoint["precision"] = precision_state
+        checkpoint["loggers"] = [logger.state_dict() for logger in trainer.loggers if hasattr(logger, "state_dict")]
+    if module.hparams:
+        checkpoint["hparams_name"] = getattr(module, "_hparams_name", "kwargs")
+        checkpoint["hyper_parameters"] = _plain_hparams(module.hparams)
+    if datamodule is not None:
+        if datamodule.hparams:
+            checkpoint["datamodule_hparams_name"] = getattr(datamodule, "_hparams_name", "kwargs")
+            checkpoint["datamodule_hyper_parameters"] = _plain_hparams(datamodule.hparams)
+        datamodule_state = datamodule.state_dict()
+        if datamodule_state:
+            checkpoint[type(datamodule).__qualname__] = datamodule_state
+    if not weights_only:
+        for callback in trainer.callbacks:
+            callback.on_save_checkpoint(trainer, module, checkpoint)
+    module.on_save_checkpoint(checkpoint)
+    if datamodule is not None and hasattr(datamodule, "on_save_checkpoint"):
+        datamodule.on_save_checkpoint(checkpoint)
+    return checkpoint
+
+
+def _trainer_fn(trainer: Any) -> str:
+    fn = getattr(getattr(trainer, "state", None), "fn", "fit")
+    return str(getattr(fn, "value", fn))
+
+
+def restore_checkpoint(trainer: Any, checkpoint: dict[str, Any]) -> None:
+    """Put ``checkpoint`` back into ``trainer``: weights always; while fitting, training state too.
+
+    Order as in Lightning: datamodule, module (``on_load_checkpoint`` then weights), callbacks,
+    then (fit only) precision, loop progress, optimizers, schedulers and loggers. A checkpoint
+    without optimizer states (``save_weights_only=True``) cannot resume a fit: that is a
+    ``CheckpointError`` saying so.
+    """
+    module = trainer.lightning_module
+    datamodule = getattr(trainer, "datamodule", None)
+    source = getattr(trainer, "ckpt_path", None) or "<checkpoint>"
+    ckpt_io.require_keys(checkpoint, ("state_dict",), source, "restore the model")
+    if datamodule is not None:
+        if hasattr(datamodule, "on_load_checkpoint"):
+            datamodule.on_load_checkpoint(checkpoint)
+        # Lightning stores it under the class name; "datamodule" is accepted as well
+        state = checkpoint.get(type(datamodule).__qualname__, checkpoint.get("datamodule"))
+        if state:
+            datamodule.load_state_dict(state)
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"], strict=getattr(module, "strict_loading", True))
+    restore_callbacks(trainer, checkpoint)
+    if _trainer_fn(trainer) != "fit":
+        return
+    ckpt_io.require_keys(checkpoint, TRAINING_STATE_KEYS, source, "resume training")
+    if "precision" in checkpoint:
+        trainer.precision_plugin.load_state_dict(checkpoint["precision"])
+    fit_state = checkpoint.get("loops", {}).get("fit_loop")
+    if fit_state is not None and "fulmen_version" in checkpoint:
+        trainer.fit_loop.load_state_dict(decode_arrays(fit_state))
+    elif hasattr(trainer.fit_loop, "load_lightning_progress"):
+        # a PyTorch Lightning checkpoint: its loop layout is Lightning's, the loop translates it
+        trainer.fit_loop.load_lightning_progress(checkpoint)
+    _restore_optimizers(trainer, checkpoint, source)
+    restore_loggers(trainer, checkpoint)
+
+
+def restore_callbacks(trainer: Any, checkpoint: Mapping[str, Any]) -> None:
+    """Each callback's ``on_load_checkpoint``, then its state stored under its ``state_key``.
+
+    Like Lightning, a state saved under the bare class name (older files, or a callback whose
+    key arguments changed) is used when the full key is absent.
+    """
+    module = trainer.lightning_module
+    states = checkpoint.get("callbacks") or {}
+    for callback in trainer.callbacks:
+        callback.on_load_checkpoint(trainer, module, dict(checkpoint))
+        state = states.get(callback.state_key, states.get(type(callback).__qualname__))
+        if state:
+            callback.load_state_dict(dict(state))
+
+
+def _restore_optimizers(trainer: Any, checkpoint: Mapping[str, Any], source: Any) -> None:
+    optimizers = list(trainer.optimizers)
+    saved = checkpoint["optimizer_states"]
+    if len(saved) != len(optimizers):
+        raise CheckpointError(
+            f"Checkpoint {str(source)!r} holds {len(saved)} optimizer state(s), but configure_optimizers "
+            f"returned {len(optimizers)} optimizer(s).\nHINT: resume with the same configure_optimizers "
+            "as the run that saved it, or load only the weights with load_from_checkpoint."
+        )
+    for optimizer, state in zip(optimizers, saved):
+        optimizer.load_state_dict(state)
+    configs = list(trainer.lr_scheduler_configs)
+    saved_schedulers = checkpoint["lr_schedulers"]
+    if len(saved_schedulers) != len(configs):
+        raise CheckpointError(
+            f"Checkpoint {str(source)!r} holds {len(saved_schedulers)} scheduler state(s), but "
+            f"configure_optimizers returned {len(configs)} scheduler(s).\nHINT: resume with the same "
+            "configure_optimizers as the run that saved it."
+        )
+    for config, state in zip(configs, saved_schedulers):
+        config.scheduler.load_state_dict(state)
+
+
+def restore_loggers(trainer: Any, checkpoint: Mapping[str, Any]) -> None:
+    """Give each logger its saved state (its version), so a resumed run logs into the same folder."""
+    for logger, state in zip(trainer.loggers, checkpoint.get("loggers") or []):
+        if hasattr(logger, "load_state_dict"):
+            logger.load_state_dict(state)
+
+
+# ---- which checkpoint to start from ----------------------------------------------------------
+
+
+def resolve_ckpt_path(trainer: Any, ckpt_path: str | os.PathLike[str] | None) -> str | None:
+    """Turn ``fit/validate/test(ckpt_path=...)`` into a file path (or None).
+
+    ``"last"``: the newest ``last*.ckpt`` of the ModelCheckpoint callbacks or the newest resume
+    checkpoint of the run, None with a warning when there is none. ``"best"``: the
+    ModelCheckpoint's ``best_model_path``. Anything else must be an existing file.
+    """
+    if ckpt_path is None:
+        return None
+    fn = _trainer_fn(trainer)
+    if ckpt_path == "last":
+        found = _newest_last_checkpoint(trainer)
+        if found is None:
+            warnings.warn(
+                f'.{fn}(ckpt_path="last") is set, but there is no last checkpoint available. '
+                "No checkpoint will be loaded.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return found
+    if ckpt_path == "best":
+        callback = getattr(trainer, "checkpoint_callback", None)
+        if callback is None:
+            raise MisconfigurationException(
+                f'.{fn}(ckpt_path="best") is set but `ModelCheckpoint` is not configured.\n'
+                "HINT: add a ModelCheckpoint(monitor=...) callback, or pass a checkpoint path."
+            )
+        if not getattr(callback, "best_model_path", ""):
+            raise MisconfigurationException(
+                f'.{fn}(ckpt_path="best") is set but `ModelCheckpoint` is not configured to save the best model'
+                " (no best_model_path yet).\nHINT: fit first, or pass ckpt_path=<file>."
+            )
+        return str(callback.best_model_path)
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"ckpt_path={str(ckpt_path)!r} does not exist or is not a file.\n"
+            'HINT: pass an existing .ckpt file, "last" or "best".'
+        )
+    return str(path)
+
+
+def _newest_last_checkpoint(trainer: Any) -> str | None:
+    candidates: list[Path] = []
+    for callback in getattr(trainer, "checkpoint_callbacks", None) or []:
+        dirpath = getattr(callback, "dirpath", None)
+        name = getattr(callback, "CHECKPOINT_NAME_LAST", "last")
+        if dirpath and os.path.isdir(dirpath):
+            candidates += [p for p in Path(dirpath).iterdir() if p.suffix == ".ckpt" and p.stem.split("-v")[0] == name]
+    run_dir = run_dir_of(trainer)
+    if run_dir is not None:
+        resume = ckpt_io.find_resume_checkpoint(run_dir)
+        if resume is not None:
+            candidates.append(resume)
+    if not candidates:
+        return None
+    return str(max(candidates, key=lambda p: p.stat().st_mtime))
+
+
+def run_dir_of(trainer: Any) -> str | None:
+    """The run directory of this process (``FULMEN_RUN_DIR``, set by fulmen's launchers), or None."""
+    rank_info = getattr(getattr(trainer, "strategy", None), "rank_info", None)
+    run_dir = getattr(rank_info, "run_dir", None) or os.environ.get("FULMEN_RUN_DIR")
+    return run_dir or None
+
+
+def fit_start_checkpoint(trainer: Any, ckpt_path: str | os.PathLike[str] | None) -> str | None:
+    """The checkpoint ``fit`` starts from: this run's resume checkpoint beats ``ckpt_path``.
+
+    A requeued or restarted job must continue where it stopped, not restart a fine-tune from
+    the original weights it was first given.
+    """
+    run_dir = run_dir_of(trainer)
+    if run_dir is not None:
+        resume = ckpt_io.find_resume_checkpoint(run_dir)
+        if resume is not None:
+            return str(resume)
+    return resolve_ckpt_path(trainer, ckpt_path)
+
+
+def load_for_restore(path: str | os.PathLike[str], *, unsafe_full_unpickle: bool = False) -> dict[str, Any]:
+    """Read a checkpoint to restore it into a trainer (on CPU; ``load_state_dict`` moves tensors)."""
+    return ckpt_io.load_checkpoint(path, map_location="cpu", unsafe_full_unpickle=unsafe_full_unpickle)
+
+
+def save_trainer_checkpoint(trainer: Any, filepath: str | os.PathLike[str], weights_only: bool = False) -> None:
+    """What ``trainer.save_checkpoint`` does: every rank dumps (hooks run everywhere), rank 0 writes."""
+    checkpoint = dump_checkpoint(trainer, weights_only=weights_only)
+    if getattr(trainer, "is_global_zero", True):
+        ckpt_io.save_atomic(checkpoint, filepath)
+    strategy = getattr(trainer, "strategy", None)
+    if strategy is not None:
+        strategy.barrier("save_checkpoint")
+
+
+def save_resume_checkpoint(trainer: Any) -> Path | None:
+    """Save this run's resume checkpoint (preemption, restarts); None outside a run directory."""
+    run_dir = run_dir_of(trainer)
+    if run_dir is None:
+        return None
+    checkpoint = dump_checkpoint(trainer)
+    written = ckpt_io.save_resume_checkpoint(checkpoint, run_dir) if getattr(trainer, "is_global_zero", True) else None
+    strategy = getattr(trainer, "strategy", None)
+    if strategy is not None:
+        strategy.barrier("save_resume_checkpoint")
+    return written

@@ -1,0 +1,156 @@
+"""load_from_checkpoint: hyperparameters restored and overridable, weights loaded, safe loading."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from fulmen.core.datamodule import LightningDataModule
+from fulmen.core.module import LightningModule
+from fulmen.core.saving import load_from_checkpoint
+from fulmen.errors import CheckpointError
+
+
+class Regressor(LightningModule):
+    def __init__(self, hidden: int = 4, lr: float = 0.1, name: str = "reg") -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = nn.Linear(3, hidden)
+        self.loaded_from: dict[str, Any] | None = None
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.loaded_from = {"extra": checkpoint.get("extra")}
+
+
+class FromNamespace(LightningModule):
+    def __init__(self, hparams: Any) -> None:
+        super().__init__()
+        self.save_hyperparameters(hparams)
+        self.layer = nn.Linear(2, int(hparams.width))
+
+
+def _lightning_style_checkpoint(model: LightningModule) -> dict[str, Any]:
+    """The layout PyTorch Lightning 2.x writes (keys and value types), for a plain model."""
+    return {
+        "epoch": 2,
+        "global_step": 30,
+        "pytorch-lightning_version": "2.6.6",
+        "state_dict": model.state_dict(),
+        "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"current": {"completed": 2}}}},
+        "callbacks": {
+            "ModelCheckpoint{'monitor': 'val_loss', 'mode': 'min', 'every_n_train_steps': 0, 'every_n_epochs': 1, "
+            "'train_time_interval': None}": {"best_model_score": torch.tensor(0.25), "best_model_path": "/x.ckpt"}
+        },
+        "optimizer_states": [torch.optim.Adam(model.parameters()).state_dict()],
+        "lr_schedulers": [],
+        "hparams_name": "kwargs",
+        "hyper_parameters": dict(model.hparams),
+        "extra": "from on_save_checkpoint",
+    }
+
+
+def test_lightning_checkpoint_loads_with_hparams_and_weights(tmp_path: Path) -> None:
+    original = Regressor(hidden=6, lr=0.5, name="orig")
+    path = tmp_path / "lightning.ckpt"
+    torch.save(_lightning_style_checkpoint(original), path)
+    loaded = Regressor.load_from_checkpoint(path)
+    assert isinstance(loaded, Regressor)
+    assert dict(loaded.hparams) == {"hidden": 6, "lr": 0.5, "name": "orig"}
+    assert torch.equal(loaded.layer.weight, original.layer.weight)
+    assert loaded.loaded_from == {"extra": "from on_save_checkpoint"}
+
+
+def test_keyword_overrides_win(tmp_path: Path) -> None:
+    original = Regressor(hidden=6, lr=0.5)
+    path = tmp_path / "m.ckpt"
+    torch.save(_lightning_style_checkpoint(original), path)
+    loaded = load_from_checkpoint(Regressor, path, lr=0.01, name="tuned")
+    assert (loaded.hparams.hidden, loaded.hparams.lr, loaded.hparams.name) == (6, 0.01, "tuned")
+
+
+def test_hparams_file_replaces_stored_hparams(tmp_path: Path) -> None:
+    original = Regressor(hidden=6, lr=0.5)
+    path = tmp_path / "m.ckpt"
+    torch.save(_lightning_style_checkpoint(original), path)
+    (tmp_path / "hparams.yaml").write_text("hidden: 6\nlr: 0.25\nname: from-yaml\n")
+    loaded = Regressor.load_from_checkpoint(path, hparams_file=tmp_path / "hparams.yaml")
+    assert (loaded.hparams.lr, loaded.hparams.name) == (0.25, "from-yaml")
+    (tmp_path / "tags.csv").write_text("key,value\nhidden,6\nlr,0.125\nname,csv\n")
+    assert Regressor.load_from_checkpoint(path, hparams_file=tmp_path / "tags.csv").hparams.lr == 0.125
+    with pytest.raises(ValueError, match=r"\.csv, \.yml or \.yaml"):
+        Regressor.load_from_checkpoint(path, hparams_file=tmp_path / "hparams.json")
+
+
+def test_hparams_passed_as_one_argument(tmp_path: Path) -> None:
+    original = FromNamespace(argparse.Namespace(width=5))
+    checkpoint = _lightning_style_checkpoint(original)
+    checkpoint["hparams_name"] = "hparams"
+    path = tmp_path / "ns.ckpt"
+    torch.save(checkpoint, path)
+    loaded = FromNamespace.load_from_checkpoint(path)
+    assert loaded.layer.out_features == 5 and loaded.hparams.width == 5
+
+
+def test_python_objects_need_explicit_unsafe_opt_in(tmp_path: Path) -> None:
+    original = Regressor()
+    checkpoint = _lightning_style_checkpoint(original)
+    checkpoint["hyper_parameters"] = {"hidden": 4, "lr": argparse.Namespace(value=0.3)}
+    path = tmp_path / "objects.ckpt"
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match=r"objects\.ckpt(.|\n)*argparse\.Namespace(.|\n)*unsafe_full_unpickle=True"):
+        Regressor.load_from_checkpoint(path)
+    loaded = Regressor.load_from_checkpoint(path, unsafe_full_unpickle=True)
+    assert loaded.hparams.lr.value == 0.3
+
+
+@pytest.mark.filterwarnings("ignore:Found keys that are not in the model")
+def test_strict_false_warns_about_key_mismatch(tmp_path: Path) -> None:
+    original = Regressor()
+    checkpoint = _lightning_style_checkpoint(original)
+    checkpoint["state_dict"] = {"layer.weight": checkpoint["state_dict"]["layer.weight"], "old.bias": torch.zeros(1)}
+    path = tmp_path / "partial.ckpt"
+    torch.save(checkpoint, path)
+    with pytest.raises(RuntimeError, match="layer.bias"):
+        Regressor.load_from_checkpoint(path)
+    with pytest.warns(UserWarning, match=r"not in the checkpoint: \['layer.bias'\]"):
+        Regressor.load_from_checkpoint(path, strict=False)
+
+
+def test_weights_only_checkpoint_and_map_location(tmp_path: Path) -> None:
+    original = Regressor(hidden=3)
+    path = tmp_path / "w.ckpt"
+    torch.save({"state_dict": original.state_dict(), "hyper_parameters": dict(original.hparams)}, path)
+    loaded = Regressor.load_from_checkpoint(path, map_location="cpu")
+    assert loaded.layer.weight.device.type == "cpu"
+    assert torch.equal(loaded.layer.bias, original.layer.bias)
+
+
+class Data(LightningDataModule):
+    def __init__(self, batch_size: int = 8) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.restored: dict[str, Any] = {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.restored = state_dict
+
+
+def test_datamodule_from_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "dm.ckpt"
+    torch.save(
+        {
+            "state_dict": {},
+            "datamodule_hparams_name": "kwargs",
+            "datamodule_hyper_parameters": {"batch_size": 32},
+            "Data": {"cursor": 7},
+        },
+        path,
+    )
+    data = load_from_checkpoint(Data, path)
+    assert data.hparams.batch_size == 32 and data.restored == {"cursor": 7}
+    assert load_from_checkpoint(Data, path, batch_size=4).hparams.batch_size == 4
