@@ -83,6 +83,39 @@ def run(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
         _finish_job_record(record, code)
 
 
+def relaunch_main_script(ranks: int, *, gpus: bool) -> int:
+    """Run the current ``python script.py ARGS`` again as ``ranks`` ranks; their exit code.
+
+    What ``Trainer(devices=N)`` does in a process that no launcher started: this process
+    becomes the launcher (the same local backend as ``launch --nproc-per-node N``), so the
+    ranks run exactly as under ``launch`` and the code before ``fit`` runs in each of them.
+    """
+    main = sys.modules.get("__main__")
+    main_spec = getattr(main, "__spec__", None)
+    if main_spec is not None and main_spec.name:
+        name = main_spec.name.removesuffix(".__main__")
+        entry, is_module = name, True
+    elif getattr(main, "__file__", None):
+        entry, is_module = os.path.abspath(main.__file__), False  # type: ignore[union-attr]
+    else:
+        raise LaunchError(
+            f"Trainer(devices={ranks}) needs to start {ranks} processes, but this interpreter runs no script "
+            "(interactive session or python -c).\n"
+            f"HINT: put the code in a file and run `launch --nproc-per-node {ranks} train.py`."
+        )
+    spec = JobSpec(
+        entry=entry,
+        args=tuple(sys.argv[1:]),
+        entry_is_module=is_module,
+        gpus_per_node=ranks if gpus else None,
+        nproc_per_node=None if gpus else ranks,
+        run_dir=os.environ.get("FULMEN_RUN_DIR") or None,
+    )
+    print(f"fulmen: Trainer(devices={ranks}): starting {ranks} ranks with the local launcher; "
+          "this process exits with their exit code.", file=sys.stderr, flush=True)
+    return run(spec)
+
+
 def check_entry(spec: JobSpec) -> None:
     """A missing script or module is an error before anything starts."""
     if spec.entry_is_module:

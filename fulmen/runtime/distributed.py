@@ -1,0 +1,257 @@
+"""DDPStrategy: one process per device, a process group, DDP-wrapped module, sharded data.
+
+Life of a rank (the Trainer calls these through the ``Strategy`` seam):
+
+1. ``setup_environment``: check the Trainer's ``devices`` / ``num_nodes`` against how this
+   process was launched (errors with a HINT *before* ``init_process_group``, which would
+   otherwise wait for ranks that never come), then init the group: gloo on CPU, nccl on CUDA.
+   A plain ``python train.py`` with ``Trainer(devices=2)`` is not a rank yet: it hands the
+   script to the local launcher, which starts the ranks, and exits with their exit code.
+2. ``setup_module``: move to the device, SyncBatchNorm if asked, wrap in DDP.
+3. ``process_dataloader``: a DistributedSampler per rank (``fulmen.runtime.data_sharding``).
+4. Collectives for logging, checkpointing decisions and preemption; ``teardown``.
+
+``Trainer(strategy="ddp")``, ``"ddp_find_unused_parameters_true"`` and
+``Trainer(strategy=DDPStrategy(static_graph=True, gradient_as_bucket_view=True, ...))`` all
+land here; keyword arguments that are not ours go to ``DistributedDataParallel``.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from fulmen.errors import ClusterMismatchError, MisconfigurationException
+from fulmen.runtime.data_sharding import distributed_loader
+from fulmen.runtime.ranks import RankInfo
+from fulmen.runtime.strategy import Strategy
+
+T = TypeVar("T")
+
+_REDUCE_OPS = {"mean": dist.ReduceOp.SUM, "sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
+DEFAULT_TIMEOUT = timedelta(minutes=30)
+
+
+class DDPStrategy(Strategy):
+    """Distributed data parallel over ``torch.distributed`` (module docstring)."""
+
+    strategy_name = "ddp"
+
+    def __init__(
+        self,
+        *,
+        find_unused_parameters: bool = False,
+        static_graph: bool = False,
+        process_group_backend: str | None = None,
+        timeout: timedelta = DEFAULT_TIMEOUT,
+        rank_info: RankInfo | None = None,
+        accelerator: str | None = None,
+        devices: Any = None,
+        num_nodes: int | None = None,
+        sync_batchnorm: bool | None = None,
+        strategy: str = "ddp",
+        **ddp_kwargs: Any,
+    ) -> None:
+        super().__init__(rank_info or RankInfo(), torch.device("cpu"))
+        self.find_unused_parameters = find_unused_parameters or strategy == "ddp_find_unused_parameters_true"
+        self.static_graph = static_graph
+        self.process_group_backend = process_group_backend
+        self.timeout = timeout
+        self.ddp_kwargs = ddp_kwargs
+        self.accelerator = accelerator or "cpu"
+        self.devices = devices
+        self.num_nodes_flag = num_nodes or 1
+        self.sync_batchnorm = bool(sync_batchnorm)
+        self._owns_process_group = False
+        self._configured = rank_info is not None
+        if rank_info is not None:
+            self.configure(rank_info=rank_info, accelerator=self.accelerator, devices=devices,
+                           num_nodes=self.num_nodes_flag, sync_batchnorm=self.sync_batchnorm)
+
+    def configure(
+        self, *, rank_info: RankInfo, accelerator: str, devices: Any, num_nodes: int, sync_batchnorm: bool
+    ) -> DDPStrategy:
+        """Fill in what the Trainer knows (a user-built ``DDPStrategy(...)`` starts without it)."""
+        self.rank_info = rank_info
+        self.accelerator = accelerator
+        self.devices = devices
+        self.num_nodes_flag = int(num_nodes)
+        self.sync_batchnorm = bool(sync_batchnorm) or self.sync_batchnorm
+        if accelerator == "cuda":
+            index = rank_info.local_rank
+            if isinstance(devices, (list, tuple)) and len(devices) > index:
+                index = int(devices[index])
+            self.root_device = torch.device("cuda", index)
+        else:
+            self.root_device = torch.device(accelerator)
+        self._configured = True
+        return self
+
+    # --- process group -------------------------------------------------------------------
+
+    @property
+    def devices_per_node(self) -> int | None:
+        """Ranks per node the Trainer asked for (None: "auto", take what the launcher started)."""
+        devices = self.devices
+        if devices in (None, "auto", -1, "-1"):
+            return None
+        if isinstance(devices, (list, tuple)):
+            return len(devices)
+        if isinstance(devices, str) and "," in devices:
+            return len([d for d in devices.split(",") if d.strip()])
+        return int(devices)
+
+    def setup_environment(self) -> None:
+        if self.rank_info.source == "single" and self._expected_world_size() > 1:
+            self._start_ranks_and_exit()
+        validate_launch(self.rank_info, self.devices_per_node, self.num_nodes_flag)
+        if self.root_device.type == "cuda":
+            torch.cuda.set_device(self.root_device)
+        if dist.is_available() and dist.is_initialized():
+            if dist.get_world_size() != self.world_size or dist.get_rank() != self.global_rank:
+                raise ClusterMismatchError(
+                    f"A process group is already initialized as rank {dist.get_rank()} of {dist.get_world_size()}, "
+                    f"but this process was launched as rank {self.global_rank} of {self.world_size}.\n"
+                    "HINT: let the Trainer create the process group (remove your init_process_group call)."
+                )
+            return
+        if self.rank_info.master_port is None:
+            raise ClusterMismatchError(
+                f"Rank {self.global_rank} of {self.world_size} has no rendezvous port (MASTER_PORT is not set).\n"
+                "HINT: start the ranks with `launch`, torchrun or srun, which set it."
+            )
+        backend = self.process_group_backend or ("nccl" if self.root_device.type == "cuda" else "gloo")
+        dist.init_process_group(
+            backend,
+            init_method=f"tcp://{self.rank_info.master_addr}:{self.rank_info.master_port}",
+            rank=self.global_rank,
+            world_size=self.world_size,
+            timeout=self.timeout,
+        )
+        self._owns_process_group = True
+
+    def _expected_world_size(self) -> int:
+        return (self.devices_per_node or 1) * self.num_nodes_flag
+
+    def _start_ranks_and_exit(self) -> None:
+        """``python train.py`` with ``Trainer(devices=N)``: become the launcher of N ranks."""
+        if self.num_nodes_flag > 1:
+            raise ClusterMismatchError(
+                f"Trainer(num_nodes={self.num_nodes_flag}) in a process that no launcher started.\n"
+                f"HINT: run `launch --nodes {self.num_nodes_flag} ...` on each node, or submit with "
+                "`launch --cluster slurm`."
+            )
+        from fulmen.launcher.local import relaunch_main_script
+
+        code = relaunch_main_script(self.devices_per_node or 1, gpus=self.root_device.type == "cuda")
+        sys.exit(code)
+
+    def teardown(self) -> None:
+        if self._owns_process_group and dist.is_initialized():
+            dist.destroy_process_group()
+        self._owns_process_group = False
+
+    # --- module and data -----------------------------------------------------------------
+
+    def setup_module(self, module: nn.Module) -> nn.Module:
+        module = module.to(self.root_device)
+        if self.sync_batchnorm:
+            if self.root_device.type != "cuda":
+                raise MisconfigurationException(
+                    "Trainer(sync_batchnorm=True) on CPU: torch's SyncBatchNorm runs on CUDA devices only.\n"
+                    "HINT: drop sync_batchnorm on CPU (each rank keeps its own batch statistics), or use GPUs."
+                )
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        device_ids = [self.root_device.index] if self.root_device.type == "cuda" else None
+        return DistributedDataParallel(
+            module,
+            device_ids=device_ids,
+            find_unused_parameters=self.find_unused_parameters,
+            static_graph=self.static_graph,
+            **self.ddp_kwargs,
+        )
+
+    def process_dataloader(self, dataloader: Any, *, training: bool, use_distributed_sampler: bool) -> Any:
+        if not use_distributed_sampler or self.world_size == 1:
+            return dataloader
+        return distributed_loader(dataloader, num_replicas=self.world_size, rank=self.global_rank, training=training)
+
+    # --- collectives ---------------------------------------------------------------------
+
+    def barrier(self, name: str | None = None) -> None:
+        if dist.is_initialized():
+            dist.barrier()
+
+    def broadcast(self, obj: T, src: int = 0) -> T:
+        if not dist.is_initialized():
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=src, device=self._collective_device())
+        return box[0]
+
+    def reduce(self, tensor: Tensor, op: str = "mean") -> Tensor:
+        if op not in _REDUCE_OPS:
+            raise MisconfigurationException(f"reduce op {op!r} is not supported; expected one of {list(_REDUCE_OPS)}.")
+        if not dist.is_initialized():
+            return tensor
+        result = tensor.detach().clone()
+        if op == "mean" and not result.is_floating_point():
+            result = result.float()
+        device = result.device
+        result = result.to(self._collective_device())
+        dist.all_reduce(result, op=_REDUCE_OPS[op])
+        if op == "mean":
+            result = result / self.world_size
+        return result.to(device)
+
+    def all_gather(self, tensor: Tensor, sync_grads: bool = False) -> Tensor:
+        if not dist.is_initialized():
+            return tensor
+        device = tensor.device
+        local = tensor.to(self._collective_device())
+        if sync_grads:
+            from torch.distributed.nn.functional import all_gather as differentiable_all_gather
+
+            gathered = list(differentiable_all_gather(local.contiguous()))
+        else:
+            gathered = [torch.empty_like(local) for _ in range(self.world_size)]
+            dist.all_gather(gathered, local.contiguous())
+        return torch.stack(gathered).to(device)
+
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        if not dist.is_initialized():
+            return bool(decision)
+        votes = torch.tensor([int(bool(decision))], device=self._collective_device())
+        dist.all_reduce(votes, op=dist.ReduceOp.SUM)
+        count = int(votes.item())
+        return count == self.world_size if all else count > 0
+
+    def _collective_device(self) -> torch.device:
+        # nccl only moves CUDA tensors; gloo only CPU ones.
+        return self.root_device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def validate_launch(info: RankInfo, devices_per_node: int | None, num_nodes: int) -> None:
+    """The Trainer's ``devices`` / ``num_nodes`` against the launch environment; errors name both."""
+    how = {"env": "launch/torchrun (WORLD_SIZE, LOCAL_WORLD_SIZE)", "slurm": "SLURM (SLURM_NTASKS, ...)"}.get(
+        info.source, info.source
+    )
+    if devices_per_node is not None and devices_per_node != info.local_world_size:
+        raise ClusterMismatchError(
+            f"Trainer(devices={devices_per_node}) asks for {devices_per_node} ranks per node, but this process "
+            f"was launched as one of {info.local_world_size} ranks per node ({info.world_size} in all) by {how}.\n"
+            f"HINT: use Trainer(devices={info.local_world_size}) (or devices='auto'), or launch "
+            f"{devices_per_node} ranks per node (launch --nproc-per-node {devices_per_node})."
+        )
+    if num_nodes != info.num_nodes:
+        raise ClusterMismatchError(
+            f"Trainer(num_nodes={num_nodes}) does not match the {info.num_nodes} node(s) this job was launched "
+            f"on by {how}.\n"
+            f"HINT: use Trainer(num_nodes={info.num_nodes}), or launch with --nodes {num_nodes}."
+        )

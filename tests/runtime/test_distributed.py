@@ -1,0 +1,127 @@
+"""DDPStrategy pieces that run in one process: validation, configuration, sharding, 1-rank collectives.
+
+The 2-rank behaviour (shards per rank, sync_dist, identical replicas) is pinned by
+tests/integration/local/ with real processes.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from fulmen.errors import ClusterMismatchError, MisconfigurationException
+from fulmen.launcher import ports
+from fulmen.runtime.data_sharding import distributed_loader
+from fulmen.runtime.distributed import DDPStrategy, validate_launch
+from fulmen.runtime.ranks import RankInfo
+from fulmen.runtime.strategy import select_strategy
+
+TWO_RANKS = RankInfo(global_rank=1, local_rank=1, world_size=2, local_world_size=2, master_port=1, source="env")
+
+
+def test_devices_mismatch_names_both_values_and_hint_before_any_group() -> None:
+    strategy = DDPStrategy(rank_info=TWO_RANKS, accelerator="cpu", devices=4, num_nodes=1)
+    with pytest.raises(ClusterMismatchError) as exc:
+        strategy.setup_environment()
+    message = str(exc.value)
+    assert "Trainer(devices=4)" in message and "one of 2 ranks per node" in message and "HINT" in message
+    assert not dist.is_initialized()
+
+
+def test_num_nodes_mismatch() -> None:
+    with pytest.raises(ClusterMismatchError, match=r"(?s)num_nodes=2.*1 node\(s\).*HINT"):
+        validate_launch(TWO_RANKS, 2, 2)
+
+
+def test_auto_devices_accepts_what_the_launcher_started() -> None:
+    validate_launch(TWO_RANKS, None, 1)
+    assert DDPStrategy(rank_info=TWO_RANKS, devices="auto").devices_per_node is None
+
+
+def test_strategy_names_and_ddp_kwargs() -> None:
+    strategy = DDPStrategy(strategy="ddp_find_unused_parameters_true", rank_info=TWO_RANKS, accelerator="cpu")
+    assert strategy.find_unused_parameters and not strategy.static_graph
+    custom = DDPStrategy(static_graph=True, gradient_as_bucket_view=True)
+    assert custom.ddp_kwargs == {"gradient_as_bucket_view": True} and custom.static_graph
+
+
+def test_select_strategy_configures_a_user_built_strategy() -> None:
+    user = DDPStrategy(static_graph=True)
+    chosen = select_strategy("cpu", user, devices=2, rank_info=TWO_RANKS.__class__(**{**TWO_RANKS.__dict__}))
+    assert chosen is user
+    assert (chosen.global_rank, chosen.world_size, chosen.root_device.type) == (1, 2, "cpu")
+    assert chosen.devices_per_node == 2
+
+
+def test_select_strategy_picks_ddp_for_several_ranks() -> None:
+    chosen = select_strategy("cpu", "ddp_find_unused_parameters_true", devices=2, rank_info=TWO_RANKS)
+    assert isinstance(chosen, DDPStrategy) and chosen.find_unused_parameters
+
+
+def test_sync_batchnorm_on_cpu_has_hint() -> None:
+    strategy = DDPStrategy(rank_info=TWO_RANKS, accelerator="cpu", sync_batchnorm=True)
+    with pytest.raises(MisconfigurationException, match="HINT"):
+        strategy.setup_module(torch.nn.BatchNorm1d(2))
+
+
+def _loader(**kwargs: object) -> DataLoader:
+    return DataLoader(TensorDataset(torch.arange(10.0)), batch_size=2, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_shards_are_disjoint_and_cover_the_dataset(shuffle: bool) -> None:
+    shards = []
+    for rank in range(2):
+        loader = distributed_loader(_loader(shuffle=shuffle), num_replicas=2, rank=rank, training=True)
+        assert isinstance(loader.sampler, DistributedSampler) and loader.sampler.shuffle is shuffle
+        assert loader.batch_size == 2
+        shards.append([int(x) for (batch,) in loader for x in batch])
+    assert not set(shards[0]) & set(shards[1])
+    assert sorted(shards[0] + shards[1]) == list(range(10))
+
+
+def test_shuffle_seed_comes_from_the_samplers_generator() -> None:
+    loader = distributed_loader(_loader(shuffle=True, generator=torch.Generator().manual_seed(123)),
+                                num_replicas=2, rank=0, training=True)
+    assert loader.sampler.seed == 123
+
+
+def test_loaders_that_must_not_be_touched() -> None:
+    already = _loader(sampler=DistributedSampler(TensorDataset(torch.arange(4.0)), num_replicas=2, rank=0))
+    assert distributed_loader(already, num_replicas=2, rank=0, training=True) is already
+    custom = DataLoader(TensorDataset(torch.arange(4.0)), sampler=[3, 2, 1, 0])
+    assert distributed_loader(custom, num_replicas=2, rank=0, training=True) is custom
+    not_a_loader = [1, 2, 3]
+    assert distributed_loader(not_a_loader, num_replicas=2, rank=0, training=True) is not_a_loader
+
+
+def test_use_distributed_sampler_false_keeps_the_loader() -> None:
+    loader = _loader()
+    strategy = DDPStrategy(rank_info=TWO_RANKS, accelerator="cpu")
+    assert strategy.process_dataloader(loader, training=True, use_distributed_sampler=False) is loader
+    assert strategy.process_dataloader(loader, training=True, use_distributed_sampler=True) is not loader
+
+
+def test_one_rank_group_collectives_and_teardown() -> None:
+    port, _ = ports.choose_port("test-one-rank-group", environ={})
+    try:
+        info = RankInfo(master_port=port, source="env")
+        strategy = DDPStrategy(rank_info=info, accelerator="cpu", devices=1, timeout=timedelta(seconds=30))
+        strategy.setup_environment()
+        assert dist.is_initialized() and dist.get_backend() == "gloo"
+        assert strategy.reduce(torch.tensor(3), "mean").item() == 3.0
+        assert strategy.reduce(torch.tensor([1.0, 5.0]), "max").tolist() == [1.0, 5.0]
+        assert strategy.all_gather(torch.tensor([1.0, 2.0])).shape == (1, 2)
+        assert strategy.broadcast({"a": 1}) == {"a": 1}
+        assert strategy.reduce_boolean_decision(True) and not strategy.reduce_boolean_decision(False, all=False)
+        strategy.barrier()
+        wrapped = strategy.setup_module(torch.nn.Linear(2, 1))
+        assert isinstance(wrapped, torch.nn.parallel.DistributedDataParallel)
+    finally:
+        strategy.teardown()
+        ports.release_port(port)
+    assert not dist.is_initialized()
