@@ -358,8 +358,10 @@ class TQDMProgressBar(ProgressBar):
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         self.val_progress_bar.close()
         self.reset_dataloader_idx_tracker()
-        if self._train_progress_bar is not None and _stage(trainer) == "fit":
-            self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
+        train_bar = self._train_progress_bar
+        # Reading metrics can sync the device: skip it when nothing is drawn (other ranks).
+        if train_bar is not None and not train_bar.disable and _stage(trainer) == "fit":
+            train_bar.set_postfix(self.get_metrics(trainer, pl_module))
 
     def on_test_start(self, trainer: Any, pl_module: Any) -> None:
         self.test_progress_bar = self.init_test_tqdm()
