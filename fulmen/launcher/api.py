@@ -77,7 +77,7 @@ def submit(fn: Callable[..., R], *args: Any, spec: JobSpec | None = None, **kwar
     from fulmen.launcher.rundir import new_run_id, prepare_run_dir, run_dir_for
     from fulmen.slurm import validation
     from fulmen.slurm.rank_entry import CallableTask
-    from fulmen.slurm.submit import submit_task
+    from fulmen.slurm.submit import submit_task, task_environment
 
     name = getattr(fn, "__name__", "callable")
     spec = spec or JobSpec(entry=name, cluster="slurm")
@@ -95,6 +95,7 @@ def submit(fn: Callable[..., R], *args: Any, spec: JobSpec | None = None, **kwar
     task = CallableTask(
         run_dir=str(run_dir), fn=fn, args=args, kwargs=kwargs,
         warning_signal=spec.slurm.signal, requeue_on_failure=spec.slurm.requeue_on_failure,
+        env=task_environment(spec),
     )
     job_id = submit_task(spec, run_dir, task)
     return Submission(job_id, run_dir, spec.world_size)

@@ -37,6 +37,11 @@ from fulmen.runtime.ranks import RankInfo
 from fulmen.slurm import environment
 
 PORT_WAIT_S = 120.0
+INHERITED_LAUNCH_VARIABLES = (
+    "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK",
+    "MASTER_ADDR", "MASTER_PORT", "FULMEN_CLUSTER", "FULMEN_RUN_DIR", "FULMEN_RESTART_COUNT",
+    "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS",
+)
 _SIGNAL_NAMES = {"USR1": signal.SIGUSR1, "USR2": signal.SIGUSR2, "TERM": signal.SIGTERM,
                  "INT": signal.SIGINT, "HUP": signal.SIGHUP, "QUIT": signal.SIGQUIT, "ALRM": signal.SIGALRM}
 
@@ -58,12 +63,21 @@ def warning_signal(spec_signal: str) -> signal.Signals:
 # ---------------------------------------------------------------- rank setup
 
 
-def prepare_rank(run_dir: Path, environ: dict[str, str] | None = None) -> RankInfo | None:
+def prepare_rank(
+    run_dir: Path, environ: dict[str, str] | None = None, extra_env: tuple[tuple[str, str], ...] = ()
+) -> RankInfo | None:
     """Export the run/rendezvous variables for this task and return its RankInfo.
 
-    None when this process is not an srun task (then it runs as a single process).
+    ``extra_env`` is ``launch --env KEY=VALUE`` (and ``--master-addr/--master-port``), applied
+    first so that an explicit ``MASTER_PORT`` wins over the derived one. None when this
+    process is not an srun task (then it runs as a single process).
     """
     env = os.environ if environ is None else environ
+    # sbatch exports the submitting shell's environment; a rendezvous or rank left there (say,
+    # `launch` run from inside a torchrun job) must not override what SLURM says about this task.
+    for name in INHERITED_LAUNCH_VARIABLES:
+        env.pop(name, None)
+    env.update(dict(extra_env))
     env["FULMEN_RUN_DIR"] = str(run_dir)
     env["FULMEN_RESTART_COUNT"] = str(environment.restart_count(env))
     # torchrun's habit: one thread per rank unless the job asked for more CPUs per task,
@@ -194,10 +208,11 @@ class ScriptTask:
     entry_is_module: bool = False
     warning_signal: str = "USR2@90"
     requeue_on_failure: bool = False
+    env: tuple[tuple[str, str], ...] = ()
 
     def __call__(self) -> int:
         run_dir = Path(self.run_dir)
-        info = prepare_rank(run_dir)
+        info = prepare_rank(run_dir, extra_env=self.env)
         redirect_output(run_dir, info.global_rank if info else 0)
         print(f"fulmen: {_restart_note(info)} started at {time.time():.3f}", file=sys.stderr, flush=True)
         install_fallback_handlers(warning_signal(self.warning_signal))
@@ -232,10 +247,11 @@ class CallableTask:
     kwargs: dict[str, Any] = field(default_factory=dict)
     warning_signal: str = "USR2@90"
     requeue_on_failure: bool = False
+    env: tuple[tuple[str, str], ...] = ()
 
     def __call__(self) -> Any:
         run_dir = Path(self.run_dir)
-        info = prepare_rank(run_dir)
+        info = prepare_rank(run_dir, extra_env=self.env)
         redirect_output(run_dir, info.global_rank if info else 0)
         print(f"fulmen: {_restart_note(info)} started at {time.time():.3f}", file=sys.stderr, flush=True)
         install_fallback_handlers(warning_signal(self.warning_signal))

@@ -51,6 +51,7 @@ def run(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
         entry_is_module=spec.entry_is_module,
         warning_signal=spec.slurm.signal,
         requeue_on_failure=spec.slurm.requeue_on_failure,
+        env=task_environment(spec),
     )
     job_id = submit_task(spec, run_dir, task)
     print(
@@ -61,6 +62,16 @@ def run(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
     if not wait:
         return 0
     return wait_for_job(job_id, run_dir)
+
+
+def task_environment(spec: JobSpec) -> tuple[tuple[str, str], ...]:
+    """Variables every task sets: ``--env`` pairs plus explicit ``--master-addr/--master-port``."""
+    env = list(spec.env)
+    if spec.master_addr:
+        env.append(("MASTER_ADDR", spec.master_addr))
+    if spec.master_port:
+        env.append(("MASTER_PORT", str(spec.master_port)))
+    return tuple(env)
 
 
 def resolve_run_dir(spec: JobSpec) -> Path:

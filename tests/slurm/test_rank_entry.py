@@ -66,9 +66,16 @@ def test_batch_shell_is_prepared_as_a_single_process(tmp_path: Path) -> None:
     assert "MASTER_PORT" not in env and env["FULMEN_RUN_DIR"] == str(tmp_path)
 
 
-def test_explicit_master_port_is_kept(tmp_path: Path) -> None:
-    env = dict(RANK0, MASTER_PORT="29555")
+def test_launcher_variables_from_the_submit_shell_are_dropped(tmp_path: Path) -> None:
+    env = dict(RANK0, RANK="5", WORLD_SIZE="8", MASTER_PORT="1234", FULMEN_CLUSTER="env")
     info = rank_entry.prepare_rank(tmp_path, env)
+    assert info is not None and info.master_port != 1234
+    assert "RANK" not in env and "WORLD_SIZE" not in env and "FULMEN_CLUSTER" not in env
+
+
+def test_explicit_master_port_is_kept(tmp_path: Path) -> None:
+    env = dict(RANK0)
+    info = rank_entry.prepare_rank(tmp_path, env, extra_env=(("MASTER_PORT", "29555"),))
     assert info is not None and info.master_port == 29555
     assert not (tmp_path / "rendezvous").exists()
 

@@ -1,0 +1,190 @@
+"""`launch --cluster slurm` and the job commands against the real local cluster.
+
+Each test submits its own small job from its own folder, so pytest-xdist can run them side by
+side. Training jobs (Trainer, DDP, exact resume) are in test_training_real.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from fulmen.slurm import commands
+from tests.integration.slurm.conftest import fulmen_cli
+
+pytestmark = [pytest.mark.slurm, pytest.mark.integration, pytest.mark.slow]
+
+WHOAMI = """\
+import json, os, sys
+from fulmen.runtime.cluster import detect
+info = detect(os.environ)
+print("WHOAMI " + json.dumps(dict(rank=info.global_rank, local=info.local_rank, node=info.node_rank,
+      world=info.world_size, nodes=info.num_nodes, host=os.environ["SLURMD_NODENAME"],
+      master=info.master_addr, port=info.master_port, source=info.source, argv=sys.argv[1:],
+      cwd=os.getcwd(), run_dir=os.environ["FULMEN_RUN_DIR"], gpus=os.environ.get("CUDA_VISIBLE_DEVICES"))), flush=True)
+"""
+
+
+def only_run_dir(project: Path) -> Path:
+    runs = [p for p in (project / "fulmen_runs").iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def job_id_from(stdout: str) -> str:
+    match = re.search(r"Submitted SLURM job (\d+)", stdout)
+    assert match, stdout
+    return match.group(1)
+
+
+def test_two_nodes_two_gpus_each_rank_knows_its_place(project: Path, job_env: dict[str, str]) -> None:
+    (project / "whoami.py").write_text(WHOAMI)
+    proc = fulmen_cli(["launch", "--cluster", "slurm", "--nodes", "2", "--gpus", "2", "--time", "5", "--wait",
+                       "whoami.py", "--flag", "x"], job_env, project)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    job_id = job_id_from(proc.stdout)
+    # --wait streamed rank 0's output.
+    assert '"rank": 0' in proc.stdout and f"job {job_id} ended: COMPLETED" in proc.stdout
+    run_dir = only_run_dir(project)
+    seen = []
+    for rank in range(4):
+        line = next(l for l in (run_dir / "logs" / f"rank_{rank}.log").read_text().splitlines() if l.startswith("WHOAMI"))
+        seen.append(json.loads(line[len("WHOAMI "):]))
+    assert [(s["rank"], s["local"], s["node"]) for s in seen] == [(0, 0, 0), (1, 1, 0), (2, 0, 1), (3, 1, 1)]
+    hosts = [s["host"] for s in seen]  # which nodes depends on what else runs on the cluster
+    assert hosts[0] == hosts[1] != hosts[2] == hosts[3]
+    assert {(s["world"], s["nodes"], s["master"], s["source"]) for s in seen} == {(4, 2, hosts[0], "slurm")}
+    assert len({s["port"] for s in seen}) == 1
+    assert all(s["argv"] == ["--flag", "x"] and s["cwd"] == str(run_dir / "code") for s in seen)
+    assert all(s["gpus"] is not None and len(s["gpus"].split(",")) == 2 for s in seen)
+
+    status = fulmen_cli(["status", job_id], job_env, project)
+    assert status.returncode == 0 and "state: COMPLETED" in status.stdout, status.stdout + status.stderr
+    logs = fulmen_cli(["logs", job_id, "--rank", "3"], job_env, project)
+    assert logs.returncode == 0 and '"rank": 3' in logs.stdout and '"rank": 0' not in logs.stdout
+    listing = fulmen_cli(["list"], job_env, project)
+    assert re.search(rf"^{job_id}\s+slurm\s+COMPLETED\s+whoami", listing.stdout, re.M), listing.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--nodes", "4", "--gpus", "1"], "--nodes 4 asks for more nodes than partition 'debug' has (3 node(s))"),
+        (["--partition", "gpu-large"], "--partition 'gpu-large' does not exist on this cluster"),
+        (["--nodes", "2"], "--nodes 2 was given without --gpus or --nproc-per-node"),
+    ],
+)
+def test_wrong_input_fails_at_submit_time(project: Path, job_env: dict[str, str], args: list[str], message: str) -> None:
+    (project / "t.py").write_text("print('never runs')\n")
+    proc = fulmen_cli(["launch", "--cluster", "slurm", *args, "t.py"], job_env, project, timeout=60)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "HINT" in proc.stderr, proc.stderr
+    assert not (project / "fulmen_runs").exists()
+
+
+def test_missing_script_fails_at_submit_time(project: Path, job_env: dict[str, str]) -> None:
+    proc = fulmen_cli(["launch", "--cluster", "slurm", "nope.py"], job_env, project, timeout=60)
+    assert proc.returncode != 0 and "'nope.py' does not exist" in proc.stderr
+
+
+def test_failing_script_fails_the_job_and_the_wait(project: Path, job_env: dict[str, str]) -> None:
+    (project / "bad.py").write_text("import sys\nprint('about to fail', flush=True)\nsys.exit(3)\n")
+    proc = fulmen_cli(["launch", "--cluster", "slurm", "--nproc-per-node", "1", "--wait", "bad.py"], job_env, project)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "about to fail" in proc.stdout and "FAILED" in proc.stdout
+
+
+def test_callable_result_is_fetched(project: Path, job_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from fulmen.launcher.api import submit
+    from fulmen.launcher.spec import JobSpec
+
+    monkeypatch.chdir(project)
+
+    def square_on_rank(x: int) -> tuple[int, str, str]:
+        import os
+
+        return x * x, os.environ["SLURM_PROCID"], os.environ["SLURMD_NODENAME"]
+
+    job = submit(square_on_rank, 7, spec=JobSpec(entry="square", cluster="slurm", nodes=2, nproc_per_node=1))
+    first = job.result()
+    assert first[:2] == (49, "0")
+    results = job.results()
+    assert results[0] == first and results[1][:2] == (49, "1") and results[1][2] != first[2]
+    assert (job.run_dir / "job.json").is_file()
+
+
+def wait_for_line(path: Path, pattern: str, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and re.search(pattern, path.read_text()):
+            return time.time()
+        time.sleep(0.1)
+    raise AssertionError(f"{pattern!r} did not appear in {path} within {timeout}s")
+
+
+SLEEPER = """\
+import os, time
+VERSION = "A"
+print(f"VERSION {VERSION} restart={os.environ['FULMEN_RESTART_COUNT']}", flush=True)
+if os.environ["FULMEN_RESTART_COUNT"] == "0":
+    time.sleep(120)  # wait here for the signal
+"""
+
+
+def test_signal_requeues_and_the_requeued_run_uses_the_snapshot(project: Path, job_env: dict[str, str]) -> None:
+    (project / "sleeper.py").write_text(SLEEPER)
+    proc = fulmen_cli(["launch", "--cluster", "slurm", "--nproc-per-node", "1", "sleeper.py"], job_env, project)
+    assert proc.returncode == 0, proc.stderr
+    job_id = job_id_from(proc.stdout)
+    run_dir = only_run_dir(project)
+    log = run_dir / "logs" / "rank_0.log"
+    wait_for_line(log, r"VERSION A restart=0", 60)
+    # Edit the script while the job runs: the requeued run must still run the snapshot.
+    (project / "sleeper.py").write_text(SLEEPER.replace('VERSION = "A"', 'VERSION = "B"'))
+    signalled = time.time()
+    commands.cancel(job_id, signal="USR2")
+    started = wait_for_line(log, r"restart 1 .*started at", 90)
+    text = log.read_text()
+    restarted_at = float(re.search(r"restart 1 .*started at ([\d.]+)", text).group(1))
+    assert "VERSION A restart=1" in wait_and_read(log, r"VERSION \w restart=1", 30)
+    print(f"signal-to-requeued-run latency: {restarted_at - signalled:.1f}s (seen {started - signalled:.1f}s)")
+    earlier = (run_dir / "logs" / "rank_0.attempt_0.log").read_text()
+    assert "stopped by SIGUSR2 outside Trainer.fit" in earlier and f"requeued job {job_id}" in earlier
+    assert wait_until_final(job_id, 60).state == "COMPLETED"
+    assert commands.job_state(job_id).restarts == 1
+
+
+def wait_and_read(path: Path, pattern: str, timeout: float) -> str:
+    wait_for_line(path, pattern, timeout)
+    return path.read_text()
+
+
+def wait_until_final(job_id: str, timeout: float) -> commands.JobState:
+    from fulmen.slurm.submit import job_has_ended
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = job_has_ended(job_id)
+        if state is not None:
+            return state
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not end within {timeout}s: {commands.job_state(job_id)}")
+
+
+def test_max_requeues_zero_lets_a_signalled_job_end(project: Path, job_env: dict[str, str]) -> None:
+    (project / "sleeper.py").write_text(SLEEPER)
+    proc = fulmen_cli(["launch", "--cluster", "slurm", "--nproc-per-node", "1", "--max-requeues", "0", "sleeper.py"],
+                      job_env, project)
+    job_id = job_id_from(proc.stdout)
+    log = only_run_dir(project) / "logs" / "rank_0.log"
+    wait_for_line(log, r"VERSION A restart=0", 60)
+    commands.cancel(job_id, signal="USR2")
+    final = wait_until_final(job_id, 60)
+    assert final.state == "FAILED" and final.exit_code == "75:0"
+    assert "limit is --max-requeues 0" in log.read_text()
+
