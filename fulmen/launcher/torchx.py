@@ -19,14 +19,14 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from fulmen.errors import LaunchError, MissingExtraError
-from fulmen.launcher.spec import JobSpec
 from fulmen.launcher import jobs, local, ports, rundir, torchx_jobs
+from fulmen.launcher.spec import JobSpec
 from fulmen.launcher.torchx_appdef import build_appdef, pod_run_dir, role_name
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ def scheduler_for(spec: JobSpec) -> str:
     except KeyError:
         raise LaunchError(
             f"--cluster {spec.cluster!r} is not a torchx cluster. Expected one of: "
-            f"{', '.join(SCHEDULERS)}.\nHINT: use fulmen.launcher.local or the slurm backend for it."
+            f"{', '.join(SCHEDULERS)}.\nHINT: --cluster local and --cluster slurm have their own backends "
+            "(fulmen.launcher.local, fulmen.slurm.submit)."
         ) from None
 
 
@@ -70,11 +71,16 @@ def scheduler_cfg(spec: JobSpec, *, log_dir: str | None = None) -> dict[str, Any
     """torchx run options for the spec's scheduler.
 
     Kubernetes: namespace and Volcano queue (torchx requires a queue; Volcano's is ``default``).
-    local_cwd: ``log_dir`` keeps each replica's stdout/stderr under the run directory.
+    local_cwd: ``log_dir`` keeps each replica's stdout/stderr under the run directory; with
+    ``--gpus``, torchx gives each replica its own ``CUDA_VISIBLE_DEVICES`` slice, as separate
+    nodes would have.
     """
     if spec.cluster == "k8s":
         return {"namespace": spec.k8s.namespace, "queue": spec.k8s.queue or "default"}
-    cfg: dict[str, Any] = {"prepend_cwd": False}
+    cfg: dict[str, Any] = {
+        "prepend_cwd": False,
+        "auto_set_cuda_visible_devices": spec.gpus_per_node is not None,
+    }
     if log_dir is not None:
         cfg["log_dir"] = log_dir
     return cfg
@@ -117,7 +123,7 @@ def open_runner() -> Runner:
 
 
 def dryrun_info(runner: Runner, spec: JobSpec, app: AppDef, *, log_dir: str | None) -> AppDryRunInfo:
-    """Ask torchx for the request it would submit, with fulmen's errors for bad options."""
+    """Ask torchx for the request it would submit (its ``dryrun``), with the spec's run options."""
     return runner.dryrun(app, scheduler_for(spec), cfg=scheduler_cfg(spec, log_dir=log_dir))
 
 
@@ -174,7 +180,9 @@ def run(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
 def _submit_and_follow(runner: Runner, spec: JobSpec, app: AppDef, *, run_dir: Path, wait: bool) -> int:
     info = dryrun_info(runner, spec, app, log_dir=str(run_dir / "torchx"))
     handle = runner.schedule(info)
-    run = torchx_jobs.record_torchx_run(spec, run_dir, handle=handle, info=info, role=role_name(spec))
+    run = torchx_jobs.record_torchx_run(
+        spec, run_dir, handle=handle, scheduler=scheduler_for(spec), info=info, role=role_name(spec)
+    )
     record = jobs.new_record(handle, spec.cluster, run_dir, spec.job_name, spec.to_dict(), scheduler=run.scheduler)
     jobs.write_record(record)
     print(f"fulmen: submitted {handle}\nfulmen: run directory {run_dir}", file=sys.stderr)

@@ -85,12 +85,14 @@ def replica_log_dirs(info: AppDryRunInfo, role: str) -> list[str]:
     return list(info.request.role_log_dirs[role])
 
 
-def record_torchx_run(spec: JobSpec, run_dir: Path, *, handle: str, info: AppDryRunInfo, role: str) -> TorchxRun:
+def record_torchx_run(
+    spec: JobSpec, run_dir: Path, *, handle: str, scheduler: str, info: AppDryRunInfo, role: str
+) -> TorchxRun:
     """Write ``torchx.json`` for a job torchx just accepted."""
     local = spec.cluster == "torchx-local"
     run = TorchxRun(
         handle=handle,
-        scheduler=info._scheduler or "",
+        scheduler=scheduler,
         role=role,
         ranks_per_node=spec.ranks_per_node,
         launcher_pid=os.getpid() if local else None,

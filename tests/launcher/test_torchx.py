@@ -159,8 +159,11 @@ def test_scheduler_options() -> None:
     local = JobSpec(entry="t.py", cluster="torchx-local")
     assert torchx_backend.scheduler_cfg(local, log_dir="/r/torchx") == {
         "prepend_cwd": False,
+        "auto_set_cuda_visible_devices": False,
         "log_dir": "/r/torchx",
     }
+    gpus = JobSpec(entry="t.py", cluster="torchx-local", nodes=2, gpus_per_node=2)
+    assert torchx_backend.scheduler_cfg(gpus)["auto_set_cuda_visible_devices"] is True
 
 
 def test_k8s_without_image_is_an_error_before_anything_is_created(tmp_path: Path) -> None:

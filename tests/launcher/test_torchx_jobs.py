@@ -165,3 +165,15 @@ def test_torchx_record_round_trips(tmp_path: Path) -> None:
     run = _local_run(tmp_path, launcher_pid=7, replica_log_dirs=["/x/0"], state="RUNNING")
     assert torchx_jobs.TorchxRun.load(tmp_path) == run
     assert json.loads((tmp_path / "torchx.json").read_text())["handle"] == run.handle
+
+
+def test_record_guard_puts_the_torchx_record_back(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    ours = jobs.new_record("local_cwd://torchx/t-1", "torchx-local", tmp_path, "t", {})
+    jobs.write_record(ours)
+    guard = torchx_jobs.RecordGuard(ours)
+    assert guard.restore() is False
+    # what the local backend inside a replica does with the same run directory
+    jobs.write_record(jobs.new_record("20260101-000000-abc", "local", tmp_path, "t", {}))
+    assert guard.restore() is True
+    assert jobs.read_record(tmp_path) == ours
