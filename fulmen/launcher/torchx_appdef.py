@@ -38,7 +38,7 @@ def dns_label(text: str, fallback: str = "fulmen") -> str:
     """``text`` as a Kubernetes/Volcano name: lowercase ``[a-z0-9-]``, starts with a letter.
 
     Volcano derives pod names and the ``VC_<ROLE>_0_HOSTS`` variable from the role name, and the
-    API server rejects names with ``_`` or capitals, so ``my_train.py`` becomes ``my-train``.
+    API server rejects names with ``_`` or capitals, so the job name ``my_train`` becomes ``my-train``.
     """
     label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
     label = re.sub(r"-{2,}", "-", label)
@@ -74,6 +74,10 @@ def pod_run_dir(spec: JobSpec, run_dir_name: str) -> str:
 def _template_escape(text: str) -> str:
     """Protect a literal string from torchx's ``string.Template`` macro substitution."""
     return text.replace("$", "$$")
+
+
+class _Raw(str):
+    """A command token that is already shell syntax (a macro or a variable expansion)."""
 
 
 def launch_argv(
@@ -117,10 +121,6 @@ def launch_argv(
         argv.append(spec.entry)
     argv += list(spec.args)
     return argv
-
-
-class _Raw(str):
-    """A command token that is already shell syntax (a macro or a variable expansion)."""
 
 
 def rank_entry_script(argv: list[str]) -> str:
