@@ -55,3 +55,7 @@ class SlurmCommandError(FulmenError):
 
 class MonitorKeyError(FulmenError, RuntimeError):
     """A callback monitors a metric that was never logged (a RuntimeError, as in Lightning)."""
+
+
+class UnknownFlagError(MisconfigurationException, TypeError):
+    """A keyword that the Trainer does not know (a TypeError too, like Python's own message)."""

@@ -1,0 +1,108 @@
+"""save_hyperparameters(): read the caller's ``__init__`` arguments into ``hparams``.
+
+Shared by LightningModule and LightningDataModule. Lightning collects the arguments of the
+``__init__`` that called ``save_hyperparameters`` (walking up through subclass ``__init__``
+frames) so that ``load_from_checkpoint`` can rebuild the object; so do we.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import inspect
+from collections.abc import Iterable, Mapping
+from types import FrameType
+from typing import Any
+
+
+class AttributeDict(dict):
+    """A dict whose keys are also attributes (``hparams.lr`` and ``hparams["lr"]``)."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError as err:
+            raise AttributeError(f"'AttributeDict' has no attribute {key!r}; keys: {sorted(self)}") from err
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self[key] = value
+
+    def __delattr__(self, key: str) -> None:
+        del self[key]
+
+
+def _init_args_of(frame: FrameType) -> dict[str, Any]:
+    """Arguments of the ``__init__`` running in ``frame`` and of every subclass ``__init__`` above it."""
+    collected: dict[str, Any] = {}
+    self_obj = frame.f_locals.get("self")
+    current: FrameType | None = frame
+    frames = []
+    while current is not None and current.f_code.co_name == "__init__" and current.f_locals.get("self") is self_obj:
+        frames.append(current)
+        current = current.f_back
+    # the __init__ that called save_hyperparameters wins; subclass __init__s above it add names
+    for fr in frames:
+        info = inspect.getargvalues(fr)
+        for name in info.args[1:]:
+            collected.setdefault(name, fr.f_locals.get(name))
+        if info.varargs and fr.f_locals.get(info.varargs):
+            collected.setdefault(info.varargs, fr.f_locals[info.varargs])
+        if info.keywords:
+            for key, value in (fr.f_locals.get(info.keywords) or {}).items():
+                collected.setdefault(key, value)
+    return collected
+
+
+def collect_hparams(
+    args: tuple[Any, ...], ignore: str | Iterable[str] | None, frame: FrameType | None
+) -> dict[str, Any]:
+    """The hyperparameters ``save_hyperparameters(*args, ignore=...)`` should store."""
+    ignored = {ignore} if isinstance(ignore, str) else set(ignore or ())
+    if len(args) == 1 and isinstance(args[0], (Mapping, argparse.Namespace)):
+        given = args[0]
+        values = dict(vars(given)) if isinstance(given, argparse.Namespace) else dict(given)
+        return {k: v for k, v in values.items() if k not in ignored}
+    init_args = _init_args_of(frame) if frame is not None else {}
+    if args:
+        missing = [a for a in args if not isinstance(a, str) or a not in init_args]
+        if missing:
+            raise ValueError(
+                f"save_hyperparameters() got {missing!r}, which are not arguments of __init__ "
+                f"(arguments: {sorted(init_args)}).\n"
+                "HINT: pass argument names as strings, or one dict / argparse.Namespace."
+            )
+        init_args = {a: init_args[a] for a in args}
+    return {k: v for k, v in init_args.items() if k not in ignored and not k.startswith("__")}
+
+
+class HyperparametersMixin:
+    """``save_hyperparameters()`` and ``hparams`` for modules and datamodules."""
+
+    def save_hyperparameters(
+        self,
+        *args: Any,
+        ignore: str | Iterable[str] | None = None,
+        frame: FrameType | None = None,
+        logger: bool = True,
+    ) -> None:
+        """Store the calling ``__init__``'s arguments (or the given dict/Namespace/names) in ``hparams``."""
+        if frame is None:
+            current = inspect.currentframe()
+            frame = current.f_back if current is not None else None
+        hp = collect_hparams(args, ignore, frame)
+        object.__setattr__(self, "_hparams", AttributeDict(hp))
+        object.__setattr__(self, "_hparams_initial", copy.deepcopy(AttributeDict(hp)))
+        object.__setattr__(self, "_log_hyperparams", logger)
+
+    @property
+    def hparams(self) -> AttributeDict:
+        if not hasattr(self, "_hparams"):
+            object.__setattr__(self, "_hparams", AttributeDict())
+        return self._hparams  # type: ignore[attr-defined]
+
+    @property
+    def hparams_initial(self) -> AttributeDict:
+        """The hyperparameters as they were when saved (what loggers record)."""
+        if not hasattr(self, "_hparams_initial"):
+            return AttributeDict()
+        return copy.deepcopy(self._hparams_initial)  # type: ignore[attr-defined]

@@ -1,0 +1,162 @@
+"""Validation / test loop and predict loop: one pass over each eval dataloader, no gradients."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from fulmen.runtime.results import ResultCollection, to_float_dict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.runtime.trainer import Trainer
+
+_PREFIX = {"validate": "validation", "test": "test", "predict": "predict"}
+
+
+def _grad_context(trainer: Trainer) -> contextlib.AbstractContextManager[Any]:
+    return torch.inference_mode() if trainer.inference_mode else torch.no_grad()
+
+
+def run_evaluation(
+    trainer: Trainer,
+    stage: str,
+    loaders: list[Any],
+    num_batches: list[float],
+    results: ResultCollection,
+    *,
+    in_fit: bool,
+    sanity: bool = False,
+) -> list[dict[str, float]]:
+    """Run ``validation``/``test`` over ``loaders``; returns one metrics dict per loader."""
+    t = trainer
+    prefix = _PREFIX[stage]
+    module = t.lightning_module
+    hooks = t._hooks
+    step_fn = getattr(module, f"{prefix}_step", None)
+    step_end = getattr(module, f"{prefix}_step_end", None)
+    legacy_epoch_end = getattr(module, f"{prefix}_epoch_end", None)
+    legacy_end = getattr(module, "validation_end", None) if stage == "validate" else None
+    collect = callable(legacy_epoch_end) or callable(legacy_end)
+    t._results = results
+    results.reset()
+    results.set_defaults(on_step=False, on_epoch=True)
+    t._module_hook(f"on_{'validation' if stage == 'validate' else 'test'}_model_eval")
+    t._call(f"on_{prefix}_start")
+    t._call(f"on_{prefix}_epoch_start")
+    multiple = len(loaders) > 1
+    all_outputs: list[list[Any]] = []
+    batch_start_cbs = hooks.callbacks(f"on_{prefix}_batch_start")
+    batch_start_mod = hooks.module(f"on_{prefix}_batch_start")
+    batch_end_cbs = hooks.callbacks(f"on_{prefix}_batch_end")
+    batch_end_mod = hooks.module(f"on_{prefix}_batch_end")
+    with _grad_context(t):
+        for dl_idx, (loader, limit) in enumerate(zip(loaders, num_batches)):
+            results.dataloader_idx = dl_idx if multiple else None
+            extra = (dl_idx,) if multiple else ()
+            outputs: list[Any] = []
+            batch_idx = 0
+            it = iter(loader)
+            while batch_idx < limit:
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    break
+                batch = t._transfer_batch(batch, dl_idx)
+                results.new_batch(batch)
+                for fn in batch_start_cbs:
+                    fn(t, module, batch, batch_idx, *extra)
+                if batch_start_mod is not None:
+                    batch_start_mod(batch, batch_idx, *extra)
+                out = None
+                if step_fn is not None:
+                    with t.precision_plugin.forward_context():
+                        out = t._eval_step(step_fn, batch, batch_idx, *extra)
+                    if callable(step_end):
+                        out = step_end(out)
+                if collect:
+                    outputs.append(out)
+                for fn in batch_end_cbs:
+                    fn(t, module, out, batch, batch_idx, *extra)
+                if batch_end_mod is not None:
+                    batch_end_mod(out, batch, batch_idx, *extra)
+                if results.logged_this_batch and not sanity:
+                    t._publish_eval_step_metrics(results)
+                batch_idx += 1
+            all_outputs.append(outputs)
+    results.dataloader_idx = None
+    if collect:
+        gathered = all_outputs[0] if len(all_outputs) == 1 else all_outputs
+        if callable(legacy_epoch_end):
+            legacy_epoch_end(gathered)
+        if callable(legacy_end):
+            legacy_end(gathered)
+    t._call(f"on_{prefix}_epoch_end")
+    metrics = t._publish_epoch_metrics(results, log=not sanity)
+    t._call(f"on_{prefix}_end")
+    if stage == "validate" and in_fit:
+        t._module_hook("on_validation_model_train")
+    elif stage == "test" and in_fit:
+        t._module_hook("on_test_model_train")
+    return split_by_dataloader(metrics, len(loaders))
+
+
+def split_by_dataloader(metrics: dict[str, Any], num_loaders: int) -> list[dict[str, float]]:
+    """One dict per loader: keys ending in ``/dataloader_idx_i`` go to loader i, others to all."""
+    per_loader: list[dict[str, float]] = [{} for _ in range(num_loaders)]
+    floats = to_float_dict(metrics)
+    for key, value in floats.items():
+        if "/dataloader_idx_" in key:
+            idx = int(key.rsplit("_", 1)[-1])
+            if idx < num_loaders:
+                per_loader[idx][key] = value
+        else:
+            for d in per_loader:
+                d[key] = value
+    return per_loader
+
+
+def run_predict(trainer: Trainer, loaders: list[Any], num_batches: list[float], return_predictions: bool) -> Any:
+    """Run ``predict_step`` over ``loaders``; predictions per loader (a flat list for one loader)."""
+    t = trainer
+    module = t.lightning_module
+    hooks = t._hooks
+    t._module_hook("on_predict_model_eval")
+    t._call("on_predict_start")
+    t._call("on_predict_epoch_start")
+    multiple = len(loaders) > 1
+    all_predictions: list[list[Any]] = []
+    with _grad_context(t):
+        for dl_idx, (loader, limit) in enumerate(zip(loaders, num_batches)):
+            extra = (dl_idx,) if multiple else ()
+            predictions: list[Any] = []
+            batch_idx = 0
+            it = iter(loader)
+            while batch_idx < limit:
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    break
+                batch = t._transfer_batch(batch, dl_idx)
+                for fn in hooks.callbacks("on_predict_batch_start"):
+                    fn(t, module, batch, batch_idx, *extra)
+                hook = hooks.module("on_predict_batch_start")
+                if hook is not None:
+                    hook(batch, batch_idx, *extra)
+                with t.precision_plugin.forward_context():
+                    out = t._eval_step(module.predict_step, batch, batch_idx, *extra)
+                if return_predictions:
+                    predictions.append(out)
+                for fn in hooks.callbacks("on_predict_batch_end"):
+                    fn(t, module, out, batch, batch_idx, *extra)
+                hook = hooks.module("on_predict_batch_end")
+                if hook is not None:
+                    hook(out, batch, batch_idx, *extra)
+                batch_idx += 1
+            all_predictions.append(predictions)
+    t._call("on_predict_epoch_end")
+    t._call("on_predict_end")
+    if not return_predictions:
+        return None
+    return all_predictions[0] if len(all_predictions) == 1 else all_predictions

@@ -1,0 +1,157 @@
+"""Epoch iteration that can resume in the middle of an epoch without reading skipped data.
+
+At every epoch start ``DataFetcher`` records the RNG states (torch, CUDA, python, numpy) and
+the states of the loader's and sampler's own generators *before* ``iter(loader)``. Its
+``state_dict()`` holds those, the number of batches finished, and the RNG states at save
+time. After ``load_state_dict()`` the next epoch start puts the epoch-start states back,
+builds the iterator with the finished batches removed at the index level (the batch sampler
+is advanced; the dataset's ``__getitem__`` is not called for them), then puts back the RNG
+states taken at save time. With a deterministic data order the remaining batches are exactly
+those an uninterrupted run would have seen.
+
+The fetcher draws exactly ``num_batches`` batches per epoch, so it never calls ``next()`` on
+an exhausted iterator (which would advance samplers and generators an extra step).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+
+def capture_rng_states() -> dict[str, Any]:
+    """Global RNG states of torch (CPU and, when initialised, CUDA), python and numpy."""
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    try:
+        import numpy as np
+
+        states["numpy"] = np.random.get_state()
+    except ImportError:  # numpy is optional
+        pass
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    """Put back what ``capture_rng_states`` returned."""
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    if "numpy" in states:
+        import numpy as np
+
+        np.random.set_state(states["numpy"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _generators(loader: Any) -> list[torch.Generator | None]:
+    """The loader's own generator and its sampler's (None where absent), in a fixed order."""
+    sampler = getattr(loader, "sampler", None)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    inner = getattr(batch_sampler, "sampler", None)
+    found = []
+    for owner in (loader, sampler, inner):
+        gen = getattr(owner, "generator", None)
+        found.append(gen if isinstance(gen, torch.Generator) else None)
+    return found
+
+
+class _SkipFirst:
+    """An index sampler whose iterator starts ``skip`` items in (advanced eagerly at ``iter``)."""
+
+    def __init__(self, sampler: Any, skip: int) -> None:
+        self.sampler = sampler
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[Any]:
+        # not a generator: the skip (and any RNG draw the sampler makes to start) happens now,
+        # inside iter(loader), in the same order as an uninterrupted run's first fetch
+        it = iter(self.sampler)
+        for _ in range(self.skip):
+            next(it)
+        return it
+
+    def __len__(self) -> int:
+        return len(self.sampler) - self.skip
+
+
+def _iter_skipping(loader: Any, skip: int) -> Iterator[Any]:
+    """``iter(loader)`` positioned after ``skip`` batches, without fetching them."""
+    if skip == 0:
+        return iter(loader)
+    if isinstance(loader, torch.utils.data.DataLoader):
+        attr = "batch_sampler" if loader.batch_sampler is not None else "sampler"
+        original = getattr(loader, attr)
+        # DataLoader forbids re-assigning its sampler; this swap lasts only for iter()
+        object.__setattr__(loader, attr, _SkipFirst(original, skip))
+        try:
+            return iter(loader)
+        finally:
+            object.__setattr__(loader, attr, original)
+    # any other iterable: no index level to skip at, so draw and drop
+    it = iter(loader)
+    for _ in range(skip):
+        next(it)
+    return it
+
+
+class DataFetcher:
+    """Iterates one loader epoch by epoch and knows its position for checkpoints."""
+
+    def __init__(self) -> None:
+        self.batches_done = 0
+        self._epoch_start: dict[str, Any] | None = None
+        self._pending: dict[str, Any] | None = None
+
+    def epoch_iterator(self, loader: Any, num_batches: float, epoch: int) -> Iterator[tuple[int, Any]]:
+        """(batch_idx, batch) for one epoch: ``num_batches`` of them (inf: until the loader ends)."""
+        pending, self._pending = self._pending, None
+        skip = 0
+        if pending is not None:
+            restore_rng_states(pending["epoch_start"]["rng"])
+            for gen, state in zip(_generators(loader), pending["epoch_start"]["generators"]):
+                if gen is not None and state is not None:
+                    gen.set_state(state)
+            skip = int(pending["batches_done"])
+        self._epoch_start = {
+            "rng": capture_rng_states(),
+            "generators": [g.get_state() if g is not None else None for g in _generators(loader)],
+        }
+        sampler = getattr(loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        self.batches_done = skip
+        it = _iter_skipping(loader, skip)
+        if pending is not None and pending.get("rng_at_save") is not None:
+            restore_rng_states(pending["rng_at_save"])
+        return self._run(it, num_batches, skip)
+
+    def _run(self, it: Iterator[Any], num_batches: float, start: int) -> Iterator[tuple[int, Any]]:
+        batch_idx = start
+        while batch_idx < num_batches:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            yield batch_idx, batch
+            batch_idx += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """Epoch-start RNG/generator states, batches finished, and the RNG states now."""
+        return {
+            "epoch_start": self._epoch_start,
+            "batches_done": self.batches_done,
+            "rng_at_save": capture_rng_states(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state`` at the next ``epoch_iterator`` call (mid-epoch when batches were done)."""
+        if state.get("epoch_start") is None:
+            if state.get("rng_at_save") is not None:
+                restore_rng_states(state["rng_at_save"])
+            return
+        self._pending = state

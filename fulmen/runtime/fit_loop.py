@@ -1,0 +1,315 @@
+"""The fit loop: epochs of training batches, optimizer steps, schedulers, validation checks.
+
+Readable top to bottom: ``run`` -> ``_run_epoch`` -> ``_run_batch`` -> automatic or manual
+optimization. Hooks come from the Trainer's ``HookTable``, so hooks nobody overrides are
+skipped rather than called. Progress (epoch, batch in epoch, global step, optimizer steps,
+data position) is in ``state_dict()`` for checkpoints and exact resume.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
+
+from fulmen.errors import MisconfigurationException
+from fulmen.runtime.fetcher import DataFetcher
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.runtime.trainer import Trainer
+
+
+def loss_from_output(output: Any, automatic: bool) -> Tensor | None:
+    """The loss in a training_step return value (tensor, dict with "loss", or None)."""
+    if output is None:
+        return None
+    if isinstance(output, Tensor):
+        if automatic and output.numel() != 1:
+            raise MisconfigurationException(
+                f"training_step returned a tensor of shape {tuple(output.shape)}; automatic optimization "
+                "needs a scalar loss.\nHINT: return loss.mean() (or a dict {'loss': scalar, ...})."
+            )
+        return output
+    if isinstance(output, dict):
+        if "loss" not in output:
+            if not automatic:
+                return None
+            raise MisconfigurationException(
+                f"training_step returned a dict without a 'loss' key (keys: {sorted(map(str, output))}).\n"
+                "HINT: return {'loss': loss, ...other values for on_train_batch_end}."
+            )
+        return loss_from_output(output["loss"], automatic)
+    raise MisconfigurationException(
+        f"training_step returned {type(output).__name__}; expected a loss tensor, a dict with a 'loss' key, "
+        "or None (to skip the batch).\nHINT: return the scalar loss tensor."
+    )
+
+
+def _batch_outputs(output: Any, loss: Tensor | None, automatic: bool, normalize: int) -> Any:
+    """What on_train_batch_end receives as ``outputs`` (Lightning: {"loss": detached, **extra})."""
+    if automatic:
+        if loss is None:
+            return {}
+        extra = {k: v for k, v in output.items() if k != "loss"} if isinstance(output, dict) else {}
+        return {"loss": (loss / normalize if normalize > 1 else loss).detach(), **extra}
+    if output is None:
+        return {}
+    if isinstance(output, Tensor):
+        return {"loss": output.detach()}
+    if isinstance(output, dict):
+        return {k: (v.detach() if isinstance(v, Tensor) else v) for k, v in output.items()}
+    return output
+
+
+class FitLoop:
+    """Training progress and the loop that advances it."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.current_epoch = 0
+        self.global_step = 0
+        self.batch_idx = 0  # batches finished in the current epoch
+        self.total_batch_idx = 0
+        self.batches_that_stepped = 0
+        self.optimizer_steps: list[int] = []
+        self.fetcher = DataFetcher()
+        self._restored_mid_epoch = False
+        self._start_time: float | None = None
+        self._epoch_outputs: list[Any] = []
+
+    # ---- checkpoint accessors ---------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Progress for checkpoints: epoch, batch_idx (finished in epoch), steps, data position."""
+        return {
+            "epoch": self.current_epoch,
+            "batch_idx": self.batch_idx,
+            "total_batch_idx": self.total_batch_idx,
+            "global_step": self.global_step,
+            "batches_that_stepped": self.batches_that_stepped,
+            "optimizer_steps": list(self.optimizer_steps),
+            "data": self.fetcher.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state``: mid-epoch states resume at the next batch of that epoch."""
+        self.current_epoch = int(state.get("epoch", 0))
+        self.batch_idx = int(state.get("batch_idx", 0))
+        self.total_batch_idx = int(state.get("total_batch_idx", 0))
+        self.global_step = int(state.get("global_step", 0))
+        self.batches_that_stepped = int(state.get("batches_that_stepped", self.global_step))
+        self.optimizer_steps = list(state.get("optimizer_steps", []))
+        data = state.get("data")
+        if data is not None:
+            self.fetcher.load_state_dict(data)
+        self._restored_mid_epoch = self.batch_idx > 0
+
+    # ---- stopping ------------------------------------------------------------------
+    @property
+    def max_steps_reached(self) -> bool:
+        max_steps = self.trainer.max_steps
+        return max_steps is not None and max_steps >= 0 and self.global_step >= max_steps
+
+    @property
+    def can_stop_early(self) -> bool:
+        """min_epochs / min_steps are met, so should_stop may end training."""
+        t = self.trainer
+        met_epochs = t.min_epochs is None or self.current_epoch >= t.min_epochs
+        met_steps = t.min_steps is None or self.global_step >= t.min_steps
+        return met_epochs and met_steps
+
+    @property
+    def done(self) -> bool:
+        t = self.trainer
+        if t.max_epochs == 0 or self.max_steps_reached:
+            return True
+        if t.max_epochs is not None and t.max_epochs >= 0 and self.current_epoch >= t.max_epochs:
+            return True
+        return t.should_stop and self.can_stop_early
+
+    def _check_max_time(self) -> None:
+        t = self.trainer
+        if t.max_time is not None and self._start_time is not None:
+            if time.monotonic() - self._start_time >= t.max_time.total_seconds():
+                t.should_stop = True
+
+    # ---- the loop -------------------------------------------------------------------
+    def run(self) -> None:
+        t = self.trainer
+        self._start_time = time.monotonic()
+        if not self.optimizer_steps:
+            self.optimizer_steps = [0] * len(t.optimizers)
+        if self.done:
+            return
+        t._load_train_dataloader()
+        t._call("on_train_start")
+        while not self.done:
+            self._run_epoch()
+            if t.should_stop and not self.can_stop_early:
+                t.should_stop = False  # min_epochs/min_steps not met yet: keep going
+        t._call("on_train_end")
+
+    def _run_epoch(self) -> None:
+        t = self.trainer
+        n = t.reload_dataloaders_every_n_epochs
+        if n and self.current_epoch > 0 and self.current_epoch % n == 0 and not self._restored_mid_epoch:
+            t._load_train_dataloader(reload=True)
+            t._val_loaders = None
+        if not self._restored_mid_epoch:
+            self.batch_idx = 0
+        self._restored_mid_epoch = False
+        t.model.train()
+        t._train_results.reset()
+        t._train_results.set_defaults(on_step=False, on_epoch=True)
+        t._results = t._train_results
+        t._call("on_train_epoch_start")
+        self._epoch_outputs = []
+        loader = t.train_dataloader
+        num_batches = t.num_training_batches
+        for batch_idx, batch in self.fetcher.epoch_iterator(loader, num_batches, self.current_epoch):
+            if self._run_batch(batch, batch_idx, num_batches) == -1:
+                break
+            if self.max_steps_reached or (t.should_stop and self.can_stop_early):
+                break
+        self._on_epoch_end()
+
+    def _run_batch(self, batch: Any, batch_idx: int, num_batches: float) -> int | None:
+        t = self.trainer
+        hooks = t._hooks
+        module = t.lightning_module
+        results = t._train_results
+        batch = t._transfer_batch(batch, 0)
+        results.new_batch(batch)
+        results.set_defaults(on_step=True, on_epoch=False)
+        for fn in hooks.callbacks("on_train_batch_start"):
+            fn(t, module, batch, batch_idx)
+        start_hook = hooks.module("on_train_batch_start")
+        if start_hook is not None and start_hook(batch, batch_idx) == -1:
+            return -1
+        is_last = batch_idx + 1 >= num_batches
+        accumulate = t.accumulate_grad_batches
+        should_accumulate = (batch_idx + 1) % accumulate != 0 and not is_last
+        if module.automatic_optimization:
+            outputs = self._automatic_step(batch, batch_idx, should_accumulate)
+        else:
+            outputs = self._manual_step(batch, batch_idx)
+        if t._collect_train_outputs:
+            self._epoch_outputs.append(outputs)
+        if not should_accumulate:
+            t._step_schedulers("step", batch_idx, plateau=False)
+        if is_last:
+            t._step_schedulers("epoch", batch_idx, plateau=False)
+        if results.logged_this_batch:  # so the progress bar shows this batch's values
+            t._publish_step_metrics(should_log=False)
+        for fn in hooks.callbacks("on_train_batch_end"):
+            fn(t, module, outputs, batch, batch_idx)
+        end_hook = hooks.module("on_train_batch_end")
+        if end_hook is not None:
+            end_hook(outputs, batch, batch_idx)
+        self.batch_idx = batch_idx + 1
+        self.total_batch_idx += 1
+        self.fetcher.batches_done = batch_idx + 1
+        t._publish_step_metrics(should_log=(self.batches_that_stepped + 1) % t.log_every_n_steps == 0)
+        if t._should_validate(batch_idx, is_last):
+            if not should_accumulate:
+                t._module_hook("on_validation_model_zero_grad")
+            t._run_evaluation("validate", in_fit=True)
+            t._results = results
+        t._step_schedulers("step", batch_idx, plateau=True)
+        if not should_accumulate:
+            self.batches_that_stepped += 1
+        self._check_max_time()
+        t._check_preemption()
+        return None
+
+    def _automatic_step(self, batch: Any, batch_idx: int, should_accumulate: bool) -> Any:
+        t = self.trainer
+        module = t.lightning_module
+        hooks = t._hooks
+        accumulate = t.accumulate_grad_batches
+        optimizer = t.optimizers[0] if t.optimizers else None
+        first_in_window = batch_idx % accumulate == 0
+        holder: list[Any] = [None, None, False]  # output, loss, closure ran
+
+        def closure() -> Tensor | None:
+            with t.precision_plugin.forward_context():
+                output = t._training_step(batch, batch_idx)
+            loss = loss_from_output(output, automatic=True)
+            holder[0], holder[1], holder[2] = output, loss, True
+            if loss is None:
+                t._warn_once("training_step returned None: the optimizer step for this batch has no gradient.")
+            if first_in_window and optimizer is not None:
+                for fn in hooks.callbacks("on_before_zero_grad"):
+                    fn(t, module, optimizer)
+                hook = hooks.module("on_before_zero_grad")
+                if hook is not None:
+                    hook(optimizer)
+                zero = hooks.module("optimizer_zero_grad")
+                if zero is not None:
+                    zero(self.current_epoch, batch_idx, optimizer)
+                else:
+                    optimizer.zero_grad()
+            if loss is not None:
+                t._backward(loss / accumulate if accumulate > 1 else loss, optimizer)
+            return loss
+
+        if should_accumulate or optimizer is None:
+            closure()
+        else:
+            wrapped = t._lightning_optimizers[0]
+            step_hook = hooks.module("optimizer_step")
+            if step_hook is not None:
+                step_hook(self.current_epoch, batch_idx, wrapped, closure)
+            else:
+                wrapped.step(closure=closure)
+            if not holder[2]:
+                raise MisconfigurationException(
+                    "optimizer_step() returned without calling the optimizer closure, so training_step never ran.\n"
+                    "HINT: call optimizer.step(closure=optimizer_closure) in your optimizer_step override."
+                )
+        return _batch_outputs(holder[0], holder[1], True, accumulate)
+
+    def _manual_step(self, batch: Any, batch_idx: int) -> Any:
+        t = self.trainer
+        with t.precision_plugin.forward_context():
+            output = t._training_step(batch, batch_idx)
+        loss_from_output(output, automatic=False)
+        return _batch_outputs(output, None, False, 1)
+
+    def _on_epoch_end(self) -> None:
+        t = self.trainer
+        module = t.lightning_module
+        results = t._train_results
+        results.set_defaults(on_step=False, on_epoch=True)
+        legacy = getattr(module, "training_epoch_end", None)
+        if t._collect_train_outputs and callable(legacy):
+            legacy(self._epoch_outputs)
+        self._epoch_outputs = []
+        plain, monitoring = t._hooks.monitoring_split("on_train_epoch_end")
+        for fn in plain:
+            fn(t, module)
+        t._module_hook("on_train_epoch_end")
+        t._publish_epoch_metrics(results, log=False)
+        for fn in monitoring:
+            fn(t, module)
+        # epoch metrics go to the loggers at the step of the epoch's last batch (Lightning)
+        t._publish_epoch_metrics(results, log=True, step=max(self.batches_that_stepped - 1, 0))
+        t._step_schedulers("epoch", self.batch_idx, plateau=True)
+        self.current_epoch += 1
+        self.batch_idx = 0
+        self.fetcher.batches_done = 0
+        self._check_max_time()
+
+
+def estimated_stepping_batches(trainer: Trainer) -> float:
+    """Optimizer steps the whole fit will take (Lightning's estimate: max_steps caps it)."""
+    batches = trainer.num_training_batches
+    if batches == float("inf"):
+        return float(trainer.max_steps) if trainer.max_steps not in (None, -1) else float("inf")
+    per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
+    epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else None
+    if epochs is None:
+        return float(trainer.max_steps) if trainer.max_steps not in (None, -1) else float("inf")
+    total = per_epoch * max(epochs, 1)
+    return min(total, trainer.max_steps) if trainer.max_steps not in (None, -1) else total

@@ -1,0 +1,239 @@
+"""Strategy: the one place the Trainer goes for anything that depends on how many ranks run.
+
+The Trainer never calls ``torch.distributed``; reductions for ``self.log(sync_dist=True)``,
+``all_gather``, agreement on ``should_stop`` and barriers all go through a ``Strategy``.
+``SingleDeviceStrategy`` (here) runs one process on one device; ``DDPStrategy``
+(``fulmen.runtime.distributed``) is imported only when more than one rank takes part.
+
+Contract for ``setup_module``: with more than one rank the Trainer passes a
+``LightningModuleWrapper`` (so that a DDP wrapper's ``forward`` runs ``training_step`` and
+gradient hooks fire); with one rank it passes the LightningModule itself.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from fulmen.errors import MisconfigurationException, close_matches
+from fulmen.runtime.ranks import RankInfo
+
+T = TypeVar("T")
+
+_ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+_STRATEGIES = ("auto", "single_device", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "dp")
+
+
+class Strategy(abc.ABC):
+    """How this process takes part in training: its rank, its device, and the collectives."""
+
+    def __init__(self, rank_info: RankInfo, root_device: torch.device) -> None:
+        self.rank_info = rank_info
+        self.root_device = root_device
+
+    @property
+    def global_rank(self) -> int:
+        return self.rank_info.global_rank
+
+    @property
+    def local_rank(self) -> int:
+        return self.rank_info.local_rank
+
+    @property
+    def node_rank(self) -> int:
+        return self.rank_info.node_rank
+
+    @property
+    def world_size(self) -> int:
+        return self.rank_info.world_size
+
+    @property
+    def num_nodes(self) -> int:
+        return self.rank_info.num_nodes
+
+    @property
+    def is_global_zero(self) -> bool:
+        return self.rank_info.global_rank == 0
+
+    @abc.abstractmethod
+    def setup_environment(self) -> None:
+        """Prepare the process (process group, device) at fit/validate/test start, before prepare_data."""
+
+    @abc.abstractmethod
+    def setup_module(self, module: nn.Module) -> nn.Module:
+        """Move (and, for several ranks, wrap) ``module``; returns what the steps run on."""
+
+    @abc.abstractmethod
+    def process_dataloader(self, dataloader: Any, *, training: bool, use_distributed_sampler: bool) -> Any:
+        """The loader this rank iterates (with a distributed sampler when several ranks share data)."""
+
+    @abc.abstractmethod
+    def barrier(self, name: str | None = None) -> None:
+        """Wait until every rank reaches this point."""
+
+    @abc.abstractmethod
+    def broadcast(self, obj: T, src: int = 0) -> T:
+        """``obj`` as rank ``src`` has it."""
+
+    @abc.abstractmethod
+    def reduce(self, tensor: Tensor, op: str = "mean") -> Tensor:
+        """``tensor`` reduced over ranks with "mean", "sum", "max" or "min"."""
+
+    @abc.abstractmethod
+    def all_gather(self, tensor: Tensor, sync_grads: bool = False) -> Tensor:
+        """Every rank's ``tensor`` stacked on a new leading dimension (none added for one rank)."""
+
+    @abc.abstractmethod
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        """True when every rank (``all``) or any rank decided True."""
+
+    @abc.abstractmethod
+    def teardown(self) -> None:
+        """Release what setup_environment acquired."""
+
+
+class SingleDeviceStrategy(Strategy):
+    """One process, one device: every collective is the identity."""
+
+    def setup_environment(self) -> None:
+        if self.root_device.type == "cuda":
+            torch.cuda.set_device(self.root_device)
+
+    def setup_module(self, module: nn.Module) -> nn.Module:
+        return module.to(self.root_device)
+
+    def process_dataloader(self, dataloader: Any, *, training: bool, use_distributed_sampler: bool) -> Any:
+        return dataloader
+
+    def barrier(self, name: str | None = None) -> None:
+        return None
+
+    def broadcast(self, obj: T, src: int = 0) -> T:
+        return obj
+
+    def reduce(self, tensor: Tensor, op: str = "mean") -> Tensor:
+        return tensor
+
+    def all_gather(self, tensor: Tensor, sync_grads: bool = False) -> Tensor:
+        return tensor
+
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        return decision
+
+    def teardown(self) -> None:
+        return None
+
+
+class LightningModuleWrapper(nn.Module):
+    """Routes ``forward`` to the step method the Trainer is running, so DDP sees the steps."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.step_name = "training_step"
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.module, self.step_name)(*args, **kwargs)
+
+
+def _device_count(devices: Any) -> int:
+    if devices in (None, "auto"):
+        return 1
+    if isinstance(devices, str):
+        devices = devices.strip()
+        if devices == "-1":
+            return max(torch.cuda.device_count(), 1)
+        if "," in devices:
+            return len([d for d in devices.split(",") if d.strip()])
+        return int(devices)
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if devices == -1:
+        return max(torch.cuda.device_count(), 1)
+    return int(devices)
+
+
+def resolve_accelerator(accelerator: str) -> str:
+    """"cpu", "cuda" or "mps" for an accelerator flag; errors name the choices."""
+    name = str(accelerator).lower()
+    if name not in _ACCELERATORS:
+        raise MisconfigurationException(
+            f"Trainer(accelerator={accelerator!r}) is not a known accelerator; expected one of {list(_ACCELERATORS)}."
+            + close_matches(name, _ACCELERATORS)
+        )
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise MisconfigurationException(
+                f"Trainer(accelerator={accelerator!r}) needs CUDA, but torch.cuda.is_available() is False.\n"
+                "HINT: use accelerator='cpu' (or 'auto') on this machine."
+            )
+        return "cuda"
+    return name
+
+
+def _detect_rank_info(environ: Mapping[str, str] | None) -> RankInfo:
+    try:
+        from fulmen.runtime.cluster import detect
+    except ImportError:  # the cluster module is optional until it lands
+        return RankInfo(run_dir=(environ or os.environ).get("FULMEN_RUN_DIR"))
+    return detect(dict(environ if environ is not None else os.environ))
+
+
+def select_strategy(
+    accelerator: str = "auto",
+    strategy: str | Strategy = "auto",
+    devices: Any = "auto",
+    num_nodes: int = 1,
+    sync_batchnorm: bool = False,
+    *,
+    rank_info: RankInfo | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Strategy:
+    """The Strategy for these Trainer flags and this process's launch environment."""
+    if isinstance(strategy, Strategy):
+        # A user-built DDPStrategy(...) knows its DDP options but not this launch: fill that in.
+        configure = getattr(strategy, "configure", None)
+        if callable(configure) and not getattr(strategy, "_configured", True):
+            configure(
+                rank_info=rank_info if rank_info is not None else _detect_rank_info(environ),
+                accelerator=resolve_accelerator(accelerator),
+                devices=devices,
+                num_nodes=num_nodes,
+                sync_batchnorm=sync_batchnorm,
+            )
+        return strategy
+    if str(strategy) not in _STRATEGIES:
+        raise MisconfigurationException(
+            f"Trainer(strategy={strategy!r}) is not a known strategy; expected one of {list(_STRATEGIES)}."
+            + close_matches(str(strategy), _STRATEGIES)
+        )
+    device_type = resolve_accelerator(accelerator)
+    info = rank_info if rank_info is not None else _detect_rank_info(environ)
+    wanted_ranks = _device_count(devices) * int(num_nodes)
+    if info.world_size > 1 or wanted_ranks > 1 or str(strategy).startswith("ddp"):
+        if wanted_ranks > 1 or info.world_size > 1:
+            from fulmen.runtime.distributed import DDPStrategy
+
+            return DDPStrategy(  # type: ignore[call-arg]
+                rank_info=info,
+                accelerator=device_type,
+                devices=devices,
+                num_nodes=num_nodes,
+                sync_batchnorm=sync_batchnorm,
+                strategy=strategy,
+            )
+    if device_type == "cuda":
+        index = info.local_rank
+        if isinstance(devices, (list, tuple)) and devices:
+            index = int(devices[0])
+        root = torch.device("cuda", index)
+    else:
+        root = torch.device(device_type)
+    return SingleDeviceStrategy(info, root)

@@ -1,0 +1,519 @@
+"""Trainer: Lightning's flags and entry points (fit / validate / test / predict) on one rank.
+
+A run: attach the module, settle callbacks, set up the strategy, prepare data, call setup,
+configure optimizers, restore a checkpoint when asked, then hand over to the loops
+(``fit_loop.py``, ``evaluation_loop.py``). Everything that depends on the number of ranks
+goes through ``self.strategy``; the per-step services the loops use (batch transfer,
+backward, optimizer step, schedulers, metric publishing) are in ``trainer_services.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from fulmen.core.callback import Callback
+from fulmen.core.datamodule import LightningDataModule
+from fulmen.core.hooks import HookTable, is_checkpoint_callback, is_overridden
+from fulmen.core.module import LightningModule
+from fulmen.errors import MisconfigurationException
+from fulmen.runtime import evaluation_loop
+from fulmen.runtime.fit_loop import FitLoop, estimated_stepping_batches
+from fulmen.runtime.optim import parse_optimizers, validate_multiple_optimizers, wrap_optimizer
+from fulmen.runtime.precision import PrecisionPlugin
+from fulmen.runtime.results import ResultCollection
+from fulmen.runtime.strategy import LightningModuleWrapper, select_strategy
+from fulmen.runtime.trainer_data import TrainerData
+from fulmen.runtime.trainer_flags import (
+    check_flags,
+    check_limit,
+    parse_max_time,
+    translate_legacy_flags,
+)
+from fulmen.runtime.trainer_properties import TrainerProperties, TrainerState
+from fulmen.runtime.trainer_services import TrainerServices
+
+_LEGACY_HOOKS = {
+    "training_epoch_end": "on_train_epoch_end (collect outputs yourself)",
+    "validation_epoch_end": "on_validation_epoch_end",
+    "test_epoch_end": "on_test_epoch_end",
+    "training_step_end": "training_step",
+    "validation_step_end": "validation_step",
+    "test_step_end": "test_step",
+    "validation_end": "on_validation_epoch_end",
+    "tng_dataloader": "train_dataloader",
+}
+
+
+class Trainer(TrainerServices, TrainerData, TrainerProperties):
+    """Runs a LightningModule's training, evaluation and prediction (Lightning 2.x flags)."""
+
+    def __init__(
+        self,
+        *,
+        accelerator: str = "auto",
+        strategy: Any = "auto",
+        devices: Any = "auto",
+        num_nodes: int = 1,
+        precision: Any = "32-true",
+        logger: Any = None,
+        callbacks: Callback | list[Callback] | None = None,
+        fast_dev_run: int | bool = False,
+        max_epochs: int | None = None,
+        min_epochs: int | None = None,
+        max_steps: int = -1,
+        min_steps: int | None = None,
+        max_time: Any = None,
+        limit_train_batches: int | float | None = None,
+        limit_val_batches: int | float | None = None,
+        limit_test_batches: int | float | None = None,
+        limit_predict_batches: int | float | None = None,
+        overfit_batches: int | float = 0.0,
+        val_check_interval: int | float | None = None,
+        check_val_every_n_epoch: int | None = 1,
+        num_sanity_val_steps: int | None = None,
+        log_every_n_steps: int | None = None,
+        enable_checkpointing: bool | None = None,
+        enable_progress_bar: bool | None = None,
+        enable_model_summary: bool | None = None,
+        accumulate_grad_batches: int = 1,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+        deterministic: bool | str | None = None,
+        benchmark: bool | None = None,
+        inference_mode: bool = True,
+        use_distributed_sampler: bool = True,
+        profiler: Any = None,
+        detect_anomaly: bool = False,
+        barebones: bool = False,
+        plugins: Any = None,
+        sync_batchnorm: bool = False,
+        reload_dataloaders_every_n_epochs: int = 0,
+        default_root_dir: str | os.PathLike[str] | None = None,
+        **legacy_flags: Any,
+    ) -> None:
+        flags = {k: v for k, v in locals().items() if k not in ("self", "legacy_flags", "__class__")}
+        known = [p for p in inspect.signature(Trainer.__init__).parameters if p not in ("self", "legacy_flags")]
+        extras = translate_legacy_flags(flags, legacy_flags, known)
+        flags["log_every_n_steps"] = 50 if flags["log_every_n_steps"] is None else flags["log_every_n_steps"]
+        check_flags(flags)
+        self._flags = flags
+        self._resume_from_checkpoint = extras.get("resume_from_checkpoint")
+        self.track_grad_norm = extras.get("track_grad_norm", -1)
+
+        self.strategy = select_strategy(
+            flags["accelerator"], flags["strategy"], flags["devices"], flags["num_nodes"], flags["sync_batchnorm"]
+        )
+        self.precision_plugin = PrecisionPlugin(flags["precision"], self.strategy.root_device)
+        self.precision = self.precision_plugin.precision
+        root = flags["default_root_dir"] or self.strategy.rank_info.run_dir or os.getcwd()
+        self._default_root_dir = os.fspath(root)
+
+        fdr = flags["fast_dev_run"]
+        self.fast_dev_run: int | bool = fdr
+        n_dev = 1 if fdr is True else int(fdr)
+        limits = {
+            stage: check_limit(f"limit_{stage}_batches", flags[f"limit_{stage}_batches"])
+            if flags[f"limit_{stage}_batches"] is not None
+            else 1.0
+            for stage in ("train", "val", "test", "predict")
+        }
+        self.overfit_batches = check_limit("overfit_batches", flags["overfit_batches"])
+        if self.overfit_batches:
+            limits["train"] = limits["val"] = self.overfit_batches
+        self.max_epochs = flags["max_epochs"]
+        self.max_steps = flags["max_steps"]
+        self.num_sanity_val_steps = 2 if flags["num_sanity_val_steps"] is None else flags["num_sanity_val_steps"]
+        self.val_check_interval: int | float = (
+            1.0 if flags["val_check_interval"] is None else flags["val_check_interval"]
+        )
+        self.check_val_every_n_epoch = flags["check_val_every_n_epoch"]
+        if n_dev:
+            limits = dict.fromkeys(limits, n_dev)
+            self.max_steps, self.max_epochs, self.num_sanity_val_steps = n_dev, 1, 0
+            self.val_check_interval, self.check_val_every_n_epoch = 1.0, 1
+        if self.max_epochs is None:
+            self.max_epochs = 1000 if (self.max_steps == -1 and flags["max_time"] is None) else -1
+        self.limit_train_batches = limits["train"]
+        self.limit_val_batches = limits["val"]
+        self.limit_test_batches = limits["test"]
+        self.limit_predict_batches = limits["predict"]
+        self.min_epochs = flags["min_epochs"]
+        self.min_steps = flags["min_steps"]
+        self.max_time = parse_max_time(flags["max_time"])
+        self.log_every_n_steps = flags["log_every_n_steps"]
+        self.accumulate_grad_batches = flags["accumulate_grad_batches"]
+        self.gradient_clip_val = flags["gradient_clip_val"]
+        self.gradient_clip_algorithm = flags["gradient_clip_algorithm"]
+        self.inference_mode = flags["inference_mode"]
+        self.use_distributed_sampler = flags["use_distributed_sampler"]
+        self.detect_anomaly = flags["detect_anomaly"]
+        self.reload_dataloaders_every_n_epochs = flags["reload_dataloaders_every_n_epochs"]
+        self._apply_determinism(flags["deterministic"], flags["benchmark"])
+
+        self.callbacks = self._build_callbacks(flags, extras["extra_callbacks"])
+        self.loggers = [] if n_dev else self._build_loggers(flags["logger"])
+
+        self.state = TrainerState()
+        self.should_stop = False
+        self.ckpt_path: str | None = None
+        self.fit_loop = FitLoop(self)
+        self.lightning_module: LightningModule | None = None
+        self.datamodule: LightningDataModule | None = None
+        self.model: torch.nn.Module | None = None
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self._lightning_optimizers: list[Any] = []
+        self.lr_scheduler_configs: list[Any] = []
+        self._callback_metrics: dict[str, torch.Tensor] = {}
+        self._logged_metrics: dict[str, Any] = {}
+        self._pbar_raw: dict[str, Any] = {}
+        self._results: ResultCollection | None = None
+        reduce = self.strategy.reduce
+        self._train_results = ResultCollection("train", reduce)
+        self._val_results = ResultCollection("validate", reduce)
+        self._test_results = ResultCollection("test", reduce)
+        self._hooks: HookTable | None = None
+        self._init_data_state()
+        self._init_services()
+
+    # ---- construction helpers ---------------------------------------------------------
+    @staticmethod
+    def _apply_determinism(deterministic: bool | str | None, benchmark: bool | None) -> None:
+        if deterministic is not None and deterministic is not False:
+            torch.use_deterministic_algorithms(True, warn_only=deterministic == "warn")
+        if benchmark is not None:
+            torch.backends.cudnn.benchmark = benchmark
+        elif deterministic:
+            torch.backends.cudnn.benchmark = False
+
+    def _build_callbacks(self, flags: dict[str, Any], extra: list[Callback]) -> list[Callback]:
+        given = flags["callbacks"]
+        callbacks = list(given) if isinstance(given, Iterable) else ([given] if given is not None else [])
+        callbacks += extra
+        has = lambda names: any(any(k.__name__ in names for k in type(c).__mro__) for c in callbacks)  # noqa: E731
+        if flags["enable_checkpointing"] is not False and not any(is_checkpoint_callback(c) for c in callbacks):
+            default = _optional_default("fulmen.callbacks.model_checkpoint", "ModelCheckpoint")
+            if default is not None:
+                callbacks.append(default())
+        if flags["enable_progress_bar"] is not False and not has(("ProgressBar", "TQDMProgressBar")):
+            default = _optional_default("fulmen.callbacks.progress", "TQDMProgressBar")
+            if default is not None:
+                callbacks.append(default())
+        if flags["enable_model_summary"] is not False and not has(("ModelSummary",)):
+            default = _optional_default("fulmen.callbacks.model_summary", "ModelSummary")
+            if default is not None:
+                callbacks.append(default())
+        return _checkpoints_last(callbacks)
+
+    def _build_loggers(self, logger: Any) -> list[Any]:
+        if logger is False:
+            return []
+        if logger is None or logger is True:
+            tb = _optional_default("fulmen.loggers.tensorboard", "TensorBoardLogger")
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                tb = None
+            cls = tb or _optional_default("fulmen.loggers.csv_logs", "CSVLogger")
+            return [cls(save_dir=self._default_root_dir)] if cls is not None else []
+        return list(logger) if isinstance(logger, (list, tuple)) else [logger]
+
+    # ---- entry points -------------------------------------------------------------------
+    def fit(
+        self,
+        model: LightningModule,
+        train_dataloaders: Any = None,
+        val_dataloaders: Any = None,
+        datamodule: LightningDataModule | None = None,
+        ckpt_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """Train ``model``; validation runs as configured. ``ckpt_path`` ("last" too) resumes."""
+        if isinstance(train_dataloaders, LightningDataModule):
+            datamodule, train_dataloaders = train_dataloaders, None
+        if ckpt_path is None and self._resume_from_checkpoint is not None:
+            ckpt_path = self._resume_from_checkpoint
+        self._set_sources(model, datamodule, train=train_dataloaders, val=val_dataloaders)
+        self._run("fit", model, ckpt_path)
+
+    def validate(
+        self,
+        model: LightningModule | None = None,
+        dataloaders: Any = None,
+        ckpt_path: str | None = None,
+        verbose: bool = True,
+        datamodule: LightningDataModule | None = None,
+    ) -> list[dict[str, float]]:
+        """One validation pass; returns one metrics dict per dataloader."""
+        return self._run_eval("validate", model, dataloaders, ckpt_path, verbose, datamodule)
+
+    def test(
+        self,
+        model: LightningModule | None = None,
+        dataloaders: Any = None,
+        ckpt_path: str | None = None,
+        verbose: bool = True,
+        datamodule: LightningDataModule | None = None,
+    ) -> list[dict[str, float]]:
+        """One test pass (no model: the fitted one, best checkpoint if any); metrics per dataloader."""
+        return self._run_eval("test", model, dataloaders, ckpt_path, verbose, datamodule)
+
+    def predict(
+        self,
+        model: LightningModule | None = None,
+        dataloaders: Any = None,
+        datamodule: LightningDataModule | None = None,
+        return_predictions: bool | None = None,
+        ckpt_path: str | None = None,
+    ) -> Any:
+        """``predict_step`` outputs over the predict loader(s)."""
+        if isinstance(dataloaders, LightningDataModule):
+            datamodule, dataloaders = dataloaders, None
+        model = self._model_or_fitted(model, "predict")
+        self._set_sources(model, datamodule, predict=dataloaders)
+        self._return_predictions = True if return_predictions is None else return_predictions
+        return self._run("predict", model, ckpt_path)
+
+    def _run_eval(self, stage: str, model: Any, dataloaders: Any, ckpt_path: Any, verbose: bool, dm: Any) -> Any:
+        if isinstance(dataloaders, LightningDataModule):
+            dm, dataloaders = dataloaders, None
+        if model is None and ckpt_path is None and self.checkpoint_callback is not None:
+            if getattr(self.checkpoint_callback, "best_model_path", ""):
+                ckpt_path = "best"
+        model = self._model_or_fitted(model, stage)
+        self._set_sources(model, dm, **{"val" if stage == "validate" else "test": dataloaders})
+        results = self._run(stage, model, ckpt_path)
+        if verbose and self.is_global_zero:
+            _print_results(stage, results)
+        return results
+
+    def _model_or_fitted(self, model: Any, stage: str) -> LightningModule:
+        if model is None:
+            if self.lightning_module is None:
+                raise MisconfigurationException(
+                    f"trainer.{stage}() got no model and this Trainer has not fitted one.\n"
+                    f"HINT: call trainer.{stage}(model, ...)."
+                )
+            return self.lightning_module
+        if not isinstance(model, LightningModule):
+            raise MisconfigurationException(
+                f"trainer.{stage}() expected a LightningModule, got {type(model).__name__}.\n"
+                "HINT: subclass fulmen.LightningModule (import fulmen as pl; class M(pl.LightningModule))."
+            )
+        return model
+
+    # ---- one run --------------------------------------------------------------------
+    def _run(self, fn: str, model: LightningModule, ckpt_path: Any) -> Any:
+        self.state = TrainerState(status="running", fn=fn)
+        self.should_stop = False
+        self._attach(model)
+        preemption = None
+        try:
+            self.strategy.setup_environment()
+            self._prepare_data()
+            self._call_setup_hooks("setup", fn)
+            self._module_hook("configure_model")
+            module = self.precision_plugin.convert_module(model)
+            wrapped = LightningModuleWrapper(module) if self.strategy.world_size > 1 else module
+            self.model = self.strategy.setup_module(wrapped)
+            self._module_wrapper = wrapped if wrapped is not module else None
+            if fn == "fit":
+                self._setup_optimizers(model)
+                self._restore_for_fit(ckpt_path)
+                preemption = self._install_preemption()
+            elif ckpt_path is not None:
+                self._restore_weights(ckpt_path)
+            self._log_hyperparams(model)
+            anomaly = torch.autograd.set_detect_anomaly(True) if self.detect_anomaly else contextlib.nullcontext()
+            with anomaly:
+                output = self._run_stage(fn)
+            self._call_setup_hooks("teardown", fn)
+            self.state.status = "finished"
+            self.state.stage = None
+            for logger in self.loggers:
+                logger.finalize("success")
+            return output
+        except BaseException as exc:
+            self.state.status = "interrupted"
+            self._call("on_exception", exc)
+            if self.datamodule is not None:
+                self.datamodule.on_exception(exc)
+            for logger in self.loggers:
+                with contextlib.suppress(Exception):
+                    logger.finalize("failed")
+            with contextlib.suppress(Exception):
+                self._call_setup_hooks("teardown", fn)
+            raise
+        finally:
+            if preemption is not None:
+                preemption.restore()
+            self._preemption = None
+            self.strategy.teardown()
+
+    def _run_stage(self, fn: str) -> Any:
+        if fn == "fit":
+            self._call("on_fit_start")
+            self.lightning_module.zero_grad()
+            self._run_sanity_check()
+            self.state.stage = "train"
+            self.fit_loop.run()
+            self._call("on_fit_end")
+            return None
+        if fn == "predict":
+            self.state.stage = "predict"
+            loaders, nums = self._eval_loaders("predict")
+            return evaluation_loop.run_predict(self, loaders, nums, self._return_predictions)
+        self.state.stage = fn
+        loaders, nums = self._eval_loaders(fn)
+        results = self._val_results if fn == "validate" else self._test_results
+        if not loaders or getattr(self.lightning_module, f"{'validation' if fn == 'validate' else 'test'}_step", None) is None:
+            return []
+        return evaluation_loop.run_evaluation(self, fn, loaders, nums, results, in_fit=False)
+
+    def _run_sanity_check(self) -> None:
+        if self.num_sanity_val_steps == 0 or not self._val_possible():
+            return
+        self.state.stage = "sanity_check"
+        for fn in self._hooks.callbacks("on_sanity_check_start"):
+            fn(self, self.lightning_module)
+        loaders, nums = self._eval_loaders("validate")
+        steps = float("inf") if self.num_sanity_val_steps == -1 else self.num_sanity_val_steps
+        nums = [min(n, steps) for n in nums]
+        if loaders:
+            evaluation_loop.run_evaluation(
+                self, "validate", loaders, nums, self._val_results, in_fit=True, sanity=True
+            )
+        for fn in self._hooks.callbacks("on_sanity_check_end"):
+            fn(self, self.lightning_module)
+        # sanity metrics are discarded (Lightning)
+        self._callback_metrics.clear()
+        self._pbar_raw.clear()
+        self._logged_metrics.clear()
+        self._val_results.reset()
+        self.state.stage = "train"
+
+    def _run_evaluation(self, stage: str, in_fit: bool) -> list[dict[str, float]]:
+        """Validation inside fit (called by the fit loop when a check is due)."""
+        loaders, nums = self._eval_loaders("validate")
+        if not loaders:
+            return []
+        previous = self.state.stage
+        self.state.stage = "validate"
+        try:
+            return evaluation_loop.run_evaluation(self, stage, loaders, nums, self._val_results, in_fit=in_fit)
+        finally:
+            self.state.stage = previous
+
+    # ---- run set-up -----------------------------------------------------------------
+    def _attach(self, model: LightningModule) -> None:
+        model.trainer = self
+        self.lightning_module = model
+        if self.datamodule is not None:
+            self.datamodule.trainer = self
+        for name, new in _LEGACY_HOOKS.items():
+            if callable(getattr(model, name, None)):
+                warnings.warn(
+                    f"{type(model).__name__}.{name} is a legacy hook from older Lightning; it is still called, "
+                    f"but use {new} instead.",
+                    DeprecationWarning,
+                    stacklevel=4,
+                )
+        self._collect_train_outputs = callable(getattr(model, "training_epoch_end", None))
+        model_callbacks = model.configure_callbacks()
+        if model_callbacks:
+            model_callbacks = list(model_callbacks) if isinstance(model_callbacks, Iterable) else [model_callbacks]
+            types = {type(c) for c in model_callbacks}
+            self.callbacks = [c for c in self.callbacks if type(c) not in types] + model_callbacks
+            self.callbacks = _checkpoints_last(self.callbacks)
+        self._hooks = HookTable(model, LightningModule, self.callbacks, Callback)
+        self._prepare_services(model)
+
+    def _prepare_data(self) -> None:
+        dm = self.datamodule
+        per_node = dm.prepare_data_per_node if dm is not None else True
+        is_preparer = self.local_rank == 0 if per_node else self.global_rank == 0
+        if is_preparer:
+            if dm is not None:
+                dm.prepare_data()
+            self._module_hook("prepare_data")
+        self.strategy.barrier("prepare_data")
+
+    def _call_setup_hooks(self, name: str, stage: str) -> None:
+        if self.datamodule is not None:
+            getattr(self.datamodule, name)(stage=stage)
+        for fn in self._hooks.callbacks(name):
+            fn(self, self.lightning_module, stage=stage)
+        hook = self._hooks.module(name)
+        if hook is not None:
+            hook(stage=stage)
+
+    def _setup_optimizers(self, model: LightningModule) -> None:
+        if not is_overridden(model, "training_step", LightningModule):
+            model.training_step()  # raises the "missing training_step" error with its HINT
+        if self.gradient_clip_val and not model.automatic_optimization:
+            raise MisconfigurationException(
+                "Trainer(gradient_clip_val=...) clips automatically, but this module uses manual optimization.\n"
+                "HINT: remove gradient_clip_val and call self.clip_gradients(opt, gradient_clip_val=...) "
+                "in training_step before opt.step()."
+            )
+        if model.automatic_optimization is False and self.accumulate_grad_batches != 1:
+            raise MisconfigurationException(
+                "Trainer(accumulate_grad_batches>1) does not apply to manual optimization.\n"
+                "HINT: accumulate in training_step yourself and step every N batches."
+            )
+        self.optimizers, self.lr_scheduler_configs = parse_optimizers(model.configure_optimizers())
+        validate_multiple_optimizers(self.optimizers, model.automatic_optimization)
+        self._lightning_optimizers = [wrap_optimizer(o, self._on_optimizer_step) for o in self.optimizers]
+        self._optimizer_index = {id(o): i for i, o in enumerate(self.optimizers)}
+        if len(self.fit_loop.optimizer_steps) != len(self.optimizers):
+            self.fit_loop.optimizer_steps = [0] * len(self.optimizers)
+
+    # ---- misc public API ------------------------------------------------------------
+    @property
+    def estimated_stepping_batches(self) -> float:
+        """Optimizer steps the whole fit will take (loads the train dataloader if needed)."""
+        self._load_train_dataloader()
+        return estimated_stepping_batches(self)
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        if self.is_global_zero:
+            print(*args, **kwargs)
+
+
+def _optional_default(module: str, name: str) -> Any:
+    """A default callback/logger class from another part of fulmen, or None (warned) when absent."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as err:
+        if err.name and err.name.startswith("fulmen"):
+            warnings.warn(f"{module}.{name} is not available, so the Trainer runs without it.", stacklevel=3)
+            return None
+        raise
+
+
+def _checkpoints_last(callbacks: list[Any]) -> list[Any]:
+    """Checkpoint callbacks run after the others so that they see everything logged (Lightning)."""
+    return [c for c in callbacks if not is_checkpoint_callback(c)] + [c for c in callbacks if is_checkpoint_callback(c)]
+
+
+def _print_results(stage: str, results: Any) -> None:
+    if not results:
+        return
+    for idx, metrics in enumerate(results):
+        if not metrics:
+            continue
+        title = f"{stage.capitalize()} metric" + (f" (dataloader {idx})" if len(results) > 1 else "")
+        width = max(len(title), *(len(k) for k in metrics)) + 2
+        print("-" * (width + 24))
+        print(f"{title:<{width}}DataLoader {idx}")
+        print("-" * (width + 24))
+        for key, value in metrics.items():
+            print(f"{key:<{width}}{value:.6g}")
+        print("-" * (width + 24))

@@ -1,0 +1,165 @@
+"""Trainer flags: legacy names, validation, and the pure conversions behind them."""
+
+from __future__ import annotations
+
+import datetime
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from fulmen.errors import MisconfigurationException, UnknownFlagError, close_matches
+
+# legacy flag -> (new spelling shown in the warning, translation into new flags)
+_LEGACY_RENAMES = {
+    "nb_gpu_nodes": "num_nodes",
+    "distributed_backend": "strategy",
+    "max_nb_epochs": "max_epochs",
+    "min_nb_epochs": "min_epochs",
+    "gradient_clip": "gradient_clip_val",
+    "train_percent_check": "limit_train_batches",
+    "val_percent_check": "limit_val_batches",
+    "test_percent_check": "limit_test_batches",
+    "overfit_pct": "overfit_batches",
+    "show_progress_bar": "enable_progress_bar",
+    "print_nan_grads": "detect_anomaly",
+}
+LEGACY_FLAGS = (*_LEGACY_RENAMES, "gpus", "resume_from_checkpoint", "track_grad_norm", "checkpoint_callback",
+                "early_stop_callback")  # fmt: skip
+
+
+def _warn_legacy(old: str, new: str) -> None:
+    warnings.warn(
+        f"Trainer({old}=...) is a legacy flag from older Lightning versions; use {new} instead.",
+        DeprecationWarning,
+        stacklevel=4,
+    )
+
+
+def translate_legacy_flags(flags: dict[str, Any], legacy: Mapping[str, Any], known: list[str]) -> dict[str, Any]:
+    """Apply legacy flags onto ``flags`` (new names), warning for each; unknown names are errors.
+
+    Returns the extras the Trainer handles itself: ``resume_from_checkpoint``,
+    ``track_grad_norm``, ``extra_callbacks``.
+    """
+    extras: dict[str, Any] = {"extra_callbacks": []}
+    for old, value in legacy.items():
+        if old in _LEGACY_RENAMES:
+            new = _LEGACY_RENAMES[old]
+            _warn_legacy(old, new)
+            flags[new] = value
+        elif old == "gpus":
+            _warn_legacy("gpus", "accelerator='gpu', devices=N")
+            if value not in (None, 0, [], "0", ""):
+                flags["accelerator"] = "gpu"
+                flags["devices"] = value
+        elif old == "resume_from_checkpoint":
+            _warn_legacy(old, "trainer.fit(model, ckpt_path=...)")
+            extras["resume_from_checkpoint"] = value
+        elif old == "track_grad_norm":
+            _warn_legacy(old, "a callback that logs torch.nn.utils.get_total_norm in on_before_optimizer_step")
+            extras["track_grad_norm"] = value
+        elif old == "checkpoint_callback":
+            _warn_legacy(old, "enable_checkpointing (bool) or callbacks=[ModelCheckpoint(...)]")
+            if isinstance(value, bool):
+                flags["enable_checkpointing"] = value
+            elif value is not None:
+                extras["extra_callbacks"].append(value)
+        elif old == "early_stop_callback":
+            _warn_legacy(old, "callbacks=[EarlyStopping(monitor=...)]")
+            if value is True:
+                from fulmen.callbacks.early_stopping import EarlyStopping
+
+                extras["extra_callbacks"].append(EarlyStopping(monitor="val_loss"))
+            elif value not in (None, False):
+                extras["extra_callbacks"].append(value)
+        else:
+            raise UnknownFlagError(
+                f"Trainer() got an unknown flag {old!r}."
+                + close_matches(old, [*known, *LEGACY_FLAGS])
+                + f"\nHINT: the Trainer's flags are: {', '.join(known)}."
+            )
+    return extras
+
+
+def parse_max_time(value: Any) -> datetime.timedelta | None:
+    """``max_time`` as a timedelta: "DD:HH:MM:SS", a dict of timedelta fields, or a timedelta."""
+    if value is None or isinstance(value, datetime.timedelta):
+        return value
+    if isinstance(value, Mapping):
+        return datetime.timedelta(**value)
+    if isinstance(value, str):
+        parts = value.split(":")
+        if len(parts) == 4 and all(p.strip().isdigit() for p in parts):
+            days, hours, minutes, seconds = map(int, parts)
+            return datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    raise MisconfigurationException(
+        f"Trainer(max_time={value!r}) is not understood; expected 'DD:HH:MM:SS', a dict like "
+        "{'hours': 1}, or a datetime.timedelta."
+    )
+
+
+def check_limit(name: str, value: Any) -> int | float:
+    """A limit_*/overfit_batches value: int >= 0 (batches) or float in [0, 1] (fraction)."""
+    if isinstance(value, bool):
+        raise MisconfigurationException(f"Trainer({name}={value!r}): expected an int >= 0 or a float in [0, 1].")
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, float) and 0.0 <= value <= 1.0:
+        return value
+    raise MisconfigurationException(
+        f"Trainer({name}={value!r}) is out of range; expected an int >= 0 (number of batches) "
+        "or a float in [0.0, 1.0] (fraction of the loader)."
+    )
+
+
+def limited_batches(length: float, limit: int | float, name: str) -> float:
+    """How many batches a loader of ``length`` yields under ``limit`` (inf for unknown length)."""
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        return min(length, limit)
+    if length == float("inf"):
+        if limit in (0.0, 1.0):
+            return 0 if limit == 0.0 else length
+        raise MisconfigurationException(
+            f"Trainer({name}={limit}) is a fraction, but the dataloader has no length.\n"
+            f"HINT: use an int {name} (a number of batches) for iterable datasets."
+        )
+    count = int(length * limit)
+    if limit > 0 and count == 0:
+        raise MisconfigurationException(
+            f"Trainer({name}={limit}) selects 0 of the loader's {int(length)} batches.\n"
+            f"HINT: raise {name} to at least {1 / length:.3g}, or use an int number of batches."
+        )
+    return count
+
+
+def check_flags(flags: dict[str, Any]) -> None:
+    """Errors for flag values that cannot work, raised at Trainer construction."""
+    if flags["gradient_clip_algorithm"] not in (None, "norm", "value"):
+        algo = flags["gradient_clip_algorithm"]
+        raise MisconfigurationException(
+            f"Trainer(gradient_clip_algorithm={algo!r}): expected 'norm' or 'value'."
+            + close_matches(str(algo), ("norm", "value"))
+        )
+    accumulate = flags["accumulate_grad_batches"]
+    if not isinstance(accumulate, int) or isinstance(accumulate, bool) or accumulate < 1:
+        raise MisconfigurationException(
+            f"Trainer(accumulate_grad_batches={accumulate!r}): expected an int >= 1."
+        )
+    n = flags["check_val_every_n_epoch"]
+    if n is not None and (not isinstance(n, int) or n < 1):
+        raise MisconfigurationException(f"Trainer(check_val_every_n_epoch={n!r}): expected an int >= 1 or None.")
+    vci = flags["val_check_interval"]
+    if isinstance(vci, float) and not 0.0 < vci <= 1.0:
+        raise MisconfigurationException(
+            f"Trainer(val_check_interval={vci}) must be in (0.0, 1.0] as a fraction of an epoch, "
+            "or an int number of batches."
+        )
+    if isinstance(vci, int) and vci < 1:
+        raise MisconfigurationException(f"Trainer(val_check_interval={vci}): an int must be >= 1.")
+    if flags["log_every_n_steps"] < 1:
+        raise MisconfigurationException(
+            f"Trainer(log_every_n_steps={flags['log_every_n_steps']}): expected an int >= 1."
+        )
+    fdr = flags["fast_dev_run"]
+    if (isinstance(fdr, int) and not isinstance(fdr, bool) and fdr < 0) or not isinstance(fdr, (int, bool)):
+        raise MisconfigurationException(f"Trainer(fast_dev_run={fdr!r}): expected a bool or an int >= 0.")

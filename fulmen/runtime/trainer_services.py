@@ -1,0 +1,329 @@
+"""What the loops ask of the Trainer at each step: hooks, transfer, backward, optimizer step,
+schedulers, metrics, checkpoints and preemption. Decisions that do not change during a run
+(which hooks are overridden, whether batches need moving) are taken once in
+``_prepare_services``, so the per-step paths stay short.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fulmen.core.datamodule import LightningDataModule
+from fulmen.core.hooks import is_overridden, move_data_to_device
+from fulmen.errors import MisconfigurationException
+from fulmen.runtime.optim import clip_gradients
+from fulmen.runtime.results import ResultCollection, to_float_dict
+
+_TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+
+
+class TrainerServices:
+    """Per-step services of the Trainer, used by ``fit_loop`` and ``evaluation_loop``."""
+
+    def _init_services(self) -> None:
+        self._warned: set[str] = set()
+        self._preemption: Any = None
+        self._module_wrapper: Any = None
+        self._optimizer_index: dict[int, int] = {}
+        self._eval_log_step = 0
+        self._return_predictions = True
+
+    def _prepare_services(self, module: Any) -> None:
+        dm = self.datamodule
+        self._transfer_fns = []
+        for name in _TRANSFER_HOOKS:
+            if dm is not None and is_overridden(dm, name, LightningDataModule):
+                self._transfer_fns.append(getattr(dm, name))
+            else:
+                self._transfer_fns.append(self._hooks.module(name))
+        self._custom_transfer = any(fn is not None for fn in self._transfer_fns)
+        self._training_step_end = getattr(module, "training_step_end", None)
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            warnings.warn(message, stacklevel=3)
+
+    # ---- hooks ------------------------------------------------------------------------
+    def _call(self, name: str, *args: Any) -> None:
+        """Callbacks' ``name`` (in order), then the module's; skipped where not overridden."""
+        module = self.lightning_module
+        for fn in self._hooks.callbacks(name):
+            fn(self, module, *args)
+        hook = self._hooks.module(name)
+        if hook is not None:
+            hook(*args)
+
+    def _module_hook(self, name: str, *args: Any) -> Any:
+        """The module's hook even when it is the base implementation (hooks with a default job)."""
+        return getattr(self.lightning_module, name)(*args)
+
+    # ---- batches ----------------------------------------------------------------------
+    def _transfer_batch(self, batch: Any, dataloader_idx: int) -> Any:
+        if self._custom_transfer:
+            before, transfer, after = self._transfer_fns
+            if before is not None:
+                batch = before(batch, dataloader_idx)
+            if transfer is not None:
+                batch = transfer(batch, self.strategy.root_device, dataloader_idx)
+            else:
+                batch = move_data_to_device(batch, self.strategy.root_device)
+            if after is not None:
+                batch = after(batch, dataloader_idx)
+        elif self.strategy.root_device.type != "cpu":
+            batch = move_data_to_device(batch, self.strategy.root_device)
+        return self.precision_plugin.convert_input(batch)
+
+    def _training_step(self, batch: Any, batch_idx: int) -> Any:
+        if self._module_wrapper is not None:
+            # several ranks: go through the strategy's wrapper so DDP's forward hooks run
+            self._module_wrapper.step_name = "training_step"
+            output = self.model(batch, batch_idx)
+        else:
+            output = self.lightning_module.training_step(batch, batch_idx)
+        if self._training_step_end is not None:
+            output = self._training_step_end(output)
+        return output
+
+    def _eval_step(self, step_fn: Any, batch: Any, batch_idx: int, *extra: int) -> Any:
+        return step_fn(batch, batch_idx, *extra)
+
+    # ---- optimization ----------------------------------------------------------------
+    def _backward(self, loss: Tensor, optimizer: Any, *args: Any, **kwargs: Any) -> None:
+        module = self.lightning_module
+        hooks = self._hooks
+        for fn in hooks.callbacks("on_before_backward"):
+            fn(self, module, loss)
+        hook = hooks.module("on_before_backward")
+        if hook is not None:
+            hook(loss)
+        scaled = self.precision_plugin.pre_backward(loss)
+        backward = hooks.module("backward")
+        if backward is not None:
+            backward(scaled, *args, **kwargs)
+        else:
+            scaled.backward(*args, **kwargs)
+        for fn in hooks.callbacks("on_after_backward"):
+            fn(self, module)
+        hook = hooks.module("on_after_backward")
+        if hook is not None:
+            hook()
+
+    def _on_optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Any) -> Any:
+        """What ``LightningOptimizer.step`` does: precision step with hooks and clipping after the closure."""
+        module = self.lightning_module
+        automatic = module.automatic_optimization
+
+        def after_closure() -> None:
+            for fn in self._hooks.callbacks("on_before_optimizer_step"):
+                fn(self, module, optimizer)
+            hook = self._hooks.module("on_before_optimizer_step")
+            if hook is not None:
+                hook(optimizer)
+            if self.track_grad_norm not in (-1, None):
+                self._log_grad_norms(optimizer)
+            if automatic:
+                clip = self._hooks.module("configure_gradient_clipping")
+                if clip is not None:
+                    clip(
+                        optimizer,
+                        gradient_clip_val=self.gradient_clip_val,
+                        gradient_clip_algorithm=self.gradient_clip_algorithm,
+                    )
+                elif self.gradient_clip_val:
+                    clip_gradients(self.precision_plugin, optimizer, self.gradient_clip_val, self.gradient_clip_algorithm)
+
+        result = self.precision_plugin.optimizer_step(optimizer, closure, after_closure, automatic=automatic)
+        loop = self.fit_loop
+        idx = self._optimizer_index.get(id(optimizer), 0)
+        if idx < len(loop.optimizer_steps):
+            loop.optimizer_steps[idx] += 1
+        loop.global_step += 1
+        return result
+
+    def _log_grad_norms(self, optimizer: torch.optim.Optimizer) -> None:
+        """Legacy ``track_grad_norm=p``: log each parameter's gradient p-norm and the total."""
+        p = float(self.track_grad_norm)
+        norms = {}
+        for name, param in self.lightning_module.named_parameters():
+            if param.grad is not None:
+                norms[f"grad_{p}_norm/{name}"] = torch.linalg.vector_norm(param.grad.detach(), ord=p)
+        if norms:
+            total = torch.linalg.vector_norm(torch.stack(list(norms.values())), ord=p)
+            norms[f"grad_{p}_norm_total"] = total
+            for key, value in norms.items():
+                self._train_results.log(key, value, prog_bar=False, logger=True, on_step=True, on_epoch=False,
+                                        reduce_fx="mean", enable_graph=False, sync_dist=False,
+                                        add_dataloader_idx=False, batch_size=None, rank_zero_only=False)  # fmt: skip
+
+    def _step_schedulers(self, interval: str, batch_idx: int, plateau: bool) -> None:
+        """Step the schedulers of ``interval`` (plateau ones only when ``plateau``) that are due."""
+        configs = self.lr_scheduler_configs
+        if not configs or not self.lightning_module.automatic_optimization:
+            return
+        for config in configs:
+            if config.reduce_on_plateau != plateau or config.interval != interval:
+                continue
+            index = (batch_idx if interval == "step" else self.current_epoch) + 1
+            if index % config.frequency != 0:
+                continue
+            metric = None
+            if config.reduce_on_plateau:
+                metric = self._callback_metrics.get(config.monitor)
+                if metric is None:
+                    available = sorted(self._callback_metrics)
+                    if config.strict:
+                        raise MisconfigurationException(
+                            f"ReduceLROnPlateau monitors {config.monitor!r}, which was not logged. "
+                            f"Available metrics: {available}.\n"
+                            "HINT: self.log the monitored value, or fix the 'monitor' key of the scheduler dict."
+                        )
+                    self._warn_once(f"ReduceLROnPlateau skipped: {config.monitor!r} not in {available}.")
+                    continue
+            self.lightning_module.lr_scheduler_step(config.scheduler, metric)
+
+    # ---- metrics ----------------------------------------------------------------------
+    def _publish_step_metrics(self, should_log: bool) -> None:
+        results = self._train_results
+        if not results.logged_this_batch:
+            return
+        callback, log, pbar = results.step_metrics()
+        self._callback_metrics.update(callback)
+        self._pbar_raw.update(pbar)
+        if log and (should_log or self.should_stop):
+            self._log_to_loggers(log, self.fit_loop.batches_that_stepped)
+
+    def _publish_eval_step_metrics(self, results: ResultCollection) -> None:
+        _, log, pbar = results.step_metrics()
+        self._pbar_raw.update(pbar)
+        if log:
+            self._log_to_loggers(log, self._eval_log_step)
+            self._eval_log_step += 1
+
+    def _publish_epoch_metrics(self, results: ResultCollection, log: bool, step: int | None = None) -> dict[str, Tensor]:
+        callback, logged, pbar = results.epoch_metrics()
+        self._callback_metrics.update(callback)
+        self._pbar_raw.update(pbar)
+        if log and logged:
+            self._log_to_loggers(logged, self.fit_loop.batches_that_stepped if step is None else step)
+        return callback
+
+    def _log_to_loggers(self, metrics: dict[str, Tensor], step: int) -> None:
+        if not self.loggers:
+            return
+        metrics = dict(metrics)
+        metrics.setdefault("epoch", self.current_epoch)
+        self._logged_metrics.update(metrics)
+        scalars = to_float_dict(metrics)
+        for logger in self.loggers:
+            logger.log_metrics(scalars, step=step)
+            logger.save()
+
+    def _log_hyperparams(self, module: Any) -> None:
+        if not self.loggers:
+            return
+        params = dict(module.hparams_initial) if getattr(module, "_log_hyperparams", True) else {}
+        if self.datamodule is not None and getattr(self.datamodule, "_log_hyperparams", True):
+            params.update(self.datamodule.hparams_initial)
+        for logger in self.loggers:
+            logger.log_hyperparams(params)
+            logger.save()
+
+    # ---- checkpoints ------------------------------------------------------------------
+    def save_checkpoint(self, filepath: str | os.PathLike[str], weights_only: bool = False,
+                        storage_options: Any = None) -> None:  # fmt: skip
+        """Write a checkpoint of the current state (every rank builds it, global rank 0 writes)."""
+        from fulmen.runtime.checkpoint import save_atomic
+        from fulmen.runtime.checkpoint_state import dump_checkpoint
+
+        if self.lightning_module is None:
+            raise MisconfigurationException(
+                "trainer.save_checkpoint() needs a model, but no fit/validate/test has attached one.\n"
+                "HINT: call it after (or during) trainer.fit(model)."
+            )
+        checkpoint = dump_checkpoint(self, weights_only=weights_only)
+        if self.is_global_zero:
+            save_atomic(checkpoint, filepath)
+        self.strategy.barrier("save_checkpoint")
+
+    def _resolve_ckpt_path(self, ckpt_path: Any) -> str | None:
+        if ckpt_path in ("best", "last"):
+            cb = self.checkpoint_callback
+            attr = "best_model_path" if ckpt_path == "best" else "last_model_path"
+            path = getattr(cb, attr, "") if cb is not None else ""
+            if not path and ckpt_path == "last" and cb is not None and getattr(cb, "dirpath", None):
+                candidate = os.path.join(os.fspath(cb.dirpath), "last.ckpt")
+                path = candidate if os.path.exists(candidate) else ""
+            if not path:
+                if ckpt_path == "best":
+                    raise MisconfigurationException(
+                        'ckpt_path="best" but no checkpoint callback has saved a best model yet.\n'
+                        "HINT: fit with a ModelCheckpoint(monitor=...) first, or pass a checkpoint path."
+                    )
+                self._warn_once('ckpt_path="last" found no checkpoint; starting from scratch.')
+                return None
+            return os.fspath(path)
+        return os.fspath(ckpt_path) if ckpt_path is not None else None
+
+    def _restore_for_fit(self, ckpt_path: Any) -> None:
+        """Resume: this run's resume checkpoint (if any) beats ``ckpt_path`` (DESIGN: resume precedence)."""
+        path = None
+        run_dir = self.strategy.rank_info.run_dir
+        if run_dir:
+            from fulmen.runtime.checkpoint import find_resume_checkpoint
+
+            found = find_resume_checkpoint(run_dir)
+            path = os.fspath(found) if found is not None else None
+        if path is None:
+            path = self._resolve_ckpt_path(ckpt_path)
+        if path is None:
+            return
+        from fulmen.runtime.checkpoint import load_checkpoint
+        from fulmen.runtime.checkpoint_state import restore_checkpoint
+
+        restore_checkpoint(self, load_checkpoint(path, map_location=self.strategy.root_device))
+        self.ckpt_path = path
+
+    def _restore_weights(self, ckpt_path: Any) -> None:
+        path = self._resolve_ckpt_path(ckpt_path)
+        if path is None:
+            return
+        from fulmen.runtime.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(path, map_location=self.strategy.root_device)
+        self.lightning_module.on_load_checkpoint(checkpoint)
+        self.lightning_module.load_state_dict(checkpoint["state_dict"])
+        self.ckpt_path = path
+
+    # ---- preemption -------------------------------------------------------------------
+    def _install_preemption(self) -> Any:
+        try:
+            from fulmen.runtime.preemption import PreemptionHandler
+        except ImportError:
+            return None
+        handler = PreemptionHandler()
+        handler.install()
+        self._preemption = handler
+        return handler
+
+    def _check_preemption(self) -> None:
+        """At a step boundary: if a stop signal arrived (agreed by all ranks), save and exit 75."""
+        handler = self._preemption
+        if handler is None or not handler.stop_requested(self.strategy):
+            return
+        from fulmen.runtime.checkpoint import save_resume_checkpoint
+        from fulmen.runtime.checkpoint_state import dump_checkpoint
+        from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE, hand_off
+
+        checkpoint = dump_checkpoint(self, weights_only=False)
+        run_dir = self.strategy.rank_info.run_dir or self.default_root_dir
+        if self.is_global_zero:
+            save_resume_checkpoint(checkpoint, run_dir)
+        self.strategy.barrier("preemption")
+        hand_off(self.strategy.rank_info)
+        raise SystemExit(PREEMPTED_EXIT_CODE)
