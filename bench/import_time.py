@@ -1,0 +1,87 @@
+"""Import cost of fulmen relative to torch: ``import fulmen`` must cost at most 1.07x ``import torch``.
+
+Each repetition starts two fresh interpreters, in alternating order so that drift on a shared
+machine affects both sides alike: one runs ``import torch``, the other
+``import fulmen; fulmen.Trainer; fulmen.LightningModule`` (fulmen imports torch itself). Each
+child times its own imports with ``perf_counter`` (interpreter start-up is excluded, it is the
+same for both); the parent also records each child's whole wall time. Prints one JSON line with
+the medians and their ratio.
+
+    python bench/import_time.py [--repeats 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+CHILDREN = {
+    "torch": "import torch",
+    "fulmen": "import fulmen; fulmen.Trainer; fulmen.LightningModule",
+}
+TEMPLATE = "import time; _t = time.perf_counter(); {stmt}; print(time.perf_counter() - _t)"
+
+
+def run_child(statement: str, env: dict[str, str]) -> tuple[float, float]:
+    """(seconds spent in the imports, seconds the whole child process took)."""
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", TEMPLATE.format(stmt=statement)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wall = time.perf_counter() - start
+    return float(result.stdout.strip().splitlines()[-1]), wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=15, help="pairs of child processes (default 15)")
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    # Warm the OS file cache so the first measured pair is not an outlier.
+    for statement in CHILDREN.values():
+        run_child(statement, env)
+
+    imports: dict[str, list[float]] = {name: [] for name in CHILDREN}
+    walls: dict[str, list[float]] = {name: [] for name in CHILDREN}
+    for rep in range(args.repeats):
+        order = list(CHILDREN) if rep % 2 == 0 else list(reversed(CHILDREN))
+        for name in order:
+            import_s, wall_s = run_child(CHILDREN[name], env)
+            imports[name].append(import_s)
+            walls[name].append(wall_s)
+
+    med = {name: statistics.median(values) for name, values in imports.items()}
+    wall_med = {name: statistics.median(values) for name, values in walls.items()}
+    ratio = med["fulmen"] / med["torch"]
+    print(
+        json.dumps(
+            {
+                "bench": "import_time",
+                "repeats": args.repeats,
+                "torch_import_s": round(med["torch"], 4),
+                "fulmen_import_s": round(med["fulmen"], 4),
+                "ratio": round(ratio, 4),
+                "process_wall_ratio": round(wall_med["fulmen"] / wall_med["torch"], 4),
+                "target_ratio": 1.07,
+                "meets_target": ratio <= 1.07,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
