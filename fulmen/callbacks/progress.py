@@ -35,6 +35,19 @@ def _stage(trainer: Any) -> str | None:
     return getattr(fn, "value", fn)
 
 
+def _sanity_val_batches(trainer: Any) -> Any:
+    """``trainer.num_sanity_val_batches``, or the same derived from ``num_sanity_val_steps``."""
+    batches = getattr(trainer, "num_sanity_val_batches", None)
+    if batches is not None:
+        return batches
+    steps = getattr(trainer, "num_sanity_val_steps", None)
+    if steps is None:
+        return trainer.num_val_batches
+    limit = float("inf") if steps == -1 else steps
+    val = trainer.num_val_batches
+    return [min(n, limit) for n in val] if isinstance(val, (list, tuple)) else min(val, limit)
+
+
 class ProgressBar(Callback):
     """Base class for progress bars: bookkeeping of totals and the metrics to display."""
 
@@ -85,10 +98,7 @@ class ProgressBar(Callback):
     @property
     def total_val_batches_current_dataloader(self) -> int | float:
         trainer = self.trainer
-        if trainer.sanity_checking:
-            batches = getattr(trainer, "num_sanity_val_batches", trainer.num_val_batches)
-        else:
-            batches = trainer.num_val_batches
+        batches = _sanity_val_batches(trainer) if trainer.sanity_checking else trainer.num_val_batches
         return self._eval_total(batches)
 
     @property

@@ -164,6 +164,24 @@ def test_infinite_train_length_gives_an_open_ended_bar(capsys: pytest.CaptureFix
     bar.on_train_end(trainer, None)
 
 
+def test_sanity_total_derived_from_num_sanity_val_steps(capsys: pytest.CaptureFixture[str]) -> None:
+    trainer = FakeTrainer()
+    del trainer.num_sanity_val_batches
+    trainer.num_val_batches = [8]
+    trainer.num_sanity_val_steps = 2
+    trainer.sanity_checking = True
+    bar = TQDMProgressBar()
+    bar.setup(trainer, None, "fit")
+    bar.on_sanity_check_start(trainer, None)
+    bar.on_validation_batch_start(trainer, None, None, 0, 0)
+    assert bar.val_progress_bar.total == 2
+    trainer.num_sanity_val_steps = -1
+    bar.reset_dataloader_idx_tracker()
+    bar.on_validation_batch_start(trainer, None, None, 0, 0)
+    assert bar.val_progress_bar.total == 8
+    bar.on_sanity_check_end(trainer, None)
+
+
 def test_standard_metrics_version_forms() -> None:
     assert get_standard_metrics(FakeTrainer(version=None)) == {}
     assert get_standard_metrics(FakeTrainer(version=7)) == {"v_num": 7}
