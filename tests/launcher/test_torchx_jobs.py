@@ -177,3 +177,22 @@ def test_record_guard_puts_the_torchx_record_back(tmp_path: Path, monkeypatch) -
     jobs.write_record(jobs.new_record("20260101-000000-abc", "local", tmp_path, "t", {}))
     assert guard.restore() is True
     assert jobs.read_record(tmp_path) == ours
+
+
+def test_following_a_file_reads_what_is_written_until_the_job_ends(tmp_path: Path) -> None:
+    path = tmp_path / "rank_0.log"
+    path.write_text("first\n")
+    polls = []
+
+    def is_done() -> bool:
+        # the job writes more between two polls, then ends
+        polls.append(1)
+        if len(polls) == 1:
+            with path.open("a") as handle:
+                handle.write("second\nlast without newline")
+            return False
+        return True
+
+    lines = list(torchx_jobs._file_lines(path, follow=True, is_done=is_done, poll_s=0.01))
+    assert lines == ["first", "second", "last without newline"]
+    assert len(polls) == 2
