@@ -95,10 +95,7 @@ def run_evaluation(
     t._call(f"on_{prefix}_epoch_end")
     metrics = t._publish_epoch_metrics(results, log=not sanity)
     t._call(f"on_{prefix}_end")
-    if stage == "validate" and in_fit:
-        t._module_hook("on_validation_model_train")
-    elif stage == "test" and in_fit:
-        t._module_hook("on_test_model_train")
+    t._module_hook("on_validation_model_train" if stage == "validate" else "on_test_model_train")
     return split_by_dataloader(metrics, len(loaders))
 
 

@@ -61,19 +61,32 @@ def _generators(loader: Any) -> list[torch.Generator | None]:
 
 
 class _SkipFirst:
-    """An index sampler whose iterator starts ``skip`` items in (advanced eagerly at ``iter``)."""
+    """A one-use index sampler iterator that starts ``skip`` items in.
+
+    DataLoader iterators call ``iter(sampler)`` *before* drawing their base seed, while a
+    shuffling sampler draws its permutation only at the first ``next``. To keep that order,
+    the skip happens lazily: at the first ``next`` (worker loaders prefetch inside
+    ``iter(loader)``) or when ``start()`` is called right after ``iter(loader)``.
+    """
 
     def __init__(self, sampler: Any, skip: int) -> None:
         self.sampler = sampler
         self.skip = skip
+        self._it: Iterator[Any] | None = None
 
-    def __iter__(self) -> Iterator[Any]:
-        # not a generator: the skip (and any RNG draw the sampler makes to start) happens now,
-        # inside iter(loader), in the same order as an uninterrupted run's first fetch
-        it = iter(self.sampler)
-        for _ in range(self.skip):
-            next(it)
-        return it
+    def start(self) -> None:
+        if self._it is None:
+            self._it = iter(self.sampler)
+            for _ in range(self.skip):
+                next(self._it)
+
+    def __iter__(self) -> _SkipFirst:
+        return self
+
+    def __next__(self) -> Any:
+        if self._it is None:
+            self.start()
+        return next(self._it)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return len(self.sampler) - self.skip
@@ -86,12 +99,15 @@ def _iter_skipping(loader: Any, skip: int) -> Iterator[Any]:
     if isinstance(loader, torch.utils.data.DataLoader):
         attr = "batch_sampler" if loader.batch_sampler is not None else "sampler"
         original = getattr(loader, attr)
+        skipper = _SkipFirst(original, skip)
         # DataLoader forbids re-assigning its sampler; this swap lasts only for iter()
-        object.__setattr__(loader, attr, _SkipFirst(original, skip))
+        object.__setattr__(loader, attr, skipper)
         try:
-            return iter(loader)
+            it = iter(loader)
         finally:
             object.__setattr__(loader, attr, original)
+        skipper.start()  # draw the permutation now, before the save-time RNG states return
+        return it
     # any other iterable: no index level to skip at, so draw and drop
     it = iter(loader)
     for _ in range(skip):

@@ -76,6 +76,7 @@ class FitLoop:
         self.optimizer_steps: list[int] = []
         self.fetcher = DataFetcher()
         self._restored_mid_epoch = False
+        self.epoch_processed = False  # True while the epoch-end hooks of current_epoch run
         self._start_time: float | None = None
         self._epoch_outputs: list[Any] = []
 
@@ -88,6 +89,7 @@ class FitLoop:
             "total_batch_idx": self.total_batch_idx,
             "global_step": self.global_step,
             "batches_that_stepped": self.batches_that_stepped,
+            "epoch_processed": self.epoch_processed,
             "optimizer_steps": list(self.optimizer_steps),
             "data": self.fetcher.state_dict(),
         }
@@ -101,7 +103,13 @@ class FitLoop:
         self.batches_that_stepped = int(state.get("batches_that_stepped", self.global_step))
         self.optimizer_steps = list(state.get("optimizer_steps", []))
         data = state.get("data")
-        if data is not None:
+        if state.get("epoch_processed"):
+            # saved while the epoch-end hooks ran: that epoch is over, the next one starts fresh
+            self.current_epoch += 1
+            self.batch_idx = 0
+            if data is not None:
+                self.fetcher.load_state_dict({"rng_at_save": data.get("rng_at_save")})
+        elif data is not None:
             self.fetcher.load_state_dict(data)
         self._restored_mid_epoch = self.batch_idx > 0
 
@@ -200,6 +208,10 @@ class FitLoop:
             t._step_schedulers("step", batch_idx, plateau=False)
         if is_last:
             t._step_schedulers("epoch", batch_idx, plateau=False)
+        # the batch counts as finished from here: a checkpoint saved by on_train_batch_end resumes after it
+        self.batch_idx = batch_idx + 1
+        self.total_batch_idx += 1
+        self.fetcher.batches_done = batch_idx + 1
         if results.logged_this_batch:  # so the progress bar shows this batch's values
             t._publish_step_metrics(should_log=False)
         for fn in hooks.callbacks("on_train_batch_end"):
@@ -207,9 +219,6 @@ class FitLoop:
         end_hook = hooks.module("on_train_batch_end")
         if end_hook is not None:
             end_hook(outputs, batch, batch_idx)
-        self.batch_idx = batch_idx + 1
-        self.total_batch_idx += 1
-        self.fetcher.batches_done = batch_idx + 1
         t._publish_step_metrics(should_log=(self.batches_that_stepped + 1) % t.log_every_n_steps == 0)
         if t._should_validate(batch_idx, is_last):
             if not should_accumulate:
@@ -282,6 +291,7 @@ class FitLoop:
         module = t.lightning_module
         results = t._train_results
         results.set_defaults(on_step=False, on_epoch=True)
+        self.epoch_processed = True
         legacy = getattr(module, "training_epoch_end", None)
         if t._collect_train_outputs and callable(legacy):
             legacy(self._epoch_outputs)
@@ -297,6 +307,7 @@ class FitLoop:
         t._publish_epoch_metrics(results, log=True, step=max(self.batches_that_stepped - 1, 0))
         t._step_schedulers("epoch", self.batch_idx, plateau=True)
         self.current_epoch += 1
+        self.epoch_processed = False
         self.batch_idx = 0
         self.fetcher.batches_done = 0
         self._check_max_time()

@@ -358,7 +358,8 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
     def _run_stage(self, fn: str) -> Any:
         if fn == "fit":
             self._call("on_fit_start")
-            self.lightning_module.zero_grad()
+        self.lightning_module.zero_grad()
+        if fn == "fit":
             self._run_sanity_check()
             self.state.stage = "train"
             self.fit_loop.run()
