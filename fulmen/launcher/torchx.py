@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 
 #: torchx scheduler for each fulmen cluster name.
 SCHEDULERS = {"k8s": "kubernetes", "torchx-local": "local_cwd"}
-#: Seconds between status polls while waiting.
-POLL_INTERVAL_S = 0.5
+#: Seconds between status polls while waiting: local processes are cheap to ask; a Kubernetes
+#: API server is shared, and a training job's state changes on the scale of minutes.
+POLL_INTERVAL_S = {"local_cwd": 0.5, "kubernetes": 5.0}
 #: Exit code of a job that ended in a state other than SUCCEEDED / FAILED (cancelled, unknown).
 CANCELLED_EXIT_CODE = 130
 
@@ -188,8 +189,9 @@ def _submit_and_follow(runner: Runner, spec: JobSpec, app: AppDef, *, run_dir: P
     print(f"fulmen: submitted {handle}\nfulmen: run directory {run_dir}", file=sys.stderr)
     if spec.cluster == "k8s" and not wait:
         return 0
+    local_run = run.launcher_pid is not None
     tick = None
-    if run.launcher_pid:  # torchx-local: show replica 0 like `launch` shows rank 0
+    if local_run:  # torchx-local: show replica 0 like `launch` shows rank 0
         follower = torchx_jobs.LogFollower.for_replica(info, run.role, 0)
         guard = torchx_jobs.RecordGuard(record)
 
@@ -197,13 +199,20 @@ def _submit_and_follow(runner: Runner, spec: JobSpec, app: AppDef, *, run_dir: P
             follower.echo()
             guard.restore()
 
-    state = wait_for(runner, handle, tick=tick)
+    state = wait_for(runner, handle, tick=tick, cancel_on_signal=local_run, poll_s=POLL_INTERVAL_S[run.scheduler])
+    if state is None:
+        print(
+            f"fulmen: stopped waiting; {handle} keeps running.\n"
+            f"HINT: `fulmen status {handle}` to check on it, `fulmen cancel {handle}` to stop it.",
+            file=sys.stderr,
+        )
+        return CANCELLED_EXIT_CODE
     torchx_jobs.record_final_state(run_dir, run, state)
     return exit_code(state)
 
 
 class _StopFlag:
-    """Set by SIGTERM/SIGINT while waiting; the poll loop cancels the app when it sees it."""
+    """Set by SIGTERM/SIGINT while waiting; the poll loop acts on it (handlers only set flags)."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -212,23 +221,35 @@ class _StopFlag:
         self.signum = signum
 
 
-def wait_for(runner: Runner, handle: str, *, tick: Callable[[], None] | None = None) -> str:
+def wait_for(
+    runner: Runner,
+    handle: str,
+    *,
+    tick: Callable[[], None] | None = None,
+    cancel_on_signal: bool = True,
+    poll_s: float = 0.5,
+) -> str | None:
     """Poll ``handle`` until it ends; returns the final torchx state name (``SUCCEEDED``, ...).
 
     ``tick`` runs at every poll and once more at the end (torchx-local echoes replica 0's output
-    there); without it, state changes are printed. SIGTERM / SIGINT only set a flag; the loop
-    then cancels the app, so ``fulmen cancel`` (which signals this process) or Ctrl-C stops every
-    replica.
+    there); without it, state changes are printed. SIGTERM / SIGINT only set a flag. With
+    ``cancel_on_signal`` (torchx-local, whose replicas cannot outlive this process) the loop then
+    cancels the app, so ``fulmen cancel`` (which signals this process) or Ctrl-C stops every
+    replica; otherwise (a Kubernetes job) it stops waiting and returns None, leaving the job be.
     """
     from torchx.specs import NONE  # torchx's "no structured error" marker
 
     stop = _StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     last_state = ""
+    cancelled = False
     try:
         while True:
-            if stop.signum is not None:
+            if stop.signum is not None and not cancelled:
+                if not cancel_on_signal:
+                    return None
                 runner.cancel(handle)
+                cancelled = True
             status = runner.status(handle)
             state = status.state.name if status is not None else "UNKNOWN"
             if tick is not None:
@@ -242,7 +263,7 @@ def wait_for(runner: Runner, handle: str, *, tick: Callable[[], None] | None = N
                 if status is not None and state == "FAILED" and status.structured_error_msg != NONE:
                     print(status.structured_error_msg, file=sys.stderr)
                 return state
-            time.sleep(POLL_INTERVAL_S)
+            time.sleep(poll_s)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -196,3 +196,28 @@ def test_following_a_file_reads_what_is_written_until_the_job_ends(tmp_path: Pat
     lines = list(torchx_jobs._file_lines(path, follow=True, is_done=is_done, poll_s=0.01))
     assert lines == ["first", "second", "last without newline"]
     assert len(polls) == 2
+
+
+def test_ctrl_c_while_waiting_on_k8s_leaves_the_job_running(fake_cluster, tmp_path, monkeypatch, capsys) -> None:
+    import signal
+
+    monkeypatch.setattr(torchx_backend, "POLL_INTERVAL_S", {"kubernetes": 0.01, "local_cwd": 0.01})
+    client = fake_cluster.client()
+    answer = client.call_api
+
+    def interrupted_status(resource_path, method, *args, **kwargs):
+        if method == "GET":
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C arrives while we wait
+        return answer(resource_path, method, *args, **kwargs)
+
+    monkeypatch.setattr(client, "call_api", interrupted_status)
+    from torchx.runner import get_runner
+
+    monkeypatch.setattr(torchx_backend, "open_runner", lambda: get_runner(client=client))
+    with pytest.warns(UserWarning, match="Volcano"):
+        code = torchx_backend.run(k8s_spec(run_root=str(tmp_path / "runs")), wait=True)
+    assert code == torchx_backend.CANCELLED_EXIT_CODE
+    assert "keeps running" in capsys.readouterr().err
+    assert not [call for call in fake_cluster.calls if call[0] == "DELETE"]
+    record = jobs.latest_record()
+    assert torchx_jobs.TorchxRun.load(Path(record.run_dir)).state == "SUBMITTED"
