@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -124,8 +125,18 @@ def open_runner() -> Runner:
 
 
 def dryrun_info(runner: Runner, spec: JobSpec, app: AppDef, *, log_dir: str | None) -> AppDryRunInfo:
-    """Ask torchx for the request it would submit (its ``dryrun``), with the spec's run options."""
-    return runner.dryrun(app, scheduler_for(spec), cfg=scheduler_cfg(spec, log_dir=log_dir))
+    """Ask torchx for the request it would submit (its ``dryrun``), with the spec's run options.
+
+    torchx reports caveats as Python warnings (e.g. Volcano's retry support); they are passed on
+    as one ``fulmen: torchx note:`` line each instead of a warning with a source line.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info = runner.dryrun(app, scheduler_for(spec), cfg=scheduler_cfg(spec, log_dir=log_dir))
+    for warning in caught:
+        note = " ".join(str(warning.message).split())
+        print(f"fulmen: torchx note: {note}", file=sys.stderr)
+    return info
 
 
 def render_dryrun(spec: JobSpec) -> str:
@@ -136,6 +147,8 @@ def render_dryrun(spec: JobSpec) -> str:
     start. Nothing is created on disk.
     """
     require_torchx(spec.cluster)
+    if spec.cluster == "torchx-local":
+        local.check_entry(spec)
     run_dir = rundir.run_dir_for(spec, "dry-run")
     app = appdef_for(spec, run_dir=run_dir, rendezvous_port=spec.master_port)
     log_dir = None if spec.cluster == "k8s" else str(run_dir / "torchx")

@@ -53,10 +53,16 @@ def normalized(dryrun_text: str) -> str:
     return re.sub(r"(torchx.pytorch.org/version: ).*", r"\1<torchx-version>", text)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def k8s_dryrun() -> str:
-    with pytest.warns(UserWarning, match="Volcano"):  # torchx's note on Volcano retries
-        return torchx_backend.render_dryrun(k8s_spec())
+    return torchx_backend.render_dryrun(k8s_spec())
+
+
+def test_torchx_warnings_become_one_line_notes(capsys) -> None:
+    torchx_backend.render_dryrun(k8s_spec())
+    err = capsys.readouterr().err
+    assert "fulmen: torchx note: Role train configured with restarts: 1. As of 1.4.0 Volcano" in err
+    assert "warnings.warn" not in err
 
 
 def test_k8s_dry_run_is_pinned(k8s_dryrun: str) -> None:
@@ -141,15 +147,23 @@ def test_dry_run_request_is_accepted_by_torchx_kubernetes_scheduler(k8s_dryrun: 
         assert pod.spec.containers[0].image == "registry.example.com/team/fulmen:0.1.0"
 
 
-def test_torchx_local_dry_run_shows_the_processes_and_creates_nothing(tmp_path: Path) -> None:
-    spec = JobSpec(entry="train.py", cluster="torchx-local", nproc_per_node=2, run_root=str(tmp_path))
+def test_torchx_local_dry_run_shows_the_processes_and_creates_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("train.py").write_text("print('hi')\n")
+    spec = JobSpec(entry="train.py", cluster="torchx-local", nproc_per_node=2, run_root=str(tmp_path / "runs"))
     request = ast.literal_eval(torchx_backend.render_dryrun(spec))  # torchx pformats a dict
     (replica,) = request["role_params"]["train"]
-    run_dir = str(tmp_path / "train-dry-run")
+    run_dir = str(tmp_path / "runs" / "train-dry-run")
     assert replica["args"] == ["bash", "-c", f"exec launch --run-dir {run_dir} --nproc-per-node 2 train.py"]
     assert replica["env"]["PATH"].startswith(str(Path(sys.executable).parent))  # this venv's launch
     assert replica["env"]["FULMEN_RUN_DIR"] == run_dir
-    assert list(tmp_path.iterdir()) == []
+    assert not (tmp_path / "runs").exists()
+
+
+def test_torchx_local_dry_run_checks_the_script_exists(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(LaunchError, match="does not exist"):
+        torchx_backend.render_dryrun(JobSpec(entry="missing.py", cluster="torchx-local"))
 
 
 def test_scheduler_options() -> None:

@@ -39,8 +39,7 @@ def fake_cluster(monkeypatch, tmp_path: Path) -> FakeKubernetesApi:
 def submitted(fake_cluster: FakeKubernetesApi, tmp_path: Path, monkeypatch) -> jobs.JobRecord:
     monkeypatch.chdir(tmp_path)
     spec = k8s_spec(run_root="runs")  # relative: pods resolve it under the image's workdir
-    with pytest.warns(UserWarning, match="Volcano"):
-        assert torchx_backend.run(spec) == 0
+    assert torchx_backend.run(spec) == 0
     return jobs.latest_record()
 
 
@@ -84,8 +83,7 @@ def test_cancel_deletes_the_volcano_job(submitted, fake_cluster) -> None:
 @pytest.mark.parametrize(("phase", "code", "state"), [("Completed", 0, "SUCCEEDED"), ("Failed", 1, "FAILED"), ("Aborted", 130, "CANCELLED")])
 def test_k8s_wait_follows_the_job_to_its_end(fake_cluster, tmp_path, capsys, phase, code, state) -> None:
     fake_cluster.phase = phase
-    with pytest.warns(UserWarning, match="Volcano"):
-        assert torchx_backend.run(k8s_spec(run_root=str(tmp_path / "runs")), wait=True) == code
+    assert torchx_backend.run(k8s_spec(run_root=str(tmp_path / "runs")), wait=True) == code
     record = jobs.latest_record()
     assert torchx_jobs.TorchxRun.load(Path(record.run_dir)).state == state
     assert f"is {state}" in capsys.readouterr().err
@@ -214,8 +212,7 @@ def test_ctrl_c_while_waiting_on_k8s_leaves_the_job_running(fake_cluster, tmp_pa
     from torchx.runner import get_runner
 
     monkeypatch.setattr(torchx_backend, "open_runner", lambda: get_runner(client=client))
-    with pytest.warns(UserWarning, match="Volcano"):
-        code = torchx_backend.run(k8s_spec(run_root=str(tmp_path / "runs")), wait=True)
+    code = torchx_backend.run(k8s_spec(run_root=str(tmp_path / "runs")), wait=True)
     assert code == torchx_backend.CANCELLED_EXIT_CODE
     assert "keeps running" in capsys.readouterr().err
     assert not [call for call in fake_cluster.calls if call[0] == "DELETE"]
