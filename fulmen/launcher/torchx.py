@@ -133,8 +133,8 @@ def dryrun_info(runner: Runner, spec: JobSpec, app: AppDef, *, log_dir: str | No
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         info = runner.dryrun(app, scheduler_for(spec), cfg=scheduler_cfg(spec, log_dir=log_dir))
-    for warning in caught:
-        note = " ".join(str(warning.message).split())
+    # torchx warns once per replica; one note per distinct message is enough
+    for note in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
         print(f"fulmen: torchx note: {note}", file=sys.stderr)
     return info
 

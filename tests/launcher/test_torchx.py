@@ -61,7 +61,7 @@ def k8s_dryrun() -> str:
 def test_torchx_warnings_become_one_line_notes(capsys) -> None:
     torchx_backend.render_dryrun(k8s_spec())
     err = capsys.readouterr().err
-    assert "fulmen: torchx note: Role train configured with restarts: 1. As of 1.4.0 Volcano" in err
+    assert err.count("fulmen: torchx note: Role train configured with restarts: 1. As of 1.4.0 Volcano") == 1
     assert "warnings.warn" not in err
 
 
