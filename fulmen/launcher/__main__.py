@@ -10,4 +10,4 @@ COMMANDS = ("launch", "status", "logs", "cancel", "list", "-h", "--help")
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
-    sys.exit(main(argv) if argv and argv[0] in COMMANDS else launch_main(argv))
+    sys.exit(main() if argv and argv[0] in COMMANDS else launch_main())

@@ -110,8 +110,11 @@ class ProcessTreeMonitor:
         for group in self._group_ids:
             _signal_group(group, signal.SIGKILL)
         # Ranks themselves are the agent's children: reaping them here would hide their exit
-        # codes from it, so only wait for the grandchildren (reparented to init, reaped there).
-        psutil.wait_procs([p for pid, p in self._seen.items() if pid not in self._group_ids], timeout=2)
+        # codes from it. Grandchildren are reparented and reaped elsewhere (or linger as
+        # zombies where PID 1 does not reap): gone or zombie is enough.
+        deadline = time.monotonic() + 2.0
+        while self.live_processes() and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 def stop_ranks(procs: list[subprocess.Popen[bytes]], grace: float, sig: signal.Signals = signal.SIGTERM) -> None:
