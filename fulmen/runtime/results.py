@@ -245,6 +245,6 @@ def _parse_reduce_fx(name: str, reduce_fx: Any) -> tuple[str, Callable[..., Any]
     )
 
 
-def to_float_dict(metrics: dict[str, Any]) -> dict[str, float]:
+def to_float_dict(metrics: dict[str, Any]) -> dict[str, Any]:
     """Host floats for loggers and the progress bar (this is where device values sync)."""
-    return {k: (v.item() if isinstance(v, Tensor) else float(v)) for k, v in metrics.items()}
+    return {k: (v.item() if isinstance(v, Tensor) else v if isinstance(v, int) else float(v)) for k, v in metrics.items()}

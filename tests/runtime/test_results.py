@@ -1,0 +1,165 @@
+"""self.log semantics: defaults per hook, forked names, weighting, reductions, routing."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import fulmen as pl
+from fulmen.errors import MisconfigurationException
+from fulmen.runtime.results import ResultCollection, extract_batch_size
+from tests.core.models import BoringModel, RandomDataset
+
+QUIET = dict(enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+
+
+class MemoryLogger:
+    """Records what the Trainer sends to a logger (duck-typed Lightning Logger)."""
+
+    def __init__(self) -> None:
+        self.metrics: list[tuple[int, dict[str, float]]] = []
+        self.hparams: list[dict] = []
+        self.finalized: list[str] = []
+        self.save_dir = self.log_dir = "."
+
+    def log_metrics(self, metrics, step):
+        self.metrics.append((step, dict(metrics)))
+
+    def log_hyperparams(self, params):
+        self.hparams.append(dict(params))
+
+    def save(self):
+        pass
+
+    def finalize(self, status):
+        self.finalized.append(status)
+
+
+def _collection() -> ResultCollection:
+    return ResultCollection("validate", lambda t, op: t)
+
+
+def test_batch_size_weighted_mean_and_other_reductions() -> None:
+    res = _collection()
+    kwargs = dict(prog_bar=False, logger=True, on_step=None, on_epoch=None, enable_graph=False, sync_dist=False,
+                  add_dataloader_idx=True, rank_zero_only=False)  # fmt: skip
+    for value, bs in ((1.0, 1), (4.0, 3)):
+        res.new_batch(torch.zeros(bs, 2))
+        res.log("mean", value, reduce_fx="mean", batch_size=None, **kwargs)
+        res.log("sum", value, reduce_fx="sum", batch_size=None, **kwargs)
+        res.log("max", value, reduce_fx=torch.max, batch_size=None, **kwargs)
+        res.log("min", value, reduce_fx="min", batch_size=None, **kwargs)
+        res.log("median", value, reduce_fx=torch.median, batch_size=None, **kwargs)
+        res.log("given", value, reduce_fx="mean", batch_size=1 if value == 1.0 else 1, **kwargs)
+    callback, log, _ = res.epoch_metrics()
+    assert callback["mean"].item() == pytest.approx((1 * 1 + 4 * 3) / 4)
+    assert callback["sum"].item() == 5.0
+    assert callback["max"].item() == 4.0 and callback["min"].item() == 1.0
+    assert callback["median"].item() == 1.0
+    assert callback["given"].item() == 2.5
+    assert set(log) == set(callback)
+
+
+def test_extract_batch_size_follows_the_first_tensor() -> None:
+    assert extract_batch_size((torch.zeros(5, 3), torch.zeros(7))) == 5
+    assert extract_batch_size({"x": [torch.zeros(4)]}) == 4
+    assert extract_batch_size(torch.tensor(3.0)) == 1
+
+
+def test_forked_names_defaults_and_metric_dicts_match_lightning() -> None:
+    class Model(BoringModel):
+        def training_step(self, batch, batch_idx):
+            out = super().training_step(batch, batch_idx)
+            self.log("default_step_only", float(batch_idx))
+            self.log("both", float(batch_idx), on_step=True, on_epoch=True, prog_bar=True)
+            return out
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val", float(batch_idx + 1))
+
+        def on_train_epoch_end(self):
+            self.log("epoch_hook", 7.0)
+
+    logger = MemoryLogger()
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=4, limit_val_batches=2, num_sanity_val_steps=0,
+                         log_every_n_steps=2, logger=logger, **QUIET)  # fmt: skip
+    trainer.fit(Model())
+    cb = {k: v.item() for k, v in trainer.callback_metrics.items()}
+    assert cb == {
+        "default_step_only": 3.0, "both": 1.5, "both_step": 3.0, "both_epoch": 1.5, "val": 1.5, "epoch_hook": 7.0,
+    }  # fmt: skip
+    assert trainer.progress_bar_metrics == {"both_step": 3.0, "both_epoch": 1.5}
+    steps = [(step, sorted(m)) for step, m in logger.metrics]
+    assert steps == [
+        (1, ["both_step", "default_step_only", "epoch"]),
+        (3, ["both_step", "default_step_only", "epoch"]),
+        (3, ["epoch", "val"]),  # validation at the end of the epoch, before the step counter moves
+        (3, ["both_epoch", "epoch", "epoch_hook"]),
+    ]
+    assert set(trainer.logged_metrics) == {"both_step", "default_step_only", "epoch", "val", "both_epoch", "epoch_hook"}
+    assert logger.finalized == ["success"]
+
+
+def test_logged_metrics_stay_empty_without_a_logger_like_lightning() -> None:
+    class Model(BoringModel):
+        def training_step(self, batch, batch_idx):
+            self.log("a", 1.0)
+            return super().training_step(batch, batch_idx)
+
+    trainer = pl.Trainer(max_steps=2, limit_val_batches=0, logger=False, log_every_n_steps=1, **QUIET)
+    trainer.fit(Model())
+    assert trainer.logged_metrics == {}
+    assert "a" in trainer.callback_metrics
+
+
+def test_test_returns_one_dict_per_dataloader_with_dataloader_idx_suffixes() -> None:
+    class Model(BoringModel):
+        def test_step(self, batch, batch_idx, dataloader_idx=0):
+            self.log("loss", float(dataloader_idx))
+            self.log("shared", 5.0, add_dataloader_idx=False)
+
+    loaders = [DataLoader(RandomDataset(32, 8), batch_size=4), DataLoader(RandomDataset(32, 8), batch_size=4)]
+    trainer = pl.Trainer(logger=False, **QUIET)
+    results = trainer.test(Model(), dataloaders=loaders, verbose=False)
+    assert results == [
+        {"loss/dataloader_idx_0": 0.0, "shared": 5.0},
+        {"loss/dataloader_idx_1": 1.0, "shared": 5.0},
+    ]
+
+
+@pytest.mark.parametrize("value", [torch.zeros(3), "text", {"a": 1}])
+def test_logging_a_non_scalar_is_a_clear_error(value) -> None:
+    class Model(BoringModel):
+        def training_step(self, batch, batch_idx):
+            self.log("bad", value)
+            return super().training_step(batch, batch_idx)
+
+    with pytest.raises(MisconfigurationException, match="self.log\\('bad', value\\).*\n.*HINT"):
+        pl.Trainer(max_steps=1, logger=False, **QUIET).fit(Model())
+
+
+def test_no_host_sync_per_step_unless_a_value_is_reported(monkeypatch) -> None:
+    class Model(BoringModel):
+        def training_step(self, batch, batch_idx):
+            out = super().training_step(batch, batch_idx)
+            self.log("loss", out["loss"])  # logger=True, prog_bar=False
+            return out
+
+    calls = []
+    original = torch.Tensor.item
+
+    def counting_item(self):
+        if "fulmen" in sys._getframe(1).f_code.co_filename:  # DataLoader draws its own seed once per epoch
+            calls.append(1)
+        return original(self)
+
+    logger = MemoryLogger()
+    trainer = pl.Trainer(max_steps=20, limit_val_batches=0, logger=logger, log_every_n_steps=10, **QUIET)
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    trainer.fit(Model())
+    # two logger intervals (steps 9 and 19), one tensor each ("epoch" is a python int)
+    assert len(calls) == 2
+    assert [step for step, _ in logger.metrics] == [9, 19]
