@@ -66,3 +66,18 @@ def test_ddp_fit_through_torchx_local_matches_the_local_launcher(tmp_path: Path,
     run_dir = Path(status.stdout.split("run dir: ", 1)[1].strip())
     assert Path(torchx_ranks[0]["log_dir"]).is_relative_to(run_dir)
     assert sorted(p.name for p in (run_dir / "logs").glob("rank_*.log")) == ["rank_0.log", "rank_1.log"]
+
+
+def test_max_restarts_restarts_the_ranks_inside_the_torchx_local_replica(tmp_path: Path, subprocess_env) -> None:
+    # torchx's local scheduler does not retry replicas, so --max-restarts goes to the local backend
+    env = _env(tmp_path, subprocess_env)
+    args = ["launch", "--cluster", "torchx-local", "--nproc-per-node", "2", "--max-restarts", "1",
+            "--run-root", str(tmp_path / "runs"), str(DDP_FIT), "--out", str(tmp_path / "out"),
+            "--kill-rank", "1", "--kill-at-step", "3"]
+    done = _fulmen(args, env, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "restart 1 of 1" in done.stdout + done.stderr
+    ranks = _results(tmp_path / "out")
+    assert [r["global_step"] for r in ranks] == [8, 8]  # 2 epochs x 32 samples / (2 ranks x batch 4)
+    assert ranks[0]["weights"] == ranks[1]["weights"]
+    assert "state: SUCCEEDED" in _fulmen(["status"], env, tmp_path).stdout
