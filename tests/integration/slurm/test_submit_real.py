@@ -121,7 +121,7 @@ def test_callable_result_is_fetched(project: Path, job_env: dict[str, str], monk
 def wait_for_line(path: Path, pattern: str, timeout: float) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists() and re.search(pattern, path.read_text()):
+        if path.exists() and re.search(pattern, path.read_text(), re.M):
             return time.time()
         time.sleep(0.1)
     raise AssertionError(f"{pattern!r} did not appear in {path} within {timeout}s")
