@@ -119,6 +119,7 @@ def run_predict(trainer: Trainer, loaders: list[Any], num_batches: list[float], 
     t = trainer
     module = t.lightning_module
     hooks = t._hooks
+    modes = {m: m.training for m in module.modules()}  # restored at the end (Lightning >= 2.2)
     t._module_hook("on_predict_model_eval")
     t._call("on_predict_start")
     t._call("on_predict_epoch_start")
@@ -154,6 +155,8 @@ def run_predict(trainer: Trainer, loaders: list[Any], num_batches: list[float], 
             all_predictions.append(predictions)
     t._call("on_predict_epoch_end")
     t._call("on_predict_end")
+    for submodule, training in modes.items():
+        submodule.training = training
     if not return_predictions:
         return None
     return all_predictions[0] if len(all_predictions) == 1 else all_predictions

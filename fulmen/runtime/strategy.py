@@ -26,7 +26,7 @@ from fulmen.runtime.ranks import RankInfo
 T = TypeVar("T")
 
 _ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
-_STRATEGIES = ("auto", "single_device", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "dp")
+_STRATEGIES = ("auto", "single_device", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
 
 
 class Strategy(abc.ABC):

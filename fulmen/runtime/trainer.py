@@ -49,6 +49,7 @@ _LEGACY_HOOKS = {
     "validation_end": "on_validation_epoch_end",
     "tng_dataloader": "train_dataloader",
 }
+_WARNED_LEGACY_HOOKS: set[tuple[type, str]] = set()  # warn once per class and hook
 
 
 class Trainer(TrainerServices, TrainerData, TrainerProperties):
@@ -417,7 +418,8 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         if self.datamodule is not None:
             self.datamodule.trainer = self
         for name, new in _LEGACY_HOOKS.items():
-            if callable(getattr(model, name, None)):
+            if callable(getattr(model, name, None)) and (type(model), name) not in _WARNED_LEGACY_HOOKS:
+                _WARNED_LEGACY_HOOKS.add((type(model), name))
                 warnings.warn(
                     f"{type(model).__name__}.{name} is a legacy hook from older Lightning; it is still called, "
                     f"but use {new} instead.",
