@@ -4,6 +4,7 @@ mismatched settings. Each run is bounded at 60 s."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -130,12 +131,12 @@ def test_sigusr1_to_one_rank_preempts_all_and_relaunch_is_exact(tmp_path: Path, 
     assert proc.returncode == PREEMPTED_EXIT_CODE, stderr[-3000:]
     p0 = (out / "progress_rank0.json").read_text()
     p1 = (out / "progress_rank1.json").read_text()
-    import json
-
     stopped = {json.loads(p0)["global_step"], json.loads(p1)["global_step"]}
-    assert len(stopped) == 1 and 0 < stopped.pop() < EPOCHS * STEPS_PER_EPOCH  # same step on both, mid-run
-    resume = [p for p in (run_dir / "checkpoints" / "resume").iterdir() if not p.name.startswith(".")]
-    assert len(resume) == 1, resume
+    assert len(stopped) == 1  # both ranks stopped after the same step
+    step = stopped.pop()
+    assert 0 < step < STEPS_PER_EPOCH  # mid-epoch
+    resume = sorted((run_dir / "checkpoints" / "resume").glob("*.ckpt"))
+    assert len(resume) == 1 and f"step={step:012d}" in resume[0].name, resume  # written once, at that step
     assert not (out / "result_rank0.json").exists()
 
     done = run(launch_cmd("--nproc-per-node", "2", "--run-dir", str(run_dir), str(SCRIPT), "--out", str(out)), env)
@@ -151,3 +152,19 @@ def test_devices_mismatch_fails_before_process_group_init(tmp_path: Path) -> Non
     assert "Trainer(devices=4)" in done.stderr and "one of 2 ranks per node" in done.stderr
     assert "HINT" in done.stderr
     assert time.monotonic() - started < 60
+
+
+def test_sigterm_to_the_launcher_is_forwarded_and_ranks_save(tmp_path: Path) -> None:
+    run_dir, out = tmp_path / "run", tmp_path / "out"
+    proc = start(launch_cmd("--nproc-per-node", "2", "--run-dir", str(run_dir), str(SCRIPT), "--out", str(out),
+                            "--step-sleep", "0.3"), child_env(tmp_path))
+    try:
+        wait_for_step(out, 0, 1, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == PREEMPTED_EXIT_CODE, stderr[-3000:]
+    assert "SIGTERM received: ranks saved the resume checkpoint" in stderr
+    assert len(list((run_dir / "checkpoints" / "resume").glob("*.ckpt"))) == 1
+    assert processes_of_run(run_dir) == []
