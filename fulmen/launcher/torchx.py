@@ -194,11 +194,9 @@ def run(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
 def _submit_and_follow(runner: Runner, spec: JobSpec, app: AppDef, *, run_dir: Path, wait: bool) -> int:
     info = dryrun_info(runner, spec, app, log_dir=str(run_dir / "torchx"))
     handle = runner.schedule(info)
-    run = torchx_jobs.record_torchx_run(
+    run, record = torchx_jobs.record_submission(
         spec, run_dir, handle=handle, scheduler=scheduler_for(spec), info=info, role=role_name(spec)
     )
-    record = jobs.new_record(handle, spec.cluster, run_dir, spec.job_name, spec.to_dict(), scheduler=run.scheduler)
-    jobs.write_record(record)
     print(f"fulmen: submitted {handle}\nfulmen: run directory {run_dir}", file=sys.stderr)
     if spec.cluster == "k8s" and not wait:
         return 0

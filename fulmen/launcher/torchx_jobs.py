@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 from fulmen.errors import LaunchError
 from fulmen.launcher import jobs, rundir
 from fulmen.launcher.spec import JobSpec
@@ -52,6 +54,7 @@ class TorchxRun:
     launcher_host: str | None = None
     replica_log_dirs: list[str] = field(default_factory=list)
     state: str = "SUBMITTED"
+    job_record: dict[str, Any] = field(default_factory=dict)  # a copy of job.json as submitted
 
     def save(self, run_dir: Path) -> Path:
         """Write ``torchx.json`` atomically (a reader never sees half a file)."""
@@ -85,10 +88,15 @@ def replica_log_dirs(info: AppDryRunInfo, role: str) -> list[str]:
     return list(info.request.role_log_dirs[role])
 
 
-def record_torchx_run(
+def record_submission(
     spec: JobSpec, run_dir: Path, *, handle: str, scheduler: str, info: AppDryRunInfo, role: str
-) -> TorchxRun:
-    """Write ``torchx.json`` for a job torchx just accepted."""
+) -> tuple[TorchxRun, jobs.JobRecord]:
+    """Write ``job.json`` (the generic record) and ``torchx.json`` for a job torchx just accepted.
+
+    ``torchx.json`` keeps a copy of the job record, so it can be put back when a replica's local
+    backend has written its own over it (``RecordGuard``, ``cancel_run``).
+    """
+    record = jobs.new_record(handle, spec.cluster, run_dir, spec.job_name, spec.to_dict(), scheduler=scheduler)
     local = spec.cluster == "torchx-local"
     run = TorchxRun(
         handle=handle,
@@ -99,9 +107,11 @@ def record_torchx_run(
         launcher_host=socket.gethostname() if local else None,
         replica_log_dirs=replica_log_dirs(info, role) if local else [],
         state="RUNNING" if local else "SUBMITTED",
+        job_record=asdict(record),
     )
     run.save(run_dir)
-    return run
+    jobs.write_record(record)
+    return run, record
 
 
 def record_final_state(run_dir: Path, run: TorchxRun, state: str) -> None:
@@ -219,7 +229,9 @@ def logs_of(run_dir: Path, rank: int = 0, follow: bool = False) -> Iterator[str]
 
     run = TorchxRun.load(run_dir)
     if run.scheduler == "local_cwd":
-        done = lambda: status_of(run_dir) in TERMINAL_STATES | {LOST_STATE}  # noqa: E731
+        def done() -> bool:
+            return status_of(run_dir) in TERMINAL_STATES | {LOST_STATE}
+
         yield from _file_lines(rundir.rank_log_path(run_dir, rank), follow=follow, is_done=done)
         return
     replica = rank // max(run.ranks_per_node, 1)
@@ -231,9 +243,13 @@ def logs_of(run_dir: Path, rank: int = 0, follow: bool = False) -> Iterator[str]
 def _file_lines(
     path: Path, *, follow: bool, is_done: Callable[[], bool], poll_s: float = 0.5
 ) -> Iterator[str]:
-    """A file's lines; with ``follow``, keep reading as it grows until ``is_done()``."""
+    """A file's lines; with ``follow``, keep reading as it grows until ``is_done()``.
+
+    After ``is_done()`` turns true the file is read once more, so output written just before
+    the job ended is not lost.
+    """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    offset, pending = 0, ""
+    offset, pending, finished = 0, "", not follow
     while True:
         try:
             with path.open("rb") as handle:
@@ -246,15 +262,36 @@ def _file_lines(
         yield from complete
         if data:
             continue  # read again at once: the file may have grown meanwhile
-        if not follow or is_done():
+        if finished:
             if pending:
                 yield pending
             return
+        if is_done():
+            finished = True
+            continue
         time.sleep(poll_s)
 
 
-def cancel_run(run_dir: Path) -> None:
-    """Stop the job: delete the Volcano job, or signal the torchx-local launcher to stop its replicas."""
+def job_processes(handle: str) -> list[psutil.Process]:
+    """Live processes of a torchx-local job: torchx gives every replica ``TORCHX_JOB_ID=handle``,
+    and the local backend's ranks (and their DataLoader workers) inherit it."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("TORCHX_JOB_ID") == handle and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def cancel_run(run_dir: Path, grace_s: float = 5.0) -> None:
+    """Stop the job: delete the Volcano job, or stop a torchx-local job.
+
+    torchx-local: the launcher is signalled and stops its replicas itself (and records the
+    state). If the launcher is gone (killed), its replicas live on in their own sessions; they
+    are found by ``TORCHX_JOB_ID`` and terminated here (SIGTERM, then SIGKILL after ``grace_s``).
+    """
     run = TorchxRun.load(run_dir)
     if run.scheduler != "local_cwd":
         from fulmen.launcher.torchx import open_runner
@@ -267,3 +304,21 @@ def cancel_run(run_dir: Path) -> None:
     _require_same_host(run, run_dir)
     if run.launcher_pid and _pid_alive(run.launcher_pid):
         os.kill(run.launcher_pid, signal.SIGTERM)
+        return
+    orphans = job_processes(run.handle)
+    if not orphans:
+        raise LaunchError(
+            f"The launcher of {run.handle} (pid {run.launcher_pid}) is gone and no process of the job "
+            "is left, so there is nothing to cancel."
+        )
+    for proc in orphans:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _, alive = psutil.wait_procs(orphans, timeout=grace_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=grace_s)
+    record_final_state(run_dir, run, "CANCELLED")
+    if run.job_record:  # the replicas' local backends wrote their own records while stopping
+        RecordGuard(jobs.JobRecord.from_dict(run.job_record)).restore()

@@ -169,3 +169,32 @@ def test_importing_the_backend_does_not_import_torchx(subprocess_env) -> None:
     code = "import sys, fulmen.launcher.torchx; print(sorted(m for m in ('torchx', 'kubernetes', 'torch') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_replicas_left_by_a_killed_launcher_are_lost_then_cancelled(workdir) -> None:
+    root, env = workdir
+    (root / "sleep.py").write_text(SLEEPING)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "fulmen.launcher", "--cluster", "torchx-local", "--nproc-per-node", "2",
+         "--run-root", "runs", "sleep.py"],
+        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        pids: set[int] = set()
+        while len(pids) < 2 and time.monotonic() < deadline:
+            logs = list((root / "runs").glob("*/logs/rank_*.log")) if (root / "runs").exists() else []
+            pids = {int(m) for log in logs for m in re.findall(r"pid (\d+)", log.read_text())}
+            time.sleep(0.3)
+        assert len(pids) == 2, "ranks did not start"
+    finally:
+        launcher.kill()  # SIGKILL: torchx gets no chance to stop its replicas
+        launcher.wait(timeout=10)
+    run_dir = only_run_dir(root)
+    assert all(psutil.pid_exists(pid) for pid in pids)  # orphaned, still running
+    assert "state: LOST" in fulmen(["status"], root, env).stdout
+    cancel = fulmen(["cancel", str(run_dir)], root, env)
+    assert cancel.returncode == 0, cancel.stderr
+    assert "state: CANCELLED" in fulmen(["status"], root, env).stdout
+    time.sleep(0.5)
+    assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
