@@ -6,9 +6,10 @@ torchx-local, the launcher's pid and the replicas' log folders plus the final st
 launcher saw. That split keeps the generic record free of torchx details.
 
 - Kubernetes jobs are asked about through torchx's runner (``kubectl`` config of the caller).
-- torchx-local jobs live only as long as the launcher that supervises them (torchx keeps local
-  apps in memory), so their state comes from ``torchx.json`` and the launcher's pid, and
-  ``cancel`` signals that launcher, which then stops every replica.
+- torchx-local jobs are supervised by the launcher that started them (torchx keeps local apps
+  in memory), so their state comes from ``torchx.json`` and the launcher's pid (``LOST`` when
+  it died without recording an end), and ``cancel`` signals that launcher, which then stops
+  every replica; replicas orphaned by a killed launcher are found by their ``TORCHX_JOB_ID``.
 """
 
 from __future__ import annotations
