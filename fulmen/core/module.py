@@ -28,17 +28,25 @@ if TYPE_CHECKING:  # pragma: no cover
 class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
     """Lightning's LightningModule API on top of ``torch.nn.Module``."""
 
+    # properties torch.jit.script must not compile (they reach the Trainer)
+    __jit_unused_properties__: list[str] = [
+        "trainer", "automatic_optimization", "example_input_array", "current_epoch", "global_step",
+        "global_rank", "local_rank", "device", "dtype", "on_gpu", "logger", "loggers", "hparams",
+        "hparams_initial",
+    ]  # fmt: skip
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._trainer: Trainer | None = None
         self._automatic_optimization = True
         self._example_input_array: Any = None
         self._device_hint = torch.device("cpu")
+        self._jit_is_scripting = False  # torch.jit.script reads every property; the trainer's must not raise
 
     # ---- the run this module is attached to -------------------------------------------
     @property
-    def trainer(self) -> Trainer:
-        if self._trainer is None:
+    def trainer(self) -> Trainer:  # type: ignore[return]
+        if self._trainer is None and not self._jit_is_scripting:
             raise RuntimeError(
                 f"{self.__class__.__name__} is not attached to a Trainer.\n"
                 "HINT: call this from inside a hook while trainer.fit/validate/test/predict runs."
@@ -312,19 +320,22 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
     ) -> Any:
         """A TorchScript version of this module (``torch.jit.script`` or ``trace``), saved when a path is given."""
         mode = self.training
-        if method == "script":
-            scripted = torch.jit.script(self.eval(), **kwargs)
-        elif method == "trace":
-            inputs = example_inputs if example_inputs is not None else self.example_input_array
-            if inputs is None:
-                raise ValueError(
-                    "to_torchscript(method='trace') needs an input to trace with.\n"
-                    "HINT: pass example_inputs=... or set self.example_input_array."
-                )
-            inputs = _to_device(inputs, self.device)
-            scripted = torch.jit.trace(func=self.eval(), example_inputs=inputs, **kwargs)
-        else:
+        if method not in ("script", "trace"):
             raise ValueError(f"to_torchscript(method={method!r}): expected 'script' or 'trace'.")
+        inputs = example_inputs if example_inputs is not None else self.example_input_array
+        if method == "trace" and inputs is None:
+            raise ValueError(
+                "to_torchscript(method='trace') needs an input to trace with.\n"
+                "HINT: pass example_inputs=... or set self.example_input_array."
+            )
+        self._jit_is_scripting = True
+        try:
+            if method == "script":
+                scripted = torch.jit.script(self.eval(), **kwargs)
+            else:
+                scripted = torch.jit.trace(func=self.eval(), example_inputs=_to_device(inputs, self.device), **kwargs)
+        finally:
+            self._jit_is_scripting = False
         self.train(mode)
         if file_path is not None:
             torch.jit.save(scripted, str(file_path))
