@@ -119,7 +119,13 @@ class FulmenAgent(LocalElasticAgent):
     """LocalElasticAgent with fulmen's failure, preemption and bookkeeping rules (module docstring)."""
 
     def __init__(self, spec: WorkerSpec, logs_specs: LogsSpecs, run_dir: Path) -> None:
-        super().__init__(spec, logs_specs, start_method="spawn", shutdown_timeout=SHUTDOWN_GRACE_S)
+        super().__init__(
+            spec,
+            logs_specs,
+            start_method="spawn",
+            log_line_prefix_template="[rank${rank}]:",  # the global rank, also on nodes other than 0
+            shutdown_timeout=SHUTDOWN_GRACE_S,
+        )
         self.run_dir = run_dir
         self.monitor = ProcessTreeMonitor()
         self.first_failure: tuple[int, int, int] | None = None  # (global rank, pid, exit code)

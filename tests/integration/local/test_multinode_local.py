@@ -1,0 +1,40 @@
+"""`launch --nodes 2 --node-rank R --master-addr H`: two launchers form one group (what each
+torchx pod runs). Both "nodes" are this machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fulmen.launcher import ports
+
+from .conftest import child_env, launch_cmd, run, start
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+SCRIPT = Path(__file__).resolve().parent / "scripts" / "allreduce.py"
+
+
+def test_two_launchers_form_one_group(tmp_path: Path) -> None:
+    port, _ = ports.choose_port(f"multinode-{tmp_path}", environ={})
+    env = child_env(tmp_path)
+    common = ["--nodes", "2", "--master-addr", "127.0.0.1", "--master-port", str(port), "--name", "mn"]
+    try:
+        node1 = start(launch_cmd(*common, "--node-rank", "1", "--run-dir", str(tmp_path / "n1"), str(SCRIPT),
+                                 str(tmp_path)), env)
+        node0 = run(launch_cmd(*common, "--node-rank", "0", "--run-dir", str(tmp_path / "n0"), str(SCRIPT),
+                               str(tmp_path)), env)
+        node1_out, node1_err = node1.communicate(timeout=60)
+    finally:
+        ports.release_port(port)
+    assert node0.returncode == 0, node0.stderr[-2000:]
+    assert node1.returncode == 0, node1_err[-2000:]
+    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [(s["RANK"], s["LOCAL_RANK"], s["GROUP_RANK"], s["WORLD_SIZE"]) for s in seen] == [
+        ("0", "0", "0", "2"), ("1", "0", "1", "2")]
+    assert seen[0]["sum"] == seen[1]["sum"] == 1.0
+    assert seen[0]["FULMEN_RUN_DIR"] == str(tmp_path / "n0") and seen[0]["FULMEN_RESTART_COUNT"] == "0"
+    assert (tmp_path / "n1" / "logs" / "rank_1.log").is_file()
+    assert "rank 1 pid" in node1_err  # node 1's launcher reports its own rank, by global rank
