@@ -34,7 +34,13 @@ DEFAULT_RDZV_PORT = 29500
 RDZV_PORT_NAME = "c10d"
 
 
-def dns_label(text: str, fallback: str = "fulmen") -> str:
+#: Length caps for the app and role names. Volcano names each pod (and its DNS host name, at
+#: most 63 characters) ``<app>-<torchx suffix, ~14>-<role>-<replica>-0``.
+APP_NAME_MAX = 24
+ROLE_NAME_MAX = 16
+
+
+def dns_label(text: str, fallback: str = "fulmen", max_len: int = APP_NAME_MAX) -> str:
     """``text`` as a Kubernetes/Volcano name: lowercase ``[a-z0-9-]``, starts with a letter.
 
     Volcano derives pod names and the ``VC_<ROLE>_0_HOSTS`` variable from the role name, and the
@@ -44,7 +50,7 @@ def dns_label(text: str, fallback: str = "fulmen") -> str:
     label = re.sub(r"-{2,}", "-", label)
     if not label or not label[0].isalpha():
         label = f"{fallback}-{label}".rstrip("-")
-    return label[:40].rstrip("-")
+    return label[:max_len].rstrip("-")
 
 
 def role_name(spec: JobSpec) -> str:
@@ -54,7 +60,7 @@ def role_name(spec: JobSpec) -> str:
     and a ``-`` there is not a valid shell variable name (``${VC_MY-TRAIN_0_HOSTS}`` would
     expand to ``TRAIN_0_HOSTS`` on replicas other than 0).
     """
-    return dns_label(spec.job_name, fallback="trainer").replace("-", "")
+    return dns_label(spec.job_name, fallback="trainer", max_len=2 * ROLE_NAME_MAX).replace("-", "")[:ROLE_NAME_MAX]
 
 
 def pod_run_dir(spec: JobSpec, run_dir_name: str) -> str:

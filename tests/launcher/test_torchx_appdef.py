@@ -144,3 +144,12 @@ def test_role_name_is_a_valid_shell_variable_fragment() -> None:
 def test_pod_run_dir_resolves_relative_roots_under_the_image_workdir() -> None:
     assert pod_run_dir(JobSpec(entry="t.py"), "t-1") == "/workspace/fulmen_runs/t-1"
     assert pod_run_dir(JobSpec(entry="t.py", run_root="/mnt/runs"), "t-1") == "/mnt/runs/t-1"
+
+
+def test_long_job_names_keep_pod_host_names_within_63_characters() -> None:
+    spec = JobSpec(entry="a_really_long_experiment_name_for_the_sweep_number_12.py", cluster="k8s", nodes=12)
+    app = build_appdef(spec, image="i", run_dir="/r")
+    suffix = "x" * 14  # torchx's make_unique suffix
+    pod = f"{app.name}-{suffix}-{app.roles[0].name}-{spec.nodes - 1}-0"
+    assert len(pod) <= 63
+    assert app.name.startswith("a-really-long") and app.roles[0].name.startswith("areallylong")
