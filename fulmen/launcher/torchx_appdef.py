@@ -60,7 +60,8 @@ def role_name(spec: JobSpec) -> str:
     and a ``-`` there is not a valid shell variable name (``${VC_MY-TRAIN_0_HOSTS}`` would
     expand to ``TRAIN_0_HOSTS`` on replicas other than 0).
     """
-    return dns_label(spec.job_name, fallback="trainer", max_len=2 * ROLE_NAME_MAX).replace("-", "")[:ROLE_NAME_MAX]
+    label = dns_label(spec.job_name, fallback="trainer", max_len=2 * ROLE_NAME_MAX)
+    return label.replace("-", "")[:ROLE_NAME_MAX]
 
 
 def pod_run_dir(spec: JobSpec, run_dir_name: str) -> str:
