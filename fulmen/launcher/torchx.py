@@ -210,7 +210,8 @@ def _submit_and_follow(runner: Runner, spec: JobSpec, app: AppDef, *, run_dir: P
             follower.echo()
             guard.restore()
 
-    state = wait_for(runner, handle, tick=tick, cancel_on_signal=local_run, poll_s=POLL_INTERVAL_S[run.scheduler])
+    poll_s = POLL_INTERVAL_S[run.scheduler]
+    state = wait_for(runner, handle, tick=tick, cancel_on_signal=local_run, poll_s=poll_s)
     if state is None:
         print(
             f"fulmen: stopped waiting; {handle} keeps running.\n"

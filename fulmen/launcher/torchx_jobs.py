@@ -97,7 +97,9 @@ def record_submission(
     ``torchx.json`` keeps a copy of the job record, so it can be put back when a replica's local
     backend has written its own over it (``RecordGuard``, ``cancel_run``).
     """
-    record = jobs.new_record(handle, spec.cluster, run_dir, spec.job_name, spec.to_dict(), scheduler=scheduler)
+    record = jobs.new_record(
+        handle, spec.cluster, run_dir, spec.job_name, spec.to_dict(), scheduler=scheduler
+    )
     local = spec.cluster == "torchx-local"
     run = TorchxRun(
         handle=handle,

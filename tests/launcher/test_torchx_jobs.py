@@ -61,7 +61,10 @@ def test_k8s_run_submits_the_volcano_job_and_records_it(submitted, fake_cluster,
     assert f"--run-dir /workspace/runs/{run_dir.name} " in command
 
 
-@pytest.mark.parametrize(("phase", "state"), [("Pending", "PENDING"), ("Running", "RUNNING"), ("Completed", "SUCCEEDED"), ("Failed", "FAILED")])
+@pytest.mark.parametrize(
+    ("phase", "state"),
+    [("Pending", "PENDING"), ("Running", "RUNNING"), ("Completed", "SUCCEEDED"), ("Failed", "FAILED")],
+)
 def test_status_asks_the_cluster(submitted, fake_cluster, phase, state) -> None:
     fake_cluster.phase = phase
     assert torchx_backend.status(submitted) == state
@@ -80,7 +83,10 @@ def test_cancel_deletes_the_volcano_job(submitted, fake_cluster) -> None:
     assert fake_cluster.calls[-1][:2] == ("DELETE", f"/apis/batch.volcano.sh/v1alpha1/namespaces/ml/jobs/{name}")
 
 
-@pytest.mark.parametrize(("phase", "code", "state"), [("Completed", 0, "SUCCEEDED"), ("Failed", 1, "FAILED"), ("Aborted", 130, "CANCELLED")])
+@pytest.mark.parametrize(
+    ("phase", "code", "state"),
+    [("Completed", 0, "SUCCEEDED"), ("Failed", 1, "FAILED"), ("Aborted", 130, "CANCELLED")],
+)
 def test_k8s_wait_follows_the_job_to_its_end(fake_cluster, tmp_path, capsys, phase, code, state) -> None:
     fake_cluster.phase = phase
     assert torchx_backend.run(k8s_spec(run_root=str(tmp_path / "runs")), wait=True) == code

@@ -45,7 +45,8 @@ def test_ddp_fit_through_torchx_local_matches_the_local_launcher(tmp_path: Path,
     env = _env(tmp_path, subprocess_env)
     common = ["--nproc-per-node", "2", "--run-root", str(tmp_path / "runs"), str(DDP_FIT)]
 
-    via_torchx = _fulmen(["launch", "--cluster", "torchx-local", "--nodes", "1", *common, "--out", str(tmp_path / "tx")], env, tmp_path)
+    torchx_args = ["launch", "--cluster", "torchx-local", "--nodes", "1", *common, "--out", str(tmp_path / "tx")]
+    via_torchx = _fulmen(torchx_args, env, tmp_path)
     assert via_torchx.returncode == 0, via_torchx.stdout + via_torchx.stderr
     status = _fulmen(["status"], env, tmp_path)
     assert "(torchx-local)" in status.stdout and "state: SUCCEEDED" in status.stdout, status.stdout + status.stderr

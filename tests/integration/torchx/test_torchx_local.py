@@ -166,7 +166,10 @@ def test_without_torchx_the_error_names_the_extra(workdir) -> None:
 
 
 def test_importing_the_backend_does_not_import_torchx(subprocess_env) -> None:
-    code = "import sys, fulmen.launcher.torchx; print(sorted(m for m in ('torchx', 'kubernetes', 'torch') if m in sys.modules))"
+    code = (
+        "import sys, fulmen.launcher.torchx\n"
+        "print(sorted(m for m in ('torchx', 'kubernetes', 'torch') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
 
