@@ -1,10 +1,13 @@
 """What the local backend runs in each rank: ``python -u -m fulmen.launcher.rank_entry ENTRY ARGS``.
 
-It does two things before handing over to the user's code, and nothing else (it imports
+It does three things before handing over to the user's code, and nothing else (it imports
 no torch, so it costs a few milliseconds):
 
 - sends stderr into the same file as stdout, so ``logs/rank_N.log`` holds one rank's whole
   story in order (the elastic agent opens stdout and stderr as two files);
+- asks Linux to send this rank SIGTERM if the launcher dies (``PR_SET_PDEATHSIG``): ranks
+  run in their own sessions, so a launcher killed with SIGKILL would otherwise leave them
+  running; SIGTERM lets them save the resume checkpoint and exit (PreemptionHandler);
 - runs the entry exactly as ``python script.py ARGS`` / ``python -m module ARGS`` would:
   ``__name__ == "__main__"``, ``sys.argv``, and ``sys.path[0]`` set to the script's folder.
 """
@@ -26,9 +29,9 @@ def main(argv: list[str]) -> None:
     if not argv:
         raise SystemExit("usage: python -m fulmen.launcher.rank_entry [--module] ENTRY [ARGS...]")
     entry, args = argv[0], argv[1:]
-    if os.environ.get("FULMEN_MERGE_STDERR", "1") == "1":
-        sys.stderr.flush()
-        os.dup2(sys.stdout.fileno(), sys.stderr.fileno())
+    sys.stderr.flush()
+    os.dup2(sys.stdout.fileno(), sys.stderr.fileno())
+    _die_with_launcher()
     if as_module:
         sys.argv = [entry, *args]
         runpy.run_module(entry, run_name="__main__", alter_sys=True)
@@ -37,6 +40,22 @@ def main(argv: list[str]) -> None:
         sys.argv = [entry, *args]
         sys.path[0] = os.path.dirname(script)
         runpy.run_path(script, run_name="__main__")
+
+
+def _die_with_launcher() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    launcher = os.getppid()
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != launcher:  # the launcher died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 if __name__ == "__main__":

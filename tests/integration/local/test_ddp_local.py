@@ -47,7 +47,10 @@ def check_two_rank_run(out: Path, log_root: Path) -> list[dict[str, Any]]:
         shard0 = r0["seen"][epoch * per_epoch:(epoch + 1) * per_epoch]
         shard1 = r1["seen"][epoch * per_epoch:(epoch + 1) * per_epoch]
         assert not set(shard0) & set(shard1) and sorted(shard0 + shard1) == list(range(32))
+    assert r0["seen"][:per_epoch] != r0["seen"][per_epoch:2 * per_epoch]  # set_epoch: a new order each epoch
     assert r0["rank_value"] == r1["rank_value"] == 0.5  # sync_dist: mean of ranks 0 and 1
+    assert r0["gathered"] == r1["gathered"] == [0.0, 1.0]  # all_gather
+    assert r0["broadcast_pid"] == r1["broadcast_pid"]  # broadcast from rank 0
     assert r0["weights"] == r1["weights"]  # replicas identical
     assert r0["global_step"] == r1["global_step"] == EPOCHS * STEPS_PER_EPOCH
     # Only rank 0 writes: one logger version, one checkpoint (a second writer would add a version or file).
@@ -168,3 +171,22 @@ def test_sigterm_to_the_launcher_is_forwarded_and_ranks_save(tmp_path: Path) -> 
     assert "SIGTERM received: ranks saved the resume checkpoint" in stderr
     assert len(list((run_dir / "checkpoints" / "resume").glob("*.ckpt"))) == 1
     assert processes_of_run(run_dir) == []
+
+
+def test_ranks_stop_when_the_launcher_is_killed(tmp_path: Path) -> None:
+    # Ranks live in their own sessions; PR_SET_PDEATHSIG (set by the rank entry) sends them
+    # SIGTERM when the launcher dies, so they save and exit instead of running on orphaned.
+    run_dir, out = tmp_path / "run", tmp_path / "out"
+    proc = start(launch_cmd("--nproc-per-node", "2", "--run-dir", str(run_dir), str(SCRIPT), "--out", str(out),
+                            "--step-sleep", "0.3"), child_env(tmp_path))
+    try:
+        wait_for_step(out, 0, 1, proc)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 30
+        while processes_of_run(run_dir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+    assert processes_of_run(run_dir) == []
+    assert len(list((run_dir / "checkpoints" / "resume").glob("*.ckpt"))) == 1

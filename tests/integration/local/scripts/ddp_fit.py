@@ -68,6 +68,10 @@ class Regression(pl.LightningModule):
                 and os.environ.get("FULMEN_RESTART_COUNT", "0") == "0"):
             os.kill(os.getpid(), signal.SIGKILL)
 
+    def on_train_end(self) -> None:
+        self.gathered = self.all_gather(torch.tensor([float(self.global_rank)])).flatten().tolist()
+        self.broadcast_pid = self.trainer.strategy.broadcast(os.getpid(), src=0)
+
     def configure_optimizers(self):  # type: ignore[no-untyped-def]
         return torch.optim.SGD(self.parameters(), lr=0.05)
 
@@ -113,6 +117,8 @@ def main() -> None:
         "rank_value": float(trainer.callback_metrics["rank_value"]),
         "weights": [p.detach().flatten().tolist() for p in model.parameters()],
         "log_dir": trainer.log_dir,
+        "gathered": model.gathered,
+        "broadcast_pid": model.broadcast_pid,
     }
     (Path(args.out) / f"result_rank{trainer.global_rank}.json").write_text(json.dumps(result))
 
