@@ -1,0 +1,78 @@
+"""The elastic agent wrapper: log layout, exit descriptions, the end-of-run report."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from torch.distributed.elastic.agent.server.api import RunResult, WorkerState
+
+from fulmen.launcher.local_agent import RunDirLogs, _report, describe_exit
+from fulmen.launcher.process_tree import ProcessTreeMonitor
+from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
+
+
+def test_logs_go_to_run_dir_and_only_local_rank_zero_to_console(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "rank_3.log").write_text("previous attempt\n")
+    dest = RunDirLogs(tmp_path).reify({0: {"RANK": "2"}, 1: {"RANK": "3"}})
+    assert dest.stdouts == {0: str(tmp_path / "logs" / "rank_2.log"), 1: str(tmp_path / "logs" / "rank_3.log")}
+    assert dest.stderrs == {0: "", 1: ""}
+    assert dest.tee_stdouts == {0: dest.stdouts[0]}
+    assert (tmp_path / "logs" / "rank_3.attempt_0.log").read_text() == "previous attempt\n"
+
+
+def test_describe_exit() -> None:
+    assert describe_exit(1) == "exit code 1"
+    assert describe_exit(-9) == "signal SIGKILL (exit code -9)"
+
+
+
+
+class FakeAgent:
+    """What _report reads from the agent: final exit codes, first failure, usage samples."""
+
+    def __init__(self, codes: dict[int, int | None], first_failure: tuple[int, int, int] | None = None) -> None:
+        self._codes = codes
+        self.first_failure = first_failure
+        self.monitor = ProcessTreeMonitor()
+
+    def final_exit_codes(self) -> dict[int, int | None]:
+        return self._codes
+
+
+def _result(failed: bool) -> Any:
+    return RunResult(state=WorkerState.FAILED if failed else WorkerState.SUCCEEDED,
+                     failures={0: SimpleNamespace()} if failed else {})
+
+
+def test_report_success(tmp_path: Path) -> None:
+    assert _report(FakeAgent({0: 0, 1: 0}), _result(False), None, tmp_path) == 0  # type: ignore[arg-type]
+
+
+def test_report_preempted_ranks_exit_75_with_relaunch_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = _report(FakeAgent({0: 75, 1: 75}, (1, 99, 75)), _result(True), None, tmp_path)  # type: ignore[arg-type]
+    assert code == PREEMPTED_EXIT_CODE
+    assert f"--run-dir {tmp_path}" in capsys.readouterr().err
+
+
+def test_report_signal_to_launcher(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    agent = FakeAgent({0: 75, 1: 75})
+    assert _report(agent, None, signal.SIGTERM, tmp_path) == PREEMPTED_EXIT_CODE  # type: ignore[arg-type]
+    assert "SIGTERM received" in capsys.readouterr().err
+    killed = FakeAgent({0: -9, 1: 75})
+    assert _report(killed, None, signal.SIGINT, tmp_path) == 128 + signal.SIGINT  # type: ignore[arg-type]
+
+
+def test_report_names_first_failure_with_log_tail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "rank_1.log").write_text("step 3\nRuntimeError: boom\n")
+    agent = FakeAgent({0: -9, 1: 3}, first_failure=(1, 4242, 3))
+    assert _report(agent, _result(True), None, tmp_path) == 3  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert "rank 1 (pid 4242) failed first, with exit code 3" in err and "    RuntimeError: boom" in err
+    signalled = FakeAgent({0: -15, 1: -9}, first_failure=(1, 4242, -9))
+    assert _report(signalled, _result(True), None, tmp_path) == 137  # type: ignore[arg-type]

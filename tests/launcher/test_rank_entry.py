@@ -1,0 +1,47 @@
+"""The rank entry runs a script or module exactly like python would, with stderr merged into stdout."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+PROBE = (
+    "import sys\n"
+    "print('name', __name__, 'argv', sys.argv, 'path0', sys.path[0])\n"
+    "print('to stderr', file=sys.stderr)\n"
+)
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-u", "-m", "fulmen.launcher.rank_entry", *args], env=env, cwd=cwd,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+
+
+def test_script_sees_main_argv_and_its_folder(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    (tmp_path / "pkg").mkdir()
+    script = tmp_path / "pkg" / "train.py"
+    script.write_text(PROBE)
+    done = _run([str(script), "--lr", "0.1"], subprocess_env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"name __main__ argv ['{script}', '--lr', '0.1'] path0 {script.parent}" in done.stdout
+    assert "to stderr" in done.stdout and done.stderr == ""  # one stream, one log file
+
+
+def test_module_runs_as_main(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "train.py").write_text(PROBE)
+    env = dict(subprocess_env, PYTHONPATH=subprocess_env["PYTHONPATH"] + ":" + str(tmp_path))
+    done = _run(["--module", "mypkg.train", "x"], env, tmp_path)
+    assert done.returncode == 0, done.stdout
+    assert "name __main__" in done.stdout and "'x'" in done.stdout
+
+
+def test_exit_code_and_traceback_pass_through(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    script = tmp_path / "fail.py"
+    script.write_text("raise SystemExit(75)\n")
+    assert _run([str(script)], subprocess_env, tmp_path).returncode == 75
+    script.write_text("raise ValueError('boom')\n")
+    done = _run([str(script)], subprocess_env, tmp_path)
+    assert done.returncode == 1 and "ValueError: boom" in done.stdout
