@@ -243,8 +243,11 @@ def _launcher_environment(spec: JobSpec, run_dir: Path) -> Iterator[None]:
     os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = FORWARDED_SIGNALS
     if spec.ranks_per_node > 1:
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # as torchrun does: N ranks share the cores
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_PORT"):
-        os.environ.pop(name, None)  # a launcher started from inside a rank must not leak its own
+    # A launcher started from inside a rank must not leak its own place; and the ranks we start
+    # are found through the variables the agent sets, whatever FULMEN_CLUSTER said out here
+    # (FULMEN_CLUSTER=single would make each rank start ranks of its own).
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_PORT", "FULMEN_CLUSTER"):
+        os.environ.pop(name, None)
     if not os.environ.get("FULMEN_DEBUG"):
         elastic_logger.setLevel(logging.CRITICAL)  # we print our own, shorter, report
     try:

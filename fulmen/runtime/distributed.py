@@ -18,6 +18,7 @@ land here; keyword arguments that are not ours go to ``DistributedDataParallel``
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -108,8 +109,19 @@ class DDPStrategy(Strategy):
         return int(devices)
 
     def setup_environment(self) -> None:
+        slurm = _slurm_environment()
         if self.rank_info.source == "single" and self._expected_world_size() > 1:
+            if slurm is not None:  # inside sbatch/salloc without srun: an error, not a local launch
+                slurm.validate_not_unlaunched_allocation(
+                    os.environ, devices=self.devices_per_node or 1, num_nodes=self.num_nodes_flag
+                )
             self._start_ranks_and_exit()
+        if self.rank_info.source == "slurm" and slurm is not None:  # SLURM's own words for its mismatches
+            slurm.validate_allocation(
+                self.rank_info,
+                devices=self.devices_per_node or self.rank_info.local_world_size,
+                num_nodes=self.num_nodes_flag,
+            )
         validate_launch(self.rank_info, self.devices_per_node, self.num_nodes_flag)
         if self.root_device.type == "cuda":
             torch.cuda.set_device(self.root_device)
@@ -235,6 +247,17 @@ class DDPStrategy(Strategy):
     def _collective_device(self) -> torch.device:
         # nccl only moves CUDA tensors; gloo only CPU ones.
         return self.root_device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def _slurm_environment() -> Any:
+    """``fulmen.slurm.environment`` (its allocation checks), or None where it is not installed."""
+    try:
+        from fulmen.slurm import environment
+    except ModuleNotFoundError as exc:
+        if exc.name != "fulmen.slurm.environment":
+            raise
+        return None
+    return environment
 
 
 def validate_launch(info: RankInfo, devices_per_node: int | None, num_nodes: int) -> None:

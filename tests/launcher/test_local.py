@@ -48,3 +48,22 @@ def test_multi_node_nodes_agree_on_id_and_port_without_talking() -> None:
     assert node0 == node1 and node0[2] is False
     explicit = JobSpec(entry="t.py", nodes=2, master_addr="h", master_port=29400)
     assert local._rendezvous_id_and_port(explicit, "a")[1] == 29400
+
+
+def test_launcher_environment_sets_run_vars_drops_inherited_ranks_and_restores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    monkeypatch.setenv("FULMEN_CLUSTER", "single")  # would make every rank relaunch itself
+    monkeypatch.setenv("RANK", "3")
+    before = dict(os.environ)
+    handler = signal.getsignal(signal.SIGUSR1)
+    spec = JobSpec(entry="t.py", nproc_per_node=2, env=(("EXTRA", "1"),))
+    with local._launcher_environment(spec, tmp_path):
+        assert os.environ["FULMEN_RUN_DIR"] == str(tmp_path) and os.environ["EXTRA"] == "1"
+        assert "FULMEN_CLUSTER" not in os.environ and "RANK" not in os.environ
+        assert "SIGUSR1" in os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"]
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # as the agent does
+    assert dict(os.environ) == before and signal.getsignal(signal.SIGUSR1) is handler

@@ -125,3 +125,22 @@ def test_one_rank_group_collectives_and_teardown() -> None:
         strategy.teardown()
         ports.release_port(port)
     assert not dist.is_initialized()
+
+
+def test_multi_rank_trainer_in_slurm_batch_shell_is_refused_not_relaunched(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("fulmen.slurm.environment")
+    for key, value in {"SLURM_JOB_ID": "77", "SLURM_NTASKS": "2"}.items():
+        monkeypatch.setenv(key, value)
+    for key in ("SLURM_STEP_ID", "SLURM_STEPID", "SLURM_PROCID"):
+        monkeypatch.delenv(key, raising=False)
+    strategy = DDPStrategy(rank_info=RankInfo(), accelerator="cpu", devices=2)
+    with pytest.raises(ClusterMismatchError, match="srun"):
+        strategy.setup_environment()
+    assert not dist.is_initialized()
+
+
+def test_slurm_step_mismatch_uses_slurm_wording() -> None:
+    pytest.importorskip("fulmen.slurm.environment")
+    info = RankInfo(world_size=2, local_world_size=2, master_port=1, job_id="9", source="slurm")
+    with pytest.raises(ClusterMismatchError, match="SLURM step"):
+        DDPStrategy(rank_info=info, accelerator="cpu", devices=4).setup_environment()
