@@ -79,6 +79,8 @@ class FitLoop:
         self.epoch_processed = False  # True while the epoch-end hooks of current_epoch run
         self._start_time: float | None = None
         self._epoch_outputs: list[Any] = []
+        self._need_outputs = True
+        self._has_batch_end_hooks = True
 
     # ---- checkpoint accessors ---------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -173,6 +175,8 @@ class FitLoop:
         t._results = t._train_results
         t._call("on_train_epoch_start")
         self._epoch_outputs = []
+        self._has_batch_end_hooks = t._hooks.any("on_train_batch_end")
+        self._need_outputs = self._has_batch_end_hooks or t._collect_train_outputs
         loader = t.train_dataloader
         num_batches = t.num_training_batches
         for batch_idx, batch in self.fetcher.epoch_iterator(loader, num_batches, self.current_epoch):
@@ -199,9 +203,13 @@ class FitLoop:
         accumulate = t.accumulate_grad_batches
         should_accumulate = (batch_idx + 1) % accumulate != 0 and not is_last
         if module.automatic_optimization:
-            outputs = self._automatic_step(batch, batch_idx, should_accumulate)
+            output, loss = self._automatic_step(batch, batch_idx, should_accumulate)
         else:
-            outputs = self._manual_step(batch, batch_idx)
+            output, loss = self._manual_step(batch, batch_idx)
+        # detaching and packing the outputs costs a tensor op: only when someone reads them
+        outputs = (
+            _batch_outputs(output, loss, module.automatic_optimization, accumulate) if self._need_outputs else None
+        )
         if t._collect_train_outputs:
             self._epoch_outputs.append(outputs)
         if not should_accumulate:
@@ -212,7 +220,7 @@ class FitLoop:
         self.batch_idx = batch_idx + 1
         self.total_batch_idx += 1
         self.fetcher.batches_done = batch_idx + 1
-        if results.logged_this_batch:  # so the progress bar shows this batch's values
+        if results.logged_this_batch and self._has_batch_end_hooks:  # the progress bar shows this batch's values
             t._publish_step_metrics(should_log=False)
         for fn in hooks.callbacks("on_train_batch_end"):
             fn(t, module, outputs, batch, batch_idx)
@@ -232,7 +240,7 @@ class FitLoop:
         t._check_preemption()
         return None
 
-    def _automatic_step(self, batch: Any, batch_idx: int, should_accumulate: bool) -> Any:
+    def _automatic_step(self, batch: Any, batch_idx: int, should_accumulate: bool) -> tuple[Any, Tensor | None]:
         t = self.trainer
         module = t.lightning_module
         hooks = t._hooks
@@ -277,14 +285,14 @@ class FitLoop:
                     "optimizer_step() returned without calling the optimizer closure, so training_step never ran.\n"
                     "HINT: call optimizer.step(closure=optimizer_closure) in your optimizer_step override."
                 )
-        return _batch_outputs(holder[0], holder[1], True, accumulate)
+        return holder[0], holder[1]
 
-    def _manual_step(self, batch: Any, batch_idx: int) -> Any:
+    def _manual_step(self, batch: Any, batch_idx: int) -> tuple[Any, None]:
         t = self.trainer
         with t.precision_plugin.forward_context():
             output = t._training_step(batch, batch_idx)
         loss_from_output(output, automatic=False)
-        return _batch_outputs(output, None, False, 1)
+        return output, None
 
     def _on_epoch_end(self) -> None:
         t = self.trainer

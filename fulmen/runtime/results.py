@@ -167,6 +167,8 @@ class ResultCollection:
     @staticmethod
     def _to_tensor(name: str, value: Any) -> Tensor:
         if isinstance(value, Tensor):
+            if value.ndim == 0 and value.dtype in (torch.float32, torch.float64):
+                return value  # the common case (a loss): nothing to convert
             if value.numel() != 1:
                 raise MisconfigurationException(
                     f"self.log({name!r}, value) got a tensor of shape {tuple(value.shape)}; expected a scalar.\n"
