@@ -20,7 +20,7 @@ import torch
 
 from fulmen.core.callback import Callback
 from fulmen.core.datamodule import LightningDataModule
-from fulmen.core.hooks import HookTable, is_checkpoint_callback, is_overridden
+from fulmen.core.hooks import HookTable, is_overridden
 from fulmen.core.module import LightningModule
 from fulmen.errors import MisconfigurationException
 from fulmen.runtime import evaluation_loop
@@ -30,6 +30,15 @@ from fulmen.runtime.precision import PrecisionPlugin
 from fulmen.runtime.results import ResultCollection
 from fulmen.runtime.strategy import LightningModuleWrapper, select_strategy
 from fulmen.runtime.trainer_data import TrainerData
+from fulmen.runtime.trainer_defaults import (
+    LEGACY_HOOKS,
+    WARNED_LEGACY_HOOKS,
+    apply_determinism,
+    build_callbacks,
+    build_loggers,
+    checkpoints_last,
+    print_results,
+)
 from fulmen.runtime.trainer_flags import (
     check_flags,
     check_limit,
@@ -38,19 +47,6 @@ from fulmen.runtime.trainer_flags import (
 )
 from fulmen.runtime.trainer_properties import TrainerProperties, TrainerState
 from fulmen.runtime.trainer_services import TrainerServices
-
-_LEGACY_HOOKS = {
-    "training_epoch_end": "on_train_epoch_end (collect outputs yourself)",
-    "validation_epoch_end": "on_validation_epoch_end",
-    "test_epoch_end": "on_test_epoch_end",
-    "training_step_end": "training_step",
-    "validation_step_end": "validation_step",
-    "test_step_end": "test_step",
-    "validation_end": "on_validation_epoch_end",
-    "tng_dataloader": "train_dataloader",
-}
-_WARNED_LEGACY_HOOKS: set[tuple[type, str]] = set()  # warn once per class and hook
-
 
 class Trainer(TrainerServices, TrainerData, TrainerProperties):
     """Runs a LightningModule's training, evaluation and prediction (Lightning 2.x flags)."""
@@ -156,10 +152,10 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         self.use_distributed_sampler = flags["use_distributed_sampler"]
         self.detect_anomaly = flags["detect_anomaly"]
         self.reload_dataloaders_every_n_epochs = flags["reload_dataloaders_every_n_epochs"]
-        self._apply_determinism(flags["deterministic"], flags["benchmark"])
+        apply_determinism(flags["deterministic"], flags["benchmark"])
 
-        self.callbacks = self._build_callbacks(flags, extras["extra_callbacks"])
-        self.loggers = [] if n_dev else self._build_loggers(flags["logger"])
+        self.callbacks = build_callbacks(flags, extras["extra_callbacks"])
+        self.loggers = [] if n_dev else build_loggers(flags["logger"], self._default_root_dir)
 
         self.state = TrainerState()
         self.should_stop = False
@@ -184,47 +180,6 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         self._init_services()
 
     # ---- construction helpers ---------------------------------------------------------
-    @staticmethod
-    def _apply_determinism(deterministic: bool | str | None, benchmark: bool | None) -> None:
-        if deterministic is not None and deterministic is not False:
-            torch.use_deterministic_algorithms(True, warn_only=deterministic == "warn")
-        if benchmark is not None:
-            torch.backends.cudnn.benchmark = benchmark
-        elif deterministic:
-            torch.backends.cudnn.benchmark = False
-
-    def _build_callbacks(self, flags: dict[str, Any], extra: list[Callback]) -> list[Callback]:
-        given = flags["callbacks"]
-        callbacks = list(given) if isinstance(given, Iterable) else ([given] if given is not None else [])
-        callbacks += extra
-        has = lambda names: any(any(k.__name__ in names for k in type(c).__mro__) for c in callbacks)  # noqa: E731
-        if flags["enable_checkpointing"] is not False and not any(is_checkpoint_callback(c) for c in callbacks):
-            default = _optional_default("fulmen.callbacks.model_checkpoint", "ModelCheckpoint")
-            if default is not None:
-                callbacks.append(default())
-        if flags["enable_progress_bar"] is not False and not has(("ProgressBar", "TQDMProgressBar")):
-            default = _optional_default("fulmen.callbacks.progress", "TQDMProgressBar")
-            if default is not None:
-                callbacks.append(default())
-        if flags["enable_model_summary"] is not False and not has(("ModelSummary",)):
-            default = _optional_default("fulmen.callbacks.model_summary", "ModelSummary")
-            if default is not None:
-                callbacks.append(default())
-        return _checkpoints_last(callbacks)
-
-    def _build_loggers(self, logger: Any) -> list[Any]:
-        if logger is False:
-            return []
-        if logger is None or logger is True:
-            tb = _optional_default("fulmen.loggers.tensorboard", "TensorBoardLogger")
-            try:
-                import tensorboard  # noqa: F401
-            except ImportError:
-                tb = None
-            cls = tb or _optional_default("fulmen.loggers.csv_logs", "CSVLogger")
-            return [cls(save_dir=self._default_root_dir)] if cls is not None else []
-        return list(logger) if isinstance(logger, (list, tuple)) else [logger]
-
     # ---- entry points -------------------------------------------------------------------
     def fit(
         self,
@@ -290,7 +245,7 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         self._set_sources(model, dm, **{"val" if stage == "validate" else "test": dataloaders})
         results = self._run(stage, model, ckpt_path)
         if verbose and self.is_global_zero:
-            _print_results(stage, results)
+            print_results(stage, results)
         return results
 
     def _model_or_fitted(self, model: Any, stage: str) -> LightningModule:
@@ -417,9 +372,9 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         self.lightning_module = model
         if self.datamodule is not None:
             self.datamodule.trainer = self
-        for name, new in _LEGACY_HOOKS.items():
-            if callable(getattr(model, name, None)) and (type(model), name) not in _WARNED_LEGACY_HOOKS:
-                _WARNED_LEGACY_HOOKS.add((type(model), name))
+        for name, new in LEGACY_HOOKS.items():
+            if callable(getattr(model, name, None)) and (type(model), name) not in WARNED_LEGACY_HOOKS:
+                WARNED_LEGACY_HOOKS.add((type(model), name))
                 warnings.warn(
                     f"{type(model).__name__}.{name} is a legacy hook from older Lightning; it is still called, "
                     f"but use {new} instead.",
@@ -432,7 +387,7 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
             model_callbacks = list(model_callbacks) if isinstance(model_callbacks, Iterable) else [model_callbacks]
             types = {type(c) for c in model_callbacks}
             self.callbacks = [c for c in self.callbacks if type(c) not in types] + model_callbacks
-            self.callbacks = _checkpoints_last(self.callbacks)
+            self.callbacks = checkpoints_last(self.callbacks)
         self._hooks = HookTable(model, LightningModule, self.callbacks, Callback)
         self._prepare_services(model)
 
@@ -486,37 +441,3 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
     def print(self, *args: Any, **kwargs: Any) -> None:
         if self.is_global_zero:
             print(*args, **kwargs)
-
-
-def _optional_default(module: str, name: str) -> Any:
-    """A default callback/logger class from another part of fulmen, or None (warned) when absent."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as err:
-        if err.name and err.name.startswith("fulmen"):
-            warnings.warn(f"{module}.{name} is not available, so the Trainer runs without it.", stacklevel=3)
-            return None
-        raise
-
-
-def _checkpoints_last(callbacks: list[Any]) -> list[Any]:
-    """Checkpoint callbacks run after the others so that they see everything logged (Lightning)."""
-    return [c for c in callbacks if not is_checkpoint_callback(c)] + [c for c in callbacks if is_checkpoint_callback(c)]
-
-
-def _print_results(stage: str, results: Any) -> None:
-    if not results:
-        return
-    for idx, metrics in enumerate(results):
-        if not metrics:
-            continue
-        title = f"{stage.capitalize()} metric" + (f" (dataloader {idx})" if len(results) > 1 else "")
-        width = max(len(title), *(len(k) for k in metrics)) + 2
-        print("-" * (width + 24))
-        print(f"{title:<{width}}DataLoader {idx}")
-        print("-" * (width + 24))
-        for key, value in metrics.items():
-            print(f"{key:<{width}}{value:.6g}")
-        print("-" * (width + 24))

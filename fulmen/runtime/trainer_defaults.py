@@ -1,0 +1,106 @@
+"""What a Trainer adds around the user's objects: default callbacks and loggers, determinism
+switches, legacy hook names, and the results table that test()/validate() print."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from fulmen.core.hooks import is_checkpoint_callback
+
+LEGACY_HOOKS = {
+    "training_epoch_end": "on_train_epoch_end (collect outputs yourself)",
+    "validation_epoch_end": "on_validation_epoch_end",
+    "test_epoch_end": "on_test_epoch_end",
+    "training_step_end": "training_step",
+    "validation_step_end": "validation_step",
+    "test_step_end": "test_step",
+    "validation_end": "on_validation_epoch_end",
+    "tng_dataloader": "train_dataloader",
+}
+WARNED_LEGACY_HOOKS: set[tuple[type, str]] = set()  # warn once per class and hook
+
+
+def apply_determinism(deterministic: bool | str | None, benchmark: bool | None) -> None:
+    """Trainer(deterministic=..., benchmark=...): torch's global switches, as Lightning sets them."""
+    if deterministic is not None and deterministic is not False:
+        torch.use_deterministic_algorithms(True, warn_only=deterministic == "warn")
+    if benchmark is not None:
+        torch.backends.cudnn.benchmark = benchmark
+    elif deterministic:
+        torch.backends.cudnn.benchmark = False
+
+
+def build_callbacks(flags: dict[str, Any], extra: list[Any]) -> list[Any]:
+    """The user's callbacks plus Lightning's defaults (checkpoint, progress bar, summary), checkpoints last."""
+    given = flags["callbacks"]
+    callbacks = list(given) if isinstance(given, Iterable) else ([given] if given is not None else [])
+    callbacks += extra
+
+    def has(names: tuple[str, ...]) -> bool:
+        return any(any(k.__name__ in names for k in type(c).__mro__) for c in callbacks)
+
+    if flags["enable_checkpointing"] is not False and not any(is_checkpoint_callback(c) for c in callbacks):
+        default = optional_default("fulmen.callbacks.model_checkpoint", "ModelCheckpoint")
+        if default is not None:
+            callbacks.append(default())
+    if flags["enable_progress_bar"] is not False and not has(("ProgressBar", "TQDMProgressBar")):
+        default = optional_default("fulmen.callbacks.progress", "TQDMProgressBar")
+        if default is not None:
+            callbacks.append(default())
+    if flags["enable_model_summary"] is not False and not has(("ModelSummary",)):
+        default = optional_default("fulmen.callbacks.model_summary", "ModelSummary")
+        if default is not None:
+            callbacks.append(default())
+    return checkpoints_last(callbacks)
+
+
+def build_loggers(logger: Any, default_root_dir: str) -> list[Any]:
+    """Loggers for ``Trainer(logger=...)``: TensorBoard by default (CSV without tensorboard), none for False."""
+    if logger is False:
+        return []
+    if logger is None or logger is True:
+        tb = optional_default("fulmen.loggers.tensorboard", "TensorBoardLogger")
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            tb = None
+        cls = tb or optional_default("fulmen.loggers.csv_logs", "CSVLogger")
+        return [cls(save_dir=default_root_dir)] if cls is not None else []
+    return list(logger) if isinstance(logger, (list, tuple)) else [logger]
+
+
+def optional_default(module: str, name: str) -> Any:
+    """A default callback/logger class from another part of fulmen, or None (warned) when absent."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as err:
+        if err.name and err.name.startswith("fulmen"):
+            warnings.warn(f"{module}.{name} is not available, so the Trainer runs without it.", stacklevel=3)
+            return None
+        raise
+
+
+def checkpoints_last(callbacks: list[Any]) -> list[Any]:
+    """Checkpoint callbacks run after the others so that they see everything logged (Lightning)."""
+    return [c for c in callbacks if not is_checkpoint_callback(c)] + [c for c in callbacks if is_checkpoint_callback(c)]
+
+
+def print_results(stage: str, results: Any) -> None:
+    if not results:
+        return
+    for idx, metrics in enumerate(results):
+        if not metrics:
+            continue
+        title = f"{stage.capitalize()} metric" + (f" (dataloader {idx})" if len(results) > 1 else "")
+        width = max(len(title), *(len(k) for k in metrics)) + 2
+        print("-" * (width + 24))
+        print(f"{title:<{width}}DataLoader {idx}")
+        print("-" * (width + 24))
+        for key, value in metrics.items():
+            print(f"{key:<{width}}{value:.6g}")
+        print("-" * (width + 24))
