@@ -19,7 +19,13 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
-from fulmen.loggers.logger import Logger, next_version, rank_zero_experiment, version_folder_name
+from fulmen.loggers.logger import (
+    Logger,
+    next_version,
+    rank_zero_experiment,
+    resumable_version,
+    version_folder_name,
+)
 from fulmen.loggers.params import add_prefix, convert_params
 from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
@@ -142,6 +148,7 @@ class CSVLogger(Logger):
         self._save_dir = os.fspath(save_dir)
         self._name = name or ""
         self._version = version
+        self._version_given = version is not None
         self._prefix = prefix
         self._flush_logs_every_n_steps = flush_logs_every_n_steps
         self._experiment: ExperimentWriter | None = None
@@ -215,11 +222,17 @@ class CSVLogger(Logger):
         if self._experiment is not None:
             self._experiment.save()
             rows = self._experiment.rows_written
-        return {"name": self.name, "version": self.version, "rows_written": rows}
+        return {"save_dir": self.save_dir, "name": self.name, "version": self.version, "rows_written": rows}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Continue in the checkpointed version folder, dropping rows written after the checkpoint."""
-        version = state_dict.get("version")
+        """Continue in the checkpointed version folder, dropping rows written after the checkpoint.
+
+        Ignored when the state belongs to another experiment or ``version`` was given explicitly
+        (see ``resumable_version``).
+        """
+        version = resumable_version(
+            state_dict, save_dir=self.save_dir, name=self.name, version_given=self._version_given
+        )
         if version is None:
             return
         if self._experiment is not None:

@@ -175,6 +175,25 @@ def next_version(root_dir: str) -> int:
     return max(existing) + 1 if existing else 0
 
 
+def resumable_version(
+    state_dict: Mapping[str, Any], *, save_dir: str, name: str, version_given: bool
+) -> int | str | None:
+    """The version a file logger should continue after a restore, or None to keep its own.
+
+    A saved version is adopted only when it describes this logger's experiment (same
+    ``save_dir`` and ``name``) and the user did not pick a version explicitly: resuming a
+    preempted run continues its folder, while a new logger pointed elsewhere, or given
+    ``version=...``, is never redirected by an old checkpoint.
+    """
+    version = state_dict.get("version")
+    if version is None or version_given or state_dict.get("name", name) != name:
+        return None
+    saved_dir = state_dict.get("save_dir")
+    if saved_dir is not None and os.path.realpath(saved_dir) != os.path.realpath(save_dir):
+        return None
+    return version
+
+
 def version_folder_name(version: int | str) -> str:
     """``version_N`` for an int version; a string version is used as the folder name as-is."""
     return version if isinstance(version, str) else f"version_{version}"

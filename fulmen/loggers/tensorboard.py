@@ -16,7 +16,13 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
-from fulmen.loggers.logger import Logger, next_version, rank_zero_experiment, version_folder_name
+from fulmen.loggers.logger import (
+    Logger,
+    next_version,
+    rank_zero_experiment,
+    resumable_version,
+    version_folder_name,
+)
 from fulmen.loggers.params import add_prefix, convert_params, flatten_dict, sanitize_params
 from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
@@ -56,6 +62,7 @@ class TensorBoardLogger(Logger):
         self._save_dir = os.fspath(save_dir)
         self._name = name or ""
         self._version = version
+        self._version_given = version is not None
         self._log_graph = log_graph
         self._default_hp_metric = default_hp_metric
         self._prefix = prefix
@@ -224,11 +231,17 @@ class TensorBoardLogger(Logger):
         """Name, version and last logged step; flushes pending events so the file matches the checkpoint."""
         if self._experiment is not None:
             self._experiment.flush()
-        return {"name": self.name, "version": self.version, "last_step": self._last_step}
+        return {"save_dir": self.save_dir, "name": self.name, "version": self.version, "last_step": self._last_step}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Continue writing into the checkpointed run's version folder, hiding events logged after it."""
-        version = state_dict.get("version")
+        """Continue writing into the checkpointed run's version folder, hiding events logged after it.
+
+        Ignored when the state belongs to another experiment or ``version`` was given explicitly
+        (see ``resumable_version``).
+        """
+        version = resumable_version(
+            state_dict, save_dir=self.save_dir, name=self.name, version_given=self._version_given
+        )
         if version is None:
             return
         if self._experiment is not None and version != self._version:

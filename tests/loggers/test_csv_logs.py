@@ -136,10 +136,30 @@ def test_state_dict_flushes_buffered_rows_first(tmp_path: Path) -> None:
     logger = CSVLogger(tmp_path)
     logger.log_metrics({"x": 1.0}, step=0)
     state = logger.state_dict()
-    assert state == {"name": "lightning_logs", "version": 0, "rows_written": 1}
+    assert state == {"save_dir": str(tmp_path), "name": "lightning_logs", "version": 0, "rows_written": 1}
     assert len(_rows(logger)[1]) == 1
 
 
 def test_bad_flush_interval_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="flush_logs_every_n_steps=0"):
         CSVLogger(tmp_path, flush_logs_every_n_steps=0)
+
+
+def test_resume_state_of_another_experiment_or_explicit_version_is_ignored(tmp_path: Path) -> None:
+    old = CSVLogger(tmp_path / "old")
+    old.log_metrics({"x": 1.0}, step=0)
+    state = old.state_dict()
+
+    elsewhere = CSVLogger(tmp_path / "new")
+    elsewhere.load_state_dict(state)
+    explicit = CSVLogger(tmp_path / "old", version="finetune")
+    explicit.load_state_dict(state)
+    other_name = CSVLogger(tmp_path / "old", name="other")
+    other_name.load_state_dict(state)
+    same = CSVLogger(tmp_path / "old")
+    same.load_state_dict(state)
+
+    assert elsewhere.log_dir == os.path.join(str(tmp_path / "new"), "lightning_logs", "version_0")
+    assert explicit.version == "finetune"
+    assert other_name.log_dir == os.path.join(str(tmp_path / "old"), "other", "version_0")
+    assert same.version == 0  # the matching experiment continues its folder (not version_1)

@@ -164,3 +164,9 @@ def test_pickled_logger_drops_the_writer(tmp_path: Path) -> None:
     assert clone._experiment is None
     assert clone.log_dir == logger.log_dir
     logger.finalize("success")
+
+
+def test_explicit_version_is_not_redirected_by_a_resume_state(tmp_path: Path) -> None:
+    logger = TensorBoardLogger(tmp_path, version="finetune")
+    logger.load_state_dict({"save_dir": str(tmp_path), "name": "lightning_logs", "version": 0, "last_step": 5})
+    assert logger.version == "finetune" and logger._purge_step is None
