@@ -147,6 +147,13 @@ def install_fallback_handlers(warning: signal.Signals) -> None:
         signal.signal(sig, _raise_signal_stop)
 
 
+def ignore_late_signals(warning: signal.Signals) -> None:
+    """After the script ended, SIGTERM (sent when rank 0 requeued the job) must not raise
+    inside interpreter shutdown; the process is leaving anyway, and SIGKILL follows KillWait."""
+    for sig in {signal.SIGTERM, warning}:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def _restart_note(info: RankInfo | None) -> str:
     if info is None:
         return "single process (not an srun task)"
@@ -217,6 +224,7 @@ class ScriptTask:
         print(f"fulmen: {_restart_note(info)} started at {time.time():.3f}", file=sys.stderr, flush=True)
         install_fallback_handlers(warning_signal(self.warning_signal))
         code, _ = run_guarded(self._run_script, info, self.requeue_on_failure)
+        ignore_late_signals(warning_signal(self.warning_signal))
         if code != 0:
             # SystemExit passes submitit's `except Exception`: no result pickle is written and
             # the task's exit status is what SLURM records.
@@ -255,9 +263,12 @@ class CallableTask:
         redirect_output(run_dir, info.global_rank if info else 0)
         print(f"fulmen: {_restart_note(info)} started at {time.time():.3f}", file=sys.stderr, flush=True)
         install_fallback_handlers(warning_signal(self.warning_signal))
-        code, result = run_guarded(
-            lambda: self.fn(*self.args, **self.kwargs), info, self.requeue_on_failure, reraise=True
-        )
+        try:
+            code, result = run_guarded(
+                lambda: self.fn(*self.args, **self.kwargs), info, self.requeue_on_failure, reraise=True
+            )
+        finally:
+            ignore_late_signals(warning_signal(self.warning_signal))
         if code != 0:
             raise SystemExit(code)
         return result

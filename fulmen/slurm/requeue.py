@@ -37,7 +37,7 @@ def max_requeues_for(run_dir: str | None) -> int:
     return SlurmOptions().max_requeues
 
 
-def requeue_job(rank_info: RankInfo | None = None, *, reason: str = "preempted") -> bool:
+def requeue_job(rank_info: RankInfo | None = None, *, reason: str = "stop signal: preemption or time limit") -> bool:
     """Ask SLURM to run this job again; True when it is (or already was) requeued.
 
     The id is array-aware (``ARRAYJOB_TASK``). Declines, with a message on stderr, when the run

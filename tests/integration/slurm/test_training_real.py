@@ -164,9 +164,11 @@ def test_low_job_preempted_by_high_job_finishes_with_same_weights(
 
 @pytest.mark.timeout(900)
 def test_time_limit_one_minute_is_signalled_requeued_and_finishes(project: Path, job_env: dict[str, str]) -> None:
-    # 6 epochs x 24 steps x 0.45 s = 65 s of work under a 1-minute limit.
-    proc = submit(project, job_env, ["--nproc-per-node", "1", "--time", "1", "--max-requeues", "20"],
-                  ["--epochs", "6", "--step-sleep", "0.45"])
+    # 6 epochs x 24 steps x 0.45 s = 65 s of work under a 1-minute limit. slurmctld checks
+    # time limits every 30 s: USR1@45 arrives 15-45 s into each run (the default USR2@90 would
+    # arrive at the first check, 0-30 s in, leaving little time for steps after start-up).
+    proc = submit(project, job_env, ["--nproc-per-node", "1", "--time", "1", "--signal", "USR1@45",
+                                     "--max-requeues", "20"], ["--epochs", "6", "--step-sleep", "0.45"])
     assert proc.returncode == 0, proc.stderr
     job_id = job_id_from(proc.stdout)
     run_dir = only_run_dir(project)
@@ -178,3 +180,4 @@ def test_time_limit_one_minute_is_signalled_requeued_and_finishes(project: Path,
     assert_each_run_resumes_where_the_last_stopped(texts)
     assert "DONE global_step=144" in texts[-1]
     assert commands.job_state(job_id).restarts == len(texts) - 1
+    assert all("Traceback" not in t for t in texts), "a run ended with a traceback"
