@@ -213,3 +213,24 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_hooks_nobody_overrides_are_never_called(monkeypatch) -> None:
+    calls = []
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+
+    # the base no-ops replaced by a counter: a callback that overrides nothing must not reach them
+    for name in ("on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
+                 "on_before_optimizer_step", "on_before_zero_grad"):  # fmt: skip
+        monkeypatch.setattr(pl.Callback, name, counting)
+
+    class Quiet(pl.Callback):
+        pass
+
+    trainer = pl.Trainer(max_steps=3, limit_val_batches=0, callbacks=[Quiet()], logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
+    trainer.fit(BoringModel())
+    assert trainer.global_step == 3
+    assert calls == []
