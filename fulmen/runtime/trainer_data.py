@@ -170,6 +170,14 @@ class TrainerData:
             self._val_loaders = loaders
         return loaders, nums
 
+    @property
+    def val_dataloaders(self) -> Any:
+        """The validation loader (a list when there are several), once loaded."""
+        loaders = self._val_loaders
+        if not loaders:
+            return None
+        return loaders[0] if len(loaders) == 1 else loaders
+
     def _should_validate(self, batch_idx: int, is_last: bool) -> bool:
         """Whether validation is due after this training batch (Lightning's rules)."""
         if self._val_enabled is None:

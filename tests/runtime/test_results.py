@@ -163,3 +163,37 @@ def test_no_host_sync_per_step_unless_a_value_is_reported(monkeypatch) -> None:
     # two logger intervals (steps 9 and 19), one tensor each ("epoch" is a python int)
     assert len(calls) == 2
     assert [step for step, _ in logger.metrics] == [9, 19]
+
+
+def test_sync_dist_reduces_through_the_strategy() -> None:
+    ops = []
+
+    def reduce(tensor, op):
+        ops.append(op)
+        return tensor * 2  # as if a second rank had logged the same value
+
+    res = ResultCollection("validate", reduce)
+    res.new_batch(torch.zeros(2, 1))
+    common = dict(prog_bar=False, logger=True, enable_graph=False, add_dataloader_idx=True, batch_size=None,
+                  rank_zero_only=False)  # fmt: skip
+    res.log("m", 3.0, on_step=False, on_epoch=True, reduce_fx="mean", sync_dist=True, **common)
+    res.log("s", 3.0, on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=True, **common)
+    res.log("local", 3.0, on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=False, **common)
+    callback, _, _ = res.epoch_metrics()
+    assert callback["m"].item() == 3.0  # (sum of value*weight) / (sum of weights), both reduced
+    assert callback["s"].item() == 6.0 and callback["local"].item() == 3.0
+    assert ops == ["sum", "sum", "sum"]
+
+
+def test_reload_dataloaders_every_n_epochs_calls_the_hook_again() -> None:
+    calls = []
+
+    class Model(BoringModel):
+        def train_dataloader(self):
+            calls.append(self.current_epoch)
+            return super().train_dataloader()
+
+    trainer = pl.Trainer(max_epochs=4, limit_train_batches=1, limit_val_batches=0,
+                         reload_dataloaders_every_n_epochs=2, logger=False, **QUIET)  # fmt: skip
+    trainer.fit(Model())
+    assert calls == [0, 2]
