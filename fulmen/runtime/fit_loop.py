@@ -8,6 +8,7 @@ data position) is in ``state_dict()`` for checkpoints and exact resume.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -272,7 +273,9 @@ class FitLoop:
             return loss
 
         if should_accumulate or optimizer is None:
-            closure()
+            no_sync = getattr(t.model, "no_sync", None)  # DDP: no gradient all-reduce while accumulating
+            with no_sync() if should_accumulate and no_sync is not None else contextlib.nullcontext():
+                closure()
         else:
             wrapped = t._lightning_optimizers[0]
             step_hook = hooks.module("optimizer_step")
@@ -314,6 +317,8 @@ class FitLoop:
         # epoch metrics go to the loggers at the step of the epoch's last batch (Lightning)
         t._publish_epoch_metrics(results, log=True, step=max(self.batches_that_stepped - 1, 0))
         t._step_schedulers("epoch", self.batch_idx, plateau=True)
+        # any rank asking to stop stops all of them, at the same epoch boundary
+        t.should_stop = t.strategy.reduce_boolean_decision(t.should_stop, all=False)
         self.current_epoch += 1
         self.epoch_processed = False
         self.batch_idx = 0
