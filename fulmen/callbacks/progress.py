@@ -86,8 +86,16 @@ class ProgressBar(Callback):
 
     @property
     def total_train_batches(self) -> int | float:
-        """Training batches in this epoch (``inf`` for an iterable without length)."""
-        return self.trainer.num_training_batches
+        """Training batches in this epoch (``inf`` for an iterable without length).
+
+        With ``max_epochs=-1`` and ``max_steps`` set, the steps left cap it, so the last epoch's
+        bar ends where training does.
+        """
+        trainer = self.trainer
+        max_steps = getattr(trainer, "max_steps", None)
+        if getattr(trainer, "max_epochs", None) == -1 and max_steps is not None and max_steps > 0:
+            return min(trainer.num_training_batches, max_steps - trainer.global_step)
+        return trainer.num_training_batches
 
     def _eval_total(self, batches: Any) -> int | float:
         if isinstance(batches, (list, tuple)):
@@ -323,7 +331,9 @@ class TQDMProgressBar(ProgressBar):
         if self._leave:
             self.train_progress_bar = self.init_train_tqdm()
         bar = self.train_progress_bar
-        bar.reset(convert_inf(self.total_train_batches))
+        total = convert_inf(self.total_train_batches)
+        bar.reset()
+        bar.total = total
         bar.initial = 0
         bar.set_description(f"Epoch {trainer.current_epoch}")
 
@@ -353,7 +363,9 @@ class TQDMProgressBar(ProgressBar):
         if not self.has_dataloader_changed(dataloader_idx):
             return
         bar = self.val_progress_bar
-        bar.reset(convert_inf(self.total_val_batches_current_dataloader))
+        total = convert_inf(self.total_val_batches_current_dataloader)
+        bar.reset()
+        bar.total = total
         bar.initial = 0
         desc = self.sanity_check_description if trainer.sanity_checking else self.validation_description
         bar.set_description(f"{desc} DataLoader {dataloader_idx}")
@@ -382,7 +394,9 @@ class TQDMProgressBar(ProgressBar):
         if not self.has_dataloader_changed(dataloader_idx):
             return
         bar = self.test_progress_bar
-        bar.reset(convert_inf(self.total_test_batches_current_dataloader))
+        total = convert_inf(self.total_test_batches_current_dataloader)
+        bar.reset()
+        bar.total = total
         bar.initial = 0
         bar.set_description(f"{self.test_description} DataLoader {dataloader_idx}")
 
@@ -406,7 +420,9 @@ class TQDMProgressBar(ProgressBar):
         if not self.has_dataloader_changed(dataloader_idx):
             return
         bar = self.predict_progress_bar
-        bar.reset(convert_inf(self.total_predict_batches_current_dataloader))
+        total = convert_inf(self.total_predict_batches_current_dataloader)
+        bar.reset()
+        bar.total = total
         bar.initial = 0
         bar.set_description(f"{self.predict_description} DataLoader {dataloader_idx}")
 
@@ -445,6 +461,8 @@ class TQDMProgressBar(ProgressBar):
             # A refresh every batch floods Colab's output cell and can crash it.
             rank_zero_debug("Using a higher refresh rate on Colab. Setting it to `20`")
             return 20
+        if "TQDM_MINITERS" in os.environ:  # tqdm's own knob for "redraw at most every N iterations"
+            return max(int(os.environ["TQDM_MINITERS"]), refresh_rate)
         return refresh_rate
 
 

@@ -235,3 +235,20 @@ def test_base_class_requires_enable_disable_and_errors_without_trainer() -> None
         base.trainer  # noqa: B018
     with pytest.raises(ValueError, match="refresh_rate=-1"):
         TQDMProgressBar(refresh_rate=-1)
+
+
+def test_total_is_capped_by_remaining_steps_without_an_epoch_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    trainer = FakeTrainer()
+    trainer.num_training_batches = 10
+    trainer.max_epochs, trainer.max_steps, trainer.global_step = -1, 25, 20
+    bar = TQDMProgressBar()
+    bar.setup(trainer, None, "fit")
+    assert bar.total_train_batches == 5
+    trainer.max_epochs = 3
+    assert bar.total_train_batches == 10
+
+
+def test_tqdm_miniters_raises_the_refresh_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TQDM_MINITERS", "7")
+    assert TQDMProgressBar().refresh_rate == 7
+    assert TQDMProgressBar(refresh_rate=10).refresh_rate == 10
