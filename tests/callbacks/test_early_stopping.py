@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fulmen.callbacks.early_stopping import EarlyStopping
+from fulmen.core.module import LightningModule
 from fulmen.errors import MisconfigurationException
 
 
@@ -144,3 +145,56 @@ def test_verbose_logs_reason(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="fulmen.callbacks.early_stopping")
     _stopped_at(EarlyStopping(monitor="val_loss", patience=1, verbose=True), [1.0, 2.0])
     assert "did not improve in the last 1 records. Best score: 1.000" in caplog.text
+
+
+# ---- with the real Trainer ----------------------------------------------------------------
+
+
+class ScriptedVal(LightningModule):
+    def __init__(self, values: list[float], key: str = "val_loss") -> None:
+        super().__init__()
+        self.values, self.key = values, key
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self.log("train_loss", self.layer(batch[0]).pow(2).mean())
+        return self.layer(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.log(self.key, self.values[self.current_epoch])
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _fit(cb: EarlyStopping, model: LightningModule, epochs: int = 10) -> Any:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fulmen.runtime.trainer import Trainer
+
+    data = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4)
+    trainer = Trainer(
+        max_epochs=epochs,
+        callbacks=[cb],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(model, data, data)
+    return trainer
+
+
+def test_real_fit_stops_at_expected_epoch() -> None:
+    cb = EarlyStopping(monitor="val_loss", patience=2)
+    trainer = _fit(cb, ScriptedVal([1.0, 0.9, 0.95, 0.91, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0]))
+    assert cb.stopped_epoch == 3
+    assert trainer.current_epoch == 4  # epochs 0..3 ran, then the loop ended
+    assert trainer.global_step == 8
+    assert trainer.early_stopping_callback is cb
+
+
+def test_real_fit_missing_monitor_lists_logged_keys() -> None:
+    with pytest.raises(RuntimeError, match=r"`val_acc` which is not available.*`train_loss`.*`val_loss`"):
+        _fit(EarlyStopping(monitor="val_acc"), ScriptedVal([1.0] * 10))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -121,3 +122,40 @@ def test_momentum_warning_for_optimizer_without_momentum() -> None:
     trainer = _trainer([torch.optim.Adagrad(_params(), lr=0.1)], [])
     with pytest.warns(RuntimeWarning, match="do not have momentum"):
         LearningRateMonitor(log_momentum=True).on_train_start(trainer, None)  # type: ignore[arg-type]
+
+
+def test_real_fit_logs_lr_to_csv(tmp_path: Any) -> None:
+    import csv
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fulmen.core.module import LightningModule
+    from fulmen.loggers import CSVLogger
+    from fulmen.runtime.trainer import Trainer
+
+    class Model(LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            return self.layer(batch[0]).pow(2).mean()
+
+        def configure_optimizers(self) -> Any:
+            opt = torch.optim.SGD(self.parameters(), lr=1.0)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.StepLR(opt, 1, 0.5), "interval": "step"}}
+
+    logger = CSVLogger(tmp_path)
+    trainer = Trainer(
+        max_steps=4,
+        callbacks=[LearningRateMonitor()],
+        logger=logger,
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(Model(), DataLoader(TensorDataset(torch.randn(16, 2)), batch_size=4))
+    with open(Path(logger.log_dir) / "metrics.csv", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("lr-SGD")]
+    assert [(int(r["step"]), float(r["lr-SGD"])) for r in rows] == [(0, 1.0), (1, 0.5), (2, 0.25), (3, 0.125)]

@@ -13,6 +13,7 @@ import torch
 
 from fulmen.callbacks import model_checkpoint as mc_module
 from fulmen.callbacks.model_checkpoint import ModelCheckpoint
+from fulmen.core.module import LightningModule
 from fulmen.errors import MisconfigurationException
 from fulmen.runtime.checkpoint import load_checkpoint, save_atomic
 
@@ -319,3 +320,100 @@ def test_to_yaml(tmp_path: Path) -> None:
     cb.to_yaml()
     data = yaml.safe_load((tmp_path / "best_k_models.yaml").read_text())
     assert {Path(k).name: v for k, v in data.items()} == {"epoch=0-step=4.ckpt": 0.5, "epoch=1-step=8.ckpt": 0.25}
+
+
+# ---- with the real Trainer ----------------------------------------------------------------
+
+
+class ScriptedVal(LightningModule):
+    """Validation logs ``val_loss`` from a fixed sequence, one value per epoch."""
+
+    def __init__(self, values: list[float], hidden: int = 4) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.layer(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        values = self.hparams["values"]
+        self.log("val_loss", values[min(self.current_epoch, len(values) - 1)])
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _loaders() -> tuple[Any, Any]:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    data = TensorDataset(torch.randn(16, 2))
+    return DataLoader(data, batch_size=4), DataLoader(data, batch_size=8)
+
+
+def _real_trainer(root: Path, callbacks: list[Any], epochs: int, **kwargs: Any) -> Any:
+    from fulmen.runtime.trainer import Trainer
+
+    kwargs.setdefault("logger", False)
+    return Trainer(
+        max_epochs=epochs,
+        callbacks=callbacks,
+        default_root_dir=str(root),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
+
+
+def test_real_fit_writes_lightning_names_and_tracks_best(tmp_path: Path) -> None:
+    values = [0.5, 0.3, 0.4, 0.2, 0.6]
+    cb = ModelCheckpoint(monitor="val_loss", save_top_k=2, save_last=True)
+    trainer = _real_trainer(tmp_path, [cb], epochs=5)
+    trainer.fit(ScriptedVal(values), *_loaders())
+    folder = tmp_path / "checkpoints"
+    assert _files(folder) == ["epoch=1-step=8.ckpt", "epoch=3-step=16.ckpt", "last.ckpt"]
+    assert trainer.checkpoint_callback is cb
+    assert cb.best_model_path == str(folder / "epoch=3-step=16.ckpt") and cb.best_model_score == pytest.approx(0.2)
+    best = load_checkpoint(cb.best_model_path)
+    assert (best["epoch"], best["global_step"]) == (3, 16)
+    assert best["callbacks"][cb.state_key]["best_model_path"] == cb.best_model_path
+    assert ScriptedVal.load_from_checkpoint(cb.best_model_path).hparams["values"] == values
+    last = load_checkpoint(folder / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (4, 20)
+
+
+def test_real_fit_default_dir_under_logger_version(tmp_path: Path) -> None:
+    from fulmen.loggers import CSVLogger
+
+    cb = ModelCheckpoint()
+    trainer = _real_trainer(tmp_path, [cb], epochs=2, logger=CSVLogger(tmp_path / "logs"))
+    trainer.fit(ScriptedVal([1.0, 1.0]), *_loaders())
+    assert cb.dirpath == str(tmp_path / "logs" / "lightning_logs" / "version_0" / "checkpoints")
+    assert _files(Path(cb.dirpath)) == ["epoch=1-step=8.ckpt"]
+
+
+def test_real_test_with_best_checkpoint_loads_best_weights(tmp_path: Path) -> None:
+    cb = ModelCheckpoint(monitor="val_loss", mode="max")
+    model = ScriptedVal([0.1, 0.9, 0.2])
+    trainer = _real_trainer(tmp_path, [cb], epochs=3)
+    train, val = _loaders()
+    trainer.fit(model, train, val)
+    assert cb.best_model_path.endswith("epoch=1-step=8.ckpt")
+    trainer.validate(model, val, ckpt_path="best")
+    saved = load_checkpoint(cb.best_model_path)["state_dict"]
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    assert trainer.ckpt_path == cb.best_model_path
+
+
+@pytest.mark.filterwarnings("ignore:Checkpoint directory")
+def test_real_fit_resumes_from_last(tmp_path: Path) -> None:
+    values = [0.5, 0.4, 0.3, 0.2]
+    first = _real_trainer(tmp_path, [ModelCheckpoint(save_last=True)], epochs=2)
+    first.fit(ScriptedVal(values), *_loaders())
+    cb = ModelCheckpoint(save_last=True)
+    second = _real_trainer(tmp_path, [cb], epochs=4)
+    second.fit(ScriptedVal(values), *_loaders(), ckpt_path="last")
+    assert second.ckpt_path == str(tmp_path / "checkpoints" / "last.ckpt")
+    assert second.global_step == 16 and second.current_epoch == 4
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 16
