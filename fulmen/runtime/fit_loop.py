@@ -185,7 +185,18 @@ class FitLoop:
                 break
             if self.max_steps_reached or (t.should_stop and self.can_stop_early):
                 break
+        if num_batches == float("inf") and self.batch_idx > 0:
+            self._finish_unsized_epoch()
         self._on_epoch_end()
+
+    def _finish_unsized_epoch(self) -> None:
+        """A loader without a length ended: what a sized epoch does after its last batch."""
+        t = self.trainer
+        t._step_schedulers("epoch", self.batch_idx - 1, plateau=False)
+        if t._should_validate(self.batch_idx - 1, is_last=True):
+            t._module_hook("on_validation_model_zero_grad")
+            t._run_evaluation("validate", in_fit=True)
+            t._results = t._train_results
 
     def _run_batch(self, batch: Any, batch_idx: int, num_batches: float) -> int | None:
         t = self.trainer

@@ -222,3 +222,22 @@ def test_resume_from_checkpoint_flag_becomes_fit_ckpt_path(tmp_path) -> None:
     resumed.fit(BoringModel())
     assert resumed.ckpt_path == str(path)
     assert resumed.global_step == 3
+
+
+def test_iterable_dataset_without_length_validates_and_steps_epoch_schedulers_at_its_end() -> None:
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(torch.randn(6, 32))
+
+    class Model(Counting):
+        def train_dataloader(self):
+            return DataLoader(Stream(), batch_size=2)
+
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=1.0)
+            return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)]
+
+    trainer, model = _fit(Model(), max_epochs=2, limit_val_batches=1, num_sanity_val_steps=0)
+    assert trainer.num_training_batches == float("inf")
+    assert trainer.global_step == 6 and model.val_runs == [(0, 3), (1, 6)]
+    assert trainer.optimizers[0].param_groups[0]["lr"] == 0.25
