@@ -18,6 +18,7 @@ _ALIASES = {
     "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed",
     "bf16-true": "bf16-true",
 }  # fmt: skip
+_NULL_CONTEXT = contextlib.nullcontext()  # reusable, so full precision allocates nothing per step
 _CHOICES = ["32-true", "64-true", "16-mixed", "bf16-mixed", "bf16-true"]
 
 
@@ -68,7 +69,7 @@ class PrecisionPlugin:
     def forward_context(self) -> contextlib.AbstractContextManager[Any]:
         """Autocast for the mixed precisions, nothing otherwise."""
         if self._autocast_dtype is None:
-            return contextlib.nullcontext()
+            return _NULL_CONTEXT
         return torch.autocast(self.device.type, dtype=self._autocast_dtype)
 
     def pre_backward(self, loss: Tensor) -> Tensor:

@@ -43,6 +43,8 @@ class TrainerServices:
                 self._transfer_fns.append(self._hooks.module(name))
         self._custom_transfer = any(fn is not None for fn in self._transfer_fns)
         self._training_step_end = getattr(module, "training_step_end", None)
+        plugin = self.precision_plugin
+        self._convert_input = plugin.convert_input if plugin.precision in ("64-true", "bf16-true") else None
 
     def _warn_once(self, message: str) -> None:
         if message not in self._warned:
@@ -77,7 +79,9 @@ class TrainerServices:
                 batch = after(batch, dataloader_idx)
         elif self.strategy.root_device.type != "cpu":
             batch = move_data_to_device(batch, self.strategy.root_device)
-        return self.precision_plugin.convert_input(batch)
+        if self._convert_input is not None:
+            batch = self._convert_input(batch)
+        return batch
 
     def _training_step(self, batch: Any, batch_idx: int) -> Any:
         if self._module_wrapper is not None:
