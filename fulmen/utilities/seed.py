@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -21,7 +24,14 @@ from fulmen.utilities.rank_zero import (
     rank_zero_warn,
 )
 
-__all__ = ["seed_everything", "reset_seed", "pl_worker_init_function", "max_seed_value", "min_seed_value"]
+__all__ = [
+    "seed_everything",
+    "reset_seed",
+    "pl_worker_init_function",
+    "isolate_rng",
+    "max_seed_value",
+    "min_seed_value",
+]
 
 log = logging.getLogger(__name__)
 
@@ -132,3 +142,42 @@ def _seed_numpy(seed: int) -> None:
     except ImportError:  # pragma: no cover - numpy is a dependency, but stay usable without it
         return
     np.random.seed(seed)
+
+
+@contextmanager
+def isolate_rng(include_cuda: bool = True) -> Iterator[None]:
+    """Run a block without disturbing the global RNGs: their states are restored on exit.
+
+    Covers torch (CPU, and every CUDA device when ``include_cuda`` and CUDA is initialised),
+    numpy's global generator and Python's ``random``: e.g. drawing a validation sample inside
+    a hook leaves the training data order unchanged.
+    """
+    states = _collect_rng_states(include_cuda)
+    try:
+        yield
+    finally:
+        _set_rng_states(states)
+
+
+def _collect_rng_states(include_cuda: bool) -> dict[str, Any]:
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    try:
+        import numpy as np
+
+        states["numpy"] = np.random.get_state()
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    if include_cuda and torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["torch.cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    if "numpy" in states:
+        import numpy as np
+
+        np.random.set_state(states["numpy"])
+    if "torch.cuda" in states:
+        torch.cuda.set_rng_state_all(states["torch.cuda"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fulmen.utilities.seed import pl_worker_init_function, reset_seed, seed_everything
+from fulmen.utilities.seed import isolate_rng, pl_worker_init_function, reset_seed, seed_everything
 
 
 @pytest.fixture(autouse=True)
@@ -86,3 +86,13 @@ def test_worker_init_gives_distinct_reproducible_worker_seeds() -> None:
     assert worker_draws(0, 0) == worker_draws(0, 0)
     assert worker_draws(0, 0) != worker_draws(1, 0)
     assert worker_draws(0, 0) != worker_draws(0, 1)
+
+
+def test_isolate_rng_restores_every_generator() -> None:
+    seed_everything(5)
+    expected = _draws()
+    seed_everything(5)
+    with isolate_rng():
+        _draws()
+        _draws()
+    assert _draws() == expected
