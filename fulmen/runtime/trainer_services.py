@@ -220,10 +220,12 @@ class TrainerServices:
     def _log_to_loggers(self, metrics: dict[str, Tensor], step: int) -> None:
         if not self.loggers:
             return
-        metrics = dict(metrics)
-        metrics.setdefault("epoch", self.current_epoch)
         self._logged_metrics.update(metrics)
         scalars = to_float_dict(metrics)
+        if "step" in scalars:  # a logged "step" value is the step loggers see (Lightning)
+            step = int(scalars.pop("step"))
+        else:
+            scalars.setdefault("epoch", self.current_epoch)
         for logger in self.loggers:
             logger.log_metrics(scalars, step=step)
             logger.save()

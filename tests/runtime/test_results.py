@@ -99,7 +99,8 @@ def test_forked_names_defaults_and_metric_dicts_match_lightning() -> None:
         (3, ["epoch", "val"]),  # validation at the end of the epoch, before the step counter moves
         (3, ["both_epoch", "epoch", "epoch_hook"]),
     ]
-    assert set(trainer.logged_metrics) == {"both_step", "default_step_only", "epoch", "val", "both_epoch", "epoch_hook"}
+    # like Lightning 2.x, "epoch" goes to the loggers but not into trainer.logged_metrics
+    assert set(trainer.logged_metrics) == {"both_step", "default_step_only", "val", "both_epoch", "epoch_hook"}
     assert logger.finalized == ["success"]
 
 
@@ -160,7 +161,7 @@ def test_no_host_sync_per_step_unless_a_value_is_reported(monkeypatch) -> None:
     trainer = pl.Trainer(max_steps=20, limit_val_batches=0, logger=logger, log_every_n_steps=10, **QUIET)
     monkeypatch.setattr(torch.Tensor, "item", counting_item)
     trainer.fit(Model())
-    # two logger intervals (steps 9 and 19), one tensor each ("epoch" is a python int)
+    # two logger intervals (steps 9 and 19), one tensor each
     assert len(calls) == 2
     assert [step for step, _ in logger.metrics] == [9, 19]
 
@@ -197,3 +198,15 @@ def test_reload_dataloaders_every_n_epochs_calls_the_hook_again() -> None:
                          reload_dataloaders_every_n_epochs=2, logger=False, **QUIET)  # fmt: skip
     trainer.fit(Model())
     assert calls == [0, 2]
+
+
+def test_a_logged_step_value_becomes_the_logger_step() -> None:
+    class Model(BoringModel):
+        def validation_step(self, batch, batch_idx):
+            self.log("acc", 0.5)
+            self.log("step", 100.0)
+
+    logger = MemoryLogger()
+    trainer = pl.Trainer(limit_val_batches=2, logger=logger, **QUIET)
+    trainer.validate(Model(), verbose=False)
+    assert logger.metrics == [(100, {"acc": 0.5})]
