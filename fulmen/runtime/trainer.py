@@ -341,6 +341,7 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         loaders, nums = self._eval_loaders("validate")
         steps = float("inf") if self.num_sanity_val_steps == -1 else self.num_sanity_val_steps
         nums = [min(n, steps) for n in nums]
+        self.num_sanity_val_batches = nums
         if loaders:
             evaluation_loop.run_evaluation(
                 self, "validate", loaders, nums, self._val_results, in_fit=True, sanity=True

@@ -66,6 +66,7 @@ class TrainerData:
         self.num_val_batches: list[float] = []
         self.num_test_batches: list[float] = []
         self.num_predict_batches: list[float] = []
+        self.num_sanity_val_batches: list[float] = []
         self.val_check_batch: float = float("inf")
         self._val_enabled: bool | None = None  # decided once per run
 

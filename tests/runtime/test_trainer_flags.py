@@ -120,8 +120,7 @@ def test_val_check_interval_float_and_int_and_check_val_every_n_epoch() -> None:
 @pytest.mark.parametrize(("steps", "expected"), [(0, 0), (2, 2), (-1, 5)])
 def test_num_sanity_val_steps(steps, expected) -> None:
     class Model(Counting):
-        def on_sanity_check_start_marker(self):
-            pass
+        pass
 
     sanity = []
 
@@ -130,9 +129,10 @@ def test_num_sanity_val_steps(steps, expected) -> None:
             if trainer.sanity_checking:
                 sanity.append(batch_idx)
 
-    _fit(Model(), max_epochs=1, limit_train_batches=1, limit_val_batches=5, num_sanity_val_steps=steps,
-         callbacks=[Spy()])  # fmt: skip
+    trainer, _ = _fit(Model(), max_epochs=1, limit_train_batches=1, limit_val_batches=5,
+                      num_sanity_val_steps=steps, callbacks=[Spy()])  # fmt: skip
     assert len(sanity) == expected
+    assert trainer.num_sanity_val_batches == ([expected] if expected else [])
 
 
 def test_overfit_batches_uses_the_same_unshuffled_batches_every_epoch() -> None:
