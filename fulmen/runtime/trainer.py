@@ -99,6 +99,16 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         known = [p for p in inspect.signature(Trainer.__init__).parameters if p not in ("self", "legacy_flags")]
         extras = translate_legacy_flags(flags, legacy_flags, known)
         flags["log_every_n_steps"] = 50 if flags["log_every_n_steps"] is None else flags["log_every_n_steps"]
+        if flags["barebones"]:  # Lightning: nothing but the loops
+            for name in ("logger", "enable_checkpointing", "enable_progress_bar", "enable_model_summary"):
+                flags[name] = False
+        for name in ("profiler", "plugins"):
+            if flags[name] is not None:
+                warnings.warn(
+                    f"Trainer({name}=...) is accepted for compatibility, but fulmen does not implement it; "
+                    "it has no effect.",
+                    stacklevel=2,
+                )
         check_flags(flags)
         self._flags = flags
         self._resume_from_checkpoint = extras.get("resume_from_checkpoint")
@@ -179,7 +189,6 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         self._init_data_state()
         self._init_services()
 
-    # ---- construction helpers ---------------------------------------------------------
     # ---- entry points -------------------------------------------------------------------
     def fit(
         self,
@@ -192,6 +201,7 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         """Train ``model``; validation runs as configured. ``ckpt_path`` ("last" too) resumes."""
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
+        model = self._model_or_fitted(model, "fit")
         if ckpt_path is None and self._resume_from_checkpoint is not None:
             ckpt_path = self._resume_from_checkpoint
         self._set_sources(model, datamodule, train=train_dataloaders, val=val_dataloaders)
@@ -267,6 +277,8 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
     def _run(self, fn: str, model: LightningModule, ckpt_path: Any) -> Any:
         self.state = TrainerState(status="running", fn=fn)
         self.should_stop = False
+        for metrics in (self._callback_metrics, self._logged_metrics, self._pbar_raw):
+            metrics.clear()  # each run reports its own metrics (Lightning resets them too)
         self._attach(model)
         preemption = None
         try:
@@ -328,7 +340,8 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         self.state.stage = fn
         loaders, nums = self._eval_loaders(fn)
         results = self._val_results if fn == "validate" else self._test_results
-        if not loaders or getattr(self.lightning_module, f"{'validation' if fn == 'validate' else 'test'}_step", None) is None:
+        step_name = "validation_step" if fn == "validate" else "test_step"
+        if not loaders or getattr(self.lightning_module, step_name, None) is None:
             return []
         return evaluation_loop.run_evaluation(self, fn, loaders, nums, results, in_fit=False)
 

@@ -95,9 +95,10 @@ def test_validate_test_and_predict_entry_points() -> None:
     model = Model()
     trainer = pl.Trainer(limit_val_batches=3, limit_test_batches=2, limit_predict_batches=5, **TRAINER_QUIET)
     val = trainer.validate(model, verbose=False)
+    assert val[0]["val_loss"] == pytest.approx(trainer.callback_metrics["val_loss"].item())
     test = trainer.test(model, verbose=False)
     assert list(val[0]) == ["val_loss"] and list(test[0]) == ["test_loss"]
-    assert val[0]["val_loss"] == pytest.approx(trainer.callback_metrics["val_loss"].item())
+    assert list(trainer.callback_metrics) == ["test_loss"]  # each run reports its own metrics
     predictions = trainer.predict(model)
     assert len(predictions) == 5 and predictions[0].shape == (2, 2)
     two = trainer.predict(model, dataloaders=[DataLoader(RandomDataset(32, 4), batch_size=2)] * 2)
@@ -192,3 +193,17 @@ def test_exception_in_training_calls_on_exception_and_marks_the_state() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit(Boom())
     assert seen == ["RuntimeError"] and trainer.state.status == "interrupted"
+
+
+def test_barebones_and_unimplemented_flags() -> None:
+    trainer = pl.Trainer(barebones=True)
+    assert trainer.loggers == [] and trainer.callbacks == []
+    with pytest.warns(UserWarning, match="profiler=.*no effect"):
+        pl.Trainer(profiler="simple", **TRAINER_QUIET)
+
+
+def test_fit_rejects_something_that_is_not_a_lightning_module() -> None:
+    from fulmen.errors import MisconfigurationException
+
+    with pytest.raises(MisconfigurationException, match="expected a LightningModule, got Linear"):
+        pl.Trainer(**TRAINER_QUIET).fit(torch.nn.Linear(2, 2))
