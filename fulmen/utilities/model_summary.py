@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from fulmen.utilities.example_input import call_with_example_input, example_input_on_device
+from fulmen.utilities.flops import flop_counter
 from fulmen.utilities.rank_zero import WarningCache
 
 __all__ = [
@@ -139,7 +139,7 @@ class ModelSummary:
             )
         self._model = model
         self._max_depth = max_depth
-        self._flop_counter = FlopCounterMode(display=False, depth=max(max_depth + 1, 1))
+        self._flop_counter = flop_counter(depth=max(max_depth + 1, 1))
         self._layer_summary = self.summarize()
 
     @property
