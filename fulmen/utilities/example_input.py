@@ -38,7 +38,8 @@ def example_input_on_device(module: nn.Module, example: Any) -> Any:
 
     A LightningModule's ``on_before_batch_transfer`` / ``transfer_batch_to_device`` /
     ``on_after_batch_transfer`` run with ``dataloader_idx=0`` as for a real batch, so a model that
-    normalises or reshapes there sees the same input in the summary as in training.
+    normalises or reshapes there sees the same input in the summary as in training; under a
+    Trainer, floating inputs are then cast like batches (``precision_plugin.convert_input``).
     """
     device = module_device(module)
     before = getattr(module, "on_before_batch_transfer", None)
@@ -49,6 +50,11 @@ def example_input_on_device(module: nn.Module, example: Any) -> Any:
     example = transfer(example, device, 0) if callable(transfer) else _move(example, device)
     if callable(after):
         example = after(example, 0)
+    # 64-true / bf16-true train with converted parameters; the Trainer casts real batches the same way.
+    precision_plugin = getattr(getattr(module, "_trainer", None), "precision_plugin", None)
+    convert_input = getattr(precision_plugin, "convert_input", None)
+    if callable(convert_input):
+        example = convert_input(example)
     return example
 
 

@@ -44,3 +44,30 @@ def test_nothing_on_other_ranks_or_with_depth_zero(caplog: pytest.LogCaptureFixt
 def test_bad_depth_is_rejected() -> None:
     with pytest.raises(ValueError, match="max_depth=-3"):
         ModelSummary(max_depth=-3)
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "64-true"])
+def test_summary_under_a_trainer_casts_the_example_input(precision: str, caplog: pytest.LogCaptureFixture) -> None:
+    import fulmen as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.Linear(8, 2)
+            self.example_input_array = torch.zeros(2, 8)  # float32 while the weights are not
+
+        def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+            return self.layer(batch[0]).float().pow(2).mean()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.layer(x)
+
+    trainer = pl.Trainer(max_steps=1, precision=precision, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="fulmen"):
+        trainer.fit(Module(), DataLoader(TensorDataset(torch.randn(4, 8)), batch_size=2))
+    assert "| [2, 8]   | [2, 2]" in caplog.text
