@@ -253,6 +253,12 @@ def _report(agent: FulmenAgent, result: RunResult | None, received: signal.Signa
     _say(f"last lines of {log}:")
     for line in rundir.tail(log, 20).splitlines():
         print(f"    {line}", file=sys.stderr)
+    for other, other_code in sorted(codes.items()):
+        # Ranks that failed by themselves (not stopped by us): their last words, one line each.
+        if other != rank and other_code is not None and other_code > 0 and other_code != PREEMPTED_EXIT_CODE:
+            last = next((ln for ln in reversed(rundir.tail(rundir.rank_log_path(run_dir, other), 5).splitlines())
+                         if ln.strip()), "")
+            _say(f"rank {other} also failed, with exit code {other_code}: {last.strip()[:200]}")
     return code if 0 < code < 256 else 128 + abs(code)
 
 

@@ -70,9 +70,12 @@ def test_report_signal_to_launcher(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_report_names_first_failure_with_log_tail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "rank_1.log").write_text("step 3\nRuntimeError: boom\n")
-    agent = FakeAgent({0: -9, 1: 3}, first_failure=(1, 4242, 3))
+    (tmp_path / "logs" / "rank_2.log").write_text("RuntimeError: Connection closed by peer\n\n")
+    agent = FakeAgent({0: -9, 1: 3, 2: 1}, first_failure=(1, 4242, 3))
     assert _report(agent, _result(True), None, tmp_path) == 3  # type: ignore[arg-type]
     err = capsys.readouterr().err
     assert "rank 1 (pid 4242) failed first, with exit code 3" in err and "    RuntimeError: boom" in err
+    assert "rank 2 also failed, with exit code 1: RuntimeError: Connection closed by peer" in err
+    assert "rank 0 also failed" not in err  # stopped by us (signal), not its own failure
     signalled = FakeAgent({0: -15, 1: -9}, first_failure=(1, 4242, -9))
     assert _report(signalled, _result(True), None, tmp_path) == 137  # type: ignore[arg-type]
