@@ -140,6 +140,7 @@ def test_load_state_dict_after_early_use_reopens_the_resumed_version(tmp_path: P
     assert (1, 2.0) in _scalars(logger.log_dir, "x")
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")  # tensorboard's add_graph traces
 def test_log_graph_uses_example_input_array(tmp_path: Path) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
     model.example_input_array = torch.zeros(2, 4)
