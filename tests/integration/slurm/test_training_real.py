@@ -53,10 +53,21 @@ def all_rank0_text(run_dir: Path) -> list[str]:
 
 
 def assert_each_run_resumes_where_the_last_stopped(texts: list[str]) -> None:
-    for before, after in zip(texts, texts[1:]):
-        last_done = steps(before)[-1] if steps(before) else 0
-        resumed = [s for s in starts(after) if s["rank"] == 0][0]
-        assert resumed["global_step"] == last_done, (last_done, resumed)
+    """Every run that reached fit starts at the last step finished before it (exact resume).
+
+    A run whose signal came during start-up never reaches fit (no START line); it is skipped.
+    """
+    last_done = 0
+    for text in texts:
+        rank0_starts = [s for s in starts(text) if s["rank"] == 0]
+        if rank0_starts:
+            assert rank0_starts[0]["global_step"] == last_done, (last_done, rank0_starts[0])
+        last_done = max([last_done, *steps(text)])
+
+
+def restart_numbers(texts: list[str]) -> list[int]:
+    """The restart count each run's rank entry reported, in order."""
+    return [int(re.search(r"^fulmen: rank 0/\d+ .* restart (\d+) ", t, re.M).group(1)) for t in texts]
 
 
 def load_weights(run_dir: Path) -> dict:
@@ -164,10 +175,11 @@ def test_low_job_preempted_by_high_job_finishes_with_same_weights(
 
 @pytest.mark.timeout(900)
 def test_time_limit_one_minute_is_signalled_requeued_and_finishes(project: Path, job_env: dict[str, str]) -> None:
-    # 6 epochs x 24 steps x 0.45 s = 65 s of work under a 1-minute limit. slurmctld checks
-    # time limits every 30 s: USR1@45 arrives 15-45 s into each run (the default USR2@90 would
-    # arrive at the first check, 0-30 s in, leaving little time for steps after start-up).
-    proc = submit(project, job_env, ["--nproc-per-node", "1", "--time", "1", "--signal", "USR1@45",
+    # 6 epochs x 24 steps x 0.45 s = 65 s of work under a 1-minute limit. slurmctld checks time
+    # limits every 30 s and sends --signal=SIG@N once the time left is under about N + 30 s
+    # (measured): the default USR2@90 comes at the first check, 0-30 s into a run, which leaves
+    # little training after start-up; USR1@10 comes 20-50 s in, still 10+ s before the kill.
+    proc = submit(project, job_env, ["--nproc-per-node", "1", "--time", "1", "--signal", "USR1@10",
                                      "--max-requeues", "20"], ["--epochs", "6", "--step-sleep", "0.45"])
     assert proc.returncode == 0, proc.stderr
     job_id = job_id_from(proc.stdout)
@@ -176,7 +188,7 @@ def test_time_limit_one_minute_is_signalled_requeued_and_finishes(project: Path,
     assert final.state == "COMPLETED", final
     texts = all_rank0_text(run_dir)
     assert len(texts) >= 2, "expected at least one requeue"
-    assert [starts(t)[0]["restart"] for t in texts] == list(range(len(texts)))
+    assert restart_numbers(texts) == list(range(len(texts)))
     assert_each_run_resumes_where_the_last_stopped(texts)
     assert "DONE global_step=144" in texts[-1]
     assert commands.job_state(job_id).restarts == len(texts) - 1
