@@ -154,6 +154,9 @@ class FitLoop:
         if self.done:
             return
         t._load_train_dataloader()
+        n = t.check_val_every_n_epoch
+        if t._val_possible() and (n is None or (self.current_epoch + 1) % n == 0):
+            t._eval_loaders("validate")  # Lightning sets up validation data before on_train_start
         t._call("on_train_start")
         while not self.done:
             self._run_epoch()

@@ -352,9 +352,7 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         for fn in self._hooks.callbacks("on_sanity_check_start"):
             fn(self, self.lightning_module)
         loaders, nums = self._eval_loaders("validate")
-        steps = float("inf") if self.num_sanity_val_steps == -1 else self.num_sanity_val_steps
-        nums = [min(n, steps) for n in nums]
-        self.num_sanity_val_batches = nums
+        nums = self.num_sanity_val_batches
         if loaders:
             evaluation_loop.run_evaluation(
                 self, "validate", loaders, nums, self._val_results, in_fit=True, sanity=True

@@ -169,6 +169,8 @@ class TrainerData:
         setattr(self, f"num_{kind}_batches", nums)
         if kind == "val":
             self._val_loaders = loaders
+            steps = float("inf") if self.num_sanity_val_steps == -1 else self.num_sanity_val_steps
+            self.num_sanity_val_batches = [min(n, steps) for n in nums]
         return loaders, nums
 
     @property

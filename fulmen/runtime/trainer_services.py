@@ -199,14 +199,14 @@ class TrainerServices:
         callback, log, pbar = results.step_metrics()
         self._callback_metrics.update(callback)
         self._pbar_raw.update(pbar)
-        if log and (should_log or self.should_stop):
+        if log and (should_log or self.should_stop or self.fast_dev_run):
             self._log_to_loggers(log, self.fit_loop.batches_that_stepped)
 
     def _publish_eval_step_metrics(self, results: ResultCollection) -> None:
         _, log, pbar = results.step_metrics()
         self._pbar_raw.update(pbar)
         if log:
-            self._log_to_loggers(log, self._eval_log_step)
+            self._log_to_loggers(log, self._eval_log_step, add_epoch=False)
             self._eval_log_step += 1
 
     def _publish_epoch_metrics(self, results: ResultCollection, log: bool, step: int | None = None) -> dict[str, Tensor]:
@@ -217,27 +217,50 @@ class TrainerServices:
             self._log_to_loggers(logged, self.fit_loop.batches_that_stepped if step is None else step)
         return callback
 
-    def _log_to_loggers(self, metrics: dict[str, Tensor], step: int) -> None:
+    def _log_to_loggers(self, metrics: dict[str, Tensor], step: int, add_epoch: bool = True) -> None:
+        """Record ``metrics`` in logged_metrics (even without loggers, like Lightning 2.6) and send them on.
+
+        Eval step values carry their own step counter and no "epoch" column (Lightning).
+        """
+        self._logged_metrics.update(metrics)
         if not self.loggers:
             return
-        self._logged_metrics.update(metrics)
         scalars = to_float_dict(metrics)
         if "step" in scalars:  # a logged "step" value is the step loggers see (Lightning)
             step = int(scalars.pop("step"))
-        else:
+        elif add_epoch:
             scalars.setdefault("epoch", self.current_epoch)
         for logger in self.loggers:
             logger.log_metrics(scalars, step=step)
             logger.save()
 
     def _log_hyperparams(self, module: Any) -> None:
+        """Send saved hyperparameters (module and datamodule, merged) to every logger (Lightning's rules)."""
         if not self.loggers:
             return
-        params = dict(module.hparams_initial) if getattr(module, "_log_hyperparams", True) else {}
-        if self.datamodule is not None and getattr(self.datamodule, "_log_hyperparams", True):
-            params.update(self.datamodule.hparams_initial)
+        dm = self.datamodule
+        from_module = getattr(module, "_log_hyperparams", False)
+        from_dm = dm is not None and getattr(dm, "_log_hyperparams", False)
+        params: dict[str, Any] | None = None
+        if from_module and from_dm:
+            params = dict(module.hparams_initial)
+            for key, value in dm.hparams_initial.items():
+                if key in params and params[key] != value:
+                    raise MisconfigurationException(
+                        f"Hyperparameter {key!r} is {params[key]!r} in the module but {value!r} in the datamodule; "
+                        "the logger cannot record both.\nHINT: rename one, or save_hyperparameters(logger=False)."
+                    )
+                params[key] = value
+        elif from_module:
+            params = dict(module.hparams_initial)
+        elif from_dm:
+            params = dict(dm.hparams_initial)
         for logger in self.loggers:
-            logger.log_hyperparams(params)
+            if params is not None:
+                logger.log_hyperparams(params)
+            log_graph = getattr(logger, "log_graph", None)
+            if callable(log_graph):
+                log_graph(module)
             logger.save()
 
     # ---- checkpoints ------------------------------------------------------------------

@@ -104,16 +104,22 @@ def test_forked_names_defaults_and_metric_dicts_match_lightning() -> None:
     assert logger.finalized == ["success"]
 
 
-def test_logged_metrics_stay_empty_without_a_logger_like_lightning() -> None:
+def test_logged_metrics_fill_at_the_logging_interval_even_without_a_logger() -> None:
+    seen = []
+
     class Model(BoringModel):
         def training_step(self, batch, batch_idx):
-            self.log("a", 1.0)
+            self.log("a", float(batch_idx))
             return super().training_step(batch, batch_idx)
 
-    trainer = pl.Trainer(max_steps=2, limit_val_batches=0, logger=False, log_every_n_steps=1, **QUIET)
+        def on_train_batch_end(self, outputs, batch, batch_idx):
+            seen.append(dict(self.trainer.logged_metrics))
+
+    trainer = pl.Trainer(max_steps=4, limit_val_batches=0, logger=False, log_every_n_steps=2, **QUIET)
     trainer.fit(Model())
-    assert trainer.logged_metrics == {}
-    assert "a" in trainer.callback_metrics
+    # Lightning 2.6: logged_metrics are kept without loggers, updated on the logging interval
+    assert [m.get("a") for m in seen] == [None, None, 1.0, 1.0]
+    assert trainer.logged_metrics == {"a": 3.0}
 
 
 def test_test_returns_one_dict_per_dataloader_with_dataloader_idx_suffixes() -> None:

@@ -17,8 +17,19 @@ def test_default_trainer_adds_logger_progress_bar_summary_and_checkpoint(tmp_pat
     names = [type(cb).__name__ for cb in trainer.callbacks]
     assert {"TQDMProgressBar", "ModelSummary", "ModelCheckpoint"} <= set(names)
     assert names[-1] == "ModelCheckpoint"  # checkpoint callbacks run last
-    trainer.fit(BoringModel())
+    class Logged(BoringModel):
+        def __init__(self, lr=0.1):
+            super().__init__()
+            self.save_hyperparameters()
+
+        def training_step(self, batch, batch_idx):
+            out = super().training_step(batch, batch_idx)
+            self.log("loss", out["loss"])
+            return out
+
+    trainer.fit(Logged())
     assert type(trainer.logger).__name__ == "TensorBoardLogger"
+    assert (tmp_path / "lightning_logs" / "version_0" / "hparams.yaml").exists()
     log_dir = tmp_path / "lightning_logs" / "version_0"
     assert trainer.log_dir == os.fspath(log_dir)
     assert any(p.name.startswith("events.out.tfevents") for p in log_dir.iterdir())
