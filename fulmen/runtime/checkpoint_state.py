@@ -6,8 +6,10 @@ docs/internals.md ("Trainer <-> checkpoints"), so the Trainer stays free of chec
 details and this module free of loop details.
 
 Keys (Lightning's names, plus ours): ``epoch``, ``global_step``, ``fulmen_version``,
+``pytorch-lightning_version`` (the Lightning layout followed, see ``checkpoint_lightning``),
 ``state_dict`` (the LightningModule's own, never a DDP wrapper's ``module.`` prefix),
-``loops`` (``{"fit_loop": trainer.fit_loop.state_dict()}``), ``hyper_parameters`` and
+``loops`` (``{"fit_loop": {<Lightning's progress counters>, "fulmen": trainer.fit_loop.state_dict()}}``),
+``hyper_parameters`` and
 ``hparams_name``, ``datamodule_hyper_parameters``; unless ``weights_only``: ``callbacks``
 (``{state_key: state}``), ``optimizer_states``, ``lr_schedulers``, ``precision``,
 ``loggers``. Then the callbacks', module's and datamodule's ``on_save_checkpoint``.
@@ -28,6 +30,12 @@ import torch
 
 from fulmen.errors import CheckpointError, MisconfigurationException
 from fulmen.runtime import checkpoint as ckpt_io
+from fulmen.runtime.checkpoint_lightning import (
+    FULMEN_LOOP_KEY,
+    LIGHTNING_LAYOUT_VERSION,
+    fit_state_from_lightning,
+    lightning_fit_progress,
+)
 
 _NDARRAY_TAG = "__fulmen_ndarray__"
 TRAINING_STATE_KEYS = ("optimizer_states", "lr_schedulers")
@@ -77,6 +85,28 @@ def _plain_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
     return dict(hparams)
 
 
+def _fit_loop_entry(trainer: Any) -> dict[str, Any]:
+    """Lightning's progress counters (so Lightning can resume the file) plus our own loop state."""
+    state = trainer.fit_loop.state_dict()
+    automatic = bool(getattr(trainer.lightning_module, "automatic_optimization", True))
+    num_batches = getattr(trainer, "num_training_batches", float("inf"))
+    entry = lightning_fit_progress(state, num_batches if num_batches else float("inf"), automatic)
+    entry[FULMEN_LOOP_KEY] = encode_arrays(state)
+    return entry
+
+
+def _fit_loop_state(trainer: Any, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """Our fit loop state from a fulmen checkpoint, or translated from a Lightning one."""
+    entry = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+    if FULMEN_LOOP_KEY in entry:
+        return decode_arrays(entry[FULMEN_LOOP_KEY])
+    if "fulmen_version" in checkpoint:  # files from before the Lightning counters were added
+        return decode_arrays(entry)
+    from fulmen.runtime.fetcher import capture_rng_states
+
+    return fit_state_from_lightning(dict(checkpoint), capture_rng_states(), len(list(trainer.optimizers)))
+
+
 def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
     """The checkpoint dict of ``trainer`` now (tensors are shared, not copied)."""
     module = trainer.lightning_module
@@ -86,7 +116,8 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
         "global_step": trainer.global_step,
         "fulmen_version": _fulmen_version(),
         "state_dict": module.state_dict(),
-        "loops": {"fit_loop": encode_arrays(trainer.fit_loop.state_dict())},
+        "loops": {"fit_loop": _fit_loop_entry(trainer)},
+        "pytorch-lightning_version": LIGHTNING_LAYOUT_VERSION,
     }
     if not weights_only:
         callback_states = {}
@@ -152,12 +183,7 @@ def restore_checkpoint(trainer: Any, checkpoint: dict[str, Any]) -> None:
     ckpt_io.require_keys(checkpoint, TRAINING_STATE_KEYS, source, "resume training")
     if "precision" in checkpoint:
         trainer.precision_plugin.load_state_dict(checkpoint["precision"])
-    fit_state = checkpoint.get("loops", {}).get("fit_loop")
-    if fit_state is not None and "fulmen_version" in checkpoint:
-        trainer.fit_loop.load_state_dict(decode_arrays(fit_state))
-    elif hasattr(trainer.fit_loop, "load_lightning_progress"):
-        # a PyTorch Lightning checkpoint: its loop layout is Lightning's, the loop translates it
-        trainer.fit_loop.load_lightning_progress(checkpoint)
+    trainer.fit_loop.load_state_dict(_fit_loop_state(trainer, checkpoint))
     _restore_optimizers(trainer, checkpoint, source)
     restore_loggers(trainer, checkpoint)
 

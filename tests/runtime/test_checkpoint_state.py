@@ -113,7 +113,7 @@ def test_dump_has_lightning_layout_and_loads_with_weights_only(tmp_path: Path) -
     path = tmp_path / "full.ckpt"
     ck.save_atomic(checkpoint, path)
     loaded = ck.load_checkpoint(path)  # weights_only=True: numpy's RNG state was stored as tensors
-    fit_state = cs.decode_arrays(loaded["loops"]["fit_loop"])
+    fit_state = cs.decode_arrays(loaded["loops"]["fit_loop"]["fulmen"])
     assert fit_state["data"]["rng_at_save"]["numpy"][0] == "MT19937"
     np.testing.assert_array_equal(fit_state["data"]["rng_at_save"]["numpy"][1], np.random.get_state()[1])
     assert fit_state["data"]["rng_at_save"]["numpy"][1].dtype == np.uint32
