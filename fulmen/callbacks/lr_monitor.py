@@ -86,15 +86,20 @@ class LearningRateMonitor(Callback):
             self._log(trainer, "epoch" if self.logging_interval is None else "any")
 
     @staticmethod
-    def _should_update_logs(trainer: Any) -> bool:
+    def _logging_step(trainer: Any) -> int:
+        # Lightning logs against the number of batches that stepped an optimizer, which differs
+        # from global_step when several optimizers step per batch (manual optimization)
+        return int(getattr(getattr(trainer, "fit_loop", None), "batches_that_stepped", trainer.global_step))
+
+    def _should_update_logs(self, trainer: Any) -> bool:
         every = max(1, int(getattr(trainer, "log_every_n_steps", 50)))
-        return (trainer.global_step + 1) % every == 0 or bool(getattr(trainer, "should_stop", False))
+        return (self._logging_step(trainer) + 1) % every == 0 or bool(getattr(trainer, "should_stop", False))
 
     def _log(self, trainer: Any, interval: str) -> None:
         stats = self._extract_stats(trainer, interval)
         if stats:
             for logger in trainer.loggers:
-                logger.log_metrics(stats, step=trainer.global_step)
+                logger.log_metrics(stats, step=self._logging_step(trainer))
 
     def _extract_stats(self, trainer: Any, interval: str) -> dict[str, float]:
         """Current values of every optimizer due at ``interval`` (``"any"``: all of them)."""
