@@ -21,7 +21,8 @@ from .conftest import SCRIPT, child_env, launch_cmd, processes_of_run, results, 
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]
 
-STEPS_PER_EPOCH = 4  # 32 samples / 2 ranks / batch 4
+SAMPLES = 64
+STEPS_PER_EPOCH = 8  # 64 samples / 2 ranks / batch 4
 EPOCHS = 2
 
 
@@ -42,11 +43,11 @@ def check_two_rank_run(out: Path, log_root: Path) -> list[dict[str, Any]]:
         (0, 0, 0, 2), (1, 1, 0, 2)]
     assert (r0["is_global_zero"], r1["is_global_zero"]) == (True, False)
     assert (out / "prepare_data.txt").read_text().splitlines() == ["0"]  # once (per node, one node)
-    per_epoch = 32 // 2
+    per_epoch = SAMPLES // 2
     for epoch in range(EPOCHS):
         shard0 = r0["seen"][epoch * per_epoch:(epoch + 1) * per_epoch]
         shard1 = r1["seen"][epoch * per_epoch:(epoch + 1) * per_epoch]
-        assert not set(shard0) & set(shard1) and sorted(shard0 + shard1) == list(range(32))
+        assert not set(shard0) & set(shard1) and sorted(shard0 + shard1) == list(range(SAMPLES))
     assert r0["seen"][:per_epoch] != r0["seen"][per_epoch:2 * per_epoch]  # set_epoch: a new order each epoch
     assert r0["rank_value"] == r1["rank_value"] == 0.5  # sync_dist: mean of ranks 0 and 1
     assert r0["gathered"] == r1["gathered"] == [0.0, 1.0]  # all_gather
@@ -95,7 +96,7 @@ def test_two_ranks_from_plain_python_with_devices_2(tmp_path: Path, uninterrupte
 def test_kill_9_one_rank_stops_the_run_fast_and_leaves_nothing(tmp_path: Path) -> None:
     run_dir, out = tmp_path / "run", tmp_path / "out"
     proc = start(launch_cmd("--nproc-per-node", "2", "--run-dir", str(run_dir), str(SCRIPT), "--out", str(out),
-                            "--workers", "1", "--step-sleep", "0.3", "--epochs", "4"), child_env(tmp_path))
+                            "--workers", "1", "--step-sleep", "0.3"), child_env(tmp_path))
     try:
         victim = wait_for_step(out, 1, 2, proc)
         os.kill(victim["pid"], signal.SIGKILL)

@@ -25,7 +25,7 @@ import fulmen as pl
 class IndexedRegression(Dataset):
     """y = x @ w + noise, fixed by seed; items carry their index so shards can be checked."""
 
-    def __init__(self, n: int = 32) -> None:
+    def __init__(self, n: int = 64) -> None:
         g = torch.Generator().manual_seed(0)
         self.x = torch.randn(n, 4, generator=g)
         self.y = self.x @ torch.tensor([1.0, -2.0, 3.0, 0.5]) + 0.1 * torch.randn(n, generator=g)
