@@ -39,12 +39,7 @@ from fulmen.runtime.trainer_defaults import (
     checkpoints_last,
     print_results,
 )
-from fulmen.runtime.trainer_flags import (
-    check_flags,
-    check_limit,
-    parse_max_time,
-    translate_legacy_flags,
-)
+from fulmen.runtime.trainer_flags import check_flags, parse_max_time, resolve_loop_flags, translate_legacy_flags
 from fulmen.runtime.trainer_properties import TrainerProperties, TrainerState
 from fulmen.runtime.trainer_services import TrainerServices
 
@@ -122,35 +117,10 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         root = flags["default_root_dir"] or self.strategy.rank_info.run_dir or os.getcwd()
         self._default_root_dir = os.fspath(root)
 
-        fdr = flags["fast_dev_run"]
-        self.fast_dev_run: int | bool = fdr
-        n_dev = 1 if fdr is True else int(fdr)
-        limits = {
-            stage: check_limit(f"limit_{stage}_batches", flags[f"limit_{stage}_batches"])
-            if flags[f"limit_{stage}_batches"] is not None
-            else 1.0
-            for stage in ("train", "val", "test", "predict")
-        }
-        self.overfit_batches = check_limit("overfit_batches", flags["overfit_batches"])
-        if self.overfit_batches:
-            limits["train"] = limits["val"] = self.overfit_batches
-        self.max_epochs = flags["max_epochs"]
-        self.max_steps = flags["max_steps"]
-        self.num_sanity_val_steps = 2 if flags["num_sanity_val_steps"] is None else flags["num_sanity_val_steps"]
-        self.val_check_interval: int | float = (
-            1.0 if flags["val_check_interval"] is None else flags["val_check_interval"]
-        )
-        self.check_val_every_n_epoch = flags["check_val_every_n_epoch"]
-        if n_dev:
-            limits = dict.fromkeys(limits, n_dev)
-            self.max_steps, self.max_epochs, self.num_sanity_val_steps = n_dev, 1, 0
-            self.val_check_interval, self.check_val_every_n_epoch = 1.0, 1
-        if self.max_epochs is None:
-            self.max_epochs = 1000 if (self.max_steps == -1 and flags["max_time"] is None) else -1
-        self.limit_train_batches = limits["train"]
-        self.limit_val_batches = limits["val"]
-        self.limit_test_batches = limits["test"]
-        self.limit_predict_batches = limits["predict"]
+        # limits, epochs/steps and validation timing, after fast_dev_run / overfit_batches
+        loop_flags = resolve_loop_flags(flags)
+        for name, value in loop_flags.items():
+            setattr(self, name, value)
         self.min_epochs = flags["min_epochs"]
         self.min_steps = flags["min_steps"]
         self.max_time = parse_max_time(flags["max_time"])
@@ -165,7 +135,7 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         apply_determinism(flags["deterministic"], flags["benchmark"])
 
         self.callbacks = build_callbacks(flags, extras["extra_callbacks"])
-        self.loggers = [] if n_dev else build_loggers(flags["logger"], self._default_root_dir)
+        self.loggers = [] if self.fast_dev_run else build_loggers(flags["logger"], self._default_root_dir)
 
         self.state = TrainerState()
         self.should_stop = False

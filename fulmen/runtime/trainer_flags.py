@@ -163,3 +163,41 @@ def check_flags(flags: dict[str, Any]) -> None:
     fdr = flags["fast_dev_run"]
     if (isinstance(fdr, int) and not isinstance(fdr, bool) and fdr < 0) or not isinstance(fdr, (int, bool)):
         raise MisconfigurationException(f"Trainer(fast_dev_run={fdr!r}): expected a bool or an int >= 0.")
+
+
+def resolve_loop_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """Loop settings after Lightning's defaults, ``fast_dev_run`` and ``overfit_batches`` apply.
+
+    Returns Trainer attribute values: ``fast_dev_run`` (as given),
+    ``limit_*_batches``, ``overfit_batches``, ``max_epochs``, ``max_steps``,
+    ``num_sanity_val_steps``, ``val_check_interval``, ``check_val_every_n_epoch``.
+    """
+    fdr = flags["fast_dev_run"]
+    n_dev = 1 if fdr is True else int(fdr)
+    limits = {
+        stage: check_limit(f"limit_{stage}_batches", flags[f"limit_{stage}_batches"])
+        if flags[f"limit_{stage}_batches"] is not None
+        else 1.0
+        for stage in ("train", "val", "test", "predict")
+    }
+    overfit = check_limit("overfit_batches", flags["overfit_batches"])
+    if overfit:
+        limits["train"] = limits["val"] = overfit
+    out: dict[str, Any] = {
+        "fast_dev_run": fdr,
+        "overfit_batches": overfit,
+        "max_epochs": flags["max_epochs"],
+        "max_steps": flags["max_steps"],
+        "num_sanity_val_steps": 2 if flags["num_sanity_val_steps"] is None else flags["num_sanity_val_steps"],
+        "val_check_interval": 1.0 if flags["val_check_interval"] is None else flags["val_check_interval"],
+        "check_val_every_n_epoch": flags["check_val_every_n_epoch"],
+    }
+    if n_dev:
+        limits = dict.fromkeys(limits, n_dev)
+        out.update(max_steps=n_dev, max_epochs=1, num_sanity_val_steps=0, val_check_interval=1.0,
+                   check_val_every_n_epoch=1)  # fmt: skip
+    if out["max_epochs"] is None:
+        # Lightning: 1000 epochs unless a step or time limit is the stopping criterion
+        out["max_epochs"] = 1000 if (out["max_steps"] == -1 and flags["max_time"] is None) else -1
+    out.update({f"limit_{stage}_batches": value for stage, value in limits.items()})
+    return out
