@@ -290,6 +290,8 @@ class FitLoop:
             no_sync = getattr(t.model, "no_sync", None)  # DDP: no gradient all-reduce while accumulating
             with no_sync() if should_accumulate and no_sync is not None else contextlib.nullcontext():
                 closure()
+            if optimizer is None and not should_accumulate:
+                self.global_step += 1  # Lightning counts the (absent) optimizer's steps all the same
         else:
             wrapped = t._lightning_optimizers[0]
             step_hook = hooks.module("optimizer_step")

@@ -6,6 +6,7 @@ into (optimizers, scheduler configs) or raises an error that names the form it s
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +101,12 @@ def parse_optimizers(output: Any) -> tuple[list[Optimizer], list[LRSchedulerConf
     """(optimizers, scheduler configs) from whatever ``configure_optimizers`` returned."""
     optimizers: list[Any]
     schedulers: list[LRSchedulerConfig] = []
+    if output is None:
+        warnings.warn(
+            "configure_optimizers returned None: training runs forward and backward but updates no weights.",
+            stacklevel=3,
+        )
+        return [], []
     if isinstance(output, Optimizer):
         optimizers = [output]
     elif isinstance(output, Mapping):

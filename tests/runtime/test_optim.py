@@ -237,3 +237,17 @@ def test_configure_gradient_clipping_override_receives_the_trainer_settings() ->
     pl.Trainer(max_steps=2, limit_val_batches=0, gradient_clip_val=0.3, gradient_clip_algorithm="value",
                **TRAINER_QUIET).fit(Model())  # fmt: skip
     assert calls == [(0.3, "value"), (0.3, "value")]
+
+
+def test_configure_optimizers_returning_none_trains_without_updates() -> None:
+    class Model(BoringModel):
+        def configure_optimizers(self):
+            return None
+
+    model = Model()
+    before = model.layer.weight.detach().clone()
+    trainer = pl.Trainer(max_steps=2, limit_val_batches=0, **TRAINER_QUIET)
+    with pytest.warns(UserWarning, match="updates no weights"):
+        trainer.fit(model)
+    assert trainer.global_step == 2 and trainer.optimizers == []
+    assert torch.equal(before, model.layer.weight)
