@@ -124,6 +124,7 @@ def test_ddp_two_nodes_two_gpus_trains_and_reports(project: Path, job_env: dict[
     print(f"submit-to-first-step latency (2 nodes x 2 ranks): {first_step - read_record(run_dir).submit_time:.1f}s")
 
 
+@pytest.mark.timeout(600)
 def test_usr2_mid_training_requeues_and_resumes_bit_equal(
     project: Path, job_env: dict[str, str], reference_weights: dict
 ) -> None:
@@ -150,6 +151,7 @@ def test_usr2_mid_training_requeues_and_resumes_bit_equal(
     assert events == ["version_0", "version_0"], events
 
 
+@pytest.mark.timeout(600)
 def test_low_job_preempted_by_high_job_finishes_with_same_weights(
     project: Path, job_env: dict[str, str], reference_weights: dict
 ) -> None:
