@@ -191,3 +191,23 @@ def test_ranks_stop_when_the_launcher_is_killed(tmp_path: Path) -> None:
         proc.kill()
     assert processes_of_run(run_dir) == []
     assert len(list((run_dir / "checkpoints" / "resume").glob("*.ckpt"))) == 1
+
+
+def test_preempted_group_with_restarts_left_resumes_in_place(tmp_path: Path, uninterrupted: dict[str, Any]) -> None:
+    # Exit 75 means "restart me": with --max-restarts the launcher restarts the group, which
+    # resumes from the resume checkpoint the ranks just wrote and ends bit-equal.
+    run_dir, out = tmp_path / "run", tmp_path / "out"
+    proc = start(launch_cmd("--nproc-per-node", "2", "--max-restarts", "1", "--run-dir", str(run_dir), str(SCRIPT),
+                            "--out", str(out), "--step-sleep", "0.2"), child_env(tmp_path))
+    try:
+        target = wait_for_step(out, 0, 2, proc)
+        os.kill(target["pid"], signal.SIGUSR1)
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "exited with exit code 75; restarting all ranks" in stderr
+    assert len(list((run_dir / "checkpoints" / "resume").glob("*.ckpt"))) >= 1
+    final = results(out)[0]
+    assert 0 < len(final["seen"]) < EPOCHS * SAMPLES // 2  # the restarted attempt resumed, not started over
+    assert final["weights"] == uninterrupted["results"][0]["weights"]
