@@ -45,6 +45,7 @@ def run(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
     """
     check_entry(spec)
     check_gpus(spec)
+    check_nodes(spec)
     run_id = rundir.new_run_id()
     run_dir = rundir.run_dir_for(spec, run_id)
     if dry_run:
@@ -176,13 +177,20 @@ def describe_plan(spec: JobSpec, run_dir: Path) -> str:
 
 
 def _write_job_record(spec: JobSpec, run_dir: Path, run_id: str) -> Any:
-    """``job.json`` in the run dir, so ``fulmen status / logs / list`` see local runs too."""
+    """``job.json`` in the run dir, so ``fulmen status / logs / list`` see local runs too.
+
+    Bookkeeping only: a record that cannot be written (read-only home) costs a warning, not the run.
+    """
     from fulmen.launcher import jobs
 
     record = jobs.new_record(
         run_id, "local", run_dir, spec.job_name, spec.to_dict(), num_tasks=spec.world_size, final_state="RUNNING"
     )
-    jobs.write_record(record)
+    try:
+        jobs.write_record(record)
+    except OSError as exc:
+        print(f"fulmen: warning: job record not written ({exc}); `fulmen status` will not list this run.",
+              file=sys.stderr)
     return record
 
 
@@ -192,7 +200,28 @@ def _finish_job_record(record: Any, code: int) -> None:
     states = {0: "COMPLETED", PREEMPTED_EXIT_CODE: "PREEMPTED"}
     record.extra["final_state"] = states.get(code, "FAILED")
     record.extra["exit_code"] = code
-    jobs.write_record(record)
+    try:
+        jobs.write_record(record)
+    except OSError:
+        pass  # already warned at the start
+
+
+def check_nodes(spec: JobSpec) -> None:
+    """Settings that cannot work across machines, refused before anything is created."""
+    if spec.nodes == 1:
+        return
+    if spec.max_restarts:
+        raise LaunchError(
+            f"--max-restarts {spec.max_restarts} with --nodes {spec.nodes}: the local backend restarts the "
+            "ranks of one machine only; the other nodes would keep waiting for the old group.\n"
+            "HINT: let the scheduler restart the whole job (--cluster slurm with --max-requeues, "
+            "or --cluster k8s), or run one node with --max-restarts."
+        )
+    if not spec.master_addr:
+        raise LaunchError(
+            f"--nodes {spec.nodes} without --master-addr: the nodes cannot find each other.\n"
+            "HINT: pass --master-addr HOST (node 0's address) and the same --master-port on every node."
+        )
 
 
 def _rendezvous_id_and_port(spec: JobSpec, run_id: str) -> tuple[str, int, bool]:
@@ -207,18 +236,6 @@ def _rendezvous_id_and_port(spec: JobSpec, run_id: str) -> tuple[str, int, bool]
     if spec.nodes == 1:
         port, claimed = ports.choose_port(run_id, explicit=spec.master_port, environ=environ)
         return run_id, port, claimed
-    if spec.max_restarts:
-        raise LaunchError(
-            f"--max-restarts {spec.max_restarts} with --nodes {spec.nodes}: the local backend restarts the "
-            "ranks of one machine only; the other nodes would keep waiting for the old group.\n"
-            "HINT: let the scheduler restart the whole job (--cluster slurm with --max-requeues, "
-            "or --cluster k8s), or run one node with --max-restarts."
-        )
-    if not spec.master_addr:
-        raise LaunchError(
-            f"--nodes {spec.nodes} without --master-addr: the nodes cannot find each other.\n"
-            "HINT: pass --master-addr HOST (node 0's address) and the same --master-port on every node."
-        )
     rdzv_id = f"fulmen-{spec.job_name}"
     explicit = spec.master_port
     if explicit is None and environ.get("MASTER_PORT"):
