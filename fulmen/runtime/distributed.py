@@ -70,6 +70,7 @@ class DDPStrategy(Strategy):
         self.num_nodes_flag = num_nodes or 1
         self.sync_batchnorm = bool(sync_batchnorm)
         self._owns_process_group = False
+        self._claimed_port: int | None = None
         self._configured = rank_info is not None
         if rank_info is not None:
             self.configure(rank_info=rank_info, accelerator=self.accelerator, devices=devices,
@@ -133,7 +134,16 @@ class DDPStrategy(Strategy):
                     "HINT: let the Trainer create the process group (remove your init_process_group call)."
                 )
             return
-        if self.rank_info.master_port is None:
+        addr, port = self.rank_info.master_addr, self.rank_info.master_port
+        if port is None and self.world_size == 1:
+            # A one-rank DDP run (debugging the DDP path in plain python): nobody else needs
+            # to find us, so any free local port will do.
+            from fulmen.launcher import ports
+
+            addr = "127.0.0.1"
+            port, claimed = ports.choose_port(f"single-ddp-{os.getpid()}", environ={})
+            self._claimed_port = port if claimed else None
+        if port is None:
             raise ClusterMismatchError(
                 f"Rank {self.global_rank} of {self.world_size} has no rendezvous port (MASTER_PORT is not set).\n"
                 "HINT: start the ranks with `launch`, torchrun or srun, which set it."
@@ -141,7 +151,7 @@ class DDPStrategy(Strategy):
         backend = self.process_group_backend or ("nccl" if self.root_device.type == "cuda" else "gloo")
         dist.init_process_group(
             backend,
-            init_method=f"tcp://{self.rank_info.master_addr}:{self.rank_info.master_port}",
+            init_method=f"tcp://{addr}:{port}",
             rank=self.global_rank,
             world_size=self.world_size,
             timeout=self.timeout,
@@ -168,6 +178,11 @@ class DDPStrategy(Strategy):
         if self._owns_process_group and dist.is_initialized():
             dist.destroy_process_group()
         self._owns_process_group = False
+        if self._claimed_port is not None:
+            from fulmen.launcher import ports
+
+            ports.release_port(self._claimed_port)
+            self._claimed_port = None
 
     # --- module and data -----------------------------------------------------------------
 

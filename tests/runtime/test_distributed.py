@@ -144,3 +144,14 @@ def test_slurm_step_mismatch_uses_slurm_wording() -> None:
     info = RankInfo(world_size=2, local_world_size=2, master_port=1, job_id="9", source="slurm")
     with pytest.raises(ClusterMismatchError, match="SLURM step"):
         DDPStrategy(rank_info=info, accelerator="cpu", devices=4).setup_environment()
+
+
+def test_one_rank_ddp_without_launcher_finds_its_own_port() -> None:
+    strategy = DDPStrategy(rank_info=RankInfo(), accelerator="cpu", devices=1)
+    try:
+        strategy.setup_environment()
+        assert dist.is_initialized() and dist.get_world_size() == 1
+        assert strategy.reduce(torch.tensor([2.0]), "sum").tolist() == [2.0]
+    finally:
+        strategy.teardown()
+    assert not dist.is_initialized()
