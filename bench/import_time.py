@@ -3,9 +3,11 @@
 Each repetition starts two fresh interpreters, in alternating order so that drift on a shared
 machine affects both sides alike: one runs ``import torch``, the other
 ``import fulmen; fulmen.Trainer; fulmen.LightningModule`` (fulmen imports torch itself). Each
-child times its own imports with ``perf_counter`` (interpreter start-up is excluded, it is the
-same for both); the parent also records each child's whole wall time. Prints one JSON line with
-the medians and their ratio.
+child times its own imports, both in wall time (``perf_counter``) and in CPU time
+(``process_time``; interpreter start-up is excluded, it is the same for both). On a shared
+machine the CPU-time ratio is the steadier figure: wall time there includes waiting for a core.
+The parent also records each child's whole wall time. Prints one JSON line with the medians and
+their ratios; ``ratio`` is the wall-time one.
 
     python bench/import_time.py [--repeats 15]
 """
@@ -27,11 +29,14 @@ CHILDREN = {
     "torch": "import torch",
     "fulmen": "import fulmen; fulmen.Trainer; fulmen.LightningModule",
 }
-TEMPLATE = "import time; _t = time.perf_counter(); {stmt}; print(time.perf_counter() - _t)"
+TEMPLATE = (
+    "import time; _t, _c = time.perf_counter(), time.process_time(); {stmt}; "
+    "print(time.perf_counter() - _t, time.process_time() - _c)"
+)
 
 
-def run_child(statement: str, env: dict[str, str]) -> tuple[float, float]:
-    """(seconds spent in the imports, seconds the whole child process took)."""
+def run_child(statement: str, env: dict[str, str]) -> tuple[float, float, float]:
+    """(wall seconds in the imports, CPU seconds in the imports, wall seconds of the whole child)."""
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", TEMPLATE.format(stmt=statement)],
@@ -41,7 +46,8 @@ def run_child(statement: str, env: dict[str, str]) -> tuple[float, float]:
         check=True,
     )
     wall = time.perf_counter() - start
-    return float(result.stdout.strip().splitlines()[-1]), wall
+    import_wall, import_cpu = (float(x) for x in result.stdout.strip().splitlines()[-1].split())
+    return import_wall, import_cpu, wall
 
 
 def main() -> None:
@@ -56,17 +62,21 @@ def main() -> None:
         run_child(statement, env)
 
     imports: dict[str, list[float]] = {name: [] for name in CHILDREN}
+    cpus: dict[str, list[float]] = {name: [] for name in CHILDREN}
     walls: dict[str, list[float]] = {name: [] for name in CHILDREN}
     for rep in range(args.repeats):
         order = list(CHILDREN) if rep % 2 == 0 else list(reversed(CHILDREN))
         for name in order:
-            import_s, wall_s = run_child(CHILDREN[name], env)
+            import_s, cpu_s, wall_s = run_child(CHILDREN[name], env)
             imports[name].append(import_s)
+            cpus[name].append(cpu_s)
             walls[name].append(wall_s)
 
     med = {name: statistics.median(values) for name, values in imports.items()}
+    cpu_med = {name: statistics.median(values) for name, values in cpus.items()}
     wall_med = {name: statistics.median(values) for name, values in walls.items()}
     ratio = med["fulmen"] / med["torch"]
+    cpu_ratio = cpu_med["fulmen"] / cpu_med["torch"]
     print(
         json.dumps(
             {
@@ -75,9 +85,13 @@ def main() -> None:
                 "torch_import_s": round(med["torch"], 4),
                 "fulmen_import_s": round(med["fulmen"], 4),
                 "ratio": round(ratio, 4),
+                "torch_import_cpu_s": round(cpu_med["torch"], 4),
+                "fulmen_import_cpu_s": round(cpu_med["fulmen"], 4),
+                "cpu_ratio": round(cpu_ratio, 4),
                 "process_wall_ratio": round(wall_med["fulmen"] / wall_med["torch"], 4),
                 "target_ratio": 1.07,
                 "meets_target": ratio <= 1.07,
+                "load_average_1min": round(os.getloadavg()[0], 2),
             }
         )
     )
