@@ -1,0 +1,59 @@
+"""Turn what a scenario observed into stable, JSON-ready data (no tensors, paths, timestamps)."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FLOAT_DIGITS = 6
+_EVENTS_FILE = re.compile(r"events\.out\.tfevents\.[^/]+$")
+
+
+def plain(value: Any) -> Any:
+    """Tensors -> numbers/lists, floats rounded, non-finite floats as strings, tuples as lists."""
+    if isinstance(value, torch.Tensor):
+        value = value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)  # "nan", "inf": JSON has no spelling for them
+        return round(value, FLOAT_DIGITS)
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
+
+
+def metrics(values: dict[str, Any]) -> dict[str, Any]:
+    """A metrics dict (callback_metrics, logged_metrics, ...) as sorted plain data."""
+    return {key: plain(values[key]) for key in sorted(values)}
+
+
+def relative(path: Any, root: Path) -> str | None:
+    """``path`` relative to the scenario's root, with '/' separators; None stays None."""
+    if path is None or path == "":
+        return None if path is None else ""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def tree(root: Path, under: Path | None = None) -> list[str]:
+    """Every file below ``under`` (default: root), relative to root; tfevents names generalised
+    (they hold a timestamp, the host name and the pid)."""
+    base = under or root
+    files = []
+    for path in sorted(base.rglob("*")):
+        if path.is_file():
+            files.append(_EVENTS_FILE.sub("events.out.tfevents.*", relative(path, root)))
+    return sorted(files)

@@ -1,0 +1,276 @@
+"""Lightning-compatibility scenarios: small deterministic runs, parameterised by ``pl``.
+
+Each scenario is ``fn(pl, root) -> dict``: it runs the ``pl`` module's Trainer under the folder
+``root`` and returns what it observed as plain JSON data. ``record_lightning.py`` runs them
+under PyTorch Lightning and stores the result in ``reference/<name>.json``;
+``test_lightning_parity.py`` runs them under fulmen and compares. The scenarios never
+import either library, so the code that produced the reference is the code under test.
+Scenarios about loggers and evaluation results live in ``scenarios_artifacts.py``, those
+about checkpoints in ``scenarios_checkpoints.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+import torch
+
+from tests.compat import scenarios_artifacts, scenarios_checkpoints
+from tests.compat.models import base_module, loader, recording_callback, recording_module, trainer_kwargs
+from tests.compat.normalise import metrics, plain
+
+Scenario = Callable[[ModuleType, Path], dict[str, Any]]
+
+
+def hook_sequence(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """Every module and callback hook, in call order, for a 2-epoch x 2-batch fit (1 val batch,
+    sanity check on, the default ModelCheckpoint) and then test() on 1 batch."""
+    calls: list[str] = []
+    model = recording_module(pl, calls, train=2, val=1, test=1)
+    callback = recording_callback(pl, calls)
+    trainer = pl.Trainer(**trainer_kwargs(str(root), callbacks=[callback], enable_checkpointing=True))
+    trainer.fit(model)
+    fit_calls = list(calls)
+    calls.clear()
+    trainer.test(model, verbose=False)
+    return {"fit": fit_calls, "test": list(calls)}
+
+
+def hook_sequence_accumulate_clip(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """The training-batch hooks under accumulate_grad_batches=2, gradient_clip_val and a
+    per-step LR scheduler: 1 epoch x 3 batches, no validation (when zero_grad, clipping and
+    lr_scheduler_step run, and that the last, incomplete window still steps)."""
+    calls: list[str] = []
+    model = recording_module(pl, calls, train=3, val=1, test=1)
+
+    def configure_optimizers() -> Any:
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    model.configure_optimizers = configure_optimizers
+    flags = trainer_kwargs(
+        str(root), max_epochs=1, limit_val_batches=0, accumulate_grad_batches=2, gradient_clip_val=1.0
+    )
+    pl.Trainer(**flags, callbacks=[recording_callback(pl, calls)]).fit(model)
+    return {"fit": calls}
+
+
+def _logging_module(pl: ModuleType) -> type:
+    """Logs crafted values (batch index and epoch, not losses) with every option combination,
+    so the observed numbers pin the reduction rules rather than floating-point training."""
+
+    class Logging(base_module(pl)):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            v = float(batch_idx + 1 + 10 * self.current_epoch)
+            self.log("t_default", v)
+            self.log("t_step", v, on_step=True, on_epoch=False)
+            self.log("t_epoch", v, on_step=False, on_epoch=True)
+            self.log("t_both", v, on_step=True, on_epoch=True, prog_bar=True)
+            self.log("t_weighted", v, on_step=False, on_epoch=True, batch_size=batch_idx + 1)
+            self.log("t_max", v, on_step=False, on_epoch=True, reduce_fx="max")
+            self.log("t_sum", v, on_step=False, on_epoch=True, reduce_fx="sum")
+            self.log("t_pbar_only", v, prog_bar=True, logger=False)
+            self.log_dict({"d_a": v, "d_b": 2 * v}, on_step=False, on_epoch=True)
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            v = float(batch_idx + 1 + 10 * self.current_epoch)
+            self.log("v_default", v)
+            self.log("v_both", v, on_step=True, on_epoch=True)
+            self.log("v_weighted", v, batch_size=batch_idx + 1)
+            self.log("v_min", v, reduce_fx="min", prog_bar=True)
+
+        def on_train_epoch_start(self) -> None:
+            self.log("e_train_start", float(300 + self.current_epoch))  # default: on_epoch only
+
+        def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+            self.log("b_end", float(batch_idx + 1 + 10 * self.current_epoch))  # default: on_step only
+
+        def on_train_epoch_end(self) -> None:
+            self.log("e_train_end", float(100 + self.current_epoch))
+
+        def on_validation_epoch_end(self) -> None:
+            self.log("e_val_end", float(200 + self.current_epoch), prog_bar=True)
+
+    return Logging
+
+
+def _metric_dicts(trainer: Any) -> dict[str, Any]:
+    """The trainer's three metric dicts, as plain data."""
+    return {
+        "callback_metrics": metrics(trainer.callback_metrics),
+        "logged_metrics": metrics(trainer.logged_metrics),
+        "progress_bar_metrics": metrics(trainer.progress_bar_metrics),
+    }
+
+
+def logging(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """self.log / log_dict options -> callback_metrics, logged_metrics, progress_bar_metrics:
+    after epoch 0 (seen from epoch 1's start) and after fit (2 epochs x 3 batches, 2 val batches)."""
+    snapshots: dict[str, Any] = {}
+
+    class Snapshot(pl.Callback):
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            if trainer.current_epoch == 1:
+                snapshots["after_epoch_0"] = _metric_dicts(trainer)
+
+    trainer = pl.Trainer(**trainer_kwargs(str(root), callbacks=[Snapshot()], log_every_n_steps=1))
+    trainer.fit(_logging_module(pl)(), loader(6), loader(4, seed=1))
+    snapshots["after_fit"] = _metric_dicts(trainer)
+    return snapshots
+
+
+def _counting_module(
+    pl: ModuleType, events: list[list[int]], counts: dict[str, int], at_train_start: dict[str, Any]
+) -> Any:
+    class Counting(base_module(pl)):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            counts["training_step"] += 1
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            key = "sanity_validation_step" if self.trainer.sanity_checking else "validation_step"
+            counts[key] += 1
+            super().validation_step(batch, batch_idx)
+
+        def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+            counts["optimizer_step"] += 1
+            super().optimizer_step(*args, **kwargs)
+
+        def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+            events.append([self.current_epoch, batch_idx, self.global_step])
+
+        def on_validation_start(self) -> None:
+            if not self.trainer.sanity_checking:
+                counts["validation_runs"] += 1
+
+        def on_train_start(self) -> None:
+            # what a progress bar sees when it sizes its bars
+            at_train_start["num_training_batches"] = plain(float(self.trainer.num_training_batches))
+            at_train_start["num_val_batches"] = plain([float(n) for n in self.trainer.num_val_batches])
+
+    counts.update(
+        training_step=0, validation_step=0, sanity_validation_step=0, optimizer_step=0, validation_runs=0
+    )
+    return Counting()
+
+
+def _sanity_batches(trainer: Any) -> Any:
+    """trainer.num_sanity_val_batches (a public Lightning 2.x attribute), or "<missing>"."""
+    if not hasattr(trainer, "num_sanity_val_batches"):
+        return "<missing>"
+    return plain([float(n) for n in trainer.num_sanity_val_batches])
+
+
+def _fit_counting(pl: ModuleType, root: Path, train: int, val: int, **flags: Any) -> dict[str, Any]:
+    """Fit with ``train`` / ``val`` batches per loader; what the trainer counted and did."""
+    events: list[list[int]] = []
+    counts: dict[str, int] = {}
+    at_train_start: dict[str, Any] = {}
+    model = _counting_module(pl, events, counts, at_train_start)
+    trainer = pl.Trainer(**trainer_kwargs(str(root), **flags))
+    trainer.fit(model, loader(2 * train), loader(2 * val, seed=1))
+    return {
+        "num_training_batches": plain(float(trainer.num_training_batches)),
+        "num_val_batches": plain([float(n) for n in trainer.num_val_batches]),
+        "sanity": _sanity_batches(trainer),
+        "at_train_start": at_train_start,
+        "global_step": trainer.global_step,
+        "current_epoch": trainer.current_epoch,
+        "counts": dict(sorted(counts.items())),
+        "estimated_stepping_batches": plain(float(trainer.estimated_stepping_batches)),
+        "train_batch_end": events,
+    }
+
+
+BATCH_CASES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "limit_float": {"limit_train_batches": 0.5, "limit_val_batches": 0.25},
+    "limit_int": {"limit_train_batches": 3, "limit_val_batches": 2},
+    "limit_val_zero": {"limit_val_batches": 0},
+    "overfit_int": {"overfit_batches": 2},
+    "overfit_float": {"overfit_batches": 0.4},
+    "fast_dev_run_true": {"fast_dev_run": True},
+    "fast_dev_run_3": {"fast_dev_run": 3},
+    "sanity_all": {"num_sanity_val_steps": -1},
+    "max_steps_mid_epoch": {"max_steps": 3, "num_sanity_val_steps": 0},
+}
+
+
+def batch_counts(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """num_training_batches / num_val_batches and what ran, under limit_* / overfit /
+    fast_dev_run; 5 train and 4 val batches, 2 epochs."""
+    out = {name: _fit_counting(pl, root / name, train=5, val=4, **flags) for name, flags in BATCH_CASES.items()}
+    # kept apart from the cases, so that one wrong attribute fails one comparison, not all
+    sanity = {name: case.pop("sanity") for name, case in out.items()}
+    at_train_start = {name: case.pop("at_train_start") for name, case in out.items()}
+    out["num_sanity_val_batches"] = sanity
+    out["batches_at_train_start"] = at_train_start
+    return out
+
+
+ACCUMULATION_CASES: dict[str, dict[str, Any]] = {
+    "accumulate_1": {"accumulate_grad_batches": 1},
+    "accumulate_2": {"accumulate_grad_batches": 2},
+    "accumulate_3": {"accumulate_grad_batches": 3},
+    "accumulate_2_max_steps_3": {"accumulate_grad_batches": 2, "max_steps": 3},
+    "max_steps_4": {"max_steps": 4},
+}
+
+
+def accumulation(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """Optimizer steps and global_step (after every batch) under accumulate_grad_batches,
+    5 batches per epoch, 2 epochs (incomplete windows at the end of an epoch)."""
+    out = {}
+    for name, flags in ACCUMULATION_CASES.items():
+        observed = _fit_counting(pl, root / name, train=5, val=1, num_sanity_val_steps=0, **flags)
+        # batch counts belong to batch_counts; here only what steps and when
+        keys = ("counts", "current_epoch", "estimated_stepping_batches", "global_step", "train_batch_end")
+        out[name] = {key: observed[key] for key in keys}
+    return out
+
+
+def _validation_points(pl: ModuleType, root: Path, train: int, **flags: Any) -> list[list[int]]:
+    """[epoch, global_step] each time validation starts (not the sanity check)."""
+    points: list[list[int]] = []
+
+    class Where(pl.Callback):
+        def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+            if not trainer.sanity_checking:
+                points.append([trainer.current_epoch, trainer.global_step])
+
+    kwargs = trainer_kwargs(str(root), callbacks=[Where()], num_sanity_val_steps=0, **flags)
+    pl.Trainer(**kwargs).fit(base_module(pl)(), loader(2 * train), loader(2, seed=1))
+    return points
+
+
+VAL_CHECK_CASES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "float_0.5": {"val_check_interval": 0.5},
+    "float_0.25": {"val_check_interval": 0.25},
+    "int_2": {"val_check_interval": 2},
+    "int_3": {"val_check_interval": 3},
+    "int_3_across_epochs": {"val_check_interval": 3, "check_val_every_n_epoch": None},
+    "every_2_epochs": {"check_val_every_n_epoch": 2, "max_epochs": 5},
+    "every_2_epochs_float_0.5": {"check_val_every_n_epoch": 2, "val_check_interval": 0.5, "max_epochs": 4},
+}
+
+
+def val_check(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """After which training step validation runs: 4 batches per epoch, 2 epochs unless set."""
+    return {name: _validation_points(pl, root / name, 4, **flags) for name, flags in VAL_CHECK_CASES.items()}
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "hook_sequence": hook_sequence,
+    "hook_sequence_accumulate_clip": hook_sequence_accumulate_clip,
+    "logging": logging,
+    "batch_counts": batch_counts,
+    "accumulation": accumulation,
+    "val_check": val_check,
+    **scenarios_artifacts.SCENARIOS,
+    **scenarios_checkpoints.SCENARIOS,
+}

@@ -1,0 +1,155 @@
+"""Compatibility scenarios about what a run leaves behind and returns: log directories,
+CSV rows, TensorBoard scalars, test() / validate() results (checkpoints: ``scenarios_checkpoints.py``).
+
+Same contract as ``scenarios.py``: ``fn(pl, root) -> dict`` of plain JSON data, no import of
+fulmen or pytorch_lightning.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+import torch
+import yaml
+
+from tests.compat.models import base_module, loader, trainer_kwargs
+from tests.compat.normalise import metrics, plain, relative, tree
+
+
+def _hparams_module(pl: ModuleType) -> type:
+    class WithHparams(base_module(pl)):
+        def __init__(self, lr: float = 0.1, hidden: int = 3, name: str = "tiny") -> None:
+            super().__init__()
+            self.save_hyperparameters()
+
+        def configure_optimizers(self) -> Any:
+            optimizer = torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+            return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 1)}
+
+    return WithHparams
+
+
+def _scalars(log_dir: str) -> dict[str, list[list[Any]]]:
+    """tag -> [[step, value], ...] as TensorBoard reads them back from the tfevents files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(log_dir)
+    events.Reload()
+    return {
+        tag: [[event.step, plain(event.value)] for event in events.Scalars(tag)]
+        for tag in sorted(events.Tags()["scalars"])
+    }
+
+
+def log_dir_layout(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """Default logger + default ModelCheckpoint, two fits in the same default_root_dir:
+    every file they leave, the logger's names, and hparams.yaml."""
+    runs = []
+    for _ in range(2):
+        trainer = pl.Trainer(**trainer_kwargs(str(root), logger=None, enable_checkpointing=None))
+        trainer.fit(_hparams_module(pl)(lr=0.05), loader(4), loader(2, seed=1))
+        logger = trainer.logger
+        runs.append({
+            "logger_class": type(logger).__name__,
+            "trainer_log_dir": relative(trainer.log_dir, root),
+            "logger_log_dir": relative(logger.log_dir, root),
+            "logger_save_dir": relative(logger.save_dir, root),
+            "logger_name": logger.name,
+            "logger_version": logger.version,
+            "checkpoint_dirpath": relative(trainer.checkpoint_callback.dirpath, root),
+            "best_model_path": relative(trainer.checkpoint_callback.best_model_path, root),
+            "scalar_tags": sorted(_scalars(logger.log_dir)),
+        })  # fmt: skip
+    hparams = yaml.safe_load((root / "lightning_logs" / "version_0" / "hparams.yaml").read_text())
+    return {"runs": runs, "files": tree(root), "hparams_yaml": plain(hparams)}
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def csv_logger(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """CSVLogger's metrics.csv (header and every row, as the raw text cells) for the logging
+    scenario's module: 2 epochs x 3 batches, 2 val batches, log_every_n_steps=1."""
+    from tests.compat.scenarios import _logging_module  # the same module as "logging"
+
+    logger = pl.loggers.CSVLogger(save_dir=str(root), name="csv")
+    trainer = pl.Trainer(**trainer_kwargs(str(root), logger=logger, log_every_n_steps=1))
+    trainer.fit(_logging_module(pl)(), loader(6), loader(4, seed=1))
+    rows = _csv_rows(Path(logger.log_dir) / "metrics.csv")
+    # default log_every_n_steps (50) with 6 steps: no step rows, only epoch-level ones
+    default_logger = pl.loggers.CSVLogger(save_dir=str(root), name="csv_default_interval")
+    pl.Trainer(**trainer_kwargs(str(root), logger=default_logger)).fit(
+        _logging_module(pl)(), loader(6), loader(4, seed=1)
+    )
+    default_rows = _csv_rows(Path(default_logger.log_dir) / "metrics.csv")
+    return {
+        "rows_default_log_every_n_steps": [dict(zip(default_rows[0], row)) for row in default_rows[1:]],
+        "log_dir": relative(logger.log_dir, root),
+        "version": logger.version,
+        "files": tree(root),
+        "header": rows[0],
+        "logged_metrics_after_fit": metrics(trainer.logged_metrics),
+        "rows": [dict(zip(rows[0], row)) for row in rows[1:]],
+    }
+
+
+def tensorboard_scalars(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """The scalars TensorBoard reads back from the tfevents files (tag -> [step, value]) for
+    the logging scenario's module, and the files TensorBoardLogger leaves."""
+    from tests.compat.scenarios import _logging_module
+
+    logger = pl.loggers.TensorBoardLogger(save_dir=str(root), name="tb")
+    trainer = pl.Trainer(**trainer_kwargs(str(root), logger=logger, log_every_n_steps=1))
+    trainer.fit(_logging_module(pl)(), loader(6), loader(4, seed=1))
+    return {"log_dir": relative(logger.log_dir, root), "files": tree(root), "scalars": _scalars(logger.log_dir)}
+
+
+def _test_module(pl: ModuleType) -> Any:
+    class Evaluated(base_module(pl)):
+        def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+            self.log("test_metric", float(1 + 10 * dataloader_idx + batch_idx))
+            self.log("test_const", 5.0, prog_bar=True)
+
+        def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+            self.log("val_metric", float(1 + 10 * dataloader_idx + batch_idx))
+
+    return Evaluated()
+
+
+def evaluation_results(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """What test() and validate() return with one and with two dataloaders, callback_metrics
+    after a two-loader test, and which file test(ckpt_path="best") loads."""
+    model = _test_module(pl)
+    trainer = pl.Trainer(**trainer_kwargs(str(root)))
+    one = trainer.test(model, dataloaders=loader(4, seed=2), verbose=False)
+    two = trainer.test(model, dataloaders=[loader(4, seed=2), loader(4, seed=3)], verbose=False)
+    after_two = metrics(trainer.callback_metrics)
+    validate_two = trainer.validate(model, dataloaders=[loader(4, seed=2), loader(4, seed=3)], verbose=False)
+    after_validate = metrics(trainer.callback_metrics)
+
+    checkpoint_cb = pl.callbacks.ModelCheckpoint(dirpath=str(root / "ckpt"), monitor="val_loss")
+    fitted = pl.Trainer(**trainer_kwargs(str(root), max_epochs=3, callbacks=[checkpoint_cb], enable_checkpointing=True))
+    fitted.fit(base_module(pl)(), loader(4), loader(2, seed=1))
+    best = fitted.test(dataloaders=loader(2, seed=2), ckpt_path="best", verbose=False)
+    return {
+        "test_one_loader": plain(one),
+        "test_two_loaders": plain(two),
+        "callback_metrics_after_two_loader_test": after_two,
+        "validate_two_loaders": plain(validate_two),
+        "callback_metrics_after_validate": after_validate,
+        "test_best_ckpt_path": relative(fitted.ckpt_path, root),
+        "test_best_result_keys": [sorted(result) for result in best],
+    }
+
+
+SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
+    "log_dir_layout": log_dir_layout,
+    "csv_logger": csv_logger,
+    "tensorboard_scalars": tensorboard_scalars,
+    "evaluation_results": evaluation_results,
+}

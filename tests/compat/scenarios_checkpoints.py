@@ -1,0 +1,212 @@
+"""Compatibility scenarios about checkpoints: what the file holds, ModelCheckpoint's names and
+top-k bookkeeping, and where EarlyStopping stops, for crafted metric sequences.
+
+Same contract as ``scenarios.py``: ``fn(pl, root) -> dict`` of plain JSON data, no import of
+fulmen or pytorch_lightning.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, NamedTuple
+
+import torch
+
+from tests.compat.models import base_module, loader, trainer_kwargs
+from tests.compat.normalise import plain, tree
+from tests.compat.scenarios_artifacts import _hparams_module
+
+
+def _callback_states(checkpoint: dict[str, Any]) -> dict[str, list[str]]:
+    return {key: sorted(state) for key, state in sorted(checkpoint.get("callbacks", {}).items())}
+
+
+def _describe_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "top_level_keys": sorted(checkpoint),
+        "epoch": checkpoint.get("epoch"),
+        "global_step": checkpoint.get("global_step"),
+        "state_dict_keys": sorted(checkpoint.get("state_dict", {})),
+        "optimizer_states": [sorted(state) for state in checkpoint.get("optimizer_states", [])],
+        "lr_schedulers": [sorted(state) for state in checkpoint.get("lr_schedulers", [])],
+        "hyper_parameters": plain(dict(checkpoint.get("hyper_parameters", {}))),
+    }
+
+
+def checkpoint_contents(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """The dict in a ModelCheckpoint file and in trainer.save_checkpoint's file: keys, callback
+    state_keys and what each callback stores (1 epoch x 2 batches, StepLR, save_hyperparameters)."""
+    checkpoint_cb = pl.callbacks.ModelCheckpoint(dirpath=str(root / "ckpt"), monitor="val_loss")
+    early_stopping = pl.callbacks.EarlyStopping(monitor="val_loss")
+    flags = trainer_kwargs(
+        str(root), max_epochs=1, callbacks=[checkpoint_cb, early_stopping], enable_checkpointing=True
+    )
+    trainer = pl.Trainer(**flags)
+    trainer.fit(_hparams_module(pl)(), loader(4), loader(2, seed=1))
+    trainer.save_checkpoint(str(root / "manual.ckpt"))
+    saved = torch.load(checkpoint_cb.best_model_path, map_location="cpu", weights_only=False)
+    manual = torch.load(root / "manual.ckpt", map_location="cpu", weights_only=False)
+    # callback states apart from the file layout, so each is compared (and can fail) on its own
+    return {
+        "callback_state_keys": [cb.state_key for cb in (checkpoint_cb, early_stopping)],
+        "callback_states": {
+            "model_checkpoint_file": _callback_states(saved),
+            "save_checkpoint_file": _callback_states(manual),
+        },
+        "files": tree(root),
+        "model_checkpoint_file": _describe_checkpoint(saved),
+        "save_checkpoint_file": _describe_checkpoint(manual),
+    }
+
+
+def _metric_module(pl: ModuleType, values: list[float], where: str = "val") -> Any:
+    """Logs a crafted metric (the last value once the list runs out):
+    ``val``: ``values[current_epoch]`` as val_metric in validation_step;
+    ``train_epoch``: ``values[current_epoch]`` as train_metric, on_epoch, in training_step;
+    ``train_step``: ``values[global_step]`` as train_metric, on_step, in training_step."""
+
+    def pick(index: int) -> float:
+        return values[min(index, len(values) - 1)]
+
+    class Metric(base_module(pl)):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            if where == "train_epoch":
+                self.log("train_metric", pick(self.current_epoch), on_step=False, on_epoch=True)
+            elif where == "train_step":
+                self.log("train_metric", pick(self.global_step))
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            if where == "val":
+                self.log("val_metric", pick(self.current_epoch))
+
+    return Metric()
+
+
+def _name(path: Any) -> str | None:
+    return Path(path).name if path else path
+
+
+class CheckpointCase(NamedTuple):
+    values: list[float]  # the metric per epoch (per step for where="train_step")
+    options: dict[str, Any]  # ModelCheckpoint arguments
+    epochs: int
+    train_batches: int = 1
+    where: str = "val"
+    fits: int = 1  # fits in a row into the same dirpath (file name version counter)
+
+
+CHECKPOINT_CASES: dict[str, CheckpointCase] = {
+    "min_top2_last": CheckpointCase(
+        [0.5, 0.3, 0.4, 0.2, 0.6], {"monitor": "val_metric", "save_top_k": 2, "save_last": True}, 5
+    ),
+    "max_top2_template": CheckpointCase(
+        [0.5, 0.3, 0.4, 0.2, 0.6],
+        {"monitor": "val_metric", "mode": "max", "save_top_k": 2, "save_last": True,
+         "filename": "best-{epoch:02d}-{val_metric:.3f}"},
+        5,
+    ),  # fmt: skip
+    "no_metric_name": CheckpointCase(
+        [0.5, 0.3, 0.4],
+        {"monitor": "val_metric", "filename": "e{epoch}-{val_metric:.2f}", "auto_insert_metric_name": False},
+        3,
+    ),
+    "ties_min_top2": CheckpointCase([0.5, 0.5, 0.5, 0.4], {"monitor": "val_metric", "save_top_k": 2}, 4),
+    "no_monitor_default": CheckpointCase([0.5, 0.3, 0.4], {}, 3),
+    "all_every_2_epochs": CheckpointCase([0.5], {"save_top_k": -1, "every_n_epochs": 2}, 5),
+    "every_3_train_steps": CheckpointCase([0.5], {"save_top_k": -1, "every_n_train_steps": 3}, 4, train_batches=2),
+    "train_step_metric_every_2_steps": CheckpointCase(
+        [0.5, 0.4, 0.6, 0.3, 0.7, 0.2],
+        {"monitor": "train_metric", "save_top_k": 2, "every_n_train_steps": 2},
+        2,
+        train_batches=3,
+        where="train_step",
+    ),
+    "second_fit_same_dir": CheckpointCase([0.5], {"save_top_k": -1}, 2, fits=2),
+}
+
+
+def _checkpoint_case(pl: ModuleType, root: Path, name: str, case: CheckpointCase) -> dict[str, Any]:
+    for _ in range(case.fits):
+        callback = pl.callbacks.ModelCheckpoint(dirpath=str(root / name), **case.options)
+        flags = trainer_kwargs(
+            str(root), max_epochs=case.epochs, callbacks=[callback], num_sanity_val_steps=0, enable_checkpointing=True
+        )
+        model = _metric_module(pl, case.values, case.where)
+        pl.Trainer(**flags).fit(model, loader(2 * case.train_batches), loader(2, seed=1))
+    last = root / name / "last.ckpt"
+    return {
+        "files": tree(root / name),
+        "best_model_path": _name(callback.best_model_path),
+        "best_model_score": plain(callback.best_model_score),
+        "best_k_models": {_name(k): plain(v) for k, v in sorted(callback.best_k_models.items())},
+        "kth_best_model_path": _name(callback.kth_best_model_path),
+        "kth_value": plain(callback.kth_value) if callback.kth_value is not None else None,
+        "last_model_path": _name(callback.last_model_path),
+        "last_ckpt_epoch_step": (
+            [torch.load(last, weights_only=False)[key] for key in ("epoch", "global_step")] if last.exists() else None
+        ),
+    }
+
+
+def model_checkpoint(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """ModelCheckpoint's files and bookkeeping for crafted metric sequences."""
+    out = {name: _checkpoint_case(pl, root, name, case) for name, case in CHECKPOINT_CASES.items()}
+    # which epoch/step last.ckpt holds, kept apart so that it fails on its own
+    out["last_ckpt_epoch_step"] = {name: case.pop("last_ckpt_epoch_step") for name, case in out.items()}
+    return out
+
+
+EARLY_STOPPING_CASES: dict[str, tuple[list[float], dict[str, Any]]] = {
+    "min_patience_2": ([1.0, 0.9, 0.95, 0.91, 0.8, 0.7, 0.6], {"patience": 2}),
+    "min_delta_0.05_patience_1": ([1.0, 0.97, 0.9, 0.88, 0.87, 0.5], {"patience": 1, "min_delta": 0.05}),
+    "max_patience_1": ([0.1, 0.2, 0.2, 0.3], {"patience": 1, "mode": "max"}),
+    "stopping_threshold": ([1.0, 0.7, 0.4, 0.3, 0.2], {"stopping_threshold": 0.5}),
+    "divergence_threshold": ([1.0, 1.5, 2.5, 0.1], {"divergence_threshold": 2.0}),
+    "non_finite": ([1.0, math.nan, 0.5, 0.4], {"patience": 3}),
+    "min_epochs_4": ([1.0, 1.1, 1.2, 1.3, 1.4, 1.5], {"patience": 1}),
+    "train_epoch_end_patience_1": ([1.0, 0.9, 0.95, 0.93, 0.5], {"patience": 1, "check_on_train_epoch_end": True}),
+}
+
+
+def early_stopping(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """The epoch EarlyStopping stops at, and its state, for crafted metric sequences."""
+    out = {}
+    for name, (values, options) in EARLY_STOPPING_CASES.items():
+        on_train = options.get("check_on_train_epoch_end", False)
+        monitor = "train_metric" if on_train else "val_metric"
+        callback = pl.callbacks.EarlyStopping(monitor=monitor, **options)
+        epochs_started: list[int] = []
+
+        class Epochs(pl.Callback):
+            def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+                epochs_started.append(trainer.current_epoch)
+
+        extra: dict[str, Any] = {"min_epochs": 4} if name == "min_epochs_4" else {}
+        if on_train:
+            extra["limit_val_batches"] = 0
+        flags = trainer_kwargs(
+            str(root), max_epochs=len(values), callbacks=[callback, Epochs()], num_sanity_val_steps=0, **extra
+        )
+        trainer = pl.Trainer(**flags)
+        model = _metric_module(pl, values, "train_epoch" if on_train else "val")
+        trainer.fit(model, loader(2), loader(2, seed=1))
+        out[name] = {
+            "epochs_started": epochs_started,
+            "stopped_epoch": callback.stopped_epoch,
+            "wait_count": callback.wait_count,
+            "best_score": plain(callback.best_score),
+            "current_epoch": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "should_stop": trainer.should_stop,
+        }
+    return out
+
+
+SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
+    "checkpoint_contents": checkpoint_contents,
+    "model_checkpoint": model_checkpoint,
+    "early_stopping": early_stopping,
+}

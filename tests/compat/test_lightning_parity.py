@@ -1,0 +1,161 @@
+"""fulmen behaves like PyTorch Lightning: the scenarios of ``scenarios.py`` run under fulmen and
+are compared with what real Lightning did in them (``reference/*.json``, recorded by
+``record_lightning.py``; Lightning itself is never imported here).
+
+One test per scenario compares every top-level key of its observation; a failure prints a
+unified diff per differing key, Lightning on the ``-`` side and fulmen on the ``+`` side. A key
+with a known fulmen bug is left out there and gets its own test, so the bug stays visible while
+every other key of the scenario still guards its behaviour.
+
+Two kinds of known mismatch are written down here rather than hidden:
+- ``FULMEN_BUGS``: fulmen is wrong; the test is ``xfail(strict=True)``, so the suite stays
+  green while the bug is open and turns red (XPASS) the day it is fixed, to remove the mark.
+- ``DELIBERATE_DIFFERENCES``: fulmen differs on purpose (documented in LIGHTNING_API.md /
+  docs/internals.md); the exact Lightning value and the exact fulmen value are both pinned.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fulmen as pl
+from tests.compat.scenarios import SCENARIOS
+
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+
+# (scenario, key) -> why fulmen is wrong there (observed vs expected: see the diff it prints)
+FULMEN_BUGS: dict[tuple[str, str], str] = {
+    ("checkpoint_contents", "callback_states"): (
+        "fulmen gap: EarlyStopping.state_dict() lacks Lightning 2.6's 'stopping_reason' and "
+        "'stopping_reason_message' (and the EarlyStopping.stopping_reason attribute); "
+        "fulmen/callbacks/early_stopping.py"
+    ),
+    ("csv_logger", "files"): (
+        "fulmen bug: CSVLogger writes csv/version_0/hparams.yaml ('{}') for a module that never "
+        "called save_hyperparameters (Lightning writes none): fulmen/runtime/trainer_services.py "
+        "_log_hyperparams logs {} by default (Lightning only when module._log_hyperparams), and "
+        "fulmen/loggers/csv_logs.py ExperimentWriter.save() writes hparams.yaml on every save"
+    ),
+    ("model_checkpoint", "last_ckpt_epoch_step"): (
+        "fulmen bug: in case min_top2_last, save_last=True rewrites last.ckpt after every validation, "
+        "so it holds epoch 4 / step 5; Lightning 2.6 writes last.ckpt only when a checkpoint is saved at that step "
+        "(its documented 'a last.ckpt copy whenever a checkpoint file gets saved'; fulmen's own "
+        "docstring says the same) and it holds epoch 3 / step 4: fulmen/callbacks/"
+        "model_checkpoint.py _save_last_checkpoint call sites. Lightning <= 2.5 behaved like fulmen"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """fulmen differs from Lightning on purpose at ``path`` inside one observation."""
+
+    path: tuple[str, ...]
+    lightning: Any
+    fulmen: Any
+    reason: str
+
+
+_LIGHTNING_FILE_KEYS = [
+    "callbacks", "epoch", "global_step", "hparams_name", "hyper_parameters", "loops",
+    "lr_schedulers", "optimizer_states", "pytorch-lightning_version", "state_dict",
+]  # fmt: skip
+_FULMEN_FILE_KEYS = sorted([*_LIGHTNING_FILE_KEYS, "fulmen_version", "loggers"])
+_CHECKPOINT_KEYS_REASON = (
+    "fulmen writes every key Lightning writes, plus fulmen_version and its loggers' state (the "
+    "TensorBoard version a resumed run continues): LIGHTNING_API.md 'Checkpoint file' and "
+    "docs/internals.md 'Trainer <-> checkpoints'. Extra keys are harmless to Lightning, which "
+    "loads these files (checked by hand with 2.6.6: load_from_checkpoint and fit(ckpt_path=))"
+)
+
+DELIBERATE_DIFFERENCES: dict[tuple[str, str], list[Deviation]] = {
+    ("checkpoint_contents", key): [
+        Deviation(("top_level_keys",), _LIGHTNING_FILE_KEYS, _FULMEN_FILE_KEYS, _CHECKPOINT_KEYS_REASON)
+    ]
+    for key in ("model_checkpoint_file", "save_checkpoint_file")
+}
+
+
+def _reference(name: str) -> dict[str, Any]:
+    return json.loads((REFERENCE_DIR / f"{name}.json").read_text())
+
+
+_OBSERVED: dict[str, dict[str, Any]] = {}
+
+
+def _observe(name: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Run a scenario under fulmen once per process; JSON round trip as the recorder does."""
+    if name not in _OBSERVED:
+        observed = SCENARIOS[name](pl, tmp_path_factory.mktemp(name))
+        _OBSERVED[name] = json.loads(json.dumps(observed, sort_keys=True))
+    return _OBSERVED[name]
+
+
+def _apply(expected: Any, deviations: list[Deviation]) -> Any:
+    """The Lightning value with the deliberate differences put in; fails if a deviation no
+    longer matches the reference (re-recorded with a Lightning that changed there)."""
+    for deviation in deviations:
+        *parents, leaf = deviation.path
+        holder = expected
+        for part in parents:
+            holder = holder[part]
+        assert holder[leaf] == deviation.lightning, (
+            f"the reference changed at {deviation.path}: {holder[leaf]!r}, not {deviation.lightning!r}; "
+            "revisit this deliberate difference"
+        )
+        holder[leaf] = deviation.fulmen
+    return expected
+
+
+def _diff(expected: Any, observed: Any) -> str:
+    lines = [json.dumps(value, indent=1, sort_keys=True).splitlines() for value in (expected, observed)]
+    return "\n".join(difflib.unified_diff(*lines, "lightning", "fulmen", lineterm="", n=3))
+
+
+def test_references_name_their_lightning_version() -> None:
+    for name in SCENARIOS:
+        document = _reference(name)
+        assert document["scenario"] == name
+        assert document["recorded_with"]["pytorch_lightning"].startswith("2."), document["recorded_with"]
+
+
+def _mismatch(name: str, key: str, observed: dict[str, Any]) -> str | None:
+    """None when fulmen's ``observed[key]`` equals Lightning's (deliberate differences put in),
+    else a unified diff, Lightning on the ``-`` side and fulmen on the ``+`` side."""
+    expected = _apply(_reference(name)["observed"][key], DELIBERATE_DIFFERENCES.get((name, key), []))
+    value = observed.get(key, "<not observed>")
+    if value == expected:
+        return None
+    return f"{name}/{key} differs from PyTorch Lightning:\n{_diff(expected, value)}"
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_matches_lightning(name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every observation of the scenario but the known fulmen bugs (tested below) is Lightning's."""
+    observed = _observe(name, tmp_path_factory)
+    keys = sorted(_reference(name)["observed"])
+    assert sorted(observed) == keys, f"the scenario observed {sorted(observed)}, the reference has {keys}"
+    problems = [_mismatch(name, key, observed) for key in keys if (name, key) not in FULMEN_BUGS]
+    problems = [problem for problem in problems if problem]
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        pytest.param(name, key, id=f"{name}/{key}", marks=pytest.mark.xfail(strict=True, reason=reason))
+        for (name, key), reason in sorted(FULMEN_BUGS.items())
+    ],
+)
+def test_known_fulmen_bug(name: str, key: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A known mismatch, one per bug: it XPASSes (and fails the suite) once fulmen is fixed."""
+    problem = _mismatch(name, key, _observe(name, tmp_path_factory))
+    if problem:
+        pytest.fail(problem, pytrace=False)
