@@ -71,6 +71,7 @@ class DDPStrategy(Strategy):
         self.sync_batchnorm = bool(sync_batchnorm)
         self._owns_process_group = False
         self._claimed_port: int | None = None
+        self._control_group: Any = None  # gloo side group for decisions when the main backend is nccl
         self._configured = rank_info is not None
         if rank_info is not None:
             self.configure(rank_info=rank_info, accelerator=self.accelerator, devices=devices,
@@ -157,6 +158,10 @@ class DDPStrategy(Strategy):
             timeout=self.timeout,
         )
         self._owns_process_group = True
+        if backend == "nccl":
+            # Control-plane decisions (stop? preempted?) are taken at every step; over nccl each
+            # one would sync the CUDA stream to read the answer. A CPU side group costs no sync.
+            self._control_group = dist.new_group(backend="gloo")
 
     def _expected_world_size(self) -> int:
         return (self.devices_per_node or 1) * self.num_nodes_flag
@@ -178,6 +183,7 @@ class DDPStrategy(Strategy):
         if self._owns_process_group and dist.is_initialized():
             dist.destroy_process_group()
         self._owns_process_group = False
+        self._control_group = None
         if self._claimed_port is not None:
             from fulmen.launcher import ports
 
@@ -219,7 +225,10 @@ class DDPStrategy(Strategy):
         if not dist.is_initialized():
             return obj
         box = [obj]
-        dist.broadcast_object_list(box, src=src, device=self._collective_device())
+        if self._control_group is not None:
+            dist.broadcast_object_list(box, src=src, group=self._control_group, device=torch.device("cpu"))
+        else:
+            dist.broadcast_object_list(box, src=src, device=self._collective_device())
         return box[0]
 
     def reduce(self, tensor: Tensor, op: str = "mean") -> Tensor:
@@ -254,8 +263,12 @@ class DDPStrategy(Strategy):
     def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
         if not dist.is_initialized():
             return bool(decision)
-        votes = torch.tensor([int(bool(decision))], device=self._collective_device())
-        dist.all_reduce(votes, op=dist.ReduceOp.SUM)
+        if self._control_group is not None:
+            votes = torch.tensor([int(bool(decision))])
+            dist.all_reduce(votes, op=dist.ReduceOp.SUM, group=self._control_group)
+        else:
+            votes = torch.tensor([int(bool(decision))], device=self._collective_device())
+            dist.all_reduce(votes, op=dist.ReduceOp.SUM)
         count = int(votes.item())
         return count == self.world_size if all else count > 0
 

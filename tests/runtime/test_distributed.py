@@ -119,6 +119,8 @@ def test_one_rank_group_collectives_and_teardown() -> None:
         assert strategy.broadcast({"a": 1}) == {"a": 1}
         assert strategy.reduce_boolean_decision(True) and not strategy.reduce_boolean_decision(False, all=False)
         strategy.barrier()
+        strategy._control_group = dist.new_group(backend="gloo")  # what an nccl run sets up
+        assert strategy.reduce_boolean_decision(True) and strategy.broadcast([3]) == [3]
         wrapped = strategy.setup_module(torch.nn.Linear(2, 1))
         assert isinstance(wrapped, torch.nn.parallel.DistributedDataParallel)
     finally:
