@@ -157,6 +157,10 @@ class FitLoop:
         n = t.check_val_every_n_epoch
         if t._val_possible() and (n is None or (self.current_epoch + 1) % n == 0):
             t._eval_loaders("validate")  # Lightning sets up validation data before on_train_start
+        # values logged in on_train_start count towards the first epoch (reset after each epoch end)
+        t._train_results.reset()
+        t._train_results.set_defaults(on_step=False, on_epoch=True)
+        t._results = t._train_results
         t._call("on_train_start")
         while not self.done:
             self._run_epoch()
@@ -174,7 +178,6 @@ class FitLoop:
             self.batch_idx = 0
         self._restored_mid_epoch = False
         t.model.train()
-        t._train_results.reset()
         t._train_results.set_defaults(on_step=False, on_epoch=True)
         t._results = t._train_results
         t._call("on_train_epoch_start")
@@ -333,6 +336,7 @@ class FitLoop:
         # epoch metrics go to the loggers at the step of the epoch's last batch (Lightning)
         t._publish_epoch_metrics(results, log=True, step=max(self.batches_that_stepped - 1, 0))
         t._step_schedulers("epoch", self.batch_idx, plateau=True)
+        results.reset()
         # any rank asking to stop stops all of them, at the same epoch boundary
         t.should_stop = t.strategy.reduce_boolean_decision(t.should_stop, all=False)
         self.current_epoch += 1

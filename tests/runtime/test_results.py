@@ -216,3 +216,13 @@ def test_a_logged_step_value_becomes_the_logger_step() -> None:
     trainer = pl.Trainer(limit_val_batches=2, logger=logger, **QUIET)
     trainer.validate(Model(), verbose=False)
     assert logger.metrics == [(100, {"acc": 0.5})]
+
+
+def test_values_logged_in_on_train_start_count_towards_the_first_epoch() -> None:
+    class Model(BoringModel):
+        def on_train_start(self):
+            self.log("start", 5.0)
+
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False, **QUIET)
+    trainer.fit(Model())
+    assert trainer.callback_metrics["start"].item() == 5.0
