@@ -47,8 +47,13 @@ def shuffle_seed(sampler: Any) -> int:
     return int(os.environ.get("PL_GLOBAL_SEED", "0"))
 
 
-def distributed_loader(loader: Any, *, num_replicas: int, rank: int, training: bool) -> Any:
-    """``loader`` rebuilt so that this rank iterates its own shard (or ``loader`` itself; module doc)."""
+def distributed_loader(loader: Any, *, num_replicas: int, rank: int) -> Any:
+    """``loader`` rebuilt so that this rank iterates its own shard (or ``loader`` itself; module doc).
+
+    Training and evaluation loaders are sharded alike: when the dataset does not divide evenly,
+    DistributedSampler repeats a few samples so every rank runs the same number of batches
+    (as in Lightning; a rank with fewer batches would hang the others in a collective).
+    """
     if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
         return loader
     if isinstance(loader.sampler, DistributedSampler):

@@ -213,7 +213,7 @@ class DDPStrategy(Strategy):
     def process_dataloader(self, dataloader: Any, *, training: bool, use_distributed_sampler: bool) -> Any:
         if not use_distributed_sampler or self.world_size == 1:
             return dataloader
-        return distributed_loader(dataloader, num_replicas=self.world_size, rank=self.global_rank, training=training)
+        return distributed_loader(dataloader, num_replicas=self.world_size, rank=self.global_rank)
 
     # --- collectives ---------------------------------------------------------------------
 

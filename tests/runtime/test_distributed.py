@@ -76,7 +76,7 @@ def _loader(**kwargs: object) -> DataLoader:
 def test_shards_are_disjoint_and_cover_the_dataset(shuffle: bool) -> None:
     shards = []
     for rank in range(2):
-        loader = distributed_loader(_loader(shuffle=shuffle), num_replicas=2, rank=rank, training=True)
+        loader = distributed_loader(_loader(shuffle=shuffle), num_replicas=2, rank=rank)
         assert isinstance(loader.sampler, DistributedSampler) and loader.sampler.shuffle is shuffle
         assert loader.batch_size == 2
         shards.append([int(x) for (batch,) in loader for x in batch])
@@ -86,17 +86,17 @@ def test_shards_are_disjoint_and_cover_the_dataset(shuffle: bool) -> None:
 
 def test_shuffle_seed_comes_from_the_samplers_generator() -> None:
     loader = distributed_loader(_loader(shuffle=True, generator=torch.Generator().manual_seed(123)),
-                                num_replicas=2, rank=0, training=True)
+                                num_replicas=2, rank=0)
     assert loader.sampler.seed == 123
 
 
 def test_loaders_that_must_not_be_touched() -> None:
     already = _loader(sampler=DistributedSampler(TensorDataset(torch.arange(4.0)), num_replicas=2, rank=0))
-    assert distributed_loader(already, num_replicas=2, rank=0, training=True) is already
+    assert distributed_loader(already, num_replicas=2, rank=0) is already
     custom = DataLoader(TensorDataset(torch.arange(4.0)), sampler=[3, 2, 1, 0])
-    assert distributed_loader(custom, num_replicas=2, rank=0, training=True) is custom
+    assert distributed_loader(custom, num_replicas=2, rank=0) is custom
     not_a_loader = [1, 2, 3]
-    assert distributed_loader(not_a_loader, num_replicas=2, rank=0, training=True) is not_a_loader
+    assert distributed_loader(not_a_loader, num_replicas=2, rank=0) is not_a_loader
 
 
 def test_use_distributed_sampler_false_keeps_the_loader() -> None:
