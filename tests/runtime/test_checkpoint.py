@@ -100,6 +100,11 @@ def test_safe_loader_refuses_python_objects_and_says_how_to_opt_in(tmp_path: Pat
         ck.load_checkpoint(path)
     loaded = ck.load_checkpoint(path, unsafe_full_unpickle=True)
     assert loaded["hyper_parameters"].lr == 0.1
+    # the narrower opt-in the message also names: allow exactly the classes the file needs
+    with pytest.raises(CheckpointError, match=r"add_safe_globals\(\[argparse\.Namespace\]\)"):
+        ck.load_checkpoint(path)
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        assert ck.load_checkpoint(path)["hyper_parameters"].lr == 0.1
 
 
 def test_non_dict_checkpoint_error(tmp_path: Path) -> None:
