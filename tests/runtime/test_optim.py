@@ -251,3 +251,17 @@ def test_configure_optimizers_returning_none_trains_without_updates() -> None:
         trainer.fit(model)
     assert trainer.global_step == 2 and trainer.optimizers == []
     assert torch.equal(before, model.layer.weight)
+
+
+def test_estimated_stepping_batches_is_usable_inside_configure_optimizers() -> None:
+    class Model(BoringModel):
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=0.1)
+            total = self.trainer.estimated_stepping_batches
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=int(total))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    trainer = pl.Trainer(max_epochs=2, limit_train_batches=5, accumulate_grad_batches=2, limit_val_batches=0,
+                         **TRAINER_QUIET)  # fmt: skip
+    trainer.fit(Model())  # OneCycleLR raises if stepped more than total_steps times
+    assert trainer.estimated_stepping_batches == 6 == trainer.global_step
