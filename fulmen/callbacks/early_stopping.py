@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from fulmen.callbacks.checkpoint_schedule import trainer_fn
 from fulmen.core.callback import Callback
 from fulmen.errors import MisconfigurationException, MonitorKeyError
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -109,8 +110,7 @@ class EarlyStopping(Callback):
         self.patience = state_dict["patience"]
 
     def _should_skip_check(self, trainer: Any) -> bool:
-        fn = getattr(getattr(trainer, "state", None), "fn", "fit")
-        return str(getattr(fn, "value", fn)) != "fit" or bool(getattr(trainer, "sanity_checking", False))
+        return trainer_fn(trainer) != "fit" or bool(getattr(trainer, "sanity_checking", False))
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._check_on_train_epoch_end or self._should_skip_check(trainer):

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from fulmen.callbacks.checkpoint_paths import default_checkpoint_dir, interpolate_filename, link_atomic
+from fulmen.callbacks.checkpoint_schedule import agree, broadcast, skips_saving, validation_once_per_epoch_end
 from fulmen.core.callback import Callback
 from fulmen.errors import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
@@ -29,22 +30,6 @@ from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 if TYPE_CHECKING:  # pragma: no cover
     from fulmen.core.module import LightningModule
     from fulmen.runtime.trainer import Trainer
-
-
-def _trainer_fn(trainer: Any) -> str:
-    state = getattr(trainer, "state", None)
-    fn = getattr(state, "fn", "fit")
-    return str(getattr(fn, "value", fn))
-
-
-def _broadcast(trainer: Any, obj: Any) -> Any:
-    strategy = getattr(trainer, "strategy", None)
-    return strategy.broadcast(obj) if strategy is not None else obj
-
-
-def _agree(trainer: Any, decision: bool) -> bool:
-    strategy = getattr(trainer, "strategy", None)
-    return strategy.reduce_boolean_decision(decision) if strategy is not None else decision
 
 
 class ModelCheckpoint(Callback):
@@ -161,7 +146,7 @@ class ModelCheckpoint(Callback):
     # ---- hooks --------------------------------------------------------------------------
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self.dirpath = _broadcast(trainer, self._resolve_dirpath(trainer))
+        self.dirpath = broadcast(trainer, self._resolve_dirpath(trainer))
         if getattr(trainer, "is_global_zero", True) and stage == "fit" and self.save_top_k != 0:
             if self.dirpath and os.path.isdir(self.dirpath) and os.listdir(self.dirpath):
                 rank_zero_warn(f"Checkpoint directory {self.dirpath} exists and is not empty.")
@@ -180,7 +165,7 @@ class ModelCheckpoint(Callback):
         if self._train_time_interval is not None:
             previous = self._last_time_checked
             skip_time = previous is None or (now - previous) < self._train_time_interval.total_seconds()
-            skip_time = _broadcast(trainer, skip_time)  # ranks' clocks differ: rank 0 decides
+            skip_time = broadcast(trainer, skip_time)  # ranks' clocks differ: rank 0 decides
         if skip_batch and skip_time:
             return
         if not skip_time:
@@ -240,25 +225,12 @@ class ModelCheckpoint(Callback):
     # ---- decisions ----------------------------------------------------------------------
 
     def _should_skip_saving_checkpoint(self, trainer: Any) -> bool:
-        return (
-            bool(getattr(trainer, "fast_dev_run", False))
-            or _trainer_fn(trainer) != "fit"
-            or bool(getattr(trainer, "sanity_checking", False))
-            or self._last_global_step_saved == trainer.global_step
-        )
+        return skips_saving(trainer, self._last_global_step_saved)
 
     def _should_save_on_train_epoch_end(self, trainer: Any) -> bool:
         if self._save_on_train_epoch_end is not None:
             return self._save_on_train_epoch_end
-        # validation at an unknown epoch cadence: let validation end trigger the save
-        if getattr(trainer, "check_val_every_n_epoch", 1) != 1:
-            return False
-        num_val_batches = getattr(trainer, "num_val_batches", 0)
-        if isinstance(num_val_batches, (list, tuple)):
-            num_val_batches = sum(num_val_batches)
-        if num_val_batches == 0:
-            return True
-        return getattr(trainer, "val_check_interval", 1.0) == 1.0
+        return validation_once_per_epoch_end(trainer)
 
     def check_monitor_top_k(self, trainer: Any, current: Tensor | None = None) -> bool:
         """Whether ``current`` makes it into the top ``save_top_k`` (all ranks agree)."""
@@ -270,7 +242,7 @@ class ModelCheckpoint(Callback):
             return True
         op = torch.lt if self.mode == "min" else torch.gt
         better = bool(op(current, self.best_k_models[self.kth_best_model_path]))
-        return _agree(trainer, better)
+        return agree(trainer, better)
 
     def _monitor_candidates(self, trainer: Any) -> dict[str, Any]:
         candidates = dict(trainer.callback_metrics)
@@ -432,7 +404,7 @@ class ModelCheckpoint(Callback):
 
     def file_exists(self, filepath: str | os.PathLike[str], trainer: Any) -> bool:
         """Whether ``filepath`` exists, as rank 0 sees it (so ranks keep the same bookkeeping)."""
-        return bool(_broadcast(trainer, os.path.exists(filepath)))
+        return bool(broadcast(trainer, os.path.exists(filepath)))
 
     def _resolve_dirpath(self, trainer: Any) -> str:
         return self.dirpath if self.dirpath is not None else default_checkpoint_dir(trainer)

@@ -1,0 +1,53 @@
+"""When monitoring callbacks act: the trainer-state tests ModelCheckpoint and EarlyStopping share.
+
+Every function reads only public trainer attributes with Lightning's names, and works with
+any object that has them (tests use small fakes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def trainer_fn(trainer: Any) -> str:
+    """What the trainer is running: "fit", "validate", "test" or "predict"."""
+    fn = getattr(getattr(trainer, "state", None), "fn", "fit")
+    return str(getattr(fn, "value", fn))
+
+
+def broadcast(trainer: Any, obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (ranks' clocks and file views differ)."""
+    strategy = getattr(trainer, "strategy", None)
+    return strategy.broadcast(obj) if strategy is not None else obj
+
+
+def agree(trainer: Any, decision: bool) -> bool:
+    """True only if every rank decided True, so all ranks keep the same bookkeeping."""
+    strategy = getattr(trainer, "strategy", None)
+    return strategy.reduce_boolean_decision(decision) if strategy is not None else decision
+
+
+def skips_saving(trainer: Any, last_step_saved: int) -> bool:
+    """No checkpoint with fast_dev_run, outside fit, during the sanity check, or twice per step."""
+    return (
+        bool(getattr(trainer, "fast_dev_run", False))
+        or trainer_fn(trainer) != "fit"
+        or bool(getattr(trainer, "sanity_checking", False))
+        or last_step_saved == trainer.global_step
+    )
+
+
+def validation_once_per_epoch_end(trainer: Any) -> bool:
+    """Whether validation (if any) runs exactly once, at the end of every training epoch.
+
+    Then end-of-epoch checks can run at train epoch end; otherwise they belong after each
+    validation (Lightning's default for ``save_on_train_epoch_end`` / ``check_on_train_epoch_end``).
+    """
+    if getattr(trainer, "check_val_every_n_epoch", 1) != 1:
+        return False
+    num_val_batches = getattr(trainer, "num_val_batches", 0)
+    if isinstance(num_val_batches, (list, tuple)):
+        num_val_batches = sum(num_val_batches)
+    if num_val_batches == 0:
+        return True
+    return getattr(trainer, "val_check_interval", 1.0) == 1.0
