@@ -76,6 +76,11 @@ def one_round(folder: Path, nodes: int, per_node: int, env: dict[str, str]) -> t
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
     requeued = float(wait_for(log, r"restart 1 .*started at ([\d.]+)", 300).group(1)) - signalled
     subprocess.run(["scancel", job_id], check=False)
+    sys.path.insert(0, str(REPO))
+    from fulmen.slurm.submit import job_has_ended
+
+    while job_has_ended(job_id) is None:  # its ranks still write into the folder
+        time.sleep(0.5)
     return first_step, requeued
 
 
@@ -87,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
     firsts, requeues = [], []
-    with tempfile.TemporaryDirectory(prefix="fulmen-slurm-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="fulmen-slurm-bench-", ignore_cleanup_errors=True) as tmp:
         env["XDG_STATE_HOME"] = str(Path(tmp) / "state")
         for i in range(args.repeats):
             first, requeue = one_round(Path(tmp) / f"round{i}", args.nodes, args.nproc_per_node, env)
