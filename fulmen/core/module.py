@@ -8,9 +8,10 @@ for the duration of a run; everything here that talks to the run (``log``, ``opt
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -234,6 +235,15 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
                     if id(param) in state:
                         param.requires_grad = state[id(param)]
         self._param_requires_grad_state = {}
+
+    @contextlib.contextmanager
+    def toggled_optimizer(self, optimizer: Any) -> Iterator[None]:
+        """``toggle_optimizer`` for the duration of a ``with`` block."""
+        self.toggle_optimizer(optimizer)
+        try:
+            yield
+        finally:
+            self.untoggle_optimizer(optimizer)
 
     def clip_gradients(
         self,

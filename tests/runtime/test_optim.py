@@ -152,15 +152,18 @@ class GANLike(BoringModel):
     def training_step(self, batch, batch_idx):
         opt_a, opt_b = self.optimizers()
         sched_a, _ = self.lr_schedulers()
+        self.toggle_optimizer(opt_a)
+        assert not any(p.requires_grad for p in self.other.parameters())
+        self.untoggle_optimizer(opt_a)
+        assert all(p.requires_grad for p in self.other.parameters())
         for opt, layer in ((opt_a, self.layer), (opt_b, self.other)):
-            self.toggle_optimizer(opt)
-            loss = self.loss(layer(batch))
-            opt.zero_grad()
-            self.manual_backward(loss)
-            self.clip_gradients(opt, gradient_clip_val=0.01, gradient_clip_algorithm="value")
-            assert all(p.grad is None or p.grad.abs().max() <= 0.01 for p in layer.parameters())
-            opt.step()
-            self.untoggle_optimizer(opt)
+            with self.toggled_optimizer(opt):
+                loss = self.loss(layer(batch))
+                opt.zero_grad()
+                self.manual_backward(loss)
+                self.clip_gradients(opt, gradient_clip_val=0.01, gradient_clip_algorithm="value")
+                assert all(p.grad is None or p.grad.abs().max() <= 0.01 for p in layer.parameters())
+                opt.step()
         sched_a.step()
         self.log("loss", loss, prog_bar=True)
         return loss
