@@ -34,6 +34,9 @@ MODULE_HOOKS = (
     "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer",
     "train_dataloader", "val_dataloader", "test_dataloader",
     "training_step", "validation_step", "test_step",
+    "on_predict_start", "on_predict_end", "on_predict_epoch_start", "on_predict_epoch_end",
+    "on_predict_batch_start", "on_predict_batch_end", "on_predict_model_eval",
+    "predict_dataloader", "predict_step",
 )  # fmt: skip
 
 CALLBACK_HOOKS = (
@@ -46,6 +49,14 @@ CALLBACK_HOOKS = (
     "on_test_batch_start", "on_test_batch_end", "on_before_backward", "on_after_backward",
     "on_before_optimizer_step", "on_before_zero_grad", "on_save_checkpoint",
     "on_load_checkpoint", "state_dict", "load_state_dict", "on_exception",
+    "on_predict_start", "on_predict_end", "on_predict_epoch_start", "on_predict_epoch_end",
+    "on_predict_batch_start", "on_predict_batch_end",
+)  # fmt: skip
+
+DATAMODULE_HOOKS = (
+    "prepare_data", "setup", "teardown", "train_dataloader", "val_dataloader", "test_dataloader",
+    "predict_dataloader", "on_before_batch_transfer", "transfer_batch_to_device",
+    "on_after_batch_transfer", "state_dict", "load_state_dict",
 )  # fmt: skip
 
 # Where batch_idx sits among a module hook's positional arguments (callbacks: +2 for
@@ -54,7 +65,8 @@ _BATCH_IDX_POSITION = {
     "on_train_batch_start": 1, "on_train_batch_end": 2,
     "on_validation_batch_start": 1, "on_validation_batch_end": 2,
     "on_test_batch_start": 1, "on_test_batch_end": 2,
-    "training_step": 1, "validation_step": 1, "test_step": 1,
+    "on_predict_batch_start": 1, "on_predict_batch_end": 2,
+    "training_step": 1, "validation_step": 1, "test_step": 1, "predict_step": 1,
 }  # fmt: skip
 
 
@@ -108,6 +120,9 @@ def base_module(pl: ModuleType) -> type:
         def test_step(self, batch: Any, batch_idx: int) -> None:
             x, y = batch
             self.log("test_loss", F.mse_loss(self(x), y))
+
+        def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            return self(batch[0])
 
         def configure_optimizers(self) -> torch.optim.Optimizer:
             return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -164,6 +179,9 @@ def recording_module(pl: ModuleType, calls: list[str], train: int, val: int, tes
         def test_dataloader(self) -> DataLoader:
             return loader(2 * test, seed=2)
 
+        def predict_dataloader(self) -> DataLoader:
+            return loader(2 * test, seed=3)
+
     namespace = {}
     for name in MODULE_HOOKS:
         parent = getattr(Loaders, name, None)
@@ -172,3 +190,25 @@ def recording_module(pl: ModuleType, calls: list[str], train: int, val: int, tes
     module = module_cls()
     module.calls = calls
     return module
+
+
+def recording_datamodule(pl: ModuleType, calls: list[str], train: int, val: int) -> Any:
+    """A LightningDataModule that appends ``"DataModule.<hook>"`` to ``calls`` on entry."""
+
+    class Loaders(pl.LightningDataModule):
+        def train_dataloader(self) -> DataLoader:
+            return loader(2 * train)
+
+        def val_dataloader(self) -> DataLoader:
+            return loader(2 * val, seed=1)
+
+        def test_dataloader(self) -> DataLoader:
+            return loader(2 * val, seed=2)
+
+        def predict_dataloader(self) -> DataLoader:
+            return loader(2 * val, seed=3)
+
+    namespace = {name: _recording("DataModule.", name, getattr(Loaders, name, None), 0) for name in DATAMODULE_HOOKS}
+    datamodule = type("RecordingDataModule", (Loaders,), namespace)()
+    datamodule.calls = calls
+    return datamodule

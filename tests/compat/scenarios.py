@@ -6,7 +6,8 @@ under PyTorch Lightning and stores the result in ``reference/<name>.json``;
 ``test_lightning_parity.py`` runs them under fulmen and compares. The scenarios never
 import either library, so the code that produced the reference is the code under test.
 Scenarios about loggers and evaluation results live in ``scenarios_artifacts.py``, those
-about checkpoints in ``scenarios_checkpoints.py``.
+about checkpoints in ``scenarios_checkpoints.py``, Trainer attributes, LearningRateMonitor
+and multi-loader logging in ``scenarios_trainer.py``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,15 @@ from typing import Any, Callable
 
 import torch
 
-from tests.compat import scenarios_artifacts, scenarios_checkpoints
-from tests.compat.models import base_module, loader, recording_callback, recording_module, trainer_kwargs
+from tests.compat import scenarios_artifacts, scenarios_checkpoints, scenarios_trainer
+from tests.compat.models import (
+    base_module,
+    loader,
+    recording_callback,
+    recording_datamodule,
+    recording_module,
+    trainer_kwargs,
+)
 from tests.compat.normalise import metrics, plain
 
 Scenario = Callable[[ModuleType, Path], dict[str, Any]]
@@ -36,6 +44,22 @@ def hook_sequence(pl: ModuleType, root: Path) -> dict[str, Any]:
     calls.clear()
     trainer.test(model, verbose=False)
     return {"fit": fit_calls, "test": list(calls)}
+
+
+def hook_sequence_datamodule(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """Module, DataModule and callback hooks for fit (1 epoch x 2 batches, sanity check on),
+    then validate() and predict() with the same datamodule: whose *_dataloader is called."""
+    calls: list[str] = []
+    model = recording_module(pl, calls, train=2, val=1, test=1)
+    datamodule = recording_datamodule(pl, calls, train=2, val=1)
+    trainer = pl.Trainer(**trainer_kwargs(str(root), max_epochs=1, callbacks=[recording_callback(pl, calls)]))
+    observed = {}
+    for stage, run in (("fit", trainer.fit), ("validate", trainer.validate), ("predict", trainer.predict)):
+        kwargs = {"verbose": False} if stage == "validate" else {}
+        run(model, datamodule=datamodule, **kwargs)
+        observed[stage] = list(calls)
+        calls.clear()
+    return observed
 
 
 def hook_sequence_accumulate_clip(pl: ModuleType, root: Path) -> dict[str, Any]:
@@ -267,10 +291,12 @@ def val_check(pl: ModuleType, root: Path) -> dict[str, Any]:
 SCENARIOS: dict[str, Scenario] = {
     "hook_sequence": hook_sequence,
     "hook_sequence_accumulate_clip": hook_sequence_accumulate_clip,
+    "hook_sequence_datamodule": hook_sequence_datamodule,
     "logging": logging,
     "batch_counts": batch_counts,
     "accumulation": accumulation,
     "val_check": val_check,
     **scenarios_artifacts.SCENARIOS,
     **scenarios_checkpoints.SCENARIOS,
+    **scenarios_trainer.SCENARIOS,
 }

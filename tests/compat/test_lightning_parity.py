@@ -42,6 +42,17 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "_log_hyperparams logs {} by default (Lightning only when module._log_hyperparams), and "
         "fulmen/loggers/csv_logs.py ExperimentWriter.save() writes hparams.yaml on every save"
     ),
+    ("trainer_properties", "attribute.min_epochs"): (
+        "fulmen bug: trainer.min_epochs is None after fit with min_epochs unset; Lightning resolves "
+        "it to 0 (1 when min_steps is set) when fit starts (loops/utilities.py _parse_loop_limits): "
+        "fulmen/runtime/trainer.py Trainer.__init__ keeps flags['min_epochs'] as given"
+    ),
+    ("trainer_properties", "loop_limits"): (
+        "fulmen bug: loop limits resolved at the wrong time: right after Trainer() fulmen reports "
+        "max_epochs 1000 (-1 with max_steps=10) where Lightning reports None until fit starts, "
+        "and in on_fit_start fulmen reports min_epochs None where Lightning has 0 (1 with "
+        "min_steps=3): fulmen/runtime/trainer.py Trainer.__init__"
+    ),
     ("model_checkpoint", "last_ckpt_epoch_step"): (
         "fulmen bug: in case min_top2_last, save_last=True rewrites last.ckpt after every validation, "
         "so it holds epoch 4 / step 5; Lightning 2.6 writes last.ckpt only when a checkpoint is saved at that step "
