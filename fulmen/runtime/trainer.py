@@ -303,16 +303,23 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
             self.fit_loop.run()
             self._call("on_fit_end")
             return None
-        if fn == "predict":
-            self.state.stage = "predict"
-            loaders, nums = self._eval_loaders("predict")
-            return evaluation_loop.run_predict(self, loaders, nums, self._return_predictions)
         self.state.stage = fn
+        step_name = {"validate": "validation_step", "test": "test_step", "predict": "predict_step"}[fn]
+        if getattr(self.lightning_module, step_name, None) is None:
+            raise MisconfigurationException(
+                f"trainer.{fn}() needs {type(self.lightning_module).__name__}.{step_name}, which is not defined.\n"
+                f"HINT: add `def {step_name}(self, batch, batch_idx): ...`."
+            )
         loaders, nums = self._eval_loaders(fn)
+        if not loaders:
+            hook = {"validate": "val", "test": "test", "predict": "predict"}[fn] + "_dataloader"
+            raise MisconfigurationException(
+                f"trainer.{fn}() found no data: no dataloaders argument, no datamodule and no {hook}().\n"
+                f"HINT: trainer.{fn}(model, dataloaders=DataLoader(...)) or define {hook}()."
+            )
+        if fn == "predict":
+            return evaluation_loop.run_predict(self, loaders, nums, self._return_predictions)
         results = self._val_results if fn == "validate" else self._test_results
-        step_name = "validation_step" if fn == "validate" else "test_step"
-        if not loaders or getattr(self.lightning_module, step_name, None) is None:
-            return []
         return evaluation_loop.run_evaluation(self, fn, loaders, nums, results, in_fit=False)
 
     def _run_sanity_check(self) -> None:

@@ -111,3 +111,17 @@ def test_gradient_clipping_flag_with_manual_optimization_is_an_error() -> None:
 def test_bad_flag_values_fail_at_construction(flags, match) -> None:
     with pytest.raises(MisconfigurationException, match=match):
         pl.Trainer(**flags, **TRAINER_QUIET)
+
+
+def test_evaluation_without_a_step_or_without_data_is_a_clear_error() -> None:
+    class NoTestStep(BoringModel):
+        test_step = None
+
+    class NoData(BoringModel):
+        test_dataloader = None
+
+    trainer = pl.Trainer(**TRAINER_QUIET)
+    with pytest.raises(MisconfigurationException, match="NoTestStep.test_step, which is not defined"):
+        trainer.test(NoTestStep(), verbose=False)
+    with pytest.raises(MisconfigurationException, match="no test_dataloader\\(\\)"):
+        trainer.test(NoData(), verbose=False)
