@@ -383,6 +383,12 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
             cls, checkpoint_path, map_location=map_location, hparams_file=hparams_file, strict=strict, **kwargs
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        # pickling (torch.save(model), spawned workers) must not drag the Trainer along
+        state = dict(super().__getstate__()) if hasattr(super(), "__getstate__") else dict(self.__dict__)
+        state["_trainer"] = None
+        return state
+
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
         # the trainer is not part of a model's value: a copy starts detached
         trainer, self._trainer = self._trainer, None

@@ -421,6 +421,18 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
             self.fit_loop.optimizer_steps = [0] * len(self.optimizers)
 
     # ---- misc public API ------------------------------------------------------------
+    @contextlib.contextmanager
+    def init_module(self, empty_init: bool | None = None) -> Any:
+        """Create the model inside this block to get parameters in the training dtype (64-true, bf16-true)."""
+        dtype = {"64-true": torch.float64, "bf16-true": torch.bfloat16}.get(self.precision)
+        previous = torch.get_default_dtype()
+        if dtype is not None:
+            torch.set_default_dtype(dtype)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(previous)
+
     @property
     def estimated_stepping_batches(self) -> float:
         """Optimizer steps the whole fit will take (loads the train dataloader if needed)."""

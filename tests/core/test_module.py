@@ -125,3 +125,25 @@ def test_optimizers_and_all_gather_inside_a_run() -> None:
     assert isinstance(seen["opt"], torch.optim.SGD) and type(seen["raw"]) is torch.optim.SGD
     assert isinstance(seen["sched"], torch.optim.lr_scheduler.StepLR)
     assert torch.equal(seen["gathered"]["a"], torch.ones(2))
+
+
+def test_pickling_and_deepcopy_leave_the_trainer_behind() -> None:
+    import copy
+    import pickle
+
+    model = BoringModel()
+    trainer = pl.Trainer(max_steps=1, limit_val_batches=0, **TRAINER_QUIET)
+    trainer.fit(model)
+    assert model.trainer is trainer
+    for clone in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert clone._trainer is None
+        assert torch.equal(clone.layer.weight, model.layer.weight)
+    assert model.trainer is trainer
+
+
+def test_trainer_init_module_creates_parameters_in_the_training_dtype() -> None:
+    trainer = pl.Trainer(precision="64-true", **TRAINER_QUIET)
+    with trainer.init_module():
+        layer = torch.nn.Linear(2, 2)
+    assert layer.weight.dtype == torch.float64
+    assert torch.get_default_dtype() == torch.float32
