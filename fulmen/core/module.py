@@ -324,48 +324,19 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
             param.requires_grad = True
         self.train()
 
-    @torch.no_grad()
     def to_torchscript(
         self, file_path: str | Path | None = None, method: str = "script", example_inputs: Any = None, **kwargs: Any
     ) -> Any:
         """A TorchScript version of this module (``torch.jit.script`` or ``trace``), saved when a path is given."""
-        mode = self.training
-        if method not in ("script", "trace"):
-            raise ValueError(f"to_torchscript(method={method!r}): expected 'script' or 'trace'.")
-        inputs = example_inputs if example_inputs is not None else self.example_input_array
-        if method == "trace" and inputs is None:
-            raise ValueError(
-                "to_torchscript(method='trace') needs an input to trace with.\n"
-                "HINT: pass example_inputs=... or set self.example_input_array."
-            )
-        self._jit_is_scripting = True
-        try:
-            if method == "script":
-                scripted = torch.jit.script(self.eval(), **kwargs)
-            else:
-                scripted = torch.jit.trace(func=self.eval(), example_inputs=_to_device(inputs, self.device), **kwargs)
-        finally:
-            self._jit_is_scripting = False
-        self.train(mode)
-        if file_path is not None:
-            torch.jit.save(scripted, str(file_path))
-        return scripted
+        from fulmen.core.export import to_torchscript
 
-    @torch.no_grad()
+        return to_torchscript(self, file_path, method, example_inputs, **kwargs)
+
     def to_onnx(self, file_path: str | Path, input_sample: Any = None, **kwargs: Any) -> Any:
         """Export this module to ONNX at ``file_path`` (input from ``input_sample`` or example_input_array)."""
-        sample = input_sample if input_sample is not None else self.example_input_array
-        if sample is None:
-            raise ValueError(
-                "to_onnx() needs an input sample to export with.\n"
-                "HINT: pass input_sample=... or set self.example_input_array."
-            )
-        mode = self.training
-        sample = _to_device(sample, self.device)
-        kwargs.setdefault("dynamo", False)
-        result = torch.onnx.export(self.eval(), sample, str(file_path), **kwargs)
-        self.train(mode)
-        return result
+        from fulmen.core.export import to_onnx
+
+        return to_onnx(self, file_path, input_sample, **kwargs)
 
     @classmethod
     def load_from_checkpoint(
@@ -402,8 +373,3 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
         finally:
             self._trainer = trainer
 
-
-def _to_device(data: Any, device: torch.device) -> Any:
-    from fulmen.core.hooks import move_data_to_device
-
-    return move_data_to_device(data, device)
