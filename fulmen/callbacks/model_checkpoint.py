@@ -88,6 +88,7 @@ class ModelCheckpoint(Callback):
         self._save_on_train_epoch_end = save_on_train_epoch_end
         self._enable_version_counter = enable_version_counter
         self.dirpath: str | None = os.path.realpath(os.path.expanduser(dirpath)) if dirpath else None
+        self._dirpath_given = bool(dirpath)
         self.filename = filename
         if every_n_train_steps is None and every_n_epochs is None and train_time_interval is None:
             every_n_epochs, every_n_train_steps = 1, 0
@@ -150,6 +151,12 @@ class ModelCheckpoint(Callback):
         if getattr(trainer, "is_global_zero", True) and stage == "fit" and self.save_top_k != 0:
             if self.dirpath and os.path.isdir(self.dirpath) and os.listdir(self.dirpath):
                 rank_zero_warn(f"Checkpoint directory {self.dirpath} exists and is not empty.")
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        # a restored logger may have gone back to the run's version_N: follow it before the state
+        # (which compares folders) is loaded
+        if not self._dirpath_given:
+            self.dirpath = broadcast(trainer, default_checkpoint_dir(trainer))
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._last_time_checked = time.monotonic()

@@ -156,18 +156,24 @@ def _trainer_fn(trainer: Any) -> str:
     return str(getattr(fn, "value", fn))
 
 
-def restore_checkpoint(trainer: Any, checkpoint: dict[str, Any]) -> None:
+def restore_checkpoint(trainer: Any, checkpoint: dict[str, Any], source: str | os.PathLike[str] | None = None) -> None:
     """Put ``checkpoint`` back into ``trainer``: weights always; while fitting, training state too.
 
-    Order as in Lightning: datamodule, module (``on_load_checkpoint`` then weights), callbacks,
-    then (fit only) precision, loop progress, optimizers, schedulers and loggers. A checkpoint
+    Order as in Lightning: datamodule, module (``on_load_checkpoint`` then weights), then while
+    fitting the loggers (a resumed run keeps its ``version_N``, and callbacks that derive their
+    folder from it see the right one), callbacks (every ``on_load_checkpoint``, then every
+    ``load_state_dict``), precision, loop progress, optimizers and schedulers. A checkpoint
     without optimizer states (``save_weights_only=True``) cannot resume a fit: that is a
-    ``CheckpointError`` saying so.
+    ``CheckpointError`` naming ``source`` (default: ``trainer.ckpt_path``), checked before
+    anything is changed.
     """
     module = trainer.lightning_module
     datamodule = getattr(trainer, "datamodule", None)
-    source = getattr(trainer, "ckpt_path", None) or "<checkpoint>"
+    source = source or getattr(trainer, "ckpt_path", None) or "<the checkpoint being restored>"
+    fitting = _trainer_fn(trainer) == "fit"
     ckpt_io.require_keys(checkpoint, ("state_dict",), source, "restore the model")
+    if fitting:
+        ckpt_io.require_keys(checkpoint, TRAINING_STATE_KEYS, source, "resume training")
     if datamodule is not None:
         if hasattr(datamodule, "on_load_checkpoint"):
             datamodule.on_load_checkpoint(checkpoint)
@@ -177,19 +183,26 @@ def restore_checkpoint(trainer: Any, checkpoint: dict[str, Any]) -> None:
             datamodule.load_state_dict(state)
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"], strict=getattr(module, "strict_loading", True))
+    if fitting:
+        restore_loggers(trainer, checkpoint)
     restore_callbacks(trainer, checkpoint)
-    if _trainer_fn(trainer) != "fit":
+    if not fitting:
         return
-    ckpt_io.require_keys(checkpoint, TRAINING_STATE_KEYS, source, "resume training")
     if "precision" in checkpoint:
         trainer.precision_plugin.load_state_dict(checkpoint["precision"])
     trainer.fit_loop.load_state_dict(_fit_loop_state(trainer, checkpoint))
     _restore_optimizers(trainer, checkpoint, source)
-    restore_loggers(trainer, checkpoint)
+
+
+def restore_checkpoint_file(trainer: Any, path: str | os.PathLike[str], *, unsafe_full_unpickle: bool = False) -> None:
+    """Load ``path`` (safe loader, onto the strategy's device) and restore it; errors name the file."""
+    device = getattr(getattr(trainer, "strategy", None), "root_device", "cpu")
+    checkpoint = ckpt_io.load_checkpoint(path, map_location=device, unsafe_full_unpickle=unsafe_full_unpickle)
+    restore_checkpoint(trainer, checkpoint, source=path)
 
 
 def restore_callbacks(trainer: Any, checkpoint: Mapping[str, Any]) -> None:
-    """Each callback's ``on_load_checkpoint``, then its state stored under its ``state_key``.
+    """Every callback's ``on_load_checkpoint``, then each one's state stored under its ``state_key``.
 
     Like Lightning, a state saved under the bare class name (older files, or a callback whose
     key arguments changed) is used when the full key is absent.
@@ -198,6 +211,7 @@ def restore_callbacks(trainer: Any, checkpoint: Mapping[str, Any]) -> None:
     states = checkpoint.get("callbacks") or {}
     for callback in trainer.callbacks:
         callback.on_load_checkpoint(trainer, module, dict(checkpoint))
+    for callback in trainer.callbacks:
         state = states.get(callback.state_key, states.get(type(callback).__qualname__))
         if state:
             callback.load_state_dict(dict(state))

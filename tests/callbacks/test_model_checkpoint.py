@@ -417,3 +417,20 @@ def test_real_fit_resumes_from_last(tmp_path: Path) -> None:
     assert second.ckpt_path == str(tmp_path / "checkpoints" / "last.ckpt")
     assert second.global_step == 16 and second.current_epoch == 4
     assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 16
+
+
+def test_real_resume_keeps_logger_version_and_checkpoint_folder(tmp_path: Path) -> None:
+    from fulmen.loggers import CSVLogger
+
+    first = _real_trainer(tmp_path, [ModelCheckpoint(monitor="val_loss")], epochs=1, logger=CSVLogger(tmp_path))
+    first.fit(ScriptedVal([0.5, 0.4]), *_loaders())
+    resumed_from = first.checkpoint_callback.best_model_path
+    cb = ModelCheckpoint(monitor="val_loss")
+    second = _real_trainer(tmp_path, [cb], epochs=2, logger=CSVLogger(tmp_path))
+    second.fit(ScriptedVal([0.5, 0.4]), *_loaders(), ckpt_path=resumed_from)
+    folder = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    assert second.logger.version == 0 and cb.dirpath == str(folder)
+    assert _files(tmp_path / "lightning_logs") == ["version_0"]
+    # the better epoch replaced the top-1 entry, but the file resumed from is never deleted
+    assert cb.best_model_path == str(folder / "epoch=1-step=8.ckpt")
+    assert _files(folder) == ["epoch=0-step=4.ckpt", "epoch=1-step=8.ckpt"]

@@ -218,3 +218,41 @@ def test_encode_decode_arrays_round_trip() -> None:
     np.testing.assert_array_equal(back["a"][0], data["a"][0])
     assert back["a"][0].dtype == np.uint32 and isinstance(back["a"], tuple)
     assert back["b"][0] == 1.5 and back["b"][1].dtype == np.float32
+
+
+def test_callback_state_and_hooks_round_trip(tmp_path: Path) -> None:
+    from fulmen.core.callback import Callback
+
+    calls: list[str] = []
+
+    class Counter(Callback):
+        def __init__(self, count: int = 0) -> None:
+            self.count = count
+
+        @property
+        def state_key(self) -> str:
+            return self._generate_state_key(name="counter")
+
+        def state_dict(self) -> dict[str, Any]:
+            return {"count": self.count}
+
+        def load_state_dict(self, state: dict[str, Any]) -> None:
+            calls.append("load_state_dict")
+            self.count = state["count"]
+
+        def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+            checkpoint["counter_extra"] = self.count * 10
+
+        def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+            calls.append(f"on_load_checkpoint:{checkpoint['counter_extra']}")
+
+    source = _trainer(tmp_path)
+    source.callbacks.append(Counter(7))
+    checkpoint = cs.dump_checkpoint(source)
+    assert checkpoint["callbacks"]["Counter{'name': 'counter'}"] == {"count": 7}
+    assert checkpoint["counter_extra"] == 70
+    target = _trainer(tmp_path)
+    target.callbacks.append(Counter())
+    cs.restore_checkpoint(target, checkpoint)
+    assert target.callbacks[-1].count == 7
+    assert calls == ["on_load_checkpoint:70", "load_state_dict"]  # every hook first, then the states
