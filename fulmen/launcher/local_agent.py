@@ -8,6 +8,7 @@ must not pay for that.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import time
@@ -21,6 +22,7 @@ from torch.distributed import PrefixStore, TCPStore
 from torch.distributed.elastic.agent.server.api import RunResult, WorkerGroup, WorkerSpec, WorkerState
 from torch.distributed.elastic.agent.server.local_elastic_agent import LocalElasticAgent
 from torch.distributed.elastic.multiprocessing import LogsDest, LogsSpecs, SignalException
+from torch.distributed.elastic.multiprocessing.tail_log import TailLog
 from torch.distributed.elastic.rendezvous import RendezvousHandler, RendezvousInfo, RendezvousStoreInfo
 
 from fulmen.launcher import rundir
@@ -115,6 +117,14 @@ class RunDirLogs(LogsSpecs):
         return dest
 
 
+_ERROR_LINE = re.compile(r"Traceback \(most recent call last\)|\b[A-Za-z_][\w.]*(Error|Exception)\b: ")
+
+
+def is_error_line(line: str) -> bool:
+    """Lines of other ranks' logs worth showing live: a traceback starts, or an error is named."""
+    return bool(_ERROR_LINE.search(line))
+
+
 class FulmenAgent(LocalElasticAgent):
     """LocalElasticAgent with fulmen's failure, preemption and bookkeeping rules (module docstring)."""
 
@@ -132,6 +142,7 @@ class FulmenAgent(LocalElasticAgent):
         self._rank_of_local: dict[int, int] = {}
         self._preempted_since: float | None = None
         self._exit_clock = ExitClock()
+        self._error_tail: TailLog | None = None
 
     def _start_workers(self, worker_group: WorkerGroup) -> dict[int, Any]:
         restart = worker_group.spec.max_restarts - self._remaining_restarts
@@ -144,7 +155,27 @@ class FulmenAgent(LocalElasticAgent):
             self._exit_clock.watch(local_rank, pid)
         self.first_failure = None
         self._preempted_since = None
+        self._start_error_tail(worker_group)
         return pids
+
+    def _start_error_tail(self, worker_group: WorkerGroup) -> None:
+        """Show other ranks' errors on the console as they happen (rank 0 is shown in full)."""
+        self._stop_error_tail()
+        others = [w for w in worker_group.workers if w.local_rank not in (0,)]
+        if not others:
+            return
+        files = {w.local_rank: str(rundir.rank_log_path(self.run_dir, w.global_rank)) for w in others}
+        prefixes = {w.local_rank: f"[rank{w.global_rank}]:" for w in others}
+        self._error_tail = TailLog("errors", files, sys.stderr, prefixes, log_line_filter=is_error_line).start()
+
+    def _stop_error_tail(self) -> None:
+        if self._error_tail is not None:
+            self._error_tail.stop()
+            self._error_tail = None
+
+    def _shutdown(self, death_sig: signal.Signals = signal.SIGTERM, timeout: int = 30) -> None:
+        super()._shutdown(death_sig, timeout)
+        self._stop_error_tail()  # after the processes are gone, so their last lines are read
 
     def _monitor_workers(self, worker_group: WorkerGroup) -> RunResult:
         self.monitor.sample()

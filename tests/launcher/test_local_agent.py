@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from torch.distributed.elastic.agent.server.api import RunResult, WorkerState
 
-from fulmen.launcher.local_agent import RunDirLogs, _report, describe_exit
+from fulmen.launcher.local_agent import RunDirLogs, _report, describe_exit, is_error_line
 from fulmen.launcher.process_tree import ProcessTreeMonitor
 from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
 
@@ -79,3 +79,11 @@ def test_report_names_first_failure_with_log_tail(tmp_path: Path, capsys: pytest
     assert "rank 0 also failed" not in err  # stopped by us (signal), not its own failure
     signalled = FakeAgent({0: -15, 1: -9}, first_failure=(1, 4242, -9))
     assert _report(signalled, _result(True), None, tmp_path) == 137  # type: ignore[arg-type]
+
+
+def test_error_lines_of_other_ranks() -> None:
+    assert is_error_line("Traceback (most recent call last):")
+    assert is_error_line("[rank1]: fulmen.errors.ClusterMismatchError: Trainer(devices=4) asks for")
+    assert is_error_line("RuntimeError: Connection closed by peer")
+    assert not is_error_line("epoch 1 step 3 loss 0.25")
+    assert not is_error_line("using ErrorCorrection module")

@@ -155,6 +155,7 @@ def test_devices_mismatch_fails_before_process_group_init(tmp_path: Path) -> Non
     assert done.returncode != 0
     assert "Trainer(devices=4)" in done.stderr and "one of 2 ranks per node" in done.stderr
     assert "HINT" in done.stderr
+    assert "[rank1]:Traceback (most recent call last)" in done.stderr  # other ranks' errors, shown live
     assert time.monotonic() - started < 60
 
 
