@@ -165,9 +165,12 @@ def recording_callback(pl: ModuleType, calls: list[str]) -> Any:
     return callback
 
 
-def recording_module(pl: ModuleType, calls: list[str], train: int, val: int, test: int) -> Any:
-    """A module that appends every hook name to ``calls`` on entry; loaders of the given sizes."""
-    base = base_module(pl)
+def recording_module(
+    pl: ModuleType, calls: list[str], train: int, val: int, test: int, base: type | None = None
+) -> Any:
+    """A module that appends every hook name to ``calls`` on entry; loaders of the given sizes.
+    ``base`` (default: ``base_module(pl)``) supplies the steps and configure_optimizers."""
+    base = base or base_module(pl)
 
     class Loaders(base):
         def train_dataloader(self) -> DataLoader:

@@ -7,7 +7,8 @@ under PyTorch Lightning and stores the result in ``reference/<name>.json``;
 import either library, so the code that produced the reference is the code under test.
 Scenarios about loggers and evaluation results live in ``scenarios_artifacts.py``, those
 about checkpoints in ``scenarios_checkpoints.py``, Trainer attributes, LearningRateMonitor
-and multi-loader logging in ``scenarios_trainer.py``.
+and multi-loader logging in ``scenarios_trainer.py``, training numbers, manual optimization,
+skipped steps and resuming in ``scenarios_optim.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from tests.compat import scenarios_artifacts, scenarios_checkpoints, scenarios_trainer
+from tests.compat import scenarios_artifacts, scenarios_checkpoints, scenarios_optim, scenarios_trainer
 from tests.compat.models import (
     base_module,
     loader,
@@ -299,4 +300,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_artifacts.SCENARIOS,
     **scenarios_checkpoints.SCENARIOS,
     **scenarios_trainer.SCENARIOS,
+    **scenarios_optim.SCENARIOS,
 }

@@ -42,6 +42,18 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "_log_hyperparams logs {} by default (Lightning only when module._log_hyperparams), and "
         "fulmen/loggers/csv_logs.py ExperimentWriter.save() writes hparams.yaml on every save"
     ),
+    ("resume", "hooks.after_epoch_0"): (
+        "fulmen bug: fit(ckpt_path=...) calls configure_optimizers before on_load_checkpoint / "
+        "Callback.on_load_checkpoint; Lightning calls on_load_checkpoint, Callback."
+        "on_load_checkpoint, then configure_optimizers (the module is restored before its "
+        "optimizers are built): fulmen/runtime/trainer.py _run (_setup_optimizers before _restore_for_fit)"
+    ),
+    ("resume", "hooks.mid_epoch_0_step_1"): (
+        "fulmen bug: the configure_optimizers order of resume/hooks.after_epoch_0, and resuming mid-epoch "
+        "calls Callback.on_train_epoch_start / on_train_epoch_start again for the interrupted "
+        "epoch; Lightning skips them when restarted mid-epoch (loops/fit_loop.py on_advance_start: "
+        "'if not self.restarted_mid_epoch'): fulmen/runtime/fit_loop.py (t._call('on_train_epoch_start'))"
+    ),
     ("trainer_properties", "attribute.min_epochs"): (
         "fulmen bug: trainer.min_epochs is None after fit with min_epochs unset; Lightning resolves "
         "it to 0 (1 when min_steps is set) when fit starts (loops/utilities.py _parse_loop_limits): "
