@@ -195,3 +195,13 @@ def test_time_limit_one_minute_is_signalled_requeued_and_finishes(project: Path,
     assert "DONE global_step=144" in texts[-1]
     assert commands.job_state(job_id).restarts == len(texts) - 1
     assert all("Traceback" not in t for t in texts), "a run ended with a traceback"
+
+
+def test_allocation_mismatch_fails_fast_with_a_hint(project: Path, job_env: dict[str, str]) -> None:
+    # Two tasks per node, but the script asks Trainer(devices=1): an error before any rendezvous.
+    started = time.monotonic()
+    proc = submit(project, job_env, ["--nproc-per-node", "2"], ["--devices", "1"], wait=True)
+    assert proc.returncode != 0
+    assert time.monotonic() - started < 120
+    log = (only_run_dir(project) / "logs" / "rank_0.log").read_text()
+    assert "Trainer(devices=1)" in log and "HINT" in log, log[-2000:]
