@@ -44,6 +44,7 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory, resume_env: dict[str
     records = steps(out)
     assert [s["step"] for s in records] == list(range(1, 3 * STEPS_PER_EPOCH + 1))
     assert len({s["lr"] for s in records}) > 3  # the schedule really moves the learning rate
+    assert (out / "reads.txt").read_text().split() == [str(3 * 96)]  # every sample once per epoch
     return out
 
 

@@ -5,7 +5,8 @@
 
 Shuffled data, dropout, Adam and a per-step StepLR. Each optimizer step appends
 ``{"step", "loss", "lr"}`` to OUT_DIR/steps.jsonl (flushed at once, so a killed process keeps
-its records); the final weights go to OUT_DIR/final.pt when the phase ends normally.
+its records); the final weights go to OUT_DIR/final.pt and the number of training samples read
+to OUT_DIR/reads.txt (one line per process) when the phase ends normally.
 """
 
 from __future__ import annotations
@@ -72,11 +73,21 @@ class SignalAt(pl.Callback):
             os.kill(os.getpid(), self.sig)
 
 
+class CountingDataset(TensorDataset):
+    """Counts item reads, to show that a resumed epoch does not read its finished batches again."""
+
+    reads = 0
+
+    def __getitem__(self, index: int) -> Any:
+        CountingDataset.reads += 1
+        return super().__getitem__(index)
+
+
 def loaders() -> tuple[DataLoader, DataLoader]:
     data = torch.Generator().manual_seed(1234)
     x = torch.randn(96, 8, generator=data)
     y = torch.randint(0, 3, (96,), generator=data)
-    train = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)  # 12 batches per epoch
+    train = DataLoader(CountingDataset(x, y), batch_size=8, shuffle=True)  # 12 batches per epoch
     val = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=16)
     return train, val
 
@@ -118,6 +129,8 @@ def main(argv: list[str]) -> int:
     train, val = loaders()
     trainer.fit(model, train, val, ckpt_path=args.ckpt)
     torch.save(model.state_dict(), args.out / "final.pt")
+    with open(args.out / "reads.txt", "a", encoding="utf-8") as handle:
+        handle.write(f"{CountingDataset.reads}\n")
     return 0
 
 

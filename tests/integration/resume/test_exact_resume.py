@@ -19,6 +19,10 @@ from .conftest import run_phase, steps
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def _reads(out: Path) -> list[int]:
+    return [int(line) for line in (out / "reads.txt").read_text().split()]
+
+
 def _assert_same_weights(a: Path, b: Path) -> None:
     wa, wb = torch.load(a / "final.pt", weights_only=True), torch.load(b / "final.pt", weights_only=True)
     assert wa.keys() == wb.keys()
@@ -34,6 +38,7 @@ def test_resume_after_first_epoch_matches_uninterrupted(
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert steps(out) == steps(reference_run)  # per-step losses and learning rates
     _assert_same_weights(reference_run, out)
+    assert _reads(out)[-1] == 2 * 96  # the resumed process read epochs 2 and 3 only
 
 
 def test_sigkill_after_mid_epoch_checkpoint_then_resume_matches(
@@ -49,3 +54,5 @@ def test_sigkill_after_mid_epoch_checkpoint_then_resume_matches(
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert steps(tmp_path) == steps(reference_run)
     _assert_same_weights(reference_run, tmp_path)
+    # the 5 finished batches of the second epoch were skipped by index, never read again
+    assert _reads(tmp_path) == [(12 - 5) * 8 + 96]
