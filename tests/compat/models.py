@@ -56,7 +56,7 @@ CALLBACK_HOOKS = (
 DATAMODULE_HOOKS = (
     "prepare_data", "setup", "teardown", "train_dataloader", "val_dataloader", "test_dataloader",
     "predict_dataloader", "on_before_batch_transfer", "transfer_batch_to_device",
-    "on_after_batch_transfer", "state_dict", "load_state_dict",
+    "on_after_batch_transfer", "state_dict", "load_state_dict", "on_exception",
 )  # fmt: skip
 
 # Where batch_idx sits among a module hook's positional arguments (callbacks: +2 for

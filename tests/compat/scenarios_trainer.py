@@ -1,5 +1,6 @@
-"""Compatibility scenarios about the Trainer's public attributes, LearningRateMonitor and
-logging with several validation loaders.
+"""Compatibility scenarios about the Trainer's public attributes, LearningRateMonitor,
+logging with several validation loaders, an exception inside fit, running without a logger and
+predict() results.
 
 Same contract as ``scenarios.py``: ``fn(pl, root) -> dict`` of plain JSON data, no import of
 fulmen or pytorch_lightning.
@@ -14,8 +15,8 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader
 
-from tests.compat.models import base_module, loader, trainer_kwargs
-from tests.compat.normalise import metrics, plain, relative
+from tests.compat.models import base_module, loader, recording_callback, recording_datamodule, recording_module, trainer_kwargs
+from tests.compat.normalise import metrics, plain, relative, tree
 from tests.compat.scenarios_artifacts import _csv_rows
 
 _MISSING = "<missing>"
@@ -180,8 +181,80 @@ def multi_val_loader_logging(pl: ModuleType, root: Path) -> dict[str, Any]:
     }
 
 
+def exception_in_training_step(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """A RuntimeError raised by training_step at batch 1: the hooks that still run (module,
+    callback, datamodule), what propagates, and the trainer's state afterwards."""
+    calls: list[str] = []
+
+    class Failing(base_module(pl)):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            if batch_idx == 1:
+                raise RuntimeError("boom")
+            return super().training_step(batch, batch_idx)
+
+    model = recording_module(pl, calls, train=2, val=1, test=1, base=Failing)
+    datamodule = recording_datamodule(pl, calls, train=2, val=1)
+    trainer = pl.Trainer(**trainer_kwargs(str(root), callbacks=[recording_callback(pl, calls)]))
+    raised = None
+    try:
+        trainer.fit(model, datamodule=datamodule)
+    except Exception as error:  # noqa: BLE001 - the type that propagates is what is observed
+        raised = f"{type(error).__name__}: {error}"
+    train_start = calls.index("Callback.on_train_start")
+    return {
+        "raised": raised,
+        "hooks_from_train_start": calls[train_start:],
+        "state": {key: _value(getattr(trainer.state, key, _MISSING)) for key in ("fn", "status", "stage", "finished")},
+        "global_step": trainer.global_step,
+    }
+
+
+def trainer_without_logger(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """logger=False: trainer.logger / loggers / log_dir, and where the default ModelCheckpoint
+    writes (1 epoch x 2 batches)."""
+    trainer = pl.Trainer(**trainer_kwargs(str(root), max_epochs=1, enable_checkpointing=None))
+    trainer.fit(base_module(pl)(), loader(4), loader(2, seed=1))
+    return {
+        "logger": None if trainer.logger is None else type(trainer.logger).__name__,
+        "loggers": _class_names(trainer.loggers),
+        "log_dir": relative(trainer.log_dir, root),
+        "checkpoint_dirpath": relative(trainer.checkpoint_callback.dirpath, root),
+        "files": tree(root),
+    }
+
+
+def predict_results(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """What predict() returns with one and with two loaders, and with return_predictions=False."""
+
+    class Predicting(base_module(pl)):
+        def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+            return self(batch[0]) + dataloader_idx
+
+    model = Predicting()
+    trainer = pl.Trainer(**trainer_kwargs(str(root)))
+    one = trainer.predict(model, dataloaders=loader(4, seed=2))
+    two = trainer.predict(model, dataloaders=[loader(4, seed=2), loader(2, seed=3)])
+    none = trainer.predict(model, dataloaders=loader(4, seed=2), return_predictions=False)
+
+    def shapes(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return list(value.shape)
+        return [shapes(item) for item in value] if isinstance(value, (list, tuple)) else repr(value)
+
+    return {
+        "one_loader": shapes(one),
+        "one_loader_values": plain(torch.cat(one).flatten()),
+        "two_loaders": shapes(two),
+        "two_loaders_second_values": plain(torch.cat(two[1]).flatten()),
+        "return_predictions_false": shapes(none) if none is not None else None,
+    }
+
+
 SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "trainer_properties": trainer_properties,
     "lr_monitor": lr_monitor,
     "multi_val_loader_logging": multi_val_loader_logging,
+    "exception_in_training_step": exception_in_training_step,
+    "trainer_without_logger": trainer_without_logger,
+    "predict_results": predict_results,
 }

@@ -42,6 +42,16 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "_log_hyperparams logs {} by default (Lightning only when module._log_hyperparams), and "
         "fulmen/loggers/csv_logs.py ExperimentWriter.save() writes hparams.yaml on every save"
     ),
+    ("exception_in_training_step", "hooks_from_train_start"): (
+        "fulmen bug: after training_step raises, fulmen calls DataModule.teardown(fit), "
+        "Callback.teardown(fit) and teardown(fit) after the on_exception hooks; Lightning calls "
+        "none of them (teardown mirrors a successful setup; maintainers keep it so in "
+        "Lightning-AI/pytorch-lightning#19594): fulmen/runtime/trainer.py _run, except branch"
+    ),
+    ("exception_in_training_step", "state"): (
+        "fulmen bug: after an exception trainer.state.stage stays 'train'; Lightning resets it to "
+        "None (status 'interrupted' matches): fulmen/runtime/trainer.py _run, except branch"
+    ),
     ("resume", "hooks.after_epoch_0"): (
         "fulmen bug: fit(ckpt_path=...) calls configure_optimizers before on_load_checkpoint / "
         "Callback.on_load_checkpoint; Lightning calls on_load_checkpoint, Callback."
