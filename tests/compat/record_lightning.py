@@ -26,7 +26,13 @@ REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
 def record(names: list[str]) -> None:
     """Run the named scenarios (all when empty) under Lightning and write their JSON files."""
-    import pytorch_lightning as pl
+    try:
+        import pytorch_lightning as pl
+    except ImportError as error:
+        raise SystemExit(
+            f"record_lightning.py needs PyTorch Lightning in the running interpreter ({sys.executable}): {error}\n"
+            "HINT: run it with the scratch venv's python (see this module's docstring), never the project's .venv"
+        ) from error
     import torch
 
     from tests.compat.scenarios import SCENARIOS
@@ -49,8 +55,6 @@ def record(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if "fulmen" in sys.modules:
-        raise SystemExit("run this under PyTorch Lightning, not fulmen")
     sys.path.insert(0, str(REPO_ROOT))
     warnings.filterwarnings("ignore")
     import logging

@@ -15,7 +15,14 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader
 
-from tests.compat.models import base_module, loader, recording_callback, recording_datamodule, recording_module, trainer_kwargs
+from tests.compat.models import (
+    base_module,
+    loader,
+    recording_callback,
+    recording_datamodule,
+    recording_module,
+    trainer_kwargs,
+)
 from tests.compat.normalise import metrics, plain, relative, tree
 from tests.compat.scenarios_artifacts import _csv_rows
 
