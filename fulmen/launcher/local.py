@@ -63,6 +63,9 @@ def run(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
         # A restarted group gets a fresh store on a fresh port (see PerAttemptRendezvous).
         if attempt == 0:
             return first_port
+        if spec.nodes > 1:
+            # Every node must arrive at the same port without talking to the others.
+            return first_port + attempt
         port, _ = ports.choose_port(f"{run_id}-attempt-{attempt}", environ={})
         claimed_ports.append(port)
         return port
@@ -209,16 +212,14 @@ def _finish_job_record(record: Any, code: int) -> None:
 
 
 def check_nodes(spec: JobSpec) -> None:
-    """Settings that cannot work across machines, refused before anything is created."""
+    """Settings that cannot work across machines, refused before anything is created.
+
+    ``--max-restarts`` across nodes works because a failure anywhere fails every rank (their
+    collectives break), so each node's launcher restarts once per failure and attempt ``k``
+    meets at ``master_port + k`` on node 0.
+    """
     if spec.nodes == 1:
         return
-    if spec.max_restarts:
-        raise LaunchError(
-            f"--max-restarts {spec.max_restarts} with --nodes {spec.nodes}: the local backend restarts the "
-            "ranks of one machine only; the other nodes would keep waiting for the old group.\n"
-            "HINT: let the scheduler restart the whole job (--cluster slurm with --max-requeues, "
-            "or --cluster k8s), or run one node with --max-restarts."
-        )
     if not spec.master_addr:
         raise LaunchError(
             f"--nodes {spec.nodes} without --master-addr: the nodes cannot find each other.\n"

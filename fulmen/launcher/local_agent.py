@@ -43,8 +43,8 @@ class PerAttemptRendezvous(RendezvousHandler):
     With one store for the whole run (torchrun's static backend), the ranks of a restarted
     group find the previous attempt's keys (gloo addresses of dead processes) and fail to
     connect; the workers use the store without a per-attempt prefix. A new store per attempt
-    has no stale keys. Node 0 hosts the store; other nodes only join the first attempt,
-    which is why the local backend refuses restarts across nodes.
+    has no stale keys. Node 0 hosts the store; on the other nodes ``port_for_attempt`` must
+    give the same ports (the local backend uses ``master_port + attempt`` there).
     """
 
     def __init__(

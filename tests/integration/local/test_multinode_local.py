@@ -38,3 +38,23 @@ def test_two_launchers_form_one_group(tmp_path: Path) -> None:
     assert seen[0]["FULMEN_RUN_DIR"] == str(tmp_path / "n0") and seen[0]["FULMEN_RESTART_COUNT"] == "0"
     assert (tmp_path / "n1" / "logs" / "rank_1.log").is_file()
     assert "rank 1 pid" in node1_err  # node 1's launcher reports its own rank, by global rank
+
+
+def test_restarts_across_nodes_meet_at_the_next_port(tmp_path: Path) -> None:
+    port, _ = ports.choose_port(f"multinode-restart-{tmp_path}", environ={})
+    env = child_env(tmp_path)
+    common = ["--nodes", "2", "--master-addr", "127.0.0.1", "--master-port", str(port), "--name", "mnr",
+              "--max-restarts", "1"]
+    try:
+        node1 = start(launch_cmd(*common, "--node-rank", "1", "--run-dir", str(tmp_path / "n1"), str(SCRIPT),
+                                 str(tmp_path), "crash-rank-1-once"), env)
+        node0 = run(launch_cmd(*common, "--node-rank", "0", "--run-dir", str(tmp_path / "n0"), str(SCRIPT),
+                               str(tmp_path), "crash-rank-1-once"), env)
+        _, node1_err = node1.communicate(timeout=60)
+    finally:
+        ports.release_port(port)
+    assert node1.returncode == 0, node1_err[-2000:]
+    assert node0.returncode == 0, node0.stderr[-2000:]
+    assert "restarting all ranks (restart 1 of 1)" in node1_err
+    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [s["FULMEN_RESTART_COUNT"] for s in seen] == ["1", "1"] and seen[0]["sum"] == 1.0
