@@ -32,6 +32,46 @@ def _hparams_module(pl: ModuleType) -> type:
     return WithHparams
 
 
+def hyperparameters(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """save_hyperparameters(ignore=...) with a dict value and **kwargs, plus a datamodule's own:
+    hparams, hparams.yaml (CSVLogger), the checkpoint's hparams keys, and load_from_checkpoint
+    with an override (1 epoch x 2 batches)."""
+
+    class WithHparams(base_module(pl)):
+        def __init__(self, lr: float = 0.1, layers: Any = None, cfg: Any = None, ignored: Any = None, **kwargs: Any):
+            super().__init__()
+            self.save_hyperparameters(ignore=["ignored"])
+
+    class Data(pl.LightningDataModule):
+        def __init__(self, batch_size: int = 2) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+
+        def train_dataloader(self) -> Any:
+            return loader(4, batch_size=self.hparams.batch_size)
+
+        def val_dataloader(self) -> Any:
+            return loader(2, seed=1)
+
+    model = WithHparams(lr=0.05, layers=[4, 1], cfg={"depth": 2, "act": "relu"}, ignored=object(), extra="x")
+    logger = pl.loggers.CSVLogger(save_dir=str(root), name="hp")
+    trainer = pl.Trainer(**trainer_kwargs(str(root), max_epochs=1, logger=logger, enable_checkpointing=None))
+    trainer.fit(model, datamodule=Data(batch_size=2))
+    path = trainer.checkpoint_callback.best_model_path
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    return {
+        "hparams": plain(dict(model.hparams)),
+        "hparams_initial": plain(dict(model.hparams_initial)),
+        "hparams_yaml": plain(yaml.safe_load((Path(logger.log_dir) / "hparams.yaml").read_text())),
+        "checkpoint_hparams_keys": {
+            key: plain(dict(value)) if isinstance(value, dict) else plain(value)
+            for key, value in sorted(checkpoint.items())
+            if "hparams" in key or "hyper_parameters" in key
+        },
+        "reloaded_hparams": plain(dict(WithHparams.load_from_checkpoint(path, lr=0.5).hparams)),
+    }
+
+
 def _scalars(log_dir: str) -> dict[str, list[list[Any]]]:
     """tag -> [[step, value], ...] as TensorBoard reads them back from the tfevents files."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -151,5 +191,6 @@ SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "log_dir_layout": log_dir_layout,
     "csv_logger": csv_logger,
     "tensorboard_scalars": tensorboard_scalars,
+    "hyperparameters": hyperparameters,
     "evaluation_results": evaluation_results,
 }

@@ -36,8 +36,9 @@ def _describe_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 
 def checkpoint_contents(pl: ModuleType, root: Path) -> dict[str, Any]:
-    """The dict in a ModelCheckpoint file and in trainer.save_checkpoint's file: keys, callback
-    state_keys and what each callback stores (1 epoch x 2 batches, StepLR, save_hyperparameters)."""
+    """The dict in a ModelCheckpoint file and in trainer.save_checkpoint's files (full and
+    weights_only): keys, callback state_keys and what each callback stores, and the hparams of
+    load_from_checkpoint(..., hidden=5) (1 epoch x 2 batches, StepLR, save_hyperparameters)."""
     checkpoint_cb = pl.callbacks.ModelCheckpoint(dirpath=str(root / "ckpt"), monitor="val_loss")
     early_stopping = pl.callbacks.EarlyStopping(monitor="val_loss")
     flags = trainer_kwargs(
@@ -46,8 +47,11 @@ def checkpoint_contents(pl: ModuleType, root: Path) -> dict[str, Any]:
     trainer = pl.Trainer(**flags)
     trainer.fit(_hparams_module(pl)(), loader(4), loader(2, seed=1))
     trainer.save_checkpoint(str(root / "manual.ckpt"))
+    trainer.save_checkpoint(str(root / "weights_only.ckpt"), weights_only=True)
     saved = torch.load(checkpoint_cb.best_model_path, map_location="cpu", weights_only=False)
     manual = torch.load(root / "manual.ckpt", map_location="cpu", weights_only=False)
+    weights = torch.load(root / "weights_only.ckpt", map_location="cpu", weights_only=False)
+    reloaded = _hparams_module(pl).load_from_checkpoint(str(root / "manual.ckpt"), hidden=5)
     # callback states apart from the file layout, so each is compared (and can fail) on its own
     return {
         "callback_state_keys": [cb.state_key for cb in (checkpoint_cb, early_stopping)],
@@ -58,6 +62,8 @@ def checkpoint_contents(pl: ModuleType, root: Path) -> dict[str, Any]:
         "files": tree(root),
         "model_checkpoint_file": _describe_checkpoint(saved),
         "save_checkpoint_file": _describe_checkpoint(manual),
+        "save_checkpoint_weights_only_file": _describe_checkpoint(weights),
+        "load_from_checkpoint_hparams_with_override": plain(dict(reloaded.hparams)),
     }
 
 

@@ -188,6 +188,19 @@ def multi_val_loader_logging(pl: ModuleType, root: Path) -> dict[str, Any]:
     }
 
 
+def reload_dataloaders(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """How often the module's *_dataloader hooks run over 3 epochs (1 val batch, sanity check
+    on) with reload_dataloaders_every_n_epochs 0, 1 and 2."""
+    out = {}
+    for every in (0, 1, 2):
+        calls: list[str] = []
+        model = recording_module(pl, calls, train=2, val=1, test=1)
+        trainer = pl.Trainer(**trainer_kwargs(str(root), max_epochs=3, reload_dataloaders_every_n_epochs=every))
+        trainer.fit(model)
+        out[f"every_{every}"] = [call for call in calls if call.endswith("_dataloader") or call == "on_train_epoch_start"]
+    return out
+
+
 def exception_in_training_step(pl: ModuleType, root: Path) -> dict[str, Any]:
     """A RuntimeError raised by training_step at batch 1: the hooks that still run (module,
     callback, datamodule), what propagates, and the trainer's state afterwards."""
@@ -261,6 +274,7 @@ SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "trainer_properties": trainer_properties,
     "lr_monitor": lr_monitor,
     "multi_val_loader_logging": multi_val_loader_logging,
+    "reload_dataloaders": reload_dataloaders,
     "exception_in_training_step": exception_in_training_step,
     "trainer_without_logger": trainer_without_logger,
     "predict_results": predict_results,

@@ -107,12 +107,25 @@ _CHECKPOINT_KEYS_REASON = (
     "loads these files (checked by hand with 2.6.6: load_from_checkpoint and fit(ckpt_path=))"
 )
 
+_LIGHTNING_WEIGHTS_ONLY_KEYS = [
+    "epoch", "global_step", "hparams_name", "hyper_parameters", "loops", "pytorch-lightning_version", "state_dict"
+]  # fmt: skip
+
 DELIBERATE_DIFFERENCES: dict[tuple[str, str], list[Deviation]] = {
     ("checkpoint_contents", key): [
         Deviation(("top_level_keys",), _LIGHTNING_FILE_KEYS, _FULMEN_FILE_KEYS, _CHECKPOINT_KEYS_REASON)
     ]
     for key in ("model_checkpoint_file", "save_checkpoint_file")
 }
+DELIBERATE_DIFFERENCES[("checkpoint_contents", "save_checkpoint_weights_only_file")] = [
+    Deviation(
+        ("top_level_keys",),
+        _LIGHTNING_WEIGHTS_ONLY_KEYS,
+        sorted([*_LIGHTNING_WEIGHTS_ONLY_KEYS, "fulmen_version"]),
+        "a weights-only file also names the fulmen version that wrote it (no logger state: "
+        "weights_only leaves training state out, as Lightning does)",
+    )
+]
 
 
 def _reference(name: str) -> dict[str, Any]:
