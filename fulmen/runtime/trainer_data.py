@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, SequentialSampler
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hooks import is_overridden
 from fulmen.errors import MisconfigurationException
+from fulmen.runtime.combined_loader import CombinedLoader
 from fulmen.runtime.trainer_flags import limited_batches
 
 _HOOK_NAMES = {"train": "train_dataloader", "val": "val_dataloader", "test": "test_dataloader",
@@ -107,27 +108,37 @@ class TrainerData:
     def _load_train_dataloader(self, reload: bool = False) -> None:
         if self.train_dataloader is not None and not reload:
             return
-        loaders = self._loaders_for("train")
-        if not loaders:
+        source = self._sources.get("train")
+        if source is None:
+            hook = self._hook_source("train")
+            source = hook() if hook is not None else None
+        if source is None or (isinstance(source, (list, tuple, Mapping)) and not source):
             raise MisconfigurationException(
                 "trainer.fit() found no training data: no train_dataloaders argument, no datamodule "
                 "train_dataloader and no train_dataloader() on the module.\n"
                 "HINT: trainer.fit(model, train_dataloaders=DataLoader(...)) or define train_dataloader()."
             )
-        if len(loaders) > 1:
-            raise MisconfigurationException(
-                f"trainer.fit() got {len(loaders)} training dataloaders; this Trainer trains on one.\n"
-                "HINT: combine the datasets (torch.utils.data.ConcatDataset) into one DataLoader."
-            )
-        loader = loaders[0]
-        if self.overfit_batches:
-            loader = _without_shuffle(loader)
-        loader = self.strategy.process_dataloader(
-            loader, training=True, use_distributed_sampler=self.use_distributed_sampler
-        )
+        if isinstance(source, Mapping) or (isinstance(source, (list, tuple)) and len(source) > 1):
+            # Lightning's "max_size_cycle": batches shaped like the collection of loaders
+            items = source.items() if isinstance(source, Mapping) else enumerate(source)
+            prepared = {key: self._prepare_train_loader(value) for key, value in items}
+            if not all(_length(v) < float("inf") for v in prepared.values()):
+                raise MisconfigurationException(
+                    "Several training dataloaders need a length each to be combined.\n"
+                    "HINT: give every loader a finite length, or train on one loader."
+                )
+            combined = prepared if isinstance(source, Mapping) else type(source)(prepared.values())
+            loader: Any = CombinedLoader(combined)
+        else:
+            loader = self._prepare_train_loader(source[0] if isinstance(source, (list, tuple)) else source)
         self.train_dataloader = loader
         self.num_training_batches = limited_batches(_length(loader), self.limit_train_batches, "limit_train_batches")
         self.val_check_batch = self._compute_val_check_batch()
+
+    def _prepare_train_loader(self, loader: Any) -> Any:
+        if self.overfit_batches:
+            loader = _without_shuffle(loader)
+        return self.strategy.process_dataloader(loader, training=True, use_distributed_sampler=self.use_distributed_sampler)
 
     def _compute_val_check_batch(self) -> float:
         vci = self.val_check_interval

@@ -79,11 +79,9 @@ def test_invalid_training_step_returns_are_clear_errors(returned, match) -> None
         _fit(Model())
 
 
-def test_several_train_dataloaders_and_dataloaders_plus_datamodule_are_errors() -> None:
+def test_dataloaders_plus_datamodule_is_an_error() -> None:
     model = BoringModel()
     loader = model.train_dataloader()
-    with pytest.raises(MisconfigurationException, match="ConcatDataset"):
-        pl.Trainer(max_steps=1, **TRAINER_QUIET).fit(model, [loader, loader])
     with pytest.raises(MisconfigurationException, match="either dataloaders or datamodule"):
         pl.Trainer(max_steps=1, **TRAINER_QUIET).fit(model, loader, datamodule=pl.LightningDataModule())
 

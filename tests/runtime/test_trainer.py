@@ -218,3 +218,21 @@ def test_fit_rejects_something_that_is_not_a_lightning_module() -> None:
 
     with pytest.raises(MisconfigurationException, match="expected a LightningModule, got Linear"):
         pl.Trainer(**TRAINER_QUIET).fit(torch.nn.Linear(2, 2))
+
+
+def test_several_training_loaders_are_combined_max_size_cycle() -> None:
+    from fulmen.runtime.combined_loader import CombinedLoader
+
+    seen = []
+
+    class Model(BoringModel):
+        def training_step(self, batch, batch_idx):
+            seen.append((batch["a"].shape[0], batch["b"].shape[0]))
+            return super().training_step(batch["a"], batch_idx)
+
+    loaders = {"a": DataLoader(RandomDataset(32, 8), batch_size=2), "b": DataLoader(RandomDataset(32, 6), batch_size=3)}
+    trainer = pl.Trainer(max_epochs=1, limit_val_batches=0, **TRAINER_QUIET)
+    trainer.fit(Model(), loaders)
+    assert trainer.num_training_batches == 4 and seen == [(2, 3)] * 4  # "b" (2 batches) cycled
+    pairs = list(CombinedLoader([[1, 2, 3], [10]]))
+    assert pairs == [[1, 10], [2, 10], [3, 10]]
