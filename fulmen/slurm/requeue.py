@@ -7,7 +7,8 @@ is saved, and by the rank entry (``fulmen.slurm.rank_entry``) when a signal arri
 Why fulmen requeues itself rather than letting SLURM do it: a preempted job that exits during
 the partition's GraceTime is recorded as COMPLETED and *not* requeued, and a job that reaches
 its time limit is never requeued by SLURM. Requeueing keeps the job id, and the next run sees
-``SLURM_RESTART_COUNT`` one higher.
+``SLURM_RESTART_COUNT`` one higher. Only a RUNNING job is requeued: a job the user cancelled
+(``scancel`` also sends SIGTERM) is already COMPLETING and stays cancelled.
 """
 
 from __future__ import annotations
@@ -59,6 +60,13 @@ def requeue_job(rank_info: RankInfo | None = None, *, reason: str = "stop signal
             "submit again with --run-dir to continue."
         )
         return False
+    state = _controller_state(job_id)
+    if state not in (None, "RUNNING"):
+        # `scancel` / `fulmen cancel` also sends SIGTERM, with the job already COMPLETING; a
+        # cancelled job must stay cancelled (scontrol requeue would accept it and run it again).
+        # Warning signals (time limit, preemption grace time) arrive while it is RUNNING.
+        _say(f"not requeued ({reason}): job {job_id} is {state} (cancelled or ending)")
+        return False
     marker = _claim_marker(run_dir, job_id, restarts)
     if marker is False:
         return True  # another code path of this run already requeued it
@@ -71,6 +79,15 @@ def requeue_job(rank_info: RankInfo | None = None, *, reason: str = "stop signal
         return False
     _say(f"requeued job {job_id} ({reason}); next run is restart {restarts + 1} of at most {limit}")
     return True
+
+
+def _controller_state(job_id: str) -> str | None:
+    """JobState from scontrol, or None when it cannot tell (then requeue, as preemption needs)."""
+    try:
+        fields = commands.show_job(job_id)
+    except FulmenError:
+        return None
+    return fields.get("JobState") if fields else None
 
 
 def _claim_marker(run_dir: str | None, job_id: str, restarts: int) -> Path | bool | None:

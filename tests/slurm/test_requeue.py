@@ -16,6 +16,7 @@ from fulmen.slurm import commands, requeue
 def requeued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     monkeypatch.setattr(commands, "requeue", calls.append)
+    monkeypatch.setattr(commands, "show_job", lambda job_id: {"JobId": job_id, "JobState": "RUNNING"})
     return calls
 
 
@@ -76,6 +77,7 @@ def test_failed_scontrol_is_reported_and_can_be_retried(
         raise SlurmCommandError("scontrol requeue 7 failed")
 
     monkeypatch.setattr(commands, "requeue", fail)
+    monkeypatch.setattr(commands, "show_job", lambda job_id: None)
     run_dir = make_run(tmp_path, 3)
     assert not requeue.requeue_job(rank0(run_dir))
     assert "requeue of job 7 failed" in capsys.readouterr().err
@@ -90,3 +92,13 @@ def test_not_in_slurm(monkeypatch: pytest.MonkeyPatch, requeued: list[str]) -> N
         monkeypatch.delenv(var, raising=False)
     assert not requeue.requeue_job(None)
     assert requeued == []
+
+
+def test_a_cancelled_job_is_not_requeued(
+    tmp_path: Path, requeued: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What `scontrol show job` says between scancel and the end of the job.
+    monkeypatch.setattr(commands, "show_job", lambda job_id: {"JobId": job_id, "JobState": "COMPLETING"})
+    assert not requeue.requeue_job(rank0(make_run(tmp_path, 3)))
+    assert requeued == []
+    assert "job 7 is COMPLETING (cancelled or ending)" in capsys.readouterr().err

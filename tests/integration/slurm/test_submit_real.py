@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -188,3 +189,18 @@ def test_max_requeues_zero_lets_a_signalled_job_end(project: Path, job_env: dict
     assert final.state == "FAILED" and final.exit_code == "75:0"
     assert "limit is --max-requeues 0" in log.read_text()
 
+
+
+def test_cancel_and_follow_from_the_job_commands(project: Path, job_env: dict[str, str]) -> None:
+    (project / "sleeper.py").write_text(SLEEPER)
+    job_id = job_id_from(fulmen_cli(["launch", "--cluster", "slurm", "sleeper.py"], job_env, project).stdout)
+    wait_for_line(only_run_dir(project) / "logs" / "rank_0.log", r"VERSION A restart=0", 60)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "fulmen.launcher", "logs", job_id, "--follow"], cwd=project, env=job_env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    cancel = fulmen_cli(["cancel", job_id], job_env, project)
+    assert cancel.returncode == 0 and f"cancelled job {job_id}" in cancel.stdout
+    out, _ = follower.communicate(timeout=60)  # --follow returns once the job has ended
+    assert "VERSION A restart=0" in out and "CANCELLED" in out
+    assert "state: CANCELLED" in fulmen_cli(["status", job_id], job_env, project).stdout
