@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ def test_dry_run_prints_script_and_command_and_creates_nothing(
                    run_dir=str(run_dir), slurm=SlurmOptions(partition="debug", time="10"))
     assert submit.run(spec, dry_run=True) == 0
     out = capsys.readouterr().out
-    python = os.sys.executable
+    python = sys.executable
     assert out == (
         "#!/bin/bash\n\n# Parameters\n"
         f"#SBATCH --error={run_dir}/submitit/%j_0_log.err\n"
