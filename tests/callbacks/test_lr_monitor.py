@@ -1,4 +1,8 @@
-"""LearningRateMonitor names and values, Lightning's conventions."""
+"""LearningRateMonitor names and values, Lightning's conventions.
+
+The names in ``test_names_for_param_groups_duplicates_and_custom_names`` are the ones PyTorch
+Lightning 2.6.6's LearningRateMonitor gives the same optimizers (checked by hand).
+"""
 
 from __future__ import annotations
 
