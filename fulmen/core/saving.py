@@ -61,22 +61,29 @@ def _literal(text: str) -> Any:
         return text
 
 
-def _init_parameter_names(cls: type) -> tuple[list[str], bool]:
-    """Names ``cls.__init__`` accepts (without self/*args/**kwargs), and whether it takes ``**kwargs``."""
+def _init_parameters(cls: type) -> tuple[list[str], list[str], bool]:
+    """Names ``cls.__init__`` accepts, those without a default, and whether it takes ``**kwargs``."""
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
-    names = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    return names, any(p.kind is p.VAR_KEYWORD for p in params)
+    named = [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    required = [p.name for p in named if p.default is p.empty]
+    return [p.name for p in named], required, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _constructor_kwargs(
     cls: type, checkpoint: Mapping[str, Any], hp_key: str, name_key: str, overrides: Mapping[str, Any]
 ) -> dict[str, Any]:
-    names, takes_var_kwargs = _init_parameter_names(cls)
+    names, required, takes_var_kwargs = _init_parameters(cls)
     loaded: Any = dict(checkpoint.get(hp_key) or {})
     args_name = checkpoint.get(name_key)
     # __init__(self, hparams) with save_hyperparameters(hparams): the whole dict is one argument
     if args_name and args_name in names:
         loaded = {args_name: AttributeDict(loaded)}
+    elif loaded and not takes_var_kwargs and not set(loaded) & set(names):
+        # the same, in a file that does not name the argument: none of the stored keys is an
+        # argument, and exactly one required argument is left to receive them
+        missing = [name for name in required if name not in overrides]
+        if len(missing) == 1:
+            loaded = {missing[0]: AttributeDict(loaded)}
     kwargs = {**loaded, **overrides}
     if not takes_var_kwargs:
         kwargs = {k: v for k, v in kwargs.items() if k in names}

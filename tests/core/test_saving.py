@@ -94,6 +94,11 @@ def test_hparams_passed_as_one_argument(tmp_path: Path) -> None:
     torch.save(checkpoint, path)
     loaded = FromNamespace.load_from_checkpoint(path)
     assert loaded.layer.out_features == 5 and loaded.hparams.width == 5
+    # files that do not name the argument ("kwargs", or none): the one required argument gets them
+    for name in ("kwargs", None):
+        checkpoint["hparams_name"] = name
+        torch.save(checkpoint, path)
+        assert FromNamespace.load_from_checkpoint(path).layer.out_features == 5
 
 
 def test_python_objects_need_explicit_unsafe_opt_in(tmp_path: Path) -> None:
