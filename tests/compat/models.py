@@ -24,7 +24,7 @@ MODULE_HOOKS = (
     "on_train_batch_start", "on_train_batch_end",
     "on_validation_start", "on_validation_end", "on_validation_epoch_start",
     "on_validation_epoch_end", "on_validation_batch_start", "on_validation_batch_end",
-    "on_validation_model_eval", "on_validation_model_train",
+    "on_validation_model_eval", "on_validation_model_train", "on_validation_model_zero_grad",
     "on_test_start", "on_test_end", "on_test_epoch_start", "on_test_epoch_end",
     "on_test_batch_start", "on_test_batch_end", "on_test_model_eval", "on_test_model_train",
     "on_before_backward", "backward", "on_after_backward", "on_before_optimizer_step",

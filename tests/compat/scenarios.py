@@ -18,10 +18,12 @@ from types import ModuleType
 from typing import Any, Callable
 
 import torch
+from torch.utils.data import DataLoader
 
 from tests.compat import scenarios_artifacts, scenarios_checkpoints, scenarios_optim, scenarios_trainer
 from tests.compat.models import (
     base_module,
+    dataset,
     loader,
     recording_callback,
     recording_datamodule,
@@ -148,8 +150,66 @@ def logging(pl: ModuleType, root: Path) -> dict[str, Any]:
     return snapshots
 
 
+class _DictBatches(torch.utils.data.Dataset):
+    """Samples as dicts, so the batch size must be inferred from a collated dict."""
+
+    def __init__(self, n: int) -> None:
+        self.data = dataset(n)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        x, y = self.data[index]
+        return {"x": x, "y": y}
+
+
+def batch_size_inference(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """Epoch means of self.log without batch_size when the last batch is short (5 samples,
+    batch_size 2: sizes 2, 2, 1), for tuple and dict batches, in training and validation."""
+
+    class Inferred(base_module(pl)):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = (batch["x"], batch["y"]) if isinstance(batch, dict) else batch
+            self.log("train_mean", float(batch_idx + 1), on_step=False, on_epoch=True)
+            return torch.nn.functional.mse_loss(self(x), y)
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            self.log("val_mean", float(batch_idx + 1))
+
+    out = {}
+    for name, data in (("tuple_batches", dataset(5)), ("dict_batches", _DictBatches(5))):
+        trainer = pl.Trainer(**trainer_kwargs(str(root), max_epochs=1, num_sanity_val_steps=0))
+        trainer.fit(Inferred(), DataLoader(data, batch_size=2), DataLoader(dataset(5, seed=1), batch_size=2))
+        out[name] = metrics(trainer.callback_metrics)
+    return out
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """An iterable dataset without __len__: 5 batches of 2 per pass."""
+
+    def __iter__(self) -> Any:
+        return iter(dataset(10))
+
+
+def iterable_dataset(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """A training IterableDataset without __len__ (5 batches per pass), 2 epochs, and
+    val_check_interval=2 (int, check_val_every_n_epoch=None): batch counts and validation points."""
+    out = {"default": _fit_counting_loaders(pl, root / "default", DataLoader(_Stream(), batch_size=2))}
+    out["val_check_interval_2"] = _fit_counting_loaders(
+        pl, root / "every_2", DataLoader(_Stream(), batch_size=2), val_check_interval=2, check_val_every_n_epoch=None
+    )
+    # kept apart, so that each can fail on its own
+    out["estimated_stepping_batches"] = {name: case.pop("estimated_stepping_batches") for name, case in out.items()}
+    return out
+
+
 def _counting_module(
-    pl: ModuleType, events: list[list[int]], counts: dict[str, int], at_train_start: dict[str, Any]
+    pl: ModuleType,
+    events: list[list[int]],
+    counts: dict[str, int],
+    at_train_start: dict[str, Any],
+    validation_points: list[list[int]],
 ) -> Any:
     class Counting(base_module(pl)):
         def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -171,6 +231,7 @@ def _counting_module(
         def on_validation_start(self) -> None:
             if not self.trainer.sanity_checking:
                 counts["validation_runs"] += 1
+                validation_points.append([self.current_epoch, self.global_step])
 
         def on_train_start(self) -> None:
             # what a progress bar sees when it sizes its bars
@@ -192,12 +253,19 @@ def _sanity_batches(trainer: Any) -> Any:
 
 def _fit_counting(pl: ModuleType, root: Path, train: int, val: int, **flags: Any) -> dict[str, Any]:
     """Fit with ``train`` / ``val`` batches per loader; what the trainer counted and did."""
+    return _fit_counting_loaders(pl, root, loader(2 * train), loader(2 * val, seed=1), **flags)
+
+
+def _fit_counting_loaders(
+    pl: ModuleType, root: Path, train: DataLoader, val: DataLoader | None = None, **flags: Any
+) -> dict[str, Any]:
     events: list[list[int]] = []
     counts: dict[str, int] = {}
     at_train_start: dict[str, Any] = {}
-    model = _counting_module(pl, events, counts, at_train_start)
+    validation_points: list[list[int]] = []
+    model = _counting_module(pl, events, counts, at_train_start, validation_points)
     trainer = pl.Trainer(**trainer_kwargs(str(root), **flags))
-    trainer.fit(model, loader(2 * train), loader(2 * val, seed=1))
+    trainer.fit(model, train, val if val is not None else loader(2, seed=1))
     return {
         "num_training_batches": plain(float(trainer.num_training_batches)),
         "num_val_batches": plain([float(n) for n in trainer.num_val_batches]),
@@ -208,6 +276,7 @@ def _fit_counting(pl: ModuleType, root: Path, train: int, val: int, **flags: Any
         "counts": dict(sorted(counts.items())),
         "estimated_stepping_batches": plain(float(trainer.estimated_stepping_batches)),
         "train_batch_end": events,
+        "validation_points": validation_points,
     }
 
 
@@ -297,6 +366,8 @@ SCENARIOS: dict[str, Scenario] = {
     "batch_counts": batch_counts,
     "accumulation": accumulation,
     "val_check": val_check,
+    "batch_size_inference": batch_size_inference,
+    "iterable_dataset": iterable_dataset,
     **scenarios_artifacts.SCENARIOS,
     **scenarios_checkpoints.SCENARIOS,
     **scenarios_trainer.SCENARIOS,

@@ -197,7 +197,8 @@ def reload_dataloaders(pl: ModuleType, root: Path) -> dict[str, Any]:
         model = recording_module(pl, calls, train=2, val=1, test=1)
         trainer = pl.Trainer(**trainer_kwargs(str(root), max_epochs=3, reload_dataloaders_every_n_epochs=every))
         trainer.fit(model)
-        out[f"every_{every}"] = [call for call in calls if call.endswith("_dataloader") or call == "on_train_epoch_start"]
+        wanted = [call for call in calls if call.endswith("_dataloader") or call == "on_train_epoch_start"]
+        out[f"every_{every}"] = wanted
     return out
 
 

@@ -52,6 +52,18 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "fulmen bug: after an exception trainer.state.stage stays 'train'; Lightning resets it to "
         "None (status 'interrupted' matches): fulmen/runtime/trainer.py _run, except branch"
     ),
+    ("iterable_dataset", "estimated_stepping_batches"): (
+        "fulmen bug: with a training loader without __len__, trainer.estimated_stepping_batches is "
+        "inf; Lightning returns max_steps (-1 when unset) for an unknown loader length and inf only "
+        "for max_epochs=-1 (trainer.py estimated_stepping_batches): fulmen/runtime/fit_loop.py "
+        "estimated_stepping_batches"
+    ),
+    ("iterable_dataset", "val_check_interval_2"): (
+        "fulmen bug: with a loader without __len__ and val_check_interval=2, check_val_every_n_epoch="
+        "None, validation runs twice at global step 10 (6 runs; Lightning 5: steps 2, 4, 6, 8, 10), "
+        "and with 4 batches per pass twice at every epoch end: fulmen/runtime/fit_loop.py "
+        "_finish_unsized_epoch checks _should_validate again for the batch already checked"
+    ),
     ("resume", "hooks.after_epoch_0"): (
         "fulmen bug: fit(ckpt_path=...) calls configure_optimizers before on_load_checkpoint / "
         "Callback.on_load_checkpoint; Lightning calls on_load_checkpoint, Callback."
