@@ -205,3 +205,24 @@ def test_allocation_mismatch_fails_fast_with_a_hint(project: Path, job_env: dict
     assert time.monotonic() - started < 120
     log = (only_run_dir(project) / "logs" / "rank_0.log").read_text()
     assert "Trainer(devices=1)" in log and "HINT" in log, log[-2000:]
+
+
+@pytest.mark.timeout(600)
+def test_past_max_requeues_a_resubmission_with_run_dir_continues(
+    project: Path, job_env: dict[str, str], reference_weights: dict
+) -> None:
+    launch_args = ["--nodes", "2", "--nproc-per-node", "1", "--max-requeues", "0"]
+    proc = submit(project, job_env, launch_args, [*RESUME_ARGS, "--step-sleep", "0.3"])
+    first_job = job_id_from(proc.stdout)
+    run_dir = only_run_dir(project)
+    wait_for_line(run_dir / "logs" / "rank_0.log", r"^STEP 8 at", 180)
+    commands.cancel(first_job, signal="USR2")
+    final = wait_until_final(first_job, 120)
+    assert (final.state, final.exit_code) == ("FAILED", "75:0")  # stopped, checkpointed, not requeued
+    proc = submit(project, job_env, [*launch_args, "--run-dir", str(run_dir)], RESUME_ARGS, wait=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert job_id_from(proc.stdout) != first_job
+    texts = all_rank0_text(run_dir)
+    assert len(texts) == 2
+    assert_each_run_resumes_where_the_last_stopped(texts)
+    assert_bit_equal(load_weights(run_dir), reference_weights)
