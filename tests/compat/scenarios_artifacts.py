@@ -107,6 +107,39 @@ def log_dir_layout(pl: ModuleType, root: Path) -> dict[str, Any]:
     return {"runs": runs, "files": tree(root), "hparams_yaml": plain(hparams)}
 
 
+def csv_logger_accumulation(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """metrics.csv under accumulate_grad_batches=2 (2 epochs x 3 batches) with
+    log_every_n_steps 1 and 2: which steps get rows for a per-batch and an epoch metric."""
+
+    class Logged(base_module(pl)):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            self.log("t", float(batch_idx + 1 + 10 * self.current_epoch), on_step=True, on_epoch=True)
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            pass
+
+    out = {}
+    for every in (1, 2):
+        logger = pl.loggers.CSVLogger(save_dir=str(root), name=f"every_{every}")
+        flags = trainer_kwargs(str(root), logger=logger, log_every_n_steps=every, accumulate_grad_batches=2)
+        pl.Trainer(**flags).fit(Logged(), loader(6), loader(2, seed=1))
+        rows = _csv_rows(Path(logger.log_dir) / "metrics.csv")
+        out[f"log_every_n_steps_{every}"] = [dict(zip(rows[0], row)) for row in rows[1:]]
+    return out
+
+
+def fast_dev_run_files(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """fast_dev_run=True with the default logger and checkpointing: what it writes, the logger."""
+    trainer = pl.Trainer(**trainer_kwargs(str(root), fast_dev_run=True, logger=None, enable_checkpointing=None))
+    trainer.fit(base_module(pl)(), loader(4), loader(2, seed=1))
+    return {
+        "files": tree(root),
+        "logger": type(trainer.logger).__name__,
+        "log_dir": relative(trainer.log_dir, root),
+    }
+
+
 def _csv_rows(path: Path) -> list[list[str]]:
     with open(path, newline="") as handle:
         return list(csv.reader(handle))
@@ -163,7 +196,8 @@ def _test_module(pl: ModuleType) -> Any:
 
 def evaluation_results(pl: ModuleType, root: Path) -> dict[str, Any]:
     """What test() and validate() return with one and with two dataloaders, callback_metrics
-    after a two-loader test, and which file test(ckpt_path="best") loads."""
+    after a two-loader test, and which checkpoint test()/validate() load after a fit with a
+    monitored ModelCheckpoint (ckpt_path "best", "last", none without a model, none with one)."""
     model = _test_module(pl)
     trainer = pl.Trainer(**trainer_kwargs(str(root)))
     one = trainer.test(model, dataloaders=loader(4, seed=2), verbose=False)
@@ -176,13 +210,20 @@ def evaluation_results(pl: ModuleType, root: Path) -> dict[str, Any]:
     fitted = pl.Trainer(**trainer_kwargs(str(root), max_epochs=3, callbacks=[checkpoint_cb], enable_checkpointing=True))
     fitted.fit(base_module(pl)(), loader(4), loader(2, seed=1))
     best = fitted.test(dataloaders=loader(2, seed=2), ckpt_path="best", verbose=False)
+    ckpt_paths = {"test_ckpt_best": relative(fitted.ckpt_path, root)}
+    fitted.test(dataloaders=loader(2, seed=2), verbose=False)  # no model, no ckpt_path
+    ckpt_paths["test_no_model_no_ckpt_path"] = relative(fitted.ckpt_path, root)
+    fitted.validate(base_module(pl)(), dataloaders=loader(2, seed=2), verbose=False)
+    ckpt_paths["validate_with_model"] = relative(fitted.ckpt_path, root)
+    fitted.test(dataloaders=loader(2, seed=2), ckpt_path="last", verbose=False)
+    ckpt_paths["test_ckpt_last"] = relative(fitted.ckpt_path, root)
     return {
         "test_one_loader": plain(one),
         "test_two_loaders": plain(two),
         "callback_metrics_after_two_loader_test": after_two,
         "validate_two_loaders": plain(validate_two),
         "callback_metrics_after_validate": after_validate,
-        "test_best_ckpt_path": relative(fitted.ckpt_path, root),
+        "ckpt_path_after": ckpt_paths,
         "test_best_result_keys": [sorted(result) for result in best],
     }
 
@@ -192,5 +233,7 @@ SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "csv_logger": csv_logger,
     "tensorboard_scalars": tensorboard_scalars,
     "hyperparameters": hyperparameters,
+    "csv_logger_accumulation": csv_logger_accumulation,
+    "fast_dev_run_files": fast_dev_run_files,
     "evaluation_results": evaluation_results,
 }

@@ -42,6 +42,28 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "_log_hyperparams logs {} by default (Lightning only when module._log_hyperparams), and "
         "fulmen/loggers/csv_logs.py ExperimentWriter.save() writes hparams.yaml on every save"
     ),
+    ("csv_logger_accumulation", "log_every_n_steps_1"): (
+        "fulmen bug: with accumulate_grad_batches=2 and log_every_n_steps=1 fulmen also writes step "
+        "rows for batches that only accumulate (t_step 1.0 at step 0, 11.0 at step 2: 8 rows); "
+        "Lightning logs step metrics only on batches whose optimizer steps (6 rows; "
+        "_LoggerConnector.update_train_step_metrics returns while _should_accumulate()): "
+        "fulmen/runtime/trainer_services.py _publish_step_metrics"
+    ),
+    ("evaluation_results", "ckpt_path_after"): (
+        "fulmen bug: trainer.ckpt_path keeps the previous run's path when a later validate(model) or "
+        "test(ckpt_path='last') loads no checkpoint (fulmen 'ckpt/epoch=1-step=4.ckpt' for both, "
+        "Lightning None): fulmen/runtime/trainer_services.py _restore_for_fit/_restore_weights set "
+        "it only when a file is loaded and never reset it per run"
+    ),
+    ("fast_dev_run_files", "logger"): (
+        "fulmen bug: under fast_dev_run trainer.logger is None; Lightning swaps the loggers for a "
+        "DummyLogger (so self.logger.experiment.<anything>(...) in user code still works): "
+        "fulmen/runtime/trainer.py Trainer.__init__ (loggers = [] if fast_dev_run)"
+    ),
+    ("fast_dev_run_files", "log_dir"): (
+        "fulmen bug: under fast_dev_run trainer.log_dir is default_root_dir ('.'); Lightning: None "
+        "(the DummyLogger has no directory): fulmen/runtime/trainer_properties.py log_dir"
+    ),
     ("exception_in_training_step", "hooks_from_train_start"): (
         "fulmen bug: after training_step raises, fulmen calls DataModule.teardown(fit), "
         "Callback.teardown(fit) and teardown(fit) after the on_exception hooks; Lightning calls "
