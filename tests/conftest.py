@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# Several pytest-xdist workers share 2 cores: torch's intra-op thread pool per process
+# oversubscribes them (a tiny model ran ~30x slower). One thread per process, children included.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
