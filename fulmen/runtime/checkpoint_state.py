@@ -5,14 +5,17 @@
 docs/internals.md ("Trainer <-> checkpoints"), so the Trainer stays free of checkpoint
 details and this module free of loop details.
 
-Keys (Lightning's names, plus ours): ``epoch``, ``global_step``, ``fulmen_version``,
-``pytorch-lightning_version`` (the Lightning layout followed, see ``checkpoint_lightning``),
-``state_dict`` (the LightningModule's own, never a DDP wrapper's ``module.`` prefix),
-``loops`` (``{"fit_loop": {<Lightning's progress counters>, "fulmen": trainer.fit_loop.state_dict()}}``),
-``hyper_parameters`` and
-``hparams_name``, ``datamodule_hyper_parameters``; unless ``weights_only``: ``callbacks``
-(``{state_key: state}``), ``optimizer_states``, ``lr_schedulers``, ``precision``,
-``loggers``. Then the callbacks', module's and datamodule's ``on_save_checkpoint``.
+Keys (Lightning's names, plus ours):
+
+- always: ``epoch``, ``global_step``, ``fulmen_version``, ``pytorch-lightning_version`` (the
+  Lightning layout followed, see ``checkpoint_lightning``), ``state_dict`` (the
+  LightningModule's own, never a DDP wrapper's ``module.`` prefix), ``loops``
+  (``{"fit_loop": {<Lightning's progress counters>, "fulmen": trainer.fit_loop.state_dict()}}``),
+  ``hyper_parameters`` + ``hparams_name`` and ``datamodule_hyper_parameters`` when set, the
+  datamodule's ``state_dict()`` under its class name (as Lightning does);
+- unless ``weights_only``: ``callbacks`` (``{state_key: state}``), ``optimizer_states``,
+  ``lr_schedulers``, ``precision`` (GradScaler state, when there is one), ``loggers``;
+- then whatever the callbacks', module's and datamodule's ``on_save_checkpoint`` add.
 
 Everything is kept loadable by ``torch.load(weights_only=True)``: numpy arrays (numpy's RNG
 state) are stored as tensors with their dtype name and turned back on restore.
