@@ -174,13 +174,15 @@ class FitLoop:
         if n and self.current_epoch > 0 and self.current_epoch % n == 0 and not self._restored_mid_epoch:
             t._load_train_dataloader(reload=True)
             t._val_loaders = None
-        if not self._restored_mid_epoch:
+        restarted_mid_epoch = self._restored_mid_epoch
+        if not restarted_mid_epoch:
             self.batch_idx = 0
         self._restored_mid_epoch = False
         t.model.train()
         t._train_results.set_defaults(on_step=False, on_epoch=True)
         t._results = t._train_results
-        t._call("on_train_epoch_start")
+        if not restarted_mid_epoch:  # the interrupted run already started this epoch (Lightning)
+            t._call("on_train_epoch_start")
         self._epoch_outputs = []
         self._has_batch_end_hooks = t._hooks.any("on_train_batch_end")
         self._need_outputs = self._has_batch_end_hooks or t._collect_train_outputs
@@ -199,7 +201,8 @@ class FitLoop:
         """A loader without a length ended: what a sized epoch does after its last batch."""
         t = self.trainer
         t._step_schedulers("epoch", self.batch_idx - 1, plateau=False)
-        if t._should_validate(self.batch_idx - 1, is_last=True):
+        # only in "validate at the end of each epoch" mode; interval checks already ran per batch
+        if t.val_check_batch == float("inf") and t._should_validate(self.batch_idx - 1, is_last=True):
             t._module_hook("on_validation_model_zero_grad")
             t._run_evaluation("validate", in_fit=True)
             t._results = t._train_results
@@ -245,7 +248,12 @@ class FitLoop:
         end_hook = hooks.module("on_train_batch_end")
         if end_hook is not None:
             end_hook(outputs, batch, batch_idx)
-        t._publish_step_metrics(should_log=(self.batches_that_stepped + 1) % t.log_every_n_steps == 0)
+        # Lightning sends nothing to the loggers on batches that only accumulate gradients
+        accumulating = should_accumulate and module.automatic_optimization
+        t._publish_step_metrics(
+            should_log=not accumulating and (self.batches_that_stepped + 1) % t.log_every_n_steps == 0,
+            accumulating=accumulating,
+        )
         if t._should_validate(batch_idx, is_last):
             if not should_accumulate:
                 t._module_hook("on_validation_model_zero_grad")
@@ -346,14 +354,19 @@ class FitLoop:
         self._check_max_time()
 
 
-def estimated_stepping_batches(trainer: Trainer) -> float:
-    """Optimizer steps the whole fit will take (Lightning's estimate: max_steps caps it)."""
+def estimated_stepping_batches(trainer: Trainer) -> int | float:
+    """Optimizer steps the whole fit will take, computed like Lightning (max_steps caps it;
+    a loader without a length gives max_steps; no epoch limit gives inf or max_steps)."""
+    from fulmen.runtime.trainer_flags import parse_loop_limits
+
+    _, max_epochs = parse_loop_limits(
+        trainer.min_steps, trainer.max_steps, trainer.min_epochs, trainer.max_epochs, trainer.max_time is not None
+    )
+    if max_epochs == -1:
+        return float("inf") if trainer.max_steps == -1 else trainer.max_steps
+    trainer._load_train_dataloader()
     batches = trainer.num_training_batches
     if batches == float("inf"):
-        return float(trainer.max_steps) if trainer.max_steps not in (None, -1) else float("inf")
-    per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
-    epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else None
-    if epochs is None:
-        return float(trainer.max_steps) if trainer.max_steps not in (None, -1) else float("inf")
-    total = per_epoch * max(epochs, 1)
-    return min(total, trainer.max_steps) if trainer.max_steps not in (None, -1) else total
+        return trainer.max_steps
+    total = math.ceil(batches / trainer.accumulate_grad_batches) * max(max_epochs, 1)
+    return min(total, trainer.max_steps) if trainer.max_steps != -1 else total

@@ -37,9 +37,16 @@ from fulmen.runtime.trainer_defaults import (
     build_callbacks,
     build_loggers,
     checkpoints_last,
+    optional_default,
     print_results,
 )
-from fulmen.runtime.trainer_flags import check_flags, parse_max_time, resolve_loop_flags, translate_legacy_flags
+from fulmen.runtime.trainer_flags import (
+    check_flags,
+    parse_loop_limits,
+    parse_max_time,
+    resolve_loop_flags,
+    translate_legacy_flags,
+)
 from fulmen.runtime.trainer_properties import TrainerProperties, TrainerState
 from fulmen.runtime.trainer_services import TrainerServices
 
@@ -135,7 +142,11 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         apply_determinism(flags["deterministic"], flags["benchmark"])
 
         self.callbacks = build_callbacks(flags, extras["extra_callbacks"])
-        self.loggers = [] if self.fast_dev_run else build_loggers(flags["logger"], self._default_root_dir)
+        if self.fast_dev_run:  # Lightning: a logger that records nothing (none for logger=False)
+            dummy = optional_default("fulmen.loggers.logger", "DummyLogger")
+            self.loggers = [dummy()] if dummy is not None and flags["logger"] is not False else []
+        else:
+            self.loggers = build_loggers(flags["logger"], self._default_root_dir)
 
         self.state = TrainerState()
         self.should_stop = False
@@ -247,6 +258,11 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
     def _run(self, fn: str, model: LightningModule, ckpt_path: Any) -> Any:
         self.state = TrainerState(status="running", fn=fn)
         self.should_stop = False
+        self.ckpt_path = None
+        if fn == "fit":
+            self.min_epochs, self.max_epochs = parse_loop_limits(
+                self.min_steps, self.max_steps, self.min_epochs, self.max_epochs, self.max_time is not None
+            )
         for metrics in (self._callback_metrics, self._logged_metrics, self._pbar_raw):
             metrics.clear()  # each run reports its own metrics (Lightning resets them too)
         self._attach(model)
@@ -277,15 +293,15 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
                 logger.finalize("success")
             return output
         except BaseException as exc:
+            # Lightning: on_exception, then loggers finalize; no teardown hooks (they mirror a successful setup)
             self.state.status = "interrupted"
+            self.state.stage = None
             self._call("on_exception", exc)
             if self.datamodule is not None:
                 self.datamodule.on_exception(exc)
             for logger in self.loggers:
                 with contextlib.suppress(Exception):
                     logger.finalize("failed")
-            with contextlib.suppress(Exception):
-                self._call_setup_hooks("teardown", fn)
             raise
         finally:
             if preemption is not None:

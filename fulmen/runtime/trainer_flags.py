@@ -196,8 +196,20 @@ def resolve_loop_flags(flags: dict[str, Any]) -> dict[str, Any]:
         limits = dict.fromkeys(limits, n_dev)
         out.update(max_steps=n_dev, max_epochs=1, num_sanity_val_steps=0, val_check_interval=1.0,
                    check_val_every_n_epoch=1)  # fmt: skip
-    if out["max_epochs"] is None:
-        # Lightning: 1000 epochs unless a step or time limit is the stopping criterion
-        out["max_epochs"] = 1000 if (out["max_steps"] == -1 and flags["max_time"] is None) else -1
     out.update({f"limit_{stage}_batches": value for stage, value in limits.items()})
     return out
+
+
+def parse_loop_limits(
+    min_steps: int | None, max_steps: int, min_epochs: int | None, max_epochs: int | None, has_time_limit: bool
+) -> tuple[int, int]:
+    """(min_epochs, max_epochs) as Lightning resolves them when fit starts.
+
+    ``max_epochs`` None means 1000 unless a step or time limit is the stopping criterion (then
+    -1, no epoch limit); ``min_epochs`` None means 0, or 1 when ``min_steps`` is set.
+    """
+    if max_epochs is None:
+        max_epochs = 1000 if (max_steps == -1 and not has_time_limit) else -1
+    if min_epochs is None:
+        min_epochs = 1 if min_steps is not None else 0
+    return min_epochs, max_epochs

@@ -192,14 +192,14 @@ class TrainerServices:
             self.lightning_module.lr_scheduler_step(config.scheduler, metric)
 
     # ---- metrics ----------------------------------------------------------------------
-    def _publish_step_metrics(self, should_log: bool) -> None:
+    def _publish_step_metrics(self, should_log: bool, accumulating: bool = False) -> None:
         results = self._train_results
         if not results.logged_this_batch:
             return
         callback, log, pbar = results.step_metrics()
         self._callback_metrics.update(callback)
         self._pbar_raw.update(pbar)
-        if log and (should_log or self.should_stop or self.fast_dev_run):
+        if log and not accumulating and (should_log or self.should_stop or self.fast_dev_run):
             self._log_to_loggers(log, self.fit_loop.batches_that_stepped)
 
     def _publish_eval_step_metrics(self, results: ResultCollection) -> None:
@@ -281,22 +281,34 @@ class TrainerServices:
         self.strategy.barrier("save_checkpoint")
 
     def _resolve_ckpt_path(self, ckpt_path: Any) -> str | None:
-        if ckpt_path in ("best", "last"):
+        """A checkpoint file for ``ckpt_path``: a path, "best" or "last" (Lightning's meanings)."""
+        if ckpt_path == "best":
             cb = self.checkpoint_callback
-            attr = "best_model_path" if ckpt_path == "best" else "last_model_path"
-            path = getattr(cb, attr, "") if cb is not None else ""
-            if not path and ckpt_path == "last" and cb is not None and getattr(cb, "dirpath", None):
-                candidate = os.path.join(os.fspath(cb.dirpath), "last.ckpt")
-                path = candidate if os.path.exists(candidate) else ""
+            path = getattr(cb, "best_model_path", "") if cb is not None else ""
             if not path:
-                if ckpt_path == "best":
-                    raise MisconfigurationException(
-                        'ckpt_path="best" but no checkpoint callback has saved a best model yet.\n'
-                        "HINT: fit with a ModelCheckpoint(monitor=...) first, or pass a checkpoint path."
-                    )
-                self._warn_once('ckpt_path="last" found no checkpoint; starting from scratch.')
-                return None
+                raise MisconfigurationException(
+                    'ckpt_path="best" but no ModelCheckpoint has saved a best model.\n'
+                    "HINT: fit with a ModelCheckpoint first (monitor=... for a real best), or pass a file path."
+                )
             return os.fspath(path)
+        if ckpt_path == "last":
+            # the newest last*.ckpt of any checkpoint callback (Lightning's _find_last_checkpoints)
+            candidates = set()
+            for cb in self.checkpoint_callbacks:
+                dirpath = getattr(cb, "dirpath", None)
+                if dirpath and os.path.isdir(dirpath):
+                    candidates |= {
+                        os.path.join(dirpath, name)
+                        for name in os.listdir(dirpath)
+                        if name.startswith("last") and name.endswith(".ckpt")
+                    }
+            if not candidates:
+                self._warn_once(
+                    'ckpt_path="last" is set, but there is no last checkpoint; nothing is loaded.\n'
+                    "HINT: ModelCheckpoint(save_last=True)."
+                )
+                return None
+            return max(candidates, key=os.path.getmtime)
         return os.fspath(ckpt_path) if ckpt_path is not None else None
 
     def _restore_for_fit(self, ckpt_path: Any) -> None:
