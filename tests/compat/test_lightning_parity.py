@@ -42,50 +42,6 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "_log_hyperparams logs {} by default (Lightning only when module._log_hyperparams), and "
         "fulmen/loggers/csv_logs.py ExperimentWriter.save() writes hparams.yaml on every save"
     ),
-    ("csv_logger_accumulation", "log_every_n_steps_1"): (
-        "fulmen bug: with accumulate_grad_batches=2 and log_every_n_steps=1 fulmen also writes step "
-        "rows for batches that only accumulate (t_step 1.0 at step 0, 11.0 at step 2: 8 rows); "
-        "Lightning logs step metrics only on batches whose optimizer steps (6 rows; "
-        "_LoggerConnector.update_train_step_metrics returns while _should_accumulate()): "
-        "fulmen/runtime/trainer_services.py _publish_step_metrics"
-    ),
-    ("evaluation_results", "ckpt_path_after"): (
-        "fulmen bug: trainer.ckpt_path keeps the previous run's path when a later validate(model) or "
-        "test(ckpt_path='last') loads no checkpoint (fulmen 'ckpt/epoch=1-step=4.ckpt' for both, "
-        "Lightning None): fulmen/runtime/trainer_services.py _restore_for_fit/_restore_weights set "
-        "it only when a file is loaded and never reset it per run"
-    ),
-    ("fast_dev_run_files", "logger"): (
-        "fulmen bug: under fast_dev_run trainer.logger is None; Lightning swaps the loggers for a "
-        "DummyLogger (so self.logger.experiment.<anything>(...) in user code still works): "
-        "fulmen/runtime/trainer.py Trainer.__init__ (loggers = [] if fast_dev_run)"
-    ),
-    ("fast_dev_run_files", "log_dir"): (
-        "fulmen bug: under fast_dev_run trainer.log_dir is default_root_dir ('.'); Lightning: None "
-        "(the DummyLogger has no directory): fulmen/runtime/trainer_properties.py log_dir"
-    ),
-    ("exception_in_training_step", "hooks_from_train_start"): (
-        "fulmen bug: after training_step raises, fulmen calls DataModule.teardown(fit), "
-        "Callback.teardown(fit) and teardown(fit) after the on_exception hooks; Lightning calls "
-        "none of them (teardown mirrors a successful setup; maintainers keep it so in "
-        "Lightning-AI/pytorch-lightning#19594): fulmen/runtime/trainer.py _run, except branch"
-    ),
-    ("exception_in_training_step", "state"): (
-        "fulmen bug: after an exception trainer.state.stage stays 'train'; Lightning resets it to "
-        "None (status 'interrupted' matches): fulmen/runtime/trainer.py _run, except branch"
-    ),
-    ("iterable_dataset", "estimated_stepping_batches"): (
-        "fulmen bug: with a training loader without __len__, trainer.estimated_stepping_batches is "
-        "inf; Lightning returns max_steps (-1 when unset) for an unknown loader length and inf only "
-        "for max_epochs=-1 (trainer.py estimated_stepping_batches): fulmen/runtime/fit_loop.py "
-        "estimated_stepping_batches"
-    ),
-    ("iterable_dataset", "val_check_interval_2"): (
-        "fulmen bug: with a loader without __len__ and val_check_interval=2, check_val_every_n_epoch="
-        "None, validation runs twice at global step 10 (6 runs; Lightning 5: steps 2, 4, 6, 8, 10), "
-        "and with 4 batches per pass twice at every epoch end: fulmen/runtime/fit_loop.py "
-        "_finish_unsized_epoch checks _should_validate again for the batch already checked"
-    ),
     ("resume", "hooks.after_epoch_0"): (
         "fulmen bug: fit(ckpt_path=...) calls configure_optimizers before on_load_checkpoint / "
         "Callback.on_load_checkpoint; Lightning calls on_load_checkpoint, Callback."
@@ -97,17 +53,6 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "calls Callback.on_train_epoch_start / on_train_epoch_start again for the interrupted "
         "epoch; Lightning skips them when restarted mid-epoch (loops/fit_loop.py on_advance_start: "
         "'if not self.restarted_mid_epoch'): fulmen/runtime/fit_loop.py (t._call('on_train_epoch_start'))"
-    ),
-    ("trainer_properties", "attribute.min_epochs"): (
-        "fulmen bug: trainer.min_epochs is None after fit with min_epochs unset; Lightning resolves "
-        "it to 0 (1 when min_steps is set) when fit starts (loops/utilities.py _parse_loop_limits): "
-        "fulmen/runtime/trainer.py Trainer.__init__ keeps flags['min_epochs'] as given"
-    ),
-    ("trainer_properties", "loop_limits"): (
-        "fulmen bug: loop limits resolved at the wrong time: right after Trainer() fulmen reports "
-        "max_epochs 1000 (-1 with max_steps=10) where Lightning reports None until fit starts, "
-        "and in on_fit_start fulmen reports min_epochs None where Lightning has 0 (1 with "
-        "min_steps=3): fulmen/runtime/trainer.py Trainer.__init__"
     ),
     ("model_checkpoint", "last_ckpt_epoch_step"): (
         "fulmen bug: in case min_top2_last, save_last=True rewrites last.ckpt after every validation, "
