@@ -49,10 +49,8 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "optimizers are built): fulmen/runtime/trainer.py _run (_setup_optimizers before _restore_for_fit)"
     ),
     ("resume", "hooks.mid_epoch_0_step_1"): (
-        "fulmen bug: the configure_optimizers order of resume/hooks.after_epoch_0, and resuming mid-epoch "
-        "calls Callback.on_train_epoch_start / on_train_epoch_start again for the interrupted "
-        "epoch; Lightning skips them when restarted mid-epoch (loops/fit_loop.py on_advance_start: "
-        "'if not self.restarted_mid_epoch'): fulmen/runtime/fit_loop.py (t._call('on_train_epoch_start'))"
+        "fulmen bug: the configure_optimizers order of resume/hooks.after_epoch_0, for a mid-epoch "
+        "checkpoint (the on_train_epoch_start part of this case is fixed)"
     ),
     ("model_checkpoint", "last_ckpt_epoch_step"): (
         "fulmen bug: in case min_top2_last, save_last=True rewrites last.ckpt after every validation, "
