@@ -8,7 +8,8 @@ import either library, so the code that produced the reference is the code under
 Scenarios about loggers and evaluation results live in ``scenarios_artifacts.py``, those
 about checkpoints in ``scenarios_checkpoints.py``, Trainer attributes, LearningRateMonitor
 and multi-loader logging in ``scenarios_trainer.py``, training numbers, manual optimization,
-skipped steps and resuming in ``scenarios_optim.py``.
+skipped steps and resuming in ``scenarios_optim.py``, the model summary, seed_everything
+and LearningRateMonitor names in ``scenarios_utilities.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader
 
-from tests.compat import scenarios_artifacts, scenarios_checkpoints, scenarios_optim, scenarios_trainer
+from tests.compat import (
+    scenarios_artifacts,
+    scenarios_checkpoints,
+    scenarios_optim,
+    scenarios_trainer,
+    scenarios_utilities,
+)
 from tests.compat.models import (
     base_module,
     dataset,
@@ -372,4 +379,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_checkpoints.SCENARIOS,
     **scenarios_trainer.SCENARIOS,
     **scenarios_optim.SCENARIOS,
+    **scenarios_utilities.SCENARIOS,
 }

@@ -1,0 +1,135 @@
+"""Compatibility scenarios about utilities a script uses directly: the model summary's numbers,
+seed_everything, and LearningRateMonitor's metric names for several param groups, optimizers
+and named schedulers.
+
+Same contract as ``scenarios.py``: ``fn(pl, root) -> dict`` of plain JSON data, no import of
+fulmen or pytorch_lightning.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from tests.compat.models import base_module, loader, trainer_kwargs
+from tests.compat.normalise import plain
+from tests.compat.scenarios_artifacts import _csv_rows
+
+_SUMMARY_FIELDS = (
+    "layer_names", "layer_types", "in_sizes", "out_sizes", "param_nums", "total_parameters",
+    "trainable_parameters", "total_layer_params", "model_size",
+)  # fmt: skip
+
+
+def _summary_module(pl: ModuleType) -> Any:
+    class Net(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+            self.head = torch.nn.Linear(3, 1)
+            self.frozen = torch.nn.Linear(3, 3)
+            self.frozen.requires_grad_(False)
+            self.example_input_array = torch.zeros(2, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.frozen(self.encoder(x)))
+
+    return Net()
+
+
+def model_summary(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """pl.utilities.model_summary.ModelSummary's per-layer and total numbers, max_depth 1 and 2,
+    with example_input_array (In/Out sizes) and a frozen layer."""
+    from importlib import import_module
+
+    summary_cls = import_module(f"{pl.__name__}.utilities.model_summary").ModelSummary
+    model = _summary_module(pl)
+    out = {}
+    for depth in (1, 2, -1):
+        summary = summary_cls(model, max_depth=depth)
+        out[f"max_depth_{depth}"] = {field: plain(getattr(summary, field, "<missing>")) for field in _SUMMARY_FIELDS}
+    return out
+
+
+def seed_everything(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """seed_everything's return value, PL_GLOBAL_SEED / PL_SEED_WORKERS, and the first numbers
+    random, numpy and torch draw after it (the environment is restored afterwards)."""
+    saved = {key: os.environ.get(key) for key in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
+    try:
+        out = {}
+        for name, kwargs in (("seed_123", {"seed": 123}), ("seed_7_workers", {"seed": 7, "workers": True})):
+            returned = pl.seed_everything(**kwargs)
+            out[name] = {
+                "returned": returned,
+                "env": {key: os.environ.get(key) for key in sorted(saved)},
+                "draws": plain([random.random(), float(np.random.rand()), torch.rand(1).item()]),
+            }
+        for key in saved:
+            os.environ.pop(key, None)
+        out["no_seed_no_env"] = {"returned": pl.seed_everything()}
+        return out
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _named_lr_module(pl: ModuleType, case: str) -> Any:
+    class Scheduled(base_module(pl)):
+        def __init__(self) -> None:
+            super().__init__()
+            if case == "two_optimizers_manual":
+                self.automatic_optimization = False
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            if case != "two_optimizers_manual":
+                return super().training_step(batch, batch_idx)
+            x, y = batch
+            for optimizer in self.optimizers():
+                optimizer.zero_grad()
+                self.manual_backward(F.mse_loss(self(x), y))
+                optimizer.step()
+            return None
+
+        def configure_optimizers(self) -> Any:
+            weight, bias = [self.layer.weight], [self.layer.bias]
+            if case == "param_groups":
+                return torch.optim.SGD([{"params": weight}, {"params": bias, "lr": 0.01}], lr=0.1)
+            if case == "named_scheduler":
+                optimizer = torch.optim.Adam(self.parameters(), lr=0.1)
+                scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
+                return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "name": "my_lr"}}
+            return [torch.optim.SGD(weight, lr=0.1), torch.optim.SGD(bias, lr=0.2)]
+
+    return Scheduled()
+
+
+def lr_monitor_names(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """The columns LearningRateMonitor writes for two param groups, two optimizers of one
+    class (manual optimization) and a named scheduler (1 epoch x 2 batches)."""
+    out = {}
+    for case in ("param_groups", "two_optimizers_manual", "named_scheduler"):
+        logger = pl.loggers.CSVLogger(save_dir=str(root), name=case)
+        monitor = pl.callbacks.LearningRateMonitor(logging_interval="step")
+        flags = trainer_kwargs(str(root), max_epochs=1, logger=logger, callbacks=[monitor], log_every_n_steps=1)
+        pl.Trainer(**flags).fit(_named_lr_module(pl, case), loader(4), loader(2, seed=1))
+        header = _csv_rows(Path(logger.log_dir) / "metrics.csv")[0]
+        # every column but the step counters and the module's own val_loss: the monitor's names
+        out[case] = sorted(column for column in header if column not in ("epoch", "step", "val_loss"))
+    return out
+
+
+SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
+    "model_summary": model_summary,
+    "seed_everything": seed_everything,
+    "lr_monitor_names": lr_monitor_names,
+}
