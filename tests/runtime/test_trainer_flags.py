@@ -242,3 +242,16 @@ def test_iterable_dataset_without_length_validates_and_steps_epoch_schedulers_at
     assert trainer.num_training_batches == float("inf")
     assert trainer.global_step == 6 and model.val_runs == [(0, 3), (1, 6)]
     assert trainer.optimizers[0].param_groups[0]["lr"] == 0.25
+
+
+def test_loop_limits_resolve_when_fit_starts_like_lightning() -> None:
+    from fulmen.runtime.trainer_flags import parse_loop_limits
+
+    assert parse_loop_limits(None, -1, None, None, False) == (0, 1000)
+    assert parse_loop_limits(None, 10, None, None, False) == (0, -1)
+    assert parse_loop_limits(3, -1, None, None, False) == (1, 1000)
+    assert parse_loop_limits(None, -1, None, None, True) == (0, -1)
+    trainer = pl.Trainer(max_steps=2, limit_val_batches=0, **TRAINER_QUIET)
+    assert (trainer.min_epochs, trainer.max_epochs) == (None, None)  # as given until fit starts
+    trainer.fit(BoringModel())
+    assert (trainer.min_epochs, trainer.max_epochs) == (0, -1)
