@@ -184,10 +184,18 @@ def describe_plan(spec: JobSpec, run_dir: Path) -> str:
 def _write_job_record(spec: JobSpec, run_dir: Path, run_id: str) -> Any:
     """``job.json`` in the run dir, so ``fulmen status / logs / list`` see local runs too.
 
-    Bookkeeping only: a record that cannot be written (read-only home) costs a warning, not the run.
+    A run directory whose record belongs to another backend (a torchx replica, say, runs this
+    backend inside the torchx job's run) is left alone: that job owns the record. Returns None
+    then. Bookkeeping only: a record that cannot be written (read-only home) costs a warning.
     """
     from fulmen.launcher import jobs
 
+    try:
+        existing = jobs.read_record(run_dir)
+    except LaunchError:
+        existing = None
+    if existing is not None and existing.backend != "local":
+        return None
     record = jobs.new_record(
         run_id, "local", run_dir, spec.job_name, spec.to_dict(), num_tasks=spec.world_size, final_state="RUNNING"
     )
@@ -200,6 +208,8 @@ def _write_job_record(spec: JobSpec, run_dir: Path, run_id: str) -> Any:
 
 
 def _finish_job_record(record: Any, code: int) -> None:
+    if record is None:  # the run belongs to another backend's job
+        return
     from fulmen.launcher import jobs
 
     states = {0: "COMPLETED", PREEMPTED_EXIT_CODE: "PREEMPTED"}

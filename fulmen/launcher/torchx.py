@@ -203,12 +203,7 @@ def _submit_and_follow(runner: Runner, spec: JobSpec, app: AppDef, *, run_dir: P
     local_run = run.launcher_pid is not None
     tick = None
     if local_run:  # torchx-local: show replica 0 like `launch` shows rank 0
-        follower = torchx_jobs.LogFollower.for_replica(info, run.role, 0)
-        guard = torchx_jobs.RecordGuard(record)
-
-        def tick() -> None:
-            follower.echo()
-            guard.restore()
+        tick = torchx_jobs.LogFollower.for_replica(info, run.role, 0).echo
 
     poll_s = POLL_INTERVAL_S[run.scheduler]
     state = wait_for(runner, handle, tick=tick, cancel_on_signal=local_run, poll_s=poll_s)

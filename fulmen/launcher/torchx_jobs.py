@@ -94,8 +94,8 @@ def record_submission(
 ) -> tuple[TorchxRun, jobs.JobRecord]:
     """Write ``job.json`` (the generic record) and ``torchx.json`` for a job torchx just accepted.
 
-    ``torchx.json`` keeps a copy of the job record, so it can be put back when a replica's local
-    backend has written its own over it (``RecordGuard``, ``cancel_run``).
+    The replicas run the local backend inside this run directory; it leaves this record alone
+    because the run belongs to the torchx job.
     """
     record = jobs.new_record(
         handle, spec.cluster, run_dir, spec.job_name, spec.to_dict(), scheduler=scheduler
@@ -121,29 +121,6 @@ def record_final_state(run_dir: Path, run: TorchxRun, state: str) -> None:
     """Store the state the waiting launcher saw last (the only source for torchx-local jobs)."""
     run.state = state
     run.save(run_dir)
-
-
-class RecordGuard:
-    """Keeps the torchx launcher's ``job.json`` in its run directory while the replicas run.
-
-    Each replica runs the local backend with ``--run-dir`` pointing at this run, and the local
-    backend writes its own ``local`` record there; the run belongs to the torchx job, so the
-    torchx record is put back whenever it was replaced (checked at every poll of the wait loop).
-    """
-
-    def __init__(self, record: jobs.JobRecord) -> None:
-        self.record = record
-
-    def restore(self) -> bool:
-        """Rewrite the record if another one replaced it; True when it did."""
-        try:
-            current = jobs.read_record(Path(self.record.run_dir))
-        except LaunchError:
-            current = None
-        if current == self.record:
-            return False
-        jobs.write_record(self.record)
-        return True
 
 
 class LogFollower:
@@ -323,5 +300,3 @@ def cancel_run(run_dir: Path, grace_s: float = 5.0) -> None:
             proc.kill()
     psutil.wait_procs(alive, timeout=grace_s)
     record_final_state(run_dir, run, "CANCELLED")
-    if run.job_record:  # the replicas' local backends wrote their own records while stopping
-        RecordGuard(jobs.JobRecord.from_dict(run.job_record)).restore()

@@ -171,18 +171,6 @@ def test_torchx_record_round_trips(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "torchx.json").read_text())["handle"] == run.handle
 
 
-def test_record_guard_puts_the_torchx_record_back(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    ours = jobs.new_record("local_cwd://torchx/t-1", "torchx-local", tmp_path, "t", {})
-    jobs.write_record(ours)
-    guard = torchx_jobs.RecordGuard(ours)
-    assert guard.restore() is False
-    # what the local backend inside a replica does with the same run directory
-    jobs.write_record(jobs.new_record("20260101-000000-abc", "local", tmp_path, "t", {}))
-    assert guard.restore() is True
-    assert jobs.read_record(tmp_path) == ours
-
-
 def test_following_a_file_reads_what_is_written_until_the_job_ends(tmp_path: Path) -> None:
     path = tmp_path / "rank_0.log"
     path.write_text("first\n")

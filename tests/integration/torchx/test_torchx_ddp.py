@@ -57,8 +57,9 @@ def test_ddp_fit_through_torchx_local_matches_the_local_launcher(tmp_path: Path,
     torchx_ranks, local_ranks = _results(tmp_path / "tx"), _results(tmp_path / "local")
     assert [r["world_size"] for r in torchx_ranks] == [2, 2]
     assert [r["global_rank"] for r in torchx_ranks] == [0, 1]
-    shards = [set(r["seen"][:16]) for r in torchx_ranks]  # epoch 0: 32 samples over 2 ranks
-    assert not shards[0] & shards[1] and shards[0] | shards[1] == set(range(32))
+    samples = 64  # ddp_fit.py's dataset size
+    shards = [set(r["seen"][: samples // 2]) for r in torchx_ranks]  # epoch 0: the dataset over 2 ranks
+    assert not shards[0] & shards[1] and shards[0] | shards[1] == set(range(samples))
     assert torchx_ranks[0]["weights"] == torchx_ranks[1]["weights"]  # DDP kept replicas in sync
     for tx, lo in zip(torchx_ranks, local_ranks):
         assert (tx["global_step"], tx["seen"], tx["rank_value"]) == (lo["global_step"], lo["seen"], lo["rank_value"])
@@ -79,6 +80,6 @@ def test_max_restarts_restarts_the_ranks_inside_the_torchx_local_replica(tmp_pat
     assert done.returncode == 0, done.stdout + done.stderr
     assert "restart 1 of 1" in done.stdout + done.stderr
     ranks = _results(tmp_path / "out")
-    assert [r["global_step"] for r in ranks] == [8, 8]  # 2 epochs x 32 samples / (2 ranks x batch 4)
+    assert [r["global_step"] for r in ranks] == [16, 16]  # 2 epochs x 64 samples / (2 ranks x batch 4)
     assert ranks[0]["weights"] == ranks[1]["weights"]
     assert "state: SUCCEEDED" in _fulmen(["status"], env, tmp_path).stdout
