@@ -21,6 +21,7 @@ code (the SLURM job fails, or, for 75 after a requeue, runs again).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import runpy
 import signal
@@ -205,6 +206,41 @@ def run_guarded(
     return code, result
 
 
+def run_in_task(
+    run_dir: Path,
+    extra_env: tuple[tuple[str, str], ...],
+    warning_spec: str,
+    requeue_on_failure: bool,
+    body: Callable[[], Any],
+    *,
+    reraise: bool = False,
+) -> tuple[int, Any]:
+    """Both task kinds: fallback handlers first, then rank set-up and ``body`` under one guard.
+
+    The handlers replace submitit's before anything slow (rank != 0 may wait for the port), so
+    a preemption signal during set-up requeues the job like one during the script would.
+    """
+    warning = warning_signal(warning_spec)
+    install_fallback_handlers(warning)
+    try:  # enough to requeue (job id, rank, restart) even if set-up is interrupted
+        early = environment.rank_info_from_slurm(os.environ)
+    except ValueError:
+        early = None
+    if early is not None:
+        early = dataclasses.replace(early, run_dir=str(run_dir))
+
+    def set_up_then_body() -> Any:
+        info = prepare_rank(run_dir, extra_env=extra_env)
+        redirect_output(run_dir, info.global_rank if info else 0)
+        print(f"fulmen: {_restart_note(info)} started at {time.time():.3f}", file=sys.stderr, flush=True)
+        return body()
+
+    try:
+        return run_guarded(set_up_then_body, early, requeue_on_failure, reraise=reraise)
+    finally:
+        ignore_late_signals(warning)
+
+
 @dataclass(frozen=True)
 class ScriptTask:
     """Run ``entry`` (a script in the snapshot, or a module) with ``args`` in every task."""
@@ -218,13 +254,8 @@ class ScriptTask:
     env: tuple[tuple[str, str], ...] = ()
 
     def __call__(self) -> int:
-        run_dir = Path(self.run_dir)
-        info = prepare_rank(run_dir, extra_env=self.env)
-        redirect_output(run_dir, info.global_rank if info else 0)
-        print(f"fulmen: {_restart_note(info)} started at {time.time():.3f}", file=sys.stderr, flush=True)
-        install_fallback_handlers(warning_signal(self.warning_signal))
-        code, _ = run_guarded(self._run_script, info, self.requeue_on_failure)
-        ignore_late_signals(warning_signal(self.warning_signal))
+        code, _ = run_in_task(Path(self.run_dir), self.env, self.warning_signal, self.requeue_on_failure,
+                              self._run_script)
         if code != 0:
             # SystemExit passes submitit's `except Exception`: no result pickle is written and
             # the task's exit status is what SLURM records.
@@ -258,17 +289,10 @@ class CallableTask:
     env: tuple[tuple[str, str], ...] = ()
 
     def __call__(self) -> Any:
-        run_dir = Path(self.run_dir)
-        info = prepare_rank(run_dir, extra_env=self.env)
-        redirect_output(run_dir, info.global_rank if info else 0)
-        print(f"fulmen: {_restart_note(info)} started at {time.time():.3f}", file=sys.stderr, flush=True)
-        install_fallback_handlers(warning_signal(self.warning_signal))
-        try:
-            code, result = run_guarded(
-                lambda: self.fn(*self.args, **self.kwargs), info, self.requeue_on_failure, reraise=True
-            )
-        finally:
-            ignore_late_signals(warning_signal(self.warning_signal))
+        code, result = run_in_task(
+            Path(self.run_dir), self.env, self.warning_signal, self.requeue_on_failure,
+            lambda: self.fn(*self.args, **self.kwargs), reraise=True,
+        )
         if code != 0:
             raise SystemExit(code)
         return result
