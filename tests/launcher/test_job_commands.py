@@ -65,3 +65,18 @@ def test_list_shows_one_line_per_job(run_dir: Path, capsys: pytest.CaptureFixtur
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:4] == ["JOB", "BACKEND", "STATE", "NAME"]
     assert lines[1].split()[:4] == ["21", "slurm", "COMPLETED", "train"]
+
+
+def test_local_records_report_the_state_the_launcher_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    run = tmp_path / "local-run"
+    (run / "logs").mkdir(parents=True)
+    (run / "logs" / "rank_1.log").write_text("local rank one\n")
+    jobs.write_record(jobs.JobRecord("20261123-1", "local", str(run), "fit", 1.0, {}, {"final_state": "SUCCEEDED"}))
+    assert job_commands.status("20261123-1") == 0
+    assert "state: SUCCEEDED" in capsys.readouterr().out
+    assert job_commands.logs("fit", rank=1) == 0
+    assert capsys.readouterr().out == "local rank one\n"
+    assert job_commands.cancel("fit") == 1  # the local backend has no cancel command
