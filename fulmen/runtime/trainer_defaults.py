@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from fulmen.core.hooks import is_checkpoint_callback
+from fulmen.errors import MisconfigurationException
 
 LEGACY_HOOKS = {
     "training_epoch_end": "on_train_epoch_end (collect outputs yourself)",
@@ -44,6 +45,13 @@ def build_callbacks(flags: dict[str, Any], extra: list[Any]) -> list[Any]:
     def has(names: tuple[str, ...]) -> bool:
         return any(any(k.__name__ in names for k in type(c).__mro__) for c in callbacks)
 
+    for flag, names in (("enable_checkpointing", ("ModelCheckpoint", "Checkpoint")),
+                        ("enable_progress_bar", ("ProgressBar", "TQDMProgressBar"))):  # fmt: skip
+        if flags[flag] is False and has(names):
+            raise MisconfigurationException(
+                f"Trainer({flag}=False) contradicts the {names[0]} in callbacks=[...].\n"
+                f"HINT: drop {flag}=False, or remove the {names[0]} callback."
+            )
     if flags["enable_checkpointing"] is not False and not any(is_checkpoint_callback(c) for c in callbacks):
         default = optional_default("fulmen.callbacks.model_checkpoint", "ModelCheckpoint")
         if default is not None:

@@ -123,3 +123,10 @@ def test_evaluation_without_a_step_or_without_data_is_a_clear_error() -> None:
         trainer.test(NoTestStep(), verbose=False)
     with pytest.raises(MisconfigurationException, match="no test_dataloader\\(\\)"):
         trainer.test(NoData(), verbose=False)
+
+
+def test_disabling_checkpointing_while_passing_a_checkpoint_callback_is_an_error() -> None:
+    from fulmen.callbacks import ModelCheckpoint
+
+    with pytest.raises(MisconfigurationException, match="enable_checkpointing=False"):
+        pl.Trainer(enable_checkpointing=False, callbacks=[ModelCheckpoint()], logger=False)
