@@ -140,6 +140,80 @@ def fast_dev_run_files(pl: ModuleType, root: Path) -> dict[str, Any]:
     }
 
 
+def progress_bar_display(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """The default progress bar callback and the postfix dict it shows (get_metrics) after a fit
+    with the default logger and prog_bar metrics logged on step, on epoch and in validation."""
+
+    class Shown(base_module(pl)):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            self.log("shown_step", float(batch_idx + 1), prog_bar=True)
+            self.log("shown_both", float(batch_idx + 1), prog_bar=True, on_step=True, on_epoch=True)
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            self.log("shown_val", float(batch_idx + 1), prog_bar=True)
+
+    model = Shown()
+    flags = trainer_kwargs(str(root), logger=None, enable_progress_bar=None, max_epochs=1)
+    trainer = pl.Trainer(**flags)
+    trainer.fit(model, loader(4), loader(2, seed=1))
+    bar = trainer.progress_bar_callback
+    return {"callback": type(bar).__name__, "get_metrics": plain(bar.get_metrics(trainer, model))}
+
+
+def csv_test_rows(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """metrics.csv rows after fit (1 epoch x 2 batches) and two test() calls with CSVLogger:
+    epoch and step of every row and which metrics it holds."""
+    logger = pl.loggers.CSVLogger(save_dir=str(root), name="csv")
+    trainer = pl.Trainer(**trainer_kwargs(str(root), logger=logger, max_epochs=1, log_every_n_steps=1))
+    model = base_module(pl)()
+    trainer.fit(model, loader(4), loader(2, seed=1))
+    trainer.test(model, dataloaders=loader(2, seed=2), verbose=False)
+    trainer.test(model, dataloaders=loader(4, seed=3), verbose=False)
+    rows = _csv_rows(Path(logger.log_dir) / "metrics.csv")
+    return {
+        "header": rows[0],
+        "rows": [
+            {
+                "epoch": row[rows[0].index("epoch")],
+                "step": row[rows[0].index("step")],
+                "metrics": sorted(key for key, value in zip(rows[0], row) if value and key not in ("epoch", "step")),
+            }
+            for row in rows[1:]
+        ],
+    }
+
+
+def _enum_value(value: Any) -> Any:
+    """Lightning's str enums by value (as user code compares them); plain strings as they are."""
+    return getattr(value, "value", value)
+
+
+def fit_twice(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """trainer.fit called twice on the same Trainer (max_epochs=1, 2 batches): what the second
+    call runs and where the counters end."""
+    steps: list[list[int]] = []
+
+    class Counted(base_module(pl)):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            steps.append([self.current_epoch, batch_idx, self.global_step])
+            return super().training_step(batch, batch_idx)
+
+    trainer = pl.Trainer(**trainer_kwargs(str(root), max_epochs=1, num_sanity_val_steps=0))
+    model = Counted()
+    trainer.fit(model, loader(4), loader(2, seed=1))
+    first = list(steps)
+    steps.clear()
+    trainer.fit(model, loader(4), loader(2, seed=1))
+    return {
+        "first_fit_steps": first,
+        "second_fit_steps": steps,
+        "global_step": trainer.global_step,
+        "current_epoch": trainer.current_epoch,
+        "state": {key: _enum_value(getattr(trainer.state, key)) for key in ("fn", "status")},
+    }
+
+
 def _csv_rows(path: Path) -> list[list[str]]:
     with open(path, newline="") as handle:
         return list(csv.reader(handle))
@@ -235,5 +309,8 @@ SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "hyperparameters": hyperparameters,
     "csv_logger_accumulation": csv_logger_accumulation,
     "fast_dev_run_files": fast_dev_run_files,
+    "progress_bar_display": progress_bar_display,
+    "csv_test_rows": csv_test_rows,
+    "fit_twice": fit_twice,
     "evaluation_results": evaluation_results,
 }
