@@ -41,8 +41,9 @@ def job_state(record: JobRecord) -> str:
 
             return torchx.status(record)
     except (FulmenError, OSError):
-        pass
-    return "UNKNOWN"
+        return "UNKNOWN"
+    # The local backend records the state itself (it is the process that saw the job end).
+    return str(record.extra.get("final_state", "UNKNOWN"))
 
 
 def status(job: str | None = None) -> int:
