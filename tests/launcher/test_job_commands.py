@@ -80,3 +80,24 @@ def test_local_records_report_the_state_the_launcher_recorded(
     assert job_commands.logs("fit", rank=1) == 0
     assert capsys.readouterr().out == "local rank one\n"
     assert job_commands.cancel("fit") == 1  # the local backend has no cancel command
+
+
+def test_torchx_records_are_answered_by_the_torchx_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fulmen.launcher import torchx
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    run = tmp_path / "k8s-run"
+    run.mkdir()
+    jobs.write_record(jobs.JobRecord("kubernetes://default/fit-x", "k8s", str(run), "fit", 1.0, {}, {}))
+    cancelled: list[str] = []
+    monkeypatch.setattr(torchx, "status", lambda record: "RUNNING")
+    monkeypatch.setattr(torchx, "logs", lambda record, rank=0, follow=False: iter([f"replica {rank} line"]))
+    monkeypatch.setattr(torchx, "cancel", lambda record: cancelled.append(record.job_id))
+    assert job_commands.status("fit") == 0
+    assert "state: RUNNING" in capsys.readouterr().out
+    assert job_commands.logs("fit", rank=2) == 0
+    assert capsys.readouterr().out == "replica 2 line\n"
+    assert job_commands.cancel("fit") == 0
+    assert cancelled == ["kubernetes://default/fit-x"]
