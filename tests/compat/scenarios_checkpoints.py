@@ -71,7 +71,8 @@ def _metric_module(pl: ModuleType, values: list[float], where: str = "val") -> A
     """Logs a crafted metric (the last value once the list runs out):
     ``val``: ``values[current_epoch]`` as val_metric in validation_step;
     ``train_epoch``: ``values[current_epoch]`` as train_metric, on_epoch, in training_step;
-    ``train_step``: ``values[global_step]`` as train_metric, on_step, in training_step."""
+    ``train_step``: ``values[global_step]`` as train_metric, on_step, in training_step;
+    ``val_slash``: like ``val``, named val/metric."""
 
     def pick(index: int) -> float:
         return values[min(index, len(values) - 1)]
@@ -87,6 +88,8 @@ def _metric_module(pl: ModuleType, values: list[float], where: str = "val") -> A
         def validation_step(self, batch: Any, batch_idx: int) -> None:
             if where == "val":
                 self.log("val_metric", pick(self.current_epoch))
+            elif where == "val_slash":
+                self.log("val/metric", pick(self.current_epoch))
 
     return Metric()
 
@@ -102,6 +105,7 @@ class CheckpointCase(NamedTuple):
     train_batches: int = 1
     where: str = "val"
     fits: int = 1  # fits in a row into the same dirpath (file name version counter)
+    flags: dict[str, Any] | None = None  # extra Trainer flags
 
 
 CHECKPOINT_CASES: dict[str, CheckpointCase] = {
@@ -131,6 +135,20 @@ CHECKPOINT_CASES: dict[str, CheckpointCase] = {
         where="train_step",
     ),
     "second_fit_same_dir": CheckpointCase([0.5], {"save_top_k": -1}, 2, fits=2),
+    "top0_last": CheckpointCase([0.5, 0.3], {"monitor": "val_metric", "save_top_k": 0, "save_last": True}, 2),
+    "save_on_train_epoch_end": CheckpointCase(
+        [0.5, 0.3, 0.4, 0.2],
+        {"monitor": "train_metric", "save_top_k": 2, "save_on_train_epoch_end": True},
+        4,
+        where="train_epoch",
+    ),
+    "slash_in_metric_name": CheckpointCase(
+        [0.5, 0.3, 0.4], {"monitor": "val/metric", "filename": "{epoch}-{val/metric:.2f}"}, 3, where="val_slash"
+    ),
+    "custom_epoch_step_name": CheckpointCase([0.5], {"filename": "{epoch}-{step}", "save_top_k": -1}, 2),
+    "val_check_interval_0.5": CheckpointCase(
+        [0.5, 0.3], {"monitor": "val_metric", "save_top_k": -1}, 2, train_batches=4, flags={"val_check_interval": 0.5}
+    ),
 }
 
 
@@ -138,7 +156,12 @@ def _checkpoint_case(pl: ModuleType, root: Path, name: str, case: CheckpointCase
     for _ in range(case.fits):
         callback = pl.callbacks.ModelCheckpoint(dirpath=str(root / name), **case.options)
         flags = trainer_kwargs(
-            str(root), max_epochs=case.epochs, callbacks=[callback], num_sanity_val_steps=0, enable_checkpointing=True
+            str(root),
+            max_epochs=case.epochs,
+            callbacks=[callback],
+            num_sanity_val_steps=0,
+            enable_checkpointing=True,
+            **(case.flags or {}),
         )
         model = _metric_module(pl, case.values, case.where)
         pl.Trainer(**flags).fit(model, loader(2 * case.train_batches), loader(2, seed=1))
