@@ -233,10 +233,11 @@ class FitLoop:
         )
         if t._collect_train_outputs:
             self._epoch_outputs.append(outputs)
-        if not should_accumulate:
-            t._step_schedulers("step", batch_idx, plateau=False)
-        if is_last:
-            t._step_schedulers("epoch", batch_idx, plateau=False)
+        if t.lr_scheduler_configs:
+            if not should_accumulate:
+                t._step_schedulers("step", batch_idx, plateau=False)
+            if is_last:
+                t._step_schedulers("epoch", batch_idx, plateau=False)
         # the batch counts as finished from here: a checkpoint saved by on_train_batch_end resumes after it
         self.batch_idx = batch_idx + 1
         self.total_batch_idx += 1
@@ -250,20 +251,25 @@ class FitLoop:
             end_hook(outputs, batch, batch_idx)
         # Lightning sends nothing to the loggers on batches that only accumulate gradients
         accumulating = should_accumulate and module.automatic_optimization
-        t._publish_step_metrics(
-            should_log=not accumulating and (self.batches_that_stepped + 1) % t.log_every_n_steps == 0,
-            accumulating=accumulating,
-        )
-        if t._should_validate(batch_idx, is_last):
+        if results.logged_this_batch:
+            t._publish_step_metrics(
+                should_log=not accumulating and (self.batches_that_stepped + 1) % t.log_every_n_steps == 0,
+                accumulating=accumulating,
+            )
+        # the guards below keep per-step costs at zero for features that are off
+        if t._val_enabled is not False and t._should_validate(batch_idx, is_last):
             if not should_accumulate:
                 t._module_hook("on_validation_model_zero_grad")
             t._run_evaluation("validate", in_fit=True)
             t._results = results
-        t._step_schedulers("step", batch_idx, plateau=True)
+        if t.lr_scheduler_configs:
+            t._step_schedulers("step", batch_idx, plateau=True)
         if not should_accumulate:
             self.batches_that_stepped += 1
-        self._check_max_time()
-        t._check_preemption()
+        if t.max_time is not None:
+            self._check_max_time()
+        if t._preemption is not None:
+            t._check_preemption()
         return None
 
     def _automatic_step(self, batch: Any, batch_idx: int, should_accumulate: bool) -> tuple[Any, Tensor | None]:
