@@ -10,6 +10,7 @@ once per epoch, otherwise after each validation (``check_on_train_epoch_end`` ov
 from __future__ import annotations
 
 import logging
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -25,6 +26,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from fulmen.runtime.trainer import Trainer
 
 log = logging.getLogger(__name__)
+
+
+class EarlyStoppingReason(Enum):
+    """Why EarlyStopping stopped the fit (Lightning 2.6's values, stored as ints in checkpoints)."""
+
+    NOT_STOPPED = 0
+    STOPPING_THRESHOLD = 1
+    DIVERGENCE_THRESHOLD = 2
+    PATIENCE_EXHAUSTED = 3
+    NON_FINITE_METRIC = 4
 
 
 class EarlyStopping(Callback):
@@ -75,6 +86,8 @@ class EarlyStopping(Callback):
         self.log_rank_zero_only = log_rank_zero_only
         self.wait_count = 0
         self.stopped_epoch = 0
+        self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
+        self.stopping_reason_message: str | None = None
         self._check_on_train_epoch_end = check_on_train_epoch_end
         # stored with the sign that makes "current - min_delta better than best" the test in both modes
         self.min_delta = min_delta * (1 if mode == "max" else -1)
@@ -101,6 +114,8 @@ class EarlyStopping(Callback):
             "stopped_epoch": self.stopped_epoch,
             "best_score": self.best_score,
             "patience": self.patience,
+            "stopping_reason": self.stopping_reason.value,
+            "stopping_reason_message": self.stopping_reason_message,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -108,6 +123,8 @@ class EarlyStopping(Callback):
         self.stopped_epoch = state_dict["stopped_epoch"]
         self.best_score = state_dict["best_score"]
         self.patience = state_dict["patience"]
+        self.stopping_reason = EarlyStoppingReason(state_dict.get("stopping_reason", EarlyStoppingReason.NOT_STOPPED.value))
+        self.stopping_reason_message = state_dict.get("stopping_reason_message")
 
     def _should_skip_check(self, trainer: Any) -> bool:
         return trainer_fn(trainer) != "fit" or bool(getattr(trainer, "sanity_checking", False))
@@ -150,22 +167,26 @@ class EarlyStopping(Callback):
         trainer.should_stop = trainer.should_stop or should_stop
         if should_stop:
             self.stopped_epoch = trainer.current_epoch
+            self.stopping_reason_message = reason
         if reason and self.verbose:
             self._log_info(trainer, reason)
 
     def _evaluate_stopping_criteria(self, current: Tensor) -> tuple[bool, str | None]:
         if self.check_finite and not torch.isfinite(current):
+            self.stopping_reason = EarlyStoppingReason.NON_FINITE_METRIC
             return True, (
                 f"Monitored metric {self.monitor} = {current} is not finite. "
                 f"Previous best value was {float(self.best_score):.3f}. Signaling Trainer to stop."
             )
         order = self.order_dict[self.mode]
         if self.stopping_threshold is not None and self.monitor_op(current, self.stopping_threshold):
+            self.stopping_reason = EarlyStoppingReason.STOPPING_THRESHOLD
             return True, (
                 f"Stopping threshold reached: {self.monitor} = {current} {order} {self.stopping_threshold}. "
                 "Signaling Trainer to stop."
             )
         if self.divergence_threshold is not None and self.monitor_op(-current, -self.divergence_threshold):
+            self.stopping_reason = EarlyStoppingReason.DIVERGENCE_THRESHOLD
             return True, (
                 f"Divergence threshold reached: {self.monitor} = {current} {order} {self.divergence_threshold}. "
                 "Signaling Trainer to stop."
@@ -177,6 +198,7 @@ class EarlyStopping(Callback):
             return False, reason
         self.wait_count += 1
         if self.wait_count >= self.patience:
+            self.stopping_reason = EarlyStoppingReason.PATIENCE_EXHAUSTED
             return True, (
                 f"Monitored metric {self.monitor} did not improve in the last {self.wait_count} records. "
                 f"Best score: {float(self.best_score):.3f}. Signaling Trainer to stop."

@@ -40,8 +40,10 @@ class ModelCheckpoint(Callback):
             or ``<default_root_dir>/checkpoints`` without a logger.
         filename: template such as ``"{epoch}-{val_loss:.2f}"``; default ``"{epoch}-{step}"``.
         monitor: metric to rank checkpoints by; None keeps the most recent ones.
-        save_last: also write ``last.ckpt`` on every save (``"link"``: a symlink to the newest file).
+        save_last: also write ``last.ckpt`` whenever a checkpoint is saved, and at the end of
+            training if none was (``"link"``: a symlink to the newest file).
         save_top_k: how many best files to keep; ``-1`` all, ``0`` none.
+        save_on_exception: also save a checkpoint when fit raises.
         mode: ``"min"`` or ``"max"`` for ``monitor``.
         every_n_epochs / every_n_train_steps / train_time_interval: when to save (mutually
             exclusive; by default once per epoch).
@@ -65,6 +67,7 @@ class ModelCheckpoint(Callback):
         verbose: bool = False,
         save_last: bool | Literal["link"] | None = None,
         save_top_k: int = 1,
+        save_on_exception: bool = False,
         save_weights_only: bool = False,
         mode: str = "min",
         auto_insert_metric_name: bool = True,
@@ -82,6 +85,7 @@ class ModelCheckpoint(Callback):
         self.verbose = verbose
         self.save_last = save_last
         self.save_top_k = save_top_k
+        self.save_on_exception = save_on_exception
         self.save_weights_only = save_weights_only
         self.mode = mode
         self.auto_insert_metric_name = auto_insert_metric_name
@@ -106,6 +110,7 @@ class ModelCheckpoint(Callback):
         self._last_checkpoint_saved = ""
         self._last_time_checked: float | None = None
         self._validation_ran = False
+        self._defer_save_until_validation = False
         self._validate_configuration()
 
     def _validate_configuration(self) -> None:
@@ -164,8 +169,7 @@ class ModelCheckpoint(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self._should_skip_saving_checkpoint(trainer):
-            return
+        skip_due_to_state = self._should_skip_saving_checkpoint(trainer)
         skip_batch = self._every_n_train_steps < 1 or trainer.global_step % self._every_n_train_steps != 0
         skip_time = True
         now = time.monotonic()
@@ -178,6 +182,16 @@ class ModelCheckpoint(Callback):
         if not skip_time:
             self._last_time_checked = now
         candidates = self._monitor_candidates(trainer)
+        # the monitored metric is missing (validation-only) or about to be refreshed by the
+        # validation right after this last batch: save after validation instead (Lightning 2.6)
+        if self.monitor is not None and (
+            self.monitor not in candidates
+            or (not self._should_save_on_train_epoch_end(trainer) and self._validation_follows(trainer))
+        ):
+            self._defer_save_until_validation = True
+            return
+        if skip_due_to_state:
+            return
         self._save_topk_checkpoint(trainer, candidates)
         self._save_last_checkpoint(trainer, candidates)
 
@@ -188,14 +202,61 @@ class ModelCheckpoint(Callback):
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not getattr(trainer, "sanity_checking", False):
             self._validation_ran = True
-        if not self._should_skip_saving_checkpoint(trainer) and not self._should_save_on_train_epoch_end(trainer):
-            self._save_epoch_checkpoints(trainer)
+        if self._should_skip_saving_checkpoint(trainer) or self._should_save_on_train_epoch_end(trainer):
+            return
+        if self._defer_save_until_validation:
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
+            self._defer_save_until_validation = False
+            return
+        self._save_epoch_checkpoints(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # save_last=True promises a last.ckpt even when no other file was ever written
+        if self.save_last and not self._last_checkpoint_saved:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if not self._should_save_on_exception(trainer):
+            return
+        candidates = self._monitor_candidates(trainer)
+        filepath = self.format_checkpoint_name(candidates)
+        self._save_checkpoint(trainer, filepath)
+        self._save_last_checkpoint(trainer, candidates)
+        rank_zero_info(
+            f"An {type(exception).__name__} was raised with message: {exception}, saved checkpoint to {filepath}"
+        )
 
     def _save_epoch_checkpoints(self, trainer: Trainer) -> None:
         candidates = self._monitor_candidates(trainer)
         if self._every_n_epochs >= 1 and (trainer.current_epoch + 1) % self._every_n_epochs == 0:
             self._save_topk_checkpoint(trainer, candidates)
-        self._save_last_checkpoint(trainer, candidates)
+        # last.ckpt follows a file saved at this very step (Lightning 2.6); a link may always move
+        if self._last_global_step_saved == trainer.global_step or (
+            self.save_last == "link" and self._last_checkpoint_saved
+        ):
+            self._save_last_checkpoint(trainer, candidates)
+
+    def _validation_follows(self, trainer: Any) -> bool:
+        """Whether this is the epoch's last batch and validation runs right after it."""
+        fit_loop = getattr(trainer, "fit_loop", None)
+        num_batches = getattr(trainer, "num_training_batches", float("inf"))
+        if fit_loop is None or getattr(fit_loop, "batch_idx", 0) < num_batches:
+            return False
+        num_val_batches = getattr(trainer, "num_val_batches", 0)
+        if isinstance(num_val_batches, (list, tuple)):
+            num_val_batches = sum(num_val_batches)
+        every = getattr(trainer, "check_val_every_n_epoch", 1)
+        return bool(num_val_batches) and (every is None or (trainer.current_epoch + 1) % every == 0)
+
+    def _should_save_on_exception(self, trainer: Any) -> bool:
+        return (
+            self.save_on_exception
+            and not bool(getattr(trainer, "fast_dev_run", False))
+            and not bool(getattr(trainer, "sanity_checking", False))
+            and self._last_global_step_saved != trainer.global_step
+        )
 
     # ---- state --------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from fulmen.callbacks.early_stopping import EarlyStopping
+from fulmen.callbacks.early_stopping import EarlyStopping, EarlyStoppingReason
 from fulmen.core.module import LightningModule
 from fulmen.errors import MisconfigurationException
 
@@ -71,6 +71,28 @@ def _stopped_at(cb: EarlyStopping, values: list[float], key: str = "val_loss") -
 )
 def test_stops_at_expected_epoch(kwargs: dict[str, Any], values: list[float], expected: int | None) -> None:
     assert _stopped_at(EarlyStopping(monitor="val_loss", **kwargs), values) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "values", "reason"),
+    [
+        ({"patience": 1}, [1.0, 1.0], EarlyStoppingReason.PATIENCE_EXHAUSTED),
+        ({"stopping_threshold": 0.3}, [1.0, 0.2], EarlyStoppingReason.STOPPING_THRESHOLD),
+        ({"divergence_threshold": 5.0}, [1.0, 6.0], EarlyStoppingReason.DIVERGENCE_THRESHOLD),
+        ({}, [1.0, math.nan], EarlyStoppingReason.NON_FINITE_METRIC),
+        ({"patience": 5}, [1.0, 0.9], EarlyStoppingReason.NOT_STOPPED),
+    ],
+)
+def test_stopping_reason_and_message(kwargs: dict[str, Any], values: list[float], reason: Any) -> None:
+    cb = EarlyStopping(monitor="val_loss", **kwargs)
+    _stopped_at(cb, values)
+    assert cb.stopping_reason is reason
+    assert (cb.stopping_reason_message is None) == (reason is EarlyStoppingReason.NOT_STOPPED)
+    state = cb.state_dict()
+    assert state["stopping_reason"] == reason.value
+    restored = EarlyStopping(monitor="val_loss")
+    restored.load_state_dict(state)
+    assert restored.stopping_reason is reason and restored.stopping_reason_message == cb.stopping_reason_message
 
 
 def test_wait_count_and_best_score_track_the_sequence() -> None:
@@ -134,7 +156,9 @@ def test_state_key_and_state_round_trip() -> None:
     assert cb.state_key == "EarlyStopping{'monitor': 'val_loss', 'mode': 'min'}"
     _stopped_at(cb, [1.0, 0.5, 0.7])
     state = cb.state_dict()
-    assert set(state) == {"wait_count", "stopped_epoch", "best_score", "patience"}
+    assert set(state) == {
+        "wait_count", "stopped_epoch", "best_score", "patience", "stopping_reason", "stopping_reason_message",
+    }  # fmt: skip
     restored = EarlyStopping(monitor="val_loss")
     restored.load_state_dict(state)
     assert (restored.wait_count, restored.patience, float(restored.best_score)) == (1, 4, 0.5)

@@ -61,6 +61,7 @@ def _fit(cb: ModelCheckpoint, trainer: FakeTrainer, metrics: list[dict[str, floa
         trainer.callback_metrics = {k: torch.tensor(v) for k, v in values.items()}
         cb.on_validation_end(trainer, None)  # type: ignore[arg-type]
         cb.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
+    cb.on_train_end(trainer, None)  # type: ignore[arg-type]
 
 
 def _files(folder: Path) -> list[str]:
@@ -81,14 +82,13 @@ def test_top_k_min_names_best_and_kth(tmp_path: Path) -> None:
         "epoch=3-step=16.ckpt": 0.2,
     }
     assert cb.last_model_path == str(tmp_path / "last.ckpt")
-    assert load_checkpoint(tmp_path / "last.ckpt")["global_step"] == 20
-    # the written sequence: top-k then last each epoch, none for the epoch that was not in top 2
+    # Lightning 2.6: last.ckpt follows each saved file; epoch 4 was not in the top 2, so neither
+    assert load_checkpoint(tmp_path / "last.ckpt")["global_step"] == 16
     assert [name for name, _, _ in trainer.saves] == [
         "epoch=0-step=4.ckpt", "last.ckpt",
         "epoch=1-step=8.ckpt", "last.ckpt",
         "epoch=2-step=12.ckpt", "last.ckpt",
         "epoch=3-step=16.ckpt", "last.ckpt",
-        "last.ckpt",
     ]  # fmt: skip
 
 
@@ -176,12 +176,12 @@ def test_every_n_train_steps(tmp_path: Path) -> None:
     assert _files(tmp_path) == ["epoch=0-step=3.ckpt", "epoch=1-step=6.ckpt"]
 
 
-def test_every_n_epochs_and_last_every_epoch(tmp_path: Path) -> None:
+def test_every_n_epochs_and_last_with_each_save(tmp_path: Path) -> None:
     cb = ModelCheckpoint(dirpath=tmp_path, every_n_epochs=2, save_top_k=-1, save_last=True)
     trainer = FakeTrainer(tmp_path)
     _fit(cb, trainer, [{}, {}, {}, {}])
     assert _files(tmp_path) == ["epoch=1-step=8.ckpt", "epoch=3-step=16.ckpt", "last.ckpt"]
-    assert [n for n, _, _ in trainer.saves].count("last.ckpt") == 4
+    assert [n for n, _, _ in trainer.saves] == ["epoch=1-step=8.ckpt", "last.ckpt", "epoch=3-step=16.ckpt", "last.ckpt"]
 
 
 def test_train_time_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -227,18 +227,50 @@ def test_no_save_during_sanity_check_fast_dev_run_or_outside_fit(tmp_path: Path)
         assert trainer.saves == [], attr
 
 
-def test_missing_monitor_warns_before_validation_then_errors_listing_keys(tmp_path: Path) -> None:
+def test_missing_monitor_defers_step_save_to_validation(tmp_path: Path) -> None:
     trainer = FakeTrainer(tmp_path)
+    trainer.val_check_interval = 0.5  # validation inside the epoch: it saves after validation
     cb = ModelCheckpoint(dirpath=tmp_path, monitor="val_loss", every_n_train_steps=1)
     cb.setup(trainer, None, "fit")  # type: ignore[arg-type]
     trainer.callback_metrics = {"train_loss": torch.tensor(1.0)}
     trainer.global_step = 1
-    with pytest.warns(UserWarning, match=r"could not find the monitored key.*\['train_loss'\]"):
-        cb.on_train_batch_end(trainer, None, None, None, 0)  # type: ignore[arg-type]
+    cb.on_train_batch_end(trainer, None, None, None, 0)  # type: ignore[arg-type]
+    assert trainer.saves == []  # val_loss is not there yet: Lightning 2.6 waits for validation
+    trainer.callback_metrics["val_loss"] = torch.tensor(0.5)
     cb.on_validation_end(trainer, None)  # type: ignore[arg-type]
-    trainer.global_step = 2
+    assert [name for name, _, _ in trainer.saves] == ["epoch=0-step=1.ckpt"]
+
+
+def test_missing_monitor_warns_before_validation_then_errors_listing_keys(tmp_path: Path) -> None:
+    trainer = FakeTrainer(tmp_path)
+    trainer.num_val_batches = [0]  # no validation: the epoch end checks the metric
+    cb = ModelCheckpoint(dirpath=tmp_path, monitor="val_loss")
+    cb.setup(trainer, None, "fit")  # type: ignore[arg-type]
+    trainer.callback_metrics = {"train_loss": torch.tensor(1.0)}
+    trainer.global_step = 4
+    with pytest.warns(UserWarning, match=r"could not find the monitored key.*\['train_loss'\]"):
+        cb.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
+    cb.on_validation_end(trainer, None)  # now a validation has run
+    trainer.global_step = 8
     with pytest.raises(MisconfigurationException, match=r"\['train_loss'\](.|\n)*HINT: Did you call `log\('val_loss'"):
-        cb.on_train_batch_end(trainer, None, None, None, 1)  # type: ignore[arg-type]
+        cb.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
+
+
+def test_save_last_at_train_end_when_nothing_was_saved(tmp_path: Path) -> None:
+    trainer = FakeTrainer(tmp_path)
+    _fit(ModelCheckpoint(dirpath=tmp_path, every_n_epochs=5, save_last=True), trainer, [{}, {}])
+    assert [name for name, _, _ in trainer.saves] == ["last.ckpt"]
+
+
+def test_save_on_exception(tmp_path: Path) -> None:
+    trainer = FakeTrainer(tmp_path)
+    cb = ModelCheckpoint(dirpath=tmp_path, save_on_exception=True, save_last=True)
+    cb.setup(trainer, None, "fit")  # type: ignore[arg-type]
+    trainer.global_step, trainer.current_epoch = 3, 0
+    cb.on_exception(trainer, None, RuntimeError("boom"))  # type: ignore[arg-type]
+    assert [name for name, _, _ in trainer.saves] == ["epoch=0-step=3.ckpt", "last.ckpt"]
+    cb.on_exception(trainer, None, RuntimeError("again"))  # type: ignore[arg-type]
+    assert len(trainer.saves) == 2  # not twice for the same step
 
 
 def test_state_key_matches_lightning() -> None:
@@ -385,7 +417,7 @@ def test_real_fit_writes_lightning_names_and_tracks_best(tmp_path: Path) -> None
     assert best["callbacks"][cb.state_key]["best_model_path"] == cb.best_model_path
     assert ScriptedVal.load_from_checkpoint(cb.best_model_path).hparams["values"] == values
     last = load_checkpoint(folder / "last.ckpt")
-    assert (last["epoch"], last["global_step"]) == (4, 20)
+    assert (last["epoch"], last["global_step"]) == (3, 16)  # written with the last saved file
 
 
 def test_real_fit_default_dir_under_logger_version(tmp_path: Path) -> None:

@@ -31,11 +31,6 @@ REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
 # (scenario, key) -> why fulmen is wrong there (observed vs expected: see the diff it prints)
 FULMEN_BUGS: dict[tuple[str, str], str] = {
-    ("checkpoint_contents", "callback_states"): (
-        "fulmen gap: EarlyStopping.state_dict() lacks Lightning 2.6's 'stopping_reason' and "
-        "'stopping_reason_message' (and the EarlyStopping.stopping_reason attribute); "
-        "fulmen/callbacks/early_stopping.py"
-    ),
     ("csv_logger", "files"): (
         "fulmen bug: CSVLogger writes csv/version_0/hparams.yaml ('{}') for a module that never "
         "called save_hyperparameters (Lightning writes none): fulmen/runtime/trainer_services.py "
@@ -51,13 +46,6 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
     ("resume", "hooks.mid_epoch_0_step_1"): (
         "fulmen bug: the configure_optimizers order of resume/hooks.after_epoch_0, for a mid-epoch "
         "checkpoint (the on_train_epoch_start part of this case is fixed)"
-    ),
-    ("model_checkpoint", "last_ckpt_epoch_step"): (
-        "fulmen bug: in case min_top2_last, save_last=True rewrites last.ckpt after every validation, "
-        "so it holds epoch 4 / step 5; Lightning 2.6 writes last.ckpt only when a checkpoint is saved at that step "
-        "(its documented 'a last.ckpt copy whenever a checkpoint file gets saved'; fulmen's own "
-        "docstring says the same) and it holds epoch 3 / step 4: fulmen/callbacks/"
-        "model_checkpoint.py _save_last_checkpoint call sites. Lightning <= 2.5 behaved like fulmen"
     ),
 }
 
