@@ -27,6 +27,7 @@ NUMERICS_CASES: dict[str, tuple[dict[str, Any], str, str, bool]] = {
     "clip_value_0.01": ({"gradient_clip_val": 0.01, "gradient_clip_algorithm": "value"}, "sgd", "none", False),
     "adam_64_true": ({"precision": "64-true"}, "adam", "none", False),
     "bf16_mixed": ({"precision": "bf16-mixed"}, "sgd", "none", False),
+    "bf16_true": ({"precision": "bf16-true"}, "sgd", "none", False),
     "plateau_on_val_loss": ({"max_epochs": 4}, "sgd", "plateau", False),
     "step_scheduler_every_2_steps": ({}, "sgd", "steplr_step_frequency_2", False),
     "shuffled_seed_everything": ({"max_epochs": 3}, "sgd", "none", True),
@@ -160,6 +161,65 @@ def step_skipping(pl: ModuleType, root: Path) -> dict[str, Any]:
     }
 
 
+def _mode_module(pl: ModuleType, seen: dict[str, Any]) -> Any:
+    class Modes(base_module(pl)):
+        """Records grad/inference mode and train/eval flags inside each step kind."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.frozen_bn = torch.nn.BatchNorm1d(1)
+            self.frozen_bn.eval()  # a submodule the user keeps in eval mode
+
+        def _note(self, kind: str) -> None:
+            fn = getattr(self.trainer.state.fn, "value", self.trainer.state.fn)
+            key = f"{kind}@{fn}"
+            seen.setdefault("grad", {}).setdefault(
+                key, [torch.is_grad_enabled(), torch.is_inference_mode_enabled(), self.training]
+            )
+            seen.setdefault("submodule", {}).setdefault(key, self.frozen_bn.training)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            self._note("training_step")
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            self._note("sanity_validation_step" if self.trainer.sanity_checking else "validation_step")
+
+        def test_step(self, batch: Any, batch_idx: int) -> None:
+            self._note("test_step")
+
+        def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            self._note("predict_step")
+            return self(batch[0])
+
+    return Modes()
+
+
+def modes_and_grad(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """Inside each step kind (per entry point): [grad enabled, inference mode, module.training]
+    and, apart, the training flag of a BatchNorm the user put in eval mode; after fit / validate /
+    test / predict: [module.training, that BatchNorm's]; for inference_mode True and False."""
+    out = {}
+    for inference_mode in (True, False):
+        seen: dict[str, Any] = {}
+        model = _mode_module(pl, seen)
+        trainer = pl.Trainer(**trainer_kwargs(str(root), max_epochs=1, inference_mode=inference_mode))
+        after = {}
+        for stage in ("fit", "validate", "test", "predict"):
+            if stage == "fit":
+                trainer.fit(model, loader(4), loader(2, seed=1))
+            elif stage == "predict":
+                trainer.predict(model, dataloaders=loader(2, seed=2))
+            else:
+                getattr(trainer, stage)(model, dataloaders=loader(2, seed=2), verbose=False)
+            after[stage] = [model.training, model.frozen_bn.training]
+        # three keys per setting, so that each kind of mismatch fails on its own
+        out[f"grad_inside.inference_mode_{inference_mode}"] = dict(sorted(seen["grad"].items()))
+        out[f"eval_submodule_inside.inference_mode_{inference_mode}"] = dict(sorted(seen["submodule"].items()))
+        out[f"modes_after.inference_mode_{inference_mode}"] = after
+    return out
+
+
 def _resume_run(pl: ModuleType, root: Path, checkpoint: Path) -> dict[str, Any]:
     calls: list[str] = []
     events: list[list[int]] = []
@@ -199,4 +259,5 @@ SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "manual_optimization": manual_optimization,
     "step_skipping": step_skipping,
     "resume": resume,
+    "modes_and_grad": modes_and_grad,
 }
