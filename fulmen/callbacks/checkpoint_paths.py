@@ -64,3 +64,11 @@ def link_atomic(target: str, linkpath: str) -> None:
     # a relative link keeps working when the whole folder is moved
     os.symlink(os.path.basename(target) if same_dir else target, temp)
     os.replace(temp, linkpath)
+
+
+def write_best_k_yaml(best_k_models: dict[str, Any], filepath: str | os.PathLike[str]) -> None:
+    """``{path: score}`` as YAML (ModelCheckpoint.to_yaml)."""
+    import yaml
+
+    with open(filepath, "w", encoding="utf-8") as handle:
+        yaml.dump({path: float(score) for path, score in best_k_models.items()}, handle)

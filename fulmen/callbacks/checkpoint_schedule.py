@@ -51,3 +51,25 @@ def validation_once_per_epoch_end(trainer: Any) -> bool:
     if num_val_batches == 0:
         return True
     return getattr(trainer, "val_check_interval", 1.0) == 1.0
+
+
+def validation_follows(trainer: Any) -> bool:
+    """Whether the batch that just ended is the epoch's last and validation runs right after it."""
+    fit_loop = getattr(trainer, "fit_loop", None)
+    num_batches = getattr(trainer, "num_training_batches", float("inf"))
+    if fit_loop is None or getattr(fit_loop, "batch_idx", 0) < num_batches:
+        return False
+    num_val_batches = getattr(trainer, "num_val_batches", 0)
+    if isinstance(num_val_batches, (list, tuple)):
+        num_val_batches = sum(num_val_batches)
+    every = getattr(trainer, "check_val_every_n_epoch", 1)
+    return bool(num_val_batches) and (every is None or (trainer.current_epoch + 1) % every == 0)
+
+
+def saves_on_exception(trainer: Any, last_step_saved: int) -> bool:
+    """An exception checkpoint: not with fast_dev_run, in the sanity check, or twice per step."""
+    return (
+        not bool(getattr(trainer, "fast_dev_run", False))
+        and not bool(getattr(trainer, "sanity_checking", False))
+        and last_step_saved != trainer.global_step
+    )

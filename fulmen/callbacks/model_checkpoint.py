@@ -21,8 +21,20 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
-from fulmen.callbacks.checkpoint_paths import default_checkpoint_dir, interpolate_filename, link_atomic
-from fulmen.callbacks.checkpoint_schedule import agree, broadcast, skips_saving, validation_once_per_epoch_end
+from fulmen.callbacks.checkpoint_paths import (
+    default_checkpoint_dir,
+    interpolate_filename,
+    link_atomic,
+    write_best_k_yaml,
+)
+from fulmen.callbacks.checkpoint_schedule import (
+    agree,
+    broadcast,
+    saves_on_exception,
+    skips_saving,
+    validation_follows,
+    validation_once_per_epoch_end,
+)
 from fulmen.core.callback import Callback
 from fulmen.errors import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
@@ -186,7 +198,7 @@ class ModelCheckpoint(Callback):
         # validation right after this last batch: save after validation instead (Lightning 2.6)
         if self.monitor is not None and (
             self.monitor not in candidates
-            or (not self._should_save_on_train_epoch_end(trainer) and self._validation_follows(trainer))
+            or (not self._should_save_on_train_epoch_end(trainer) and validation_follows(trainer))
         ):
             self._defer_save_until_validation = True
             return
@@ -218,7 +230,7 @@ class ModelCheckpoint(Callback):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        if not self._should_save_on_exception(trainer):
+        if not (self.save_on_exception and saves_on_exception(trainer, self._last_global_step_saved)):
             return
         candidates = self._monitor_candidates(trainer)
         filepath = self.format_checkpoint_name(candidates)
@@ -237,26 +249,6 @@ class ModelCheckpoint(Callback):
             self.save_last == "link" and self._last_checkpoint_saved
         ):
             self._save_last_checkpoint(trainer, candidates)
-
-    def _validation_follows(self, trainer: Any) -> bool:
-        """Whether this is the epoch's last batch and validation runs right after it."""
-        fit_loop = getattr(trainer, "fit_loop", None)
-        num_batches = getattr(trainer, "num_training_batches", float("inf"))
-        if fit_loop is None or getattr(fit_loop, "batch_idx", 0) < num_batches:
-            return False
-        num_val_batches = getattr(trainer, "num_val_batches", 0)
-        if isinstance(num_val_batches, (list, tuple)):
-            num_val_batches = sum(num_val_batches)
-        every = getattr(trainer, "check_val_every_n_epoch", 1)
-        return bool(num_val_batches) and (every is None or (trainer.current_epoch + 1) % every == 0)
-
-    def _should_save_on_exception(self, trainer: Any) -> bool:
-        return (
-            self.save_on_exception
-            and not bool(getattr(trainer, "fast_dev_run", False))
-            and not bool(getattr(trainer, "sanity_checking", False))
-            and self._last_global_step_saved != trainer.global_step
-        )
 
     # ---- state --------------------------------------------------------------------------
 
@@ -479,11 +471,7 @@ class ModelCheckpoint(Callback):
 
     def to_yaml(self, filepath: str | os.PathLike[str] | None = None) -> None:
         """Write ``best_k_models`` (path -> score) to ``best_k_models.yaml`` in ``dirpath``."""
-        import yaml
-
-        best_k = {path: float(score) for path, score in self.best_k_models.items()}
         if filepath is None:
             assert self.dirpath is not None
             filepath = os.path.join(self.dirpath, "best_k_models.yaml")
-        with open(filepath, "w", encoding="utf-8") as handle:
-            yaml.dump(best_k, handle)
+        write_best_k_yaml(self.best_k_models, filepath)
