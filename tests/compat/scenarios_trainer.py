@@ -102,6 +102,15 @@ def trainer_properties(pl: ModuleType, root: Path) -> dict[str, Any]:
     out["ckpt_path"] = trainer.ckpt_path
     out["lr_after_fit"] = plain(trainer.optimizers[0].param_groups[0]["lr"])
     out["loop_limits"] = _loop_limits(pl, root)
+    out["precision_aliases"] = {
+        repr(flag): _value(pl.Trainer(**trainer_kwargs(str(root), precision=flag)).precision)
+        for flag in (32, "32", 64, "64", "bf16", "bf16-mixed", "bf16-true", "32-true")
+    }
+    out["device.strategy"] = type(trainer.strategy).__name__
+    out["device.accelerator"] = type(getattr(trainer, "accelerator", None)).__name__
+    out["device.root_device"] = str(trainer.strategy.root_device)
+    out["device.device_ids"] = plain(getattr(trainer, "device_ids", _MISSING))
+    out["device.module_device_dtype"] = [str(trainer.lightning_module.device), str(trainer.lightning_module.dtype)]
     return out
 
 

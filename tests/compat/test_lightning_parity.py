@@ -63,6 +63,11 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
     ("modes_and_grad", "modes_after.inference_mode_False"): (
         "fulmen bug: same as modes_after.inference_mode_True"
     ),
+    ("trainer_properties", "device.accelerator"): (
+        "fulmen gap: Trainer has no 'accelerator' attribute (Lightning 2.x: an Accelerator instance, "
+        "CPUAccelerator here, used as isinstance(trainer.accelerator, CUDAAccelerator) in callbacks); "
+        "not in LIGHTNING_API.md's attribute list: fulmen/runtime/trainer_properties.py"
+    ),
     ("resume", "hooks.after_epoch_0"): (
         "fulmen bug: fit(ckpt_path=...) calls configure_optimizers before on_load_checkpoint / "
         "Callback.on_load_checkpoint; Lightning calls on_load_checkpoint, Callback."
