@@ -15,8 +15,19 @@ if TYPE_CHECKING:  # pragma: no cover
 _PREFIX = {"validate": "validation", "test": "test", "predict": "predict"}
 
 
-def _grad_context(trainer: Trainer) -> contextlib.AbstractContextManager[Any]:
-    return torch.inference_mode() if trainer.inference_mode else torch.no_grad()
+def _grad_context(trainer: Trainer, in_fit: bool = False) -> contextlib.AbstractContextManager[Any]:
+    # validation inside fit never uses inference mode: its tensors may meet training later (Lightning)
+    return torch.inference_mode() if trainer.inference_mode and not in_fit else torch.no_grad()
+
+
+def _capture_modes(module: torch.nn.Module) -> dict[torch.nn.Module, bool]:
+    """Every submodule's training flag, so evaluation can put back exactly what the user had."""
+    return {m: m.training for m in module.modules()}
+
+
+def _restore_modes(modes: dict[torch.nn.Module, bool]) -> None:
+    for submodule, training in modes.items():
+        submodule.training = training
 
 
 def run_evaluation(
@@ -42,7 +53,9 @@ def run_evaluation(
     t._results = results
     results.reset()
     results.set_defaults(on_step=False, on_epoch=True)
-    t._module_hook(f"on_{'validation' if stage == 'validate' else 'test'}_model_eval")
+    hook_prefix = "validation" if stage == "validate" else "test"
+    modes = _capture_modes(module)
+    t._module_hook(f"on_{hook_prefix}_model_eval")
     t._call(f"on_{prefix}_start")
     t._call(f"on_{prefix}_epoch_start")
     multiple = len(loaders) > 1
@@ -51,7 +64,7 @@ def run_evaluation(
     batch_start_mod = hooks.module(f"on_{prefix}_batch_start")
     batch_end_cbs = hooks.callbacks(f"on_{prefix}_batch_end")
     batch_end_mod = hooks.module(f"on_{prefix}_batch_end")
-    with _grad_context(t):
+    with _grad_context(t, in_fit):
         for dl_idx, (loader, limit) in enumerate(zip(loaders, num_batches)):
             results.dataloader_idx = dl_idx if multiple else None
             extra = (dl_idx,) if multiple else ()
@@ -95,7 +108,12 @@ def run_evaluation(
     t._call(f"on_{prefix}_epoch_end")
     metrics = t._publish_epoch_metrics(results, log=not sanity)
     t._call(f"on_{prefix}_end")
-    t._module_hook("on_validation_model_train" if stage == "validate" else "on_test_model_train")
+    # an overridden *_model_train hook decides; otherwise every submodule gets its mode back (Lightning >= 2.2)
+    train_hook = hooks.module(f"on_{hook_prefix}_model_train")
+    if train_hook is not None:
+        train_hook()
+    else:
+        _restore_modes(modes)
     return split_by_dataloader(metrics, len(loaders))
 
 
@@ -119,7 +137,7 @@ def run_predict(trainer: Trainer, loaders: list[Any], num_batches: list[float], 
     t = trainer
     module = t.lightning_module
     hooks = t._hooks
-    modes = {m: m.training for m in module.modules()}  # restored at the end (Lightning >= 2.2)
+    modes = _capture_modes(module)  # restored at the end (Lightning >= 2.2)
     t._module_hook("on_predict_model_eval")
     t._call("on_predict_start")
     t._call("on_predict_epoch_start")
@@ -155,8 +173,7 @@ def run_predict(trainer: Trainer, loaders: list[Any], num_batches: list[float], 
             all_predictions.append(predictions)
     t._call("on_predict_epoch_end")
     t._call("on_predict_end")
-    for submodule, training in modes.items():
-        submodule.training = training
+    _restore_modes(modes)
     if not return_predictions:
         return None
     return all_predictions[0] if len(all_predictions) == 1 else all_predictions

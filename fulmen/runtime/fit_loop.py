@@ -178,7 +178,6 @@ class FitLoop:
         if not restarted_mid_epoch:
             self.batch_idx = 0
         self._restored_mid_epoch = False
-        t.model.train()
         t._train_results.set_defaults(on_step=False, on_epoch=True)
         t._results = t._train_results
         if not restarted_mid_epoch:  # the interrupted run already started this epoch (Lightning)

@@ -94,7 +94,6 @@ def _eval_run(fn: str, batches: int) -> list[str]:
 
 def _train_epoch() -> list[str]:
     return [
-        "train",  # the fit loop puts the model in train mode at every epoch start
         "Callback.on_train_epoch_start", "on_train_epoch_start",
         *_train_batch(last=False),
         *_train_batch(last=True),

@@ -236,3 +236,28 @@ def test_several_training_loaders_are_combined_max_size_cycle() -> None:
     assert trainer.num_training_batches == 4 and seen == [(2, 3)] * 4  # "b" (2 batches) cycled
     pairs = list(CombinedLoader([[1, 2, 3], [10]]))
     assert pairs == [[1, 10], [2, 10], [3, 10]]
+
+
+def test_evaluation_restores_each_submodules_mode_and_fit_validation_avoids_inference_mode() -> None:
+    seen = []
+
+    class Model(BoringModel):
+        def __init__(self):
+            super().__init__()
+            self.frozen = torch.nn.BatchNorm1d(2)
+            self.frozen.eval()  # the user wants this one in eval mode throughout
+
+        def training_step(self, batch, batch_idx):
+            seen.append(("train", self.frozen.training, torch.is_inference_mode_enabled()))
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch, batch_idx):
+            seen.append(("val", self.training, torch.is_inference_mode_enabled()))
+
+    model = Model()
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0,
+                         **TRAINER_QUIET)  # fmt: skip
+    trainer.fit(model)
+    trainer.validate(model, verbose=False)
+    assert seen == [("train", False, False), ("val", False, False), ("val", False, True)]
+    assert model.training and not model.frozen.training
