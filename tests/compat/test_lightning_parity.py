@@ -37,32 +37,6 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "_log_hyperparams logs {} by default (Lightning only when module._log_hyperparams), and "
         "fulmen/loggers/csv_logs.py ExperimentWriter.save() writes hparams.yaml on every save"
     ),
-    ("modes_and_grad", "grad_inside.inference_mode_True"): (
-        "fulmen bug: with inference_mode=True, validation inside fit (sanity check included) runs "
-        "under torch.inference_mode (fulmen [grad False, inference True]); Lightning's fit-time "
-        "validation loop is built with inference_mode=False and runs under no_grad ([False, False]), so "
-        "tensors made there stay usable in training; standalone validate/test/predict match: "
-        "fulmen/runtime/evaluation_loop.py"
-    ),
-    ("modes_and_grad", "eval_submodule_inside.inference_mode_True"): (
-        "fulmen bug: a submodule the user put in eval mode (BatchNorm.eval()) is in train mode inside "
-        "training_step (and in later steps); Lightning >= 2.2 never calls model.train() on the whole "
-        "module, it keeps per-submodule modes (it only warns): fulmen/runtime/fit_loop.py "
-        "(t.model.train() at every epoch start)"
-    ),
-    ("modes_and_grad", "eval_submodule_inside.inference_mode_False"): (
-        "fulmen bug: same as eval_submodule_inside.inference_mode_True"
-    ),
-    ("modes_and_grad", "modes_after.inference_mode_True"): (
-        "fulmen bug: after fit / validate / test / predict the eval-mode BatchNorm is in train mode "
-        "(fulmen [True, True], Lightning [True, False]): Lightning's evaluation loop captures and "
-        "restores each submodule's mode (_ModuleMode) and calls on_*_model_train only when the user "
-        "overrides it; fulmen/core/module.py on_validation_model_train / on_test_model_train call "
-        "trainer.model.train(), and fulmen/runtime/fit_loop.py calls t.model.train()"
-    ),
-    ("modes_and_grad", "modes_after.inference_mode_False"): (
-        "fulmen bug: same as modes_after.inference_mode_True"
-    ),
     ("trainer_properties", "device.accelerator"): (
         "fulmen gap: Trainer has no 'accelerator' attribute (Lightning 2.x: an Accelerator instance, "
         "CPUAccelerator here, used as isinstance(trainer.accelerator, CUDAAccelerator) in callbacks); "
