@@ -9,7 +9,8 @@ Scenarios about loggers and evaluation results live in ``scenarios_artifacts.py`
 about checkpoints in ``scenarios_checkpoints.py``, Trainer attributes, LearningRateMonitor
 and multi-loader logging in ``scenarios_trainer.py``, training numbers, manual optimization,
 skipped steps and resuming in ``scenarios_optim.py``, the model summary, seed_everything
-and LearningRateMonitor names in ``scenarios_utilities.py``.
+and LearningRateMonitor names in ``scenarios_utilities.py``, where self.log may be called and
+what it stores in ``scenarios_logging.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch.utils.data import DataLoader
 from tests.compat import (
     scenarios_artifacts,
     scenarios_checkpoints,
+    scenarios_logging,
     scenarios_optim,
     scenarios_trainer,
     scenarios_utilities,
@@ -380,4 +382,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_trainer.SCENARIOS,
     **scenarios_optim.SCENARIOS,
     **scenarios_utilities.SCENARIOS,
+    **scenarios_logging.SCENARIOS,
 }

@@ -1,0 +1,122 @@
+"""Compatibility scenarios about where self.log may be called and what it stores.
+
+Same contract as ``scenarios.py``: ``fn(pl, root) -> dict`` of plain JSON data, no import of
+fulmen or pytorch_lightning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from tests.compat.models import base_module, loader, trainer_kwargs
+from tests.compat.normalise import plain
+
+# hook -> extra self.log arguments; each hook logs "in_<hook>" once and records what happened
+_LOGGING_HOOKS: dict[str, dict[str, Any]] = {
+    "on_fit_start": {},
+    "on_train_start": {},
+    "on_train_epoch_start": {},
+    "on_train_batch_start": {},
+    "on_before_backward": {},
+    "on_after_backward": {},
+    "on_before_optimizer_step": {},
+    "on_before_zero_grad": {},
+    "on_train_batch_end": {},
+    "on_validation_epoch_start": {},
+    "on_validation_batch_end": {},
+    "on_train_epoch_end": {},
+    "on_train_end": {},
+    "on_fit_end": {},
+}
+_EPOCH_END_ON_STEP = "on_train_epoch_end(on_step=True)"
+
+
+def _outcome(call: Callable[[], None]) -> str:
+    try:
+        call()
+    except Exception as error:  # noqa: BLE001 - the exception class is what is observed
+        return type(error).__name__
+    return "ok"
+
+
+def _catchable(call: Callable[[], None]) -> list[str] | str:
+    """"ok", or the built-in exception classes a user's ``except`` could name for the error
+    (the library's own class cannot be shared between Lightning and fulmen scripts)."""
+    try:
+        call()
+    except Exception as error:  # noqa: BLE001 - what the error can be caught as is observed
+        skip = (BaseException, Exception, object)
+        return sorted(c.__name__ for c in type(error).__mro__ if c.__module__ == "builtins" and c not in skip)
+    return "ok"
+
+
+def log_in_hooks(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """self.log("in_<hook>", 1.0) from each hook (first call only): raised or accepted, and
+    which of those keys reach callback_metrics (1 epoch x 2 batches, 1 val batch)."""
+    outcomes: dict[str, str] = {}
+
+    def logging_hook(name: str) -> Callable[..., Any]:
+        def hook(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if name not in outcomes:
+                outcomes[name] = _outcome(lambda: self.log(f"in_{name}", 1.0, **_LOGGING_HOOKS[name]))
+            if name == "on_train_epoch_end" and _EPOCH_END_ON_STEP not in outcomes:
+                outcomes[_EPOCH_END_ON_STEP] = _outcome(lambda: self.log("bad", 1.0, on_step=True))
+            return getattr(super(module_cls, self), name)(*args, **kwargs)
+
+        return hook
+
+    base = base_module(pl)
+    module_cls = type("Logging", (base,), {name: logging_hook(name) for name in _LOGGING_HOOKS})
+    trainer = pl.Trainer(**trainer_kwargs(str(root), max_epochs=1, num_sanity_val_steps=0))
+    trainer.fit(module_cls(), loader(4), loader(2, seed=1))
+    return {
+        "outcomes": dict(sorted(outcomes.items())),
+        "callback_metrics_keys": sorted(key for key in trainer.callback_metrics if key.startswith("in_")),
+    }
+
+
+def log_value_types(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """What callback_metrics holds (value and dtype) for values of several Python / numpy /
+    torch types logged in training_step, and which values self.log refuses (as what built-in
+    exception the error can be caught)."""
+    refused: dict[str, str] = {}
+    accepted = {
+        "int": lambda: 3,
+        "bool": lambda: True,
+        "float": lambda: 0.5,
+        "numpy_float64": lambda: np.float64(0.25),
+        "tensor_float64": lambda: torch.tensor(0.125, dtype=torch.float64),
+        "tensor_int64": lambda: torch.tensor(7),
+        "tensor_1_element": lambda: torch.tensor([2.0]),
+        "tensor_requires_grad": lambda: torch.tensor(1.5, requires_grad=True) * 2,
+    }
+    rejected = {"tensor_2_elements": lambda: torch.tensor([1.0, 2.0]), "string": lambda: "text"}
+
+    class Typed(base_module(pl)):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            for name, make in accepted.items():
+                self.log(name, make())
+            for name, make in rejected.items():
+                refused.setdefault(name, _catchable(lambda: self.log(name, make())))
+            return super().training_step(batch, batch_idx)
+
+    trainer = pl.Trainer(**trainer_kwargs(str(root), max_epochs=1, limit_val_batches=0))
+    trainer.fit(Typed(), loader(4))
+    stored = {name: trainer.callback_metrics[name] for name in accepted if name in trainer.callback_metrics}
+    return {
+        "values": {name: plain(value) for name, value in sorted(stored.items())},
+        "dtypes": {name: str(getattr(value, "dtype", type(value).__name__)) for name, value in sorted(stored.items())},
+        "requires_grad": {name: bool(getattr(value, "requires_grad", False)) for name, value in sorted(stored.items())},
+        "refused": dict(sorted(refused.items())),
+    }
+
+
+SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
+    "log_in_hooks": log_in_hooks,
+    "log_value_types": log_value_types,
+}
