@@ -214,6 +214,41 @@ def fit_twice(pl: ModuleType, root: Path) -> dict[str, Any]:
     }
 
 
+_LOGGER_CASES: dict[str, Callable[[ModuleType, Path], Any]] = {
+    "tb_and_csv": lambda pl, root: [
+        pl.loggers.TensorBoardLogger(save_dir=str(root)),
+        pl.loggers.CSVLogger(save_dir=str(root)),
+    ],
+    "tb_empty_name_str_version": lambda pl, root: pl.loggers.TensorBoardLogger(str(root), name="", version="custom"),
+    "tb_sub_dir_no_hp_metric": lambda pl, root: pl.loggers.TensorBoardLogger(
+        str(root), name="tb", sub_dir="sub", default_hp_metric=False
+    ),
+    "csv_int_version": lambda pl, root: pl.loggers.CSVLogger(str(root), name="csv", version=3),
+}
+
+
+def logger_options(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """Logger names and versions: two loggers, an empty name with a string version, sub_dir,
+    an int CSV version: log_dir, version, checkpoint dirpath and files (1 epoch, hparams saved)."""
+    out = {}
+    for name, make in _LOGGER_CASES.items():
+        case_root = root / name
+        loggers = make(pl, case_root)
+        flags = trainer_kwargs(str(case_root), max_epochs=1, logger=loggers, enable_checkpointing=None)
+        trainer = pl.Trainer(**flags)
+        trainer.fit(_hparams_module(pl)(), loader(4), loader(2, seed=1))
+        out[name] = {
+            "trainer_log_dir": relative(trainer.log_dir, case_root),
+            "loggers": [
+                [type(lg).__name__, plain(lg.name), plain(lg.version), relative(lg.log_dir, case_root)]
+                for lg in trainer.loggers
+            ],
+            "checkpoint_dirpath": relative(trainer.checkpoint_callback.dirpath, case_root),
+            "files": tree(case_root),
+        }
+    return out
+
+
 def _csv_rows(path: Path) -> list[list[str]]:
     with open(path, newline="") as handle:
         return list(csv.reader(handle))
@@ -312,5 +347,6 @@ SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "progress_bar_display": progress_bar_display,
     "csv_test_rows": csv_test_rows,
     "fit_twice": fit_twice,
+    "logger_options": logger_options,
     "evaluation_results": evaluation_results,
 }
