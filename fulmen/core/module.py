@@ -156,6 +156,10 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
         rank_zero_only: bool = False,
     ) -> None:
         """Record a scalar; reduction and routing follow Lightning (see ``fulmen.runtime.results``)."""
+        if self._trainer is not None and self._trainer._current_fx is not None:
+            from fulmen.runtime.results import check_logging_allowed
+
+            check_logging_allowed(self._trainer._current_fx, name, on_step, on_epoch)
         if self._trainer is None or self._trainer._results is None:
             warnings.warn(
                 f"self.log({name!r}) was called outside of a running fit/validate/test; the value is dropped.",

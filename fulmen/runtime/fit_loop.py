@@ -336,16 +336,22 @@ class FitLoop:
         results.set_defaults(on_step=False, on_epoch=True)
         self.epoch_processed = True
         legacy = getattr(module, "training_epoch_end", None)
-        if t._collect_train_outputs and callable(legacy):
-            legacy(self._epoch_outputs)
-        self._epoch_outputs = []
-        plain, monitoring = t._hooks.monitoring_split("on_train_epoch_end")
-        for fn in plain:
-            fn(t, module)
-        t._module_hook("on_train_epoch_end")
-        t._publish_epoch_metrics(results, log=False)
-        for fn in monitoring:
-            fn(t, module)
+        t._current_fx = "on_train_epoch_end"  # epoch-level logging rules for everything below
+        try:
+            if t._collect_train_outputs and callable(legacy):
+                legacy(self._epoch_outputs)
+            self._epoch_outputs = []
+            plain, monitoring = t._hooks.monitoring_split("on_train_epoch_end")
+            for fn in plain:
+                fn(t, module)
+            hook = t._hooks.module("on_train_epoch_end")
+            if hook is not None:
+                hook()
+            t._publish_epoch_metrics(results, log=False)
+            for fn in monitoring:
+                fn(t, module)
+        finally:
+            t._current_fx = None
         # epoch metrics go to the loggers at the step of the epoch's last batch (Lightning)
         t._publish_epoch_metrics(results, log=True, step=max(self.batches_that_stepped - 1, 0))
         t._step_schedulers("epoch", self.batch_idx, plateau=True)

@@ -170,7 +170,7 @@ class ResultCollection:
             if value.ndim == 0 and value.dtype in (torch.float32, torch.float64):
                 return value  # the common case (a loss): nothing to convert
             if value.numel() != 1:
-                raise MisconfigurationException(
+                raise ValueError(  # Lightning's type for a bad value
                     f"self.log({name!r}, value) got a tensor of shape {tuple(value.shape)}; expected a scalar.\n"
                     "HINT: reduce it first, e.g. self.log(name, value.mean())."
                 )
@@ -182,7 +182,7 @@ class ResultCollection:
             return value
         if isinstance(value, numbers.Number) and not isinstance(value, complex):
             return torch.tensor(float(value))
-        raise MisconfigurationException(
+        raise ValueError(  # Lightning's type for a bad value
             f"self.log({name!r}, value) got {type(value).__name__} {value!r:.60}; expected a number or a "
             "one-element tensor.\nHINT: log each scalar separately, or use self.log_dict({...})."
         )
@@ -227,6 +227,39 @@ class ResultCollection:
             if entry.prog_bar:
                 pbar[forked] = value
         return callback, log, pbar
+
+
+# hooks where self.log is refused, and hooks that may only log epoch-level values (Lightning's _FxValidator)
+NO_LOGGING_HOOKS = frozenset({
+    "on_fit_start", "on_fit_end", "on_sanity_check_start", "on_sanity_check_end", "on_train_end",
+    "on_validation_end", "on_test_end", "on_predict_start", "on_predict_end", "on_predict_epoch_start",
+    "on_predict_epoch_end", "on_predict_batch_start", "on_predict_batch_end", "on_exception", "setup", "teardown",
+    "configure_optimizers", "configure_callbacks", "configure_model", "prepare_data", "lr_scheduler_step",
+    "on_validation_model_eval", "on_validation_model_train", "on_test_model_eval", "on_test_model_train",
+    "on_predict_model_eval", "on_validation_model_zero_grad", "train_dataloader", "val_dataloader",
+    "test_dataloader", "predict_dataloader",
+})  # fmt: skip
+EPOCH_ONLY_HOOKS = frozenset({
+    "on_train_start", "on_validation_start", "on_test_start", "on_train_epoch_start", "on_train_epoch_end",
+    "on_validation_epoch_start", "on_validation_epoch_end", "on_test_epoch_start", "on_test_epoch_end",
+    "training_epoch_end", "validation_epoch_end", "test_epoch_end", "validation_end",
+})  # fmt: skip
+
+
+def check_logging_allowed(hook: str | None, name: str, on_step: bool | None, on_epoch: bool | None) -> None:
+    """Refuse self.log where Lightning refuses it; ``hook`` None means a step hook (anything goes)."""
+    if hook is None:
+        return
+    if hook in NO_LOGGING_HOOKS:
+        raise MisconfigurationException(
+            f"self.log({name!r}) was called inside {hook}, where values cannot be logged.\n"
+            "HINT: log from a step hook or an epoch hook (e.g. on_train_epoch_end)."
+        )
+    if hook in EPOCH_ONLY_HOOKS and (on_step is True or on_epoch is False):
+        raise MisconfigurationException(
+            f"self.log({name!r}, on_step={on_step}, on_epoch={on_epoch}) inside {hook}: this hook logs "
+            "epoch-level values only.\nHINT: drop on_step/on_epoch (defaults: on_step=False, on_epoch=True)."
+        )
 
 
 def _parse_reduce_fx(name: str, reduce_fx: Any) -> tuple[str, Callable[..., Any] | None]:

@@ -407,13 +407,17 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         self.strategy.barrier("prepare_data")
 
     def _call_setup_hooks(self, name: str, stage: str) -> None:
-        if self.datamodule is not None:
-            getattr(self.datamodule, name)(stage=stage)
-        for fn in self._hooks.callbacks(name):
-            fn(self, self.lightning_module, stage=stage)
-        hook = self._hooks.module(name)
-        if hook is not None:
-            hook(stage=stage)
+        self._current_fx = name
+        try:
+            if self.datamodule is not None:
+                getattr(self.datamodule, name)(stage=stage)
+            for fn in self._hooks.callbacks(name):
+                fn(self, self.lightning_module, stage=stage)
+            hook = self._hooks.module(name)
+            if hook is not None:
+                hook(stage=stage)
+        finally:
+            self._current_fx = None
 
     def _setup_optimizers(self, model: LightningModule) -> None:
         if not is_overridden(model, "training_step", LightningModule):
@@ -429,7 +433,7 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
                 "Trainer(accumulate_grad_batches>1) does not apply to manual optimization.\n"
                 "HINT: accumulate in training_step yourself and step every N batches."
             )
-        self.optimizers, self.lr_scheduler_configs = parse_optimizers(model.configure_optimizers())
+        self.optimizers, self.lr_scheduler_configs = parse_optimizers(self._module_hook("configure_optimizers"))
         validate_multiple_optimizers(self.optimizers, model.automatic_optimization)
         self._lightning_optimizers = [wrap_optimizer(o, self._on_optimizer_step) for o in self.optimizers]
         self._optimizer_index = {id(o): i for i, o in enumerate(self.optimizers)}

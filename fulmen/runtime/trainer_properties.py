@@ -100,6 +100,13 @@ class TrainerProperties:
         return self.strategy.is_global_zero
 
     @property
+    def accelerator(self) -> Any:
+        """CPUAccelerator / CUDAAccelerator / MPSAccelerator for this rank's device."""
+        from fulmen.runtime.trainer_accelerator import accelerator_for
+
+        return accelerator_for(self.strategy.root_device)
+
+    @property
     def device_ids(self) -> list[int]:
         device = self.strategy.root_device
         return [device.index or 0] if device.type == "cuda" else [0]

@@ -31,6 +31,7 @@ class TrainerServices:
         self._module_wrapper: Any = None
         self._optimizer_index: dict[int, int] = {}
         self._eval_log_step = 0
+        self._current_fx: str | None = None  # the start/end/epoch hook running now (None: a step hook)
         self._return_predictions = True
 
     def _prepare_services(self, module: Any) -> None:
@@ -53,17 +54,29 @@ class TrainerServices:
 
     # ---- hooks ------------------------------------------------------------------------
     def _call(self, name: str, *args: Any) -> None:
-        """Callbacks' ``name`` (in order), then the module's; skipped where not overridden."""
+        """Callbacks' ``name`` (in order), then the module's; skipped where not overridden.
+
+        Used for start/end and epoch hooks (never per step), so it also records which hook
+        runs: ``self.log`` refuses or restricts logging where Lightning does.
+        """
         module = self.lightning_module
-        for fn in self._hooks.callbacks(name):
-            fn(self, module, *args)
-        hook = self._hooks.module(name)
-        if hook is not None:
-            hook(*args)
+        previous, self._current_fx = self._current_fx, name
+        try:
+            for fn in self._hooks.callbacks(name):
+                fn(self, module, *args)
+            hook = self._hooks.module(name)
+            if hook is not None:
+                hook(*args)
+        finally:
+            self._current_fx = previous
 
     def _module_hook(self, name: str, *args: Any) -> Any:
         """The module's hook even when it is the base implementation (hooks with a default job)."""
-        return getattr(self.lightning_module, name)(*args)
+        previous, self._current_fx = self._current_fx, name
+        try:
+            return getattr(self.lightning_module, name)(*args)
+        finally:
+            self._current_fx = previous
 
     # ---- batches ----------------------------------------------------------------------
     def _transfer_batch(self, batch: Any, dataloader_idx: int) -> Any:

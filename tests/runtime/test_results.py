@@ -144,7 +144,7 @@ def test_logging_a_non_scalar_is_a_clear_error(value) -> None:
             self.log("bad", value)
             return super().training_step(batch, batch_idx)
 
-    with pytest.raises(MisconfigurationException, match="self.log\\('bad', value\\).*\n.*HINT"):
+    with pytest.raises(ValueError, match="self.log\\('bad', value\\).*\n.*HINT"):
         pl.Trainer(max_steps=1, logger=False, **QUIET).fit(Model())
 
 
@@ -226,3 +226,15 @@ def test_values_logged_in_on_train_start_count_towards_the_first_epoch() -> None
     trainer = pl.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False, **QUIET)
     trainer.fit(Model())
     assert trainer.callback_metrics["start"].item() == 5.0
+
+
+@pytest.mark.parametrize(("hook", "kwargs"), [("on_fit_start", {}), ("on_train_end", {}),
+                                              ("on_train_epoch_end", {"on_step": True})])  # fmt: skip
+def test_logging_where_lightning_refuses_it_is_an_error(hook, kwargs) -> None:
+    class Model(BoringModel):
+        pass
+
+    setattr(Model, hook, lambda self: self.log("x", 1.0, **kwargs))
+    trainer = pl.Trainer(max_steps=1, limit_val_batches=0, logger=False, **QUIET)
+    with pytest.raises(MisconfigurationException, match=f"inside {hook}"):
+        trainer.fit(Model())

@@ -54,3 +54,13 @@ def test_module_wrapper_routes_forward_to_the_step_being_run() -> None:
     assert wrapper(None, 3) == ("train", 3)
     wrapper.step_name = "validation_step"
     assert wrapper(None, 4) == ("val", 4)
+
+
+def test_trainer_accelerator_names_the_device_kind() -> None:
+    import fulmen as pl
+    from fulmen.runtime.trainer_accelerator import CPUAccelerator, CUDAAccelerator
+
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False)  # fmt: skip
+    assert isinstance(trainer.accelerator, CPUAccelerator) and not isinstance(trainer.accelerator, CUDAAccelerator)
+    assert CPUAccelerator.is_available()
