@@ -37,13 +37,6 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "_log_hyperparams logs {} by default (Lightning only when module._log_hyperparams), and "
         "fulmen/loggers/csv_logs.py ExperimentWriter.save() writes hparams.yaml on every save"
     ),
-    ("log_in_hooks", "outcomes"): (
-        "fulmen bug: self.log in on_fit_start, on_fit_end and on_train_end, and self.log(..., "
-        "on_step=True) in on_train_epoch_end are accepted ('ok') and the values never reach "
-        "callback_metrics; Lightning raises MisconfigurationException naming the hook and the allowed "
-        "on_step/on_epoch values (trainer/connectors/logger_connector/fx_validator.py): "
-        "fulmen/core/module.py log / fulmen/runtime/results.py"
-    ),
     ("resume", "hooks.after_epoch_0"): (
         "fulmen bug: fit(ckpt_path=...) calls configure_optimizers before on_load_checkpoint / "
         "Callback.on_load_checkpoint; Lightning calls on_load_checkpoint, Callback."
