@@ -130,6 +130,21 @@ def base_module(pl: ModuleType) -> type:
     return Base
 
 
+def hparams_module(pl: ModuleType) -> type:
+    """``base_module`` with save_hyperparameters() (lr, hidden, name) and a StepLR scheduler."""
+
+    class WithHparams(base_module(pl)):
+        def __init__(self, lr: float = 0.1, hidden: int = 3, name: str = "tiny") -> None:
+            super().__init__()
+            self.save_hyperparameters()
+
+        def configure_optimizers(self) -> Any:
+            optimizer = torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+            return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 1)}
+
+    return WithHparams
+
+
 def _entry(prefix: str, name: str, args: tuple, kwargs: dict, offset: int) -> str:
     """``prefix + name`` plus the stage or batch index, e.g. ``setup(fit)``, ``training_step(1)``."""
     if name in ("setup", "teardown"):

@@ -5,12 +5,17 @@ Each scenario is ``fn(pl, root) -> dict``: it runs the ``pl`` module's Trainer u
 under PyTorch Lightning and stores the result in ``reference/<name>.json``;
 ``test_lightning_parity.py`` runs them under fulmen and compares. The scenarios never
 import either library, so the code that produced the reference is the code under test.
-Scenarios about loggers and evaluation results live in ``scenarios_artifacts.py``, those
-about checkpoints in ``scenarios_checkpoints.py``, Trainer attributes, LearningRateMonitor
-and multi-loader logging in ``scenarios_trainer.py``, training numbers, manual optimization,
-skipped steps and resuming in ``scenarios_optim.py``, the model summary, seed_everything
-and LearningRateMonitor names in ``scenarios_utilities.py``, where self.log may be called and
-what it stores in ``scenarios_logging.py``.
+
+This module holds the loop scenarios (hook order, batch counts, accumulation, when validation
+runs, batch size inference, iterable datasets); the others, all collected in ``SCENARIOS``:
+
+- ``scenarios_logging.py``: self.log options and reductions, where it may be called, value types
+- ``scenarios_loggers.py``: metrics.csv rows, TensorBoard scalars, logger names and versions
+- ``scenarios_artifacts.py``: log-dir layout, hyperparameters, fast_dev_run, test()/validate()
+- ``scenarios_checkpoints.py``: checkpoint contents, ModelCheckpoint names, EarlyStopping
+- ``scenarios_trainer.py``: Trainer attributes, LearningRateMonitor, exceptions, predict()
+- ``scenarios_optim.py``: training numbers, manual optimization, skipped steps, resume, modes
+- ``scenarios_utilities.py``: model summary, seed_everything, LearningRateMonitor names
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from torch.utils.data import DataLoader
 from tests.compat import (
     scenarios_artifacts,
     scenarios_checkpoints,
+    scenarios_loggers,
     scenarios_logging,
     scenarios_optim,
     scenarios_trainer,
@@ -92,71 +98,6 @@ def hook_sequence_accumulate_clip(pl: ModuleType, root: Path) -> dict[str, Any]:
     )
     pl.Trainer(**flags, callbacks=[recording_callback(pl, calls)]).fit(model)
     return {"fit": calls}
-
-
-def _logging_module(pl: ModuleType) -> type:
-    """Logs crafted values (batch index and epoch, not losses) with every option combination,
-    so the observed numbers pin the reduction rules rather than floating-point training."""
-
-    class Logging(base_module(pl)):
-        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-            v = float(batch_idx + 1 + 10 * self.current_epoch)
-            self.log("t_default", v)
-            self.log("t_step", v, on_step=True, on_epoch=False)
-            self.log("t_epoch", v, on_step=False, on_epoch=True)
-            self.log("t_both", v, on_step=True, on_epoch=True, prog_bar=True)
-            self.log("t_weighted", v, on_step=False, on_epoch=True, batch_size=batch_idx + 1)
-            self.log("t_max", v, on_step=False, on_epoch=True, reduce_fx="max")
-            self.log("t_sum", v, on_step=False, on_epoch=True, reduce_fx="sum")
-            self.log("t_pbar_only", v, prog_bar=True, logger=False)
-            self.log_dict({"d_a": v, "d_b": 2 * v}, on_step=False, on_epoch=True)
-            return super().training_step(batch, batch_idx)
-
-        def validation_step(self, batch: Any, batch_idx: int) -> None:
-            v = float(batch_idx + 1 + 10 * self.current_epoch)
-            self.log("v_default", v)
-            self.log("v_both", v, on_step=True, on_epoch=True)
-            self.log("v_weighted", v, batch_size=batch_idx + 1)
-            self.log("v_min", v, reduce_fx="min", prog_bar=True)
-
-        def on_train_epoch_start(self) -> None:
-            self.log("e_train_start", float(300 + self.current_epoch))  # default: on_epoch only
-
-        def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-            self.log("b_end", float(batch_idx + 1 + 10 * self.current_epoch))  # default: on_step only
-
-        def on_train_epoch_end(self) -> None:
-            self.log("e_train_end", float(100 + self.current_epoch))
-
-        def on_validation_epoch_end(self) -> None:
-            self.log("e_val_end", float(200 + self.current_epoch), prog_bar=True)
-
-    return Logging
-
-
-def _metric_dicts(trainer: Any) -> dict[str, Any]:
-    """The trainer's three metric dicts, as plain data."""
-    return {
-        "callback_metrics": metrics(trainer.callback_metrics),
-        "logged_metrics": metrics(trainer.logged_metrics),
-        "progress_bar_metrics": metrics(trainer.progress_bar_metrics),
-    }
-
-
-def logging(pl: ModuleType, root: Path) -> dict[str, Any]:
-    """self.log / log_dict options -> callback_metrics, logged_metrics, progress_bar_metrics:
-    after epoch 0 (seen from epoch 1's start) and after fit (2 epochs x 3 batches, 2 val batches)."""
-    snapshots: dict[str, Any] = {}
-
-    class Snapshot(pl.Callback):
-        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-            if trainer.current_epoch == 1:
-                snapshots["after_epoch_0"] = _metric_dicts(trainer)
-
-    trainer = pl.Trainer(**trainer_kwargs(str(root), callbacks=[Snapshot()], log_every_n_steps=1))
-    trainer.fit(_logging_module(pl)(), loader(6), loader(4, seed=1))
-    snapshots["after_fit"] = _metric_dicts(trainer)
-    return snapshots
 
 
 class _DictBatches(torch.utils.data.Dataset):
@@ -371,13 +312,13 @@ SCENARIOS: dict[str, Scenario] = {
     "hook_sequence": hook_sequence,
     "hook_sequence_accumulate_clip": hook_sequence_accumulate_clip,
     "hook_sequence_datamodule": hook_sequence_datamodule,
-    "logging": logging,
     "batch_counts": batch_counts,
     "accumulation": accumulation,
     "val_check": val_check,
     "batch_size_inference": batch_size_inference,
     "iterable_dataset": iterable_dataset,
     **scenarios_artifacts.SCENARIOS,
+    **scenarios_loggers.SCENARIOS,
     **scenarios_checkpoints.SCENARIOS,
     **scenarios_trainer.SCENARIOS,
     **scenarios_optim.SCENARIOS,

@@ -14,9 +14,8 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
-from tests.compat.models import base_module, loader, trainer_kwargs
+from tests.compat.models import base_module, hparams_module, loader, trainer_kwargs
 from tests.compat.normalise import plain, tree
-from tests.compat.scenarios_artifacts import _hparams_module
 
 
 def _callback_states(checkpoint: dict[str, Any]) -> dict[str, list[str]]:
@@ -45,13 +44,13 @@ def checkpoint_contents(pl: ModuleType, root: Path) -> dict[str, Any]:
         str(root), max_epochs=1, callbacks=[checkpoint_cb, early_stopping], enable_checkpointing=True
     )
     trainer = pl.Trainer(**flags)
-    trainer.fit(_hparams_module(pl)(), loader(4), loader(2, seed=1))
+    trainer.fit(hparams_module(pl)(), loader(4), loader(2, seed=1))
     trainer.save_checkpoint(str(root / "manual.ckpt"))
     trainer.save_checkpoint(str(root / "weights_only.ckpt"), weights_only=True)
     saved = torch.load(checkpoint_cb.best_model_path, map_location="cpu", weights_only=False)
     manual = torch.load(root / "manual.ckpt", map_location="cpu", weights_only=False)
     weights = torch.load(root / "weights_only.ckpt", map_location="cpu", weights_only=False)
-    reloaded = _hparams_module(pl).load_from_checkpoint(str(root / "manual.ckpt"), hidden=5)
+    reloaded = hparams_module(pl).load_from_checkpoint(str(root / "manual.ckpt"), hidden=5)
     # callback states apart from the file layout, so each is compared (and can fail) on its own
     return {
         "callback_state_keys": [cb.state_key for cb in (checkpoint_cb, early_stopping)],

@@ -1,4 +1,6 @@
-"""Compatibility scenarios about where self.log may be called and what it stores.
+"""Compatibility scenarios about self.log: its options and Lightning's reductions (what lands in
+callback_metrics, logged_metrics and progress_bar_metrics), where it may be called, and what
+it stores for values of each type.
 
 Same contract as ``scenarios.py``: ``fn(pl, root) -> dict`` of plain JSON data, no import of
 fulmen or pytorch_lightning.
@@ -14,7 +16,72 @@ import numpy as np
 import torch
 
 from tests.compat.models import base_module, loader, trainer_kwargs
-from tests.compat.normalise import plain
+from tests.compat.normalise import metrics, plain
+
+def _logging_module(pl: ModuleType) -> type:
+    """Logs crafted values (batch index and epoch, not losses) with every option combination,
+    so the observed numbers pin the reduction rules rather than floating-point training."""
+
+    class Logging(base_module(pl)):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            v = float(batch_idx + 1 + 10 * self.current_epoch)
+            self.log("t_default", v)
+            self.log("t_step", v, on_step=True, on_epoch=False)
+            self.log("t_epoch", v, on_step=False, on_epoch=True)
+            self.log("t_both", v, on_step=True, on_epoch=True, prog_bar=True)
+            self.log("t_weighted", v, on_step=False, on_epoch=True, batch_size=batch_idx + 1)
+            self.log("t_max", v, on_step=False, on_epoch=True, reduce_fx="max")
+            self.log("t_sum", v, on_step=False, on_epoch=True, reduce_fx="sum")
+            self.log("t_pbar_only", v, prog_bar=True, logger=False)
+            self.log_dict({"d_a": v, "d_b": 2 * v}, on_step=False, on_epoch=True)
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            v = float(batch_idx + 1 + 10 * self.current_epoch)
+            self.log("v_default", v)
+            self.log("v_both", v, on_step=True, on_epoch=True)
+            self.log("v_weighted", v, batch_size=batch_idx + 1)
+            self.log("v_min", v, reduce_fx="min", prog_bar=True)
+
+        def on_train_epoch_start(self) -> None:
+            self.log("e_train_start", float(300 + self.current_epoch))  # default: on_epoch only
+
+        def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+            self.log("b_end", float(batch_idx + 1 + 10 * self.current_epoch))  # default: on_step only
+
+        def on_train_epoch_end(self) -> None:
+            self.log("e_train_end", float(100 + self.current_epoch))
+
+        def on_validation_epoch_end(self) -> None:
+            self.log("e_val_end", float(200 + self.current_epoch), prog_bar=True)
+
+    return Logging
+
+
+def _metric_dicts(trainer: Any) -> dict[str, Any]:
+    """The trainer's three metric dicts, as plain data."""
+    return {
+        "callback_metrics": metrics(trainer.callback_metrics),
+        "logged_metrics": metrics(trainer.logged_metrics),
+        "progress_bar_metrics": metrics(trainer.progress_bar_metrics),
+    }
+
+
+def logging(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """self.log / log_dict options -> callback_metrics, logged_metrics, progress_bar_metrics:
+    after epoch 0 (seen from epoch 1's start) and after fit (2 epochs x 3 batches, 2 val batches)."""
+    snapshots: dict[str, Any] = {}
+
+    class Snapshot(pl.Callback):
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            if trainer.current_epoch == 1:
+                snapshots["after_epoch_0"] = _metric_dicts(trainer)
+
+    trainer = pl.Trainer(**trainer_kwargs(str(root), callbacks=[Snapshot()], log_every_n_steps=1))
+    trainer.fit(_logging_module(pl)(), loader(6), loader(4, seed=1))
+    snapshots["after_fit"] = _metric_dicts(trainer)
+    return snapshots
+
 
 # hook -> extra self.log arguments; each hook logs "in_<hook>" once and records what happened
 _LOGGING_HOOKS: dict[str, dict[str, Any]] = {
@@ -117,6 +184,7 @@ def log_value_types(pl: ModuleType, root: Path) -> dict[str, Any]:
 
 
 SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
+    "logging": logging,
     "log_in_hooks": log_in_hooks,
     "log_value_types": log_value_types,
 }

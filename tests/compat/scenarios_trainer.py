@@ -24,7 +24,7 @@ from tests.compat.models import (
     trainer_kwargs,
 )
 from tests.compat.normalise import metrics, plain, relative, tree
-from tests.compat.scenarios_artifacts import _csv_rows
+from tests.compat.readers import csv_rows
 
 _MISSING = "<missing>"
 
@@ -164,7 +164,7 @@ def lr_monitor(pl: ModuleType, root: Path) -> dict[str, Any]:
 
         flags = trainer_kwargs(str(root), logger=logger, callbacks=[monitor], log_every_n_steps=1)
         pl.Trainer(**flags).fit(Scheduled(), loader(4), loader(2, seed=1))
-        rows = _csv_rows(Path(logger.log_dir) / "metrics.csv")
+        rows = csv_rows(Path(logger.log_dir) / "metrics.csv")
         lr_columns = [column for column in rows[0] if column.startswith(("lr-", "epoch", "step"))]
         out[interval] = {
             "header": rows[0],

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from tests.compat.models import base_module, loader, trainer_kwargs
 from tests.compat.normalise import plain
-from tests.compat.scenarios_artifacts import _csv_rows
+from tests.compat.readers import csv_rows
 
 _SUMMARY_FIELDS = (
     "layer_names", "layer_types", "in_sizes", "out_sizes", "param_nums", "total_parameters",
@@ -122,7 +122,7 @@ def lr_monitor_names(pl: ModuleType, root: Path) -> dict[str, Any]:
         monitor = pl.callbacks.LearningRateMonitor(logging_interval="step")
         flags = trainer_kwargs(str(root), max_epochs=1, logger=logger, callbacks=[monitor], log_every_n_steps=1)
         pl.Trainer(**flags).fit(_named_lr_module(pl, case), loader(4), loader(2, seed=1))
-        header = _csv_rows(Path(logger.log_dir) / "metrics.csv")[0]
+        header = csv_rows(Path(logger.log_dir) / "metrics.csv")[0]
         # every column but the step counters and the module's own val_loss: the monitor's names
         out[case] = sorted(column for column in header if column not in ("epoch", "step", "val_loss"))
     return out
