@@ -66,6 +66,66 @@ def checkpoint_contents(pl: ModuleType, root: Path) -> dict[str, Any]:
     }
 
 
+def stateful_callback_and_datamodule(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """A callback and a datamodule with state_dict/load_state_dict: where their states sit in
+    the checkpoint, and what load_state_dict receives, in which order, on fit(ckpt_path=...)."""
+    calls: list[Any] = []
+
+    class Counter(pl.Callback):
+        def __init__(self, start: int = 0) -> None:
+            self.count = start
+
+        def on_train_batch_end(self, *args: Any) -> None:
+            self.count += 1
+
+        def state_dict(self) -> dict[str, Any]:
+            return {"count": self.count}
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            calls.append(["Counter.load_state_dict", state_dict])
+            self.count = state_dict["count"]
+
+        def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+            calls.append(["Counter.on_load_checkpoint"])
+
+    class Data(pl.LightningDataModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.position = 0
+
+        def train_dataloader(self) -> Any:
+            self.position += 1
+            return loader(4)
+
+        def state_dict(self) -> dict[str, Any]:
+            return {"position": self.position}
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            calls.append(["Data.load_state_dict", state_dict])
+
+    flags = trainer_kwargs(str(root), max_epochs=1, limit_val_batches=0)
+    first = pl.Trainer(**flags, callbacks=[Counter()])
+    first.fit(base_module(pl)(), datamodule=Data())
+    first.save_checkpoint(str(root / "state.ckpt"))
+    checkpoint = torch.load(root / "state.ckpt", map_location="cpu", weights_only=False)
+    flags["max_epochs"] = 2
+    resumed = Counter()
+    second = pl.Trainer(**flags, callbacks=[resumed])
+    second.fit(base_module(pl)(), datamodule=Data(), ckpt_path=str(root / "state.ckpt"))
+    callback_states = checkpoint.get("callbacks", {})
+    return {
+        "callback_state_key": resumed.state_key,
+        "callbacks_in_checkpoint": {key: plain(value) for key, value in sorted(callback_states.items())},
+        "datamodule_state_in_checkpoint": {
+            key: plain(value)
+            for key, value in sorted(checkpoint.items())
+            if isinstance(value, dict) and "position" in value
+        },
+        "load_calls": calls,
+        "count_after_resume": resumed.count,
+    }
+
+
 def _metric_module(pl: ModuleType, values: list[float], where: str = "val") -> Any:
     """Logs a crafted metric (the last value once the list runs out):
     ``val``: ``values[current_epoch]`` as val_metric in validation_step;
@@ -235,6 +295,7 @@ def early_stopping(pl: ModuleType, root: Path) -> dict[str, Any]:
 
 SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "checkpoint_contents": checkpoint_contents,
+    "stateful_callback_and_datamodule": stateful_callback_and_datamodule,
     "model_checkpoint": model_checkpoint,
     "early_stopping": early_stopping,
 }
