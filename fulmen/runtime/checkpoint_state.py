@@ -162,21 +162,35 @@ def _trainer_fn(trainer: Any) -> str:
 def restore_checkpoint(trainer: Any, checkpoint: dict[str, Any], source: str | os.PathLike[str] | None = None) -> None:
     """Put ``checkpoint`` back into ``trainer``: weights always; while fitting, training state too.
 
-    Order as in Lightning: datamodule, module (``on_load_checkpoint`` then weights), then while
-    fitting the loggers (a resumed run keeps its ``version_N``, and callbacks that derive their
-    folder from it see the right one), callbacks (every ``on_load_checkpoint``, then every
-    ``load_state_dict``), precision, loop progress, optimizers and schedulers. A checkpoint
-    without optimizer states (``save_weights_only=True``) cannot resume a fit: that is a
-    ``CheckpointError`` naming ``source`` (default: ``trainer.ckpt_path``), checked before
-    anything is changed.
+    Both phases of Lightning's restore in one call, for a trainer whose optimizers already
+    exist. A Trainer that follows Lightning's hook order calls ``restore_modules_and_callbacks``
+    before ``configure_optimizers`` and ``restore_training_state`` after it.
+    """
+    restore_modules_and_callbacks(trainer, checkpoint, source)
+    restore_training_state(trainer, checkpoint, source)
+
+
+def restore_modules_and_callbacks(
+    trainer: Any, checkpoint: dict[str, Any], source: str | os.PathLike[str] | None = None
+) -> None:
+    """Lightning's first restore phase: module (``on_load_checkpoint``, then weights), datamodule,
+    and while fitting the loggers (a resumed run keeps its ``version_N``, and callbacks that
+    derive their folder from it see the right one) and callbacks (every ``on_load_checkpoint``,
+    then every ``load_state_dict``).
+
+    A checkpoint without optimizer states (``save_weights_only=True``) cannot resume a fit:
+    that is a ``CheckpointError`` naming ``source`` (default: ``trainer.ckpt_path``), raised
+    before anything is changed.
     """
     module = trainer.lightning_module
     datamodule = getattr(trainer, "datamodule", None)
-    source = source or getattr(trainer, "ckpt_path", None) or "<the checkpoint being restored>"
+    source = _source(trainer, source)
     fitting = _trainer_fn(trainer) == "fit"
     ckpt_io.require_keys(checkpoint, ("state_dict",), source, "restore the model")
     if fitting:
         ckpt_io.require_keys(checkpoint, TRAINING_STATE_KEYS, source, "resume training")
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"], strict=getattr(module, "strict_loading", True))
     if datamodule is not None:
         if hasattr(datamodule, "on_load_checkpoint"):
             datamodule.on_load_checkpoint(checkpoint)
@@ -184,17 +198,28 @@ def restore_checkpoint(trainer: Any, checkpoint: dict[str, Any], source: str | o
         state = checkpoint.get(type(datamodule).__qualname__, checkpoint.get("datamodule"))
         if state:
             datamodule.load_state_dict(state)
-    module.on_load_checkpoint(checkpoint)
-    module.load_state_dict(checkpoint["state_dict"], strict=getattr(module, "strict_loading", True))
     if fitting:
         restore_loggers(trainer, checkpoint)
-    restore_callbacks(trainer, checkpoint)
-    if not fitting:
+        restore_callbacks(trainer, checkpoint)
+
+
+def restore_training_state(
+    trainer: Any, checkpoint: dict[str, Any], source: str | os.PathLike[str] | None = None
+) -> None:
+    """Lightning's second phase, fit only, once the optimizers exist: precision (GradScaler),
+    loop progress, optimizer and scheduler states."""
+    if _trainer_fn(trainer) != "fit":
         return
+    source = _source(trainer, source)
+    ckpt_io.require_keys(checkpoint, TRAINING_STATE_KEYS, source, "resume training")
     if "precision" in checkpoint:
         trainer.precision_plugin.load_state_dict(checkpoint["precision"])
     trainer.fit_loop.load_state_dict(_fit_loop_state(trainer, checkpoint))
     _restore_optimizers(trainer, checkpoint, source)
+
+
+def _source(trainer: Any, source: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
+    return source or getattr(trainer, "ckpt_path", None) or "<the checkpoint being restored>"
 
 
 def restore_checkpoint_file(trainer: Any, path: str | os.PathLike[str], *, unsafe_full_unpickle: bool = False) -> None:

@@ -257,3 +257,21 @@ def test_callback_state_and_hooks_round_trip(tmp_path: Path) -> None:
     cs.restore_checkpoint(target, checkpoint)
     assert target.callbacks[-1].count == 7
     assert calls == ["on_load_checkpoint:70", "load_state_dict"]  # every hook first, then the states
+
+
+def test_two_phase_restore_in_lightnings_order(tmp_path: Path) -> None:
+    """Module and callbacks before configure_optimizers; optimizer, scheduler and loop after."""
+    source = _trainer(tmp_path, seed=1)
+    _train_a_bit(source)
+    checkpoint = cs.dump_checkpoint(source)
+    target = _trainer(tmp_path, seed=2)
+    target.loggers[0].version = 9  # a new run would have picked the next version
+    cs.restore_modules_and_callbacks(target, checkpoint)
+    assert torch.equal(target.lightning_module.layer.weight, source.lightning_module.layer.weight)
+    assert target.callbacks[1].wait_count == 2 and target.loggers[0].version == 3
+    assert target.optimizers[0].state_dict()["state"] == {}  # not yet: configure_optimizers comes between
+    assert target.fit_loop.global_step == 0
+    cs.restore_training_state(target, checkpoint)
+    assert target.fit_loop.global_step == 3
+    assert target.optimizers[0].state_dict()["state"][0]["step"] == source.optimizers[0].state_dict()["state"][0]["step"]
+    assert target.lr_scheduler_configs[0].scheduler.get_last_lr() == [0.05]
