@@ -211,6 +211,43 @@ def reload_dataloaders(pl: ModuleType, root: Path) -> dict[str, Any]:
     return out
 
 
+def _stopping_run(pl: ModuleType, root: Path, module: Any, **flags: Any) -> dict[str, Any]:
+    events: list[list[Any]] = []
+
+    class Where(pl.Callback):
+        def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+            events.append(["train", trainer.current_epoch, trainer.global_step])
+
+        def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+            if not trainer.sanity_checking:
+                events.append(["validate", trainer.current_epoch, trainer.global_step])
+
+        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+            events.append(["on_train_end", trainer.current_epoch, trainer.global_step])
+
+    kwargs = trainer_kwargs(str(root), max_epochs=3, num_sanity_val_steps=0, callbacks=[Where()], **flags)
+    trainer = pl.Trainer(**kwargs)
+    trainer.fit(module, loader(10), loader(2, seed=1))
+    return {"events": events, "current_epoch": trainer.current_epoch, "global_step": trainer.global_step}
+
+
+def stopping(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """trainer.should_stop = True from training_step at batch 1 of epoch 0 (with and without
+    min_epochs=2), and limit_train_batches=0: which batches and validations still run."""
+
+    class StopEarly(base_module(pl)):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            if self.current_epoch == 0 and batch_idx == 1:
+                self.trainer.should_stop = True
+            return super().training_step(batch, batch_idx)
+
+    return {
+        "should_stop_in_step": _stopping_run(pl, root / "a", StopEarly()),
+        "should_stop_in_step_min_epochs_2": _stopping_run(pl, root / "b", StopEarly(), min_epochs=2),
+        "limit_train_batches_0": _stopping_run(pl, root / "c", base_module(pl)(), limit_train_batches=0),
+    }
+
+
 def exception_in_training_step(pl: ModuleType, root: Path) -> dict[str, Any]:
     """A RuntimeError raised by training_step at batch 1: the hooks that still run (module,
     callback, datamodule), what propagates, and the trainer's state afterwards."""
@@ -285,6 +322,7 @@ SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "lr_monitor": lr_monitor,
     "multi_val_loader_logging": multi_val_loader_logging,
     "reload_dataloaders": reload_dataloaders,
+    "stopping": stopping,
     "exception_in_training_step": exception_in_training_step,
     "trainer_without_logger": trainer_without_logger,
     "predict_results": predict_results,
