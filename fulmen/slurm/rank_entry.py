@@ -149,8 +149,9 @@ def install_fallback_handlers(warning: signal.Signals) -> None:
 
 
 def ignore_late_signals(warning: signal.Signals) -> None:
-    """After the script ended, SIGTERM (sent when rank 0 requeued the job) must not raise
-    inside interpreter shutdown; the process is leaving anyway, and SIGKILL follows KillWait."""
+    """After the script ended, SIGTERM (sent when rank 0 requeued the job) must not raise in
+    the requeue call or in interpreter shutdown; the process is leaving anyway, and SIGKILL
+    follows KillWait."""
     for sig in {signal.SIGTERM, warning}:
         signal.signal(sig, signal.SIG_IGN)
 
@@ -230,10 +231,15 @@ def run_in_task(
         early = dataclasses.replace(early, run_dir=str(run_dir))
 
     def set_up_then_body() -> Any:
-        info = prepare_rank(run_dir, extra_env=extra_env)
-        redirect_output(run_dir, info.global_rank if info else 0)
-        print(f"fulmen: {_restart_note(info)} started at {time.time():.3f}", file=sys.stderr, flush=True)
-        return body()
+        try:
+            info = prepare_rank(run_dir, extra_env=extra_env)
+            redirect_output(run_dir, info.global_rank if info else 0)
+            print(f"fulmen: {_restart_note(info)} started at {time.time():.3f}", file=sys.stderr, flush=True)
+            return body()
+        finally:
+            # From here on only the ending is handled (requeue, exit): the SIGTERM that SLURM
+            # sends once the job is requeued must not interrupt that.
+            ignore_late_signals(warning)
 
     try:
         return run_guarded(set_up_then_body, early, requeue_on_failure, reraise=reraise)

@@ -60,6 +60,8 @@ def requeue_job(rank_info: RankInfo | None = None, *, reason: str = "stop signal
             "submit again with --run-dir to continue."
         )
         return False
+    if run_dir and _marker_path(run_dir, job_id, restarts).exists():
+        return True  # another code path of this run already requeued it
     state = _controller_state(job_id)
     if state not in (None, "RUNNING"):
         # `scancel` / `fulmen cancel` also sends SIGTERM, with the job already COMPLETING; a
@@ -90,13 +92,16 @@ def _controller_state(job_id: str) -> str | None:
     return fields.get("JobState") if fields else None
 
 
+def _marker_path(run_dir: str, job_id: str, restarts: int) -> Path:
+    return Path(run_dir) / REQUEUE_DIR / f"{job_id}.restart{restarts}"
+
+
 def _claim_marker(run_dir: str | None, job_id: str, restarts: int) -> Path | bool | None:
     """Create the once-per-run marker: its Path, False if it existed, None without a run dir."""
     if not run_dir:
         return None
-    folder = Path(run_dir) / REQUEUE_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{job_id}.restart{restarts}"
+    path = _marker_path(run_dir, job_id, restarts)
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:

@@ -35,11 +35,18 @@ def test_requeues_with_the_jobs_id(tmp_path: Path, requeued: list[str]) -> None:
     assert requeued == ["40_3"]
 
 
-def test_second_call_in_the_same_run_does_not_requeue_twice(tmp_path: Path, requeued: list[str]) -> None:
+def test_second_call_in_the_same_run_does_not_requeue_twice(
+    tmp_path: Path, requeued: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir = make_run(tmp_path, 3)
     assert requeue.requeue_job(rank0(run_dir))
+    # After the requeue the controller shows the job ending; the second call must still say
+    # "requeued" (and not ask the controller or print that it was not requeued).
+    monkeypatch.setattr(commands, "show_job", lambda job_id: pytest.fail("asked the controller again"))
     assert requeue.requeue_job(rank0(run_dir))
     assert requeued == ["7"]
+    assert "not requeued" not in capsys.readouterr().err
+    monkeypatch.setattr(commands, "show_job", lambda job_id: {"JobId": job_id, "JobState": "RUNNING"})
     # The next run (restart 1) may requeue again.
     assert requeue.requeue_job(rank0(run_dir, restarts=1))
     assert requeued == ["7", "7"]
