@@ -126,6 +126,33 @@ def stateful_callback_and_datamodule(pl: ModuleType, root: Path) -> dict[str, An
     }
 
 
+_NAME_TEMPLATES = (
+    None,
+    "{epoch}",
+    "{epoch:03d}-{val_loss:.2f}",
+    "best-{val_loss:.3f}-{missing}",
+    "{epoch}_{step}",
+)
+
+
+def checkpoint_names(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """ModelCheckpoint's naming constants and format_checkpoint_name for templates, with and
+    without auto_insert_metric_name and a version suffix (no training)."""
+    model_checkpoint_cls = pl.callbacks.ModelCheckpoint
+    metrics = {"epoch": torch.tensor(3), "step": torch.tensor(12), "val_loss": torch.tensor(0.12345)}
+    names: dict[str, Any] = {}
+    for auto in (True, False):
+        for template in _NAME_TEMPLATES:
+            callback = model_checkpoint_cls(dirpath=str(root), filename=template, auto_insert_metric_name=auto)
+            key = f"{template}|auto={auto}"
+            names[key] = [Path(callback.format_checkpoint_name(metrics, ver=ver)).name for ver in (None, 1)]
+    constants = ("CHECKPOINT_JOIN_CHAR", "CHECKPOINT_EQUALS_CHAR", "CHECKPOINT_NAME_LAST", "FILE_EXTENSION")
+    return {
+        "constants": {name: getattr(model_checkpoint_cls, name, "<missing>") for name in constants},
+        "names": names,
+    }
+
+
 def _metric_module(pl: ModuleType, values: list[float], where: str = "val") -> Any:
     """Logs a crafted metric (the last value once the list runs out):
     ``val``: ``values[current_epoch]`` as val_metric in validation_step;
@@ -296,6 +323,7 @@ def early_stopping(pl: ModuleType, root: Path) -> dict[str, Any]:
 SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "checkpoint_contents": checkpoint_contents,
     "stateful_callback_and_datamodule": stateful_callback_and_datamodule,
+    "checkpoint_names": checkpoint_names,
     "model_checkpoint": model_checkpoint,
     "early_stopping": early_stopping,
 }
