@@ -29,6 +29,8 @@ NUMERICS_CASES: dict[str, tuple[dict[str, Any], str, str, bool]] = {
     "bf16_mixed": ({"precision": "bf16-mixed"}, "sgd", "none", False),
     "bf16_true": ({"precision": "bf16-true"}, "sgd", "none", False),
     "plateau_on_val_loss": ({"max_epochs": 4}, "sgd", "plateau", False),
+    "plateau_on_train_loss_no_val": ({"max_epochs": 4, "limit_val_batches": 0}, "sgd", "plateau_train", False),
+    "epoch_scheduler_frequency_2": ({"max_epochs": 4}, "sgd", "steplr_epoch_frequency_2", False),
     "step_scheduler_every_2_steps": ({}, "sgd", "steplr_step_frequency_2", False),
     "shuffled_seed_everything": ({"max_epochs": 3}, "sgd", "none", True),
 }
@@ -41,9 +43,13 @@ def _optimizers(module: Any, optimizer: str, scheduler: str) -> Any:
         opt = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9 if optimizer == "sgd_momentum" else 0.0)
     if scheduler == "steplr_epoch":
         return [opt], [torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)]
-    if scheduler == "plateau":
+    if scheduler in ("plateau", "plateau_train"):
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0, threshold=10.0)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss"}}
+        monitor = "val_loss" if scheduler == "plateau" else "train_loss"
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": plateau, "monitor": monitor}}
+    if scheduler == "steplr_epoch_frequency_2":
+        step_lr = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": step_lr, "interval": "epoch", "frequency": 2}}
     if scheduler == "steplr_step_frequency_2":
         step_lr = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": step_lr, "interval": "step", "frequency": 2}}
@@ -57,6 +63,7 @@ def _numerics_case(pl: ModuleType, root: Path, flags: dict[str, Any], optimizer:
     class Numerics(base_module(pl)):
         def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
             loss = super().training_step(batch, batch_idx)
+            self.log("train_loss", loss, on_step=False, on_epoch=True)  # monitored by plateau_train
             losses.append(loss.item())
             lrs.append(self.trainer.optimizers[0].param_groups[0]["lr"])
             return loss
