@@ -82,6 +82,7 @@ class FitLoop:
         self._epoch_outputs: list[Any] = []
         self._need_outputs = True
         self._has_batch_end_hooks = True
+        self._silent_zero_grad = False
 
     # ---- checkpoint accessors ---------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -184,6 +185,7 @@ class FitLoop:
             t._call("on_train_epoch_start")
         self._epoch_outputs = []
         self._has_batch_end_hooks = t._hooks.any("on_train_batch_end")
+        self._silent_zero_grad = not t._hooks.any("on_before_zero_grad") and t._hooks.module("optimizer_zero_grad") is None
         self._need_outputs = self._has_batch_end_hooks or t._collect_train_outputs
         loader = t.train_dataloader
         num_batches = t.num_training_batches
@@ -279,6 +281,12 @@ class FitLoop:
         optimizer = t.optimizers[0] if t.optimizers else None
         first_in_window = batch_idx % accumulate == 0
         holder: list[Any] = [None, None, False]  # output, loss, closure ran
+        # Nobody observes the zeroing (no zero-grad hooks): free the old gradients *before* the
+        # forward, so their memory serves the activations (same numbers, less peak memory and
+        # allocator work); with hooks, Lightning's order (after training_step) is kept.
+        early_zero = first_in_window and optimizer is not None and self._silent_zero_grad
+        if early_zero:
+            optimizer.zero_grad()
 
         def closure() -> Tensor | None:
             with t.precision_plugin.forward_context():
@@ -287,7 +295,7 @@ class FitLoop:
             holder[0], holder[1], holder[2] = output, loss, True
             if loss is None:
                 t._warn_once("training_step returned None: the optimizer step for this batch has no gradient.")
-            if first_in_window and optimizer is not None:
+            if first_in_window and optimizer is not None and not early_zero:
                 for fn in hooks.callbacks("on_before_zero_grad"):
                     fn(t, module, optimizer)
                 hook = hooks.module("on_before_zero_grad")
