@@ -155,6 +155,8 @@ class FitLoop:
         if self.done:
             return
         t._load_train_dataloader()
+        if t.limit_train_batches == 0:
+            return  # Lightning skips training entirely: no on_train_start / on_train_end
         n = t.check_val_every_n_epoch
         if t._val_possible() and (n is None or (self.current_epoch + 1) % n == 0):
             t._eval_loaders("validate")  # Lightning sets up validation data before on_train_start
@@ -163,10 +165,10 @@ class FitLoop:
         t._train_results.set_defaults(on_step=False, on_epoch=True)
         t._results = t._train_results
         t._call("on_train_start")
+        # a stop requested before min_epochs/min_steps are met stays requested: training ends
+        # at the first boundary where they are (Lightning)
         while not self.done:
             self._run_epoch()
-            if t.should_stop and not self.can_stop_early:
-                t.should_stop = False  # min_epochs/min_steps not met yet: keep going
         t._call("on_train_end")
 
     def _run_epoch(self) -> None:
