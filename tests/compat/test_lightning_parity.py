@@ -37,18 +37,6 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "_log_hyperparams logs {} by default (Lightning only when module._log_hyperparams), and "
         "fulmen/loggers/csv_logs.py ExperimentWriter.save() writes hparams.yaml on every save"
     ),
-    ("stopping", "limit_train_batches_0"): (
-        "fulmen bug: with limit_train_batches=0 fulmen still runs the fit loop: on_train_end is "
-        "called and current_epoch ends at 3 (max_epochs); Lightning skips training entirely "
-        "(_FitLoop.skip: no on_train_start/on_train_end, current_epoch 0): fulmen/runtime/fit_loop.py"
-    ),
-    ("stopping", "should_stop_in_step_min_epochs_2"): (
-        "fulmen bug: trainer.should_stop = True in epoch 0 with min_epochs=2 trains all 3 epochs "
-        "(global_step 15, current_epoch 3): fulmen resets should_stop while min_epochs is unmet; "
-        "Lightning keeps the request and stops as soon as min_epochs is met (after epoch 1: "
-        "global_step 10, current_epoch 2): fulmen/runtime/fit_loop.py ('t.should_stop = False  # "
-        "min_epochs/min_steps not met yet')"
-    ),
     ("resume", "hooks.after_epoch_0"): (
         "fulmen bug: fit(ckpt_path=...) calls configure_optimizers before on_load_checkpoint / "
         "Callback.on_load_checkpoint; Lightning calls on_load_checkpoint, Callback."
