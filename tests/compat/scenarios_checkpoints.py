@@ -283,6 +283,12 @@ EARLY_STOPPING_CASES: dict[str, tuple[list[float], dict[str, Any]]] = {
     "non_finite": ([1.0, math.nan, 0.5, 0.4], {"patience": 3}),
     "min_epochs_4": ([1.0, 1.1, 1.2, 1.3, 1.4, 1.5], {"patience": 1}),
     "train_epoch_end_patience_1": ([1.0, 0.9, 0.95, 0.93, 0.5], {"patience": 1, "check_on_train_epoch_end": True}),
+    "val_check_interval_0.5_patience_2": ([1.0, 0.9, 0.9, 0.8], {"patience": 2}),
+}
+# extra Trainer flags per case (val_check_interval 0.5: two validations, two checks per epoch)
+_EARLY_STOPPING_FLAGS: dict[str, dict[str, Any]] = {
+    "min_epochs_4": {"min_epochs": 4},
+    "val_check_interval_0.5_patience_2": {"val_check_interval": 0.5},
 }
 
 
@@ -299,7 +305,7 @@ def early_stopping(pl: ModuleType, root: Path) -> dict[str, Any]:
             def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
                 epochs_started.append(trainer.current_epoch)
 
-        extra: dict[str, Any] = {"min_epochs": 4} if name == "min_epochs_4" else {}
+        extra: dict[str, Any] = dict(_EARLY_STOPPING_FLAGS.get(name, {}))
         if on_train:
             extra["limit_val_batches"] = 0
         flags = trainer_kwargs(
@@ -307,7 +313,7 @@ def early_stopping(pl: ModuleType, root: Path) -> dict[str, Any]:
         )
         trainer = pl.Trainer(**flags)
         model = _metric_module(pl, values, "train_epoch" if on_train else "val")
-        trainer.fit(model, loader(2), loader(2, seed=1))
+        trainer.fit(model, loader(4), loader(2, seed=1))  # 2 training batches per epoch
         out[name] = {
             "epochs_started": epochs_started,
             "stopped_epoch": callback.stopped_epoch,
