@@ -37,6 +37,19 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "_log_hyperparams logs {} by default (Lightning only when module._log_hyperparams), and "
         "fulmen/loggers/csv_logs.py ExperimentWriter.save() writes hparams.yaml on every save"
     ),
+    ("evaluation_results", "without_model.fresh_trainer"): (
+        "fulmen bug (minor): test() without a model on a fresh Trainer raises an error that is a "
+        "ValueError (fulmen MisconfigurationException); Lightning raises TypeError ('requires a "
+        "LightningModule when it hasn't been passed in a previous run'), so 'except TypeError' "
+        "differs: fulmen/runtime/trainer.py (model check of validate/test/predict)"
+    ),
+    ("evaluation_results", "without_model.after_fit_without_checkpointing"): (
+        "fulmen bug: after fit without checkpointing, test() with neither model nor ckpt_path tests "
+        "the current weights and returns [{'test_loss': ...}]; Lightning defaults ckpt_path to "
+        "'best' and raises ValueError ('ckpt_path=\"best\" is set but ModelCheckpoint is not "
+        "configured'): fulmen/runtime/trainer.py (ckpt_path='best' default) / trainer_services.py "
+        "_resolve_ckpt_path"
+    ),
     ("resume", "hooks.after_epoch_0"): (
         "fulmen bug: fit(ckpt_path=...) calls configure_optimizers before on_load_checkpoint / "
         "Callback.on_load_checkpoint; Lightning calls on_load_checkpoint, Callback."
