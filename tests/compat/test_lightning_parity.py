@@ -33,9 +33,8 @@ REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 FULMEN_BUGS: dict[tuple[str, str], str] = {
     ("csv_logger", "files"): (
         "fulmen bug: CSVLogger writes csv/version_0/hparams.yaml ('{}') for a module that never "
-        "called save_hyperparameters (Lightning writes none): fulmen/runtime/trainer_services.py "
-        "_log_hyperparams logs {} by default (Lightning only when module._log_hyperparams), and "
-        "fulmen/loggers/csv_logs.py ExperimentWriter.save() writes hparams.yaml on every save"
+        "called save_hyperparameters (Lightning writes none: its ExperimentWriter writes hparams.yaml "
+        "only in log_hparams): fulmen/loggers/csv_logs.py ExperimentWriter.save() writes it on every save"
     ),
     ("evaluation_results", "without_model.fresh_trainer"): (
         "fulmen bug (minor): test() without a model on a fresh Trainer raises an error that is a "
