@@ -13,7 +13,6 @@ import contextlib
 import inspect
 import os
 import warnings
-from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -31,14 +30,13 @@ from fulmen.runtime.results import ResultCollection
 from fulmen.runtime.strategy import LightningModuleWrapper, select_strategy
 from fulmen.runtime.trainer_data import TrainerData
 from fulmen.runtime.trainer_defaults import (
-    LEGACY_HOOKS,
-    WARNED_LEGACY_HOOKS,
     apply_determinism,
     build_callbacks,
     build_loggers,
-    checkpoints_last,
+    merge_model_callbacks,
     optional_default,
     print_results,
+    warn_legacy_hooks,
 )
 from fulmen.runtime.trainer_flags import (
     check_flags,
@@ -377,22 +375,13 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         self.lightning_module = model
         if self.datamodule is not None:
             self.datamodule.trainer = self
-        for name, new in LEGACY_HOOKS.items():
-            if callable(getattr(model, name, None)) and (type(model), name) not in WARNED_LEGACY_HOOKS:
-                WARNED_LEGACY_HOOKS.add((type(model), name))
-                warnings.warn(
-                    f"{type(model).__name__}.{name} is a legacy hook from older Lightning; it is still called, "
-                    f"but use {new} instead.",
-                    DeprecationWarning,
-                    stacklevel=4,
-                )
+        warn_legacy_hooks(model)
         self._collect_train_outputs = callable(getattr(model, "training_epoch_end", None))
-        model_callbacks = model.configure_callbacks()
-        if model_callbacks:
-            model_callbacks = list(model_callbacks) if isinstance(model_callbacks, Iterable) else [model_callbacks]
-            types = {type(c) for c in model_callbacks}
-            self.callbacks = [c for c in self.callbacks if type(c) not in types] + model_callbacks
-            self.callbacks = checkpoints_last(self.callbacks)
+        self._current_fx = "configure_callbacks"
+        try:
+            self.callbacks = merge_model_callbacks(self.callbacks, model.configure_callbacks())
+        finally:
+            self._current_fx = None
         self._hooks = HookTable(model, LightningModule, self.callbacks, Callback)
         self._prepare_services(model)
 

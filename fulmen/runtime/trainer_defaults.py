@@ -26,6 +26,28 @@ LEGACY_HOOKS = {
 WARNED_LEGACY_HOOKS: set[tuple[type, str]] = set()  # warn once per class and hook
 
 
+def warn_legacy_hooks(model: Any) -> None:
+    """One DeprecationWarning per class for each legacy hook it defines (they are still called)."""
+    for name, new in LEGACY_HOOKS.items():
+        if callable(getattr(model, name, None)) and (type(model), name) not in WARNED_LEGACY_HOOKS:
+            WARNED_LEGACY_HOOKS.add((type(model), name))
+            warnings.warn(
+                f"{type(model).__name__}.{name} is a legacy hook from older Lightning; it is still called, "
+                f"but use {new} instead.",
+                DeprecationWarning,
+                stacklevel=5,
+            )
+
+
+def merge_model_callbacks(callbacks: list[Any], from_model: Any) -> list[Any]:
+    """Trainer callbacks plus ``configure_callbacks()``'s; the model's replace ones of the same type."""
+    if not from_model:
+        return callbacks
+    from_model = list(from_model) if isinstance(from_model, Iterable) else [from_model]
+    types = {type(c) for c in from_model}
+    return checkpoints_last([c for c in callbacks if type(c) not in types] + from_model)
+
+
 def apply_determinism(deterministic: bool | str | None, benchmark: bool | None) -> None:
     """Trainer(deterministic=..., benchmark=...): torch's global switches, as Lightning sets them."""
     if deterministic is not None and deterministic is not False:
