@@ -161,9 +161,12 @@ def test_low_job_preempted_by_high_job_finishes_with_same_weights(
     job_id = job_id_from(proc.stdout)
     run_dir = only_run_dir(project)
     wait_for_line(run_dir / "logs" / "rank_0.log", r"^STEP 6 at", 180)
+    # The high job asks for exactly the low job's (exclusive) nodes: only preempting it frees
+    # them, whatever other tests run on the third node meanwhile.
+    low_nodes = commands.show_job(job_id)["NodeList"]
     high = subprocess.run(
-        ["sbatch", "--parsable", "-p", "high", "-N", "3", "--exclusive", "-t", "2", "-o", "/dev/null",
-         "--wrap", "sleep 2"], capture_output=True, text=True, check=True,
+        ["sbatch", "--parsable", "-p", "high", "-N", "2", "-w", low_nodes, "--exclusive", "-t", "2",
+         "-o", "/dev/null", "--wrap", "sleep 2"], capture_output=True, text=True, check=True,
     ).stdout.strip()
     final = wait_until_final(job_id, 400)
     assert final.state == "COMPLETED", final
