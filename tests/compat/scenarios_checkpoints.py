@@ -31,6 +31,23 @@ def _describe_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
         "optimizer_states": [sorted(state) for state in checkpoint.get("optimizer_states", [])],
         "lr_schedulers": [sorted(state) for state in checkpoint.get("lr_schedulers", [])],
         "hyper_parameters": plain(dict(checkpoint.get("hyper_parameters", {}))),
+        "hparams_name": checkpoint.get("hparams_name"),
+    }
+
+
+def _loop_progress(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The loops' names, the fit loop's keys, and its progress counters and loop state dicts
+    (what Lightning reads to resume at the right epoch, batch and step)."""
+    loops = checkpoint.get("loops", {})
+    fit_loop = loops.get("fit_loop", {})
+    return {
+        "loops": sorted(loops),
+        "fit_loop_keys": sorted(fit_loop),
+        "fit_loop_counters": {
+            key: plain(value)
+            for key, value in sorted(fit_loop.items())
+            if "progress" in key or key.endswith("state_dict")
+        },
     }
 
 
@@ -62,6 +79,8 @@ def checkpoint_contents(pl: ModuleType, root: Path) -> dict[str, Any]:
         "model_checkpoint_file": _describe_checkpoint(saved),
         "save_checkpoint_file": _describe_checkpoint(manual),
         "save_checkpoint_weights_only_file": _describe_checkpoint(weights),
+        "loops.model_checkpoint_file": _loop_progress(saved),
+        "loops.save_checkpoint_file": _loop_progress(manual),
         "load_from_checkpoint_hparams_with_override": plain(dict(reloaded.hparams)),
     }
 

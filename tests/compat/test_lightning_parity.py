@@ -31,23 +31,23 @@ REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
 # (scenario, key) -> why fulmen is wrong there (observed vs expected: see the diff it prints)
 FULMEN_BUGS: dict[tuple[str, str], str] = {
+    ("checkpoint_contents", "loops.model_checkpoint_file"): (
+        "fulmen gap: checkpoint['loops'] holds only 'fit_loop' (Lightning also 'validate_loop', "
+        "'test_loop', 'predict_loop'), and fit_loop lacks 'epoch_loop.scheduler_progress', "
+        "'epoch_loop.val_loop.batch_progress' and 'epoch_loop.val_loop.state_dict' (it adds its own "
+        "'fulmen' entry). Lightning 2.6.6 still resumes these files (checked by hand): "
+        "fulmen/runtime/checkpoint_lightning.py lightning_fit_progress"
+    ),
+    ("checkpoint_contents", "loops.save_checkpoint_file"): (
+        "fulmen gap: as loops.model_checkpoint_file; and in trainer.save_checkpoint after fit ended "
+        "the epoch loop's 'current' counters are 0 with is_last_batch False (batch_progress, "
+        "optimizer step and zero_grad progress); Lightning keeps the finished epoch's counts (2, "
+        "is_last_batch True): fulmen/runtime/checkpoint_lightning.py lightning_fit_progress"
+    ),
     ("csv_logger", "files"): (
         "fulmen bug: CSVLogger writes csv/version_0/hparams.yaml ('{}') for a module that never "
         "called save_hyperparameters (Lightning writes none: its ExperimentWriter writes hparams.yaml "
         "only in log_hparams): fulmen/loggers/csv_logs.py ExperimentWriter.save() writes it on every save"
-    ),
-    ("evaluation_results", "without_model.fresh_trainer"): (
-        "fulmen bug (minor): test() without a model on a fresh Trainer raises an error that is a "
-        "ValueError (fulmen MisconfigurationException); Lightning raises TypeError ('requires a "
-        "LightningModule when it hasn't been passed in a previous run'), so 'except TypeError' "
-        "differs: fulmen/runtime/trainer.py (model check of validate/test/predict)"
-    ),
-    ("evaluation_results", "without_model.after_fit_without_checkpointing"): (
-        "fulmen bug: after fit without checkpointing, test() with neither model nor ckpt_path tests "
-        "the current weights and returns [{'test_loss': ...}]; Lightning defaults ckpt_path to "
-        "'best' and raises ValueError ('ckpt_path=\"best\" is set but ModelCheckpoint is not "
-        "configured'): fulmen/runtime/trainer.py (ckpt_path='best' default) / trainer_services.py "
-        "_resolve_ckpt_path"
     ),
     ("resume", "hooks.after_epoch_0"): (
         "fulmen bug: fit(ckpt_path=...) calls configure_optimizers before on_load_checkpoint / "
