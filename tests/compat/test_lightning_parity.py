@@ -142,6 +142,8 @@ def _diff(expected: Any, observed: Any) -> str:
 
 
 def test_references_name_their_lightning_version() -> None:
+    recorded = sorted(path.stem for path in REFERENCE_DIR.glob("*.json"))
+    assert recorded == sorted(SCENARIOS), "a reference file without a scenario, or a scenario never recorded"
     for name in SCENARIOS:
         document = _reference(name)
         assert document["scenario"] == name
