@@ -32,6 +32,8 @@ NUMERICS_CASES: dict[str, tuple[dict[str, Any], str, str, bool]] = {
     "plateau_on_train_loss_no_val": ({"max_epochs": 4, "limit_val_batches": 0}, "sgd", "plateau_train", False),
     "epoch_scheduler_frequency_2": ({"max_epochs": 4}, "sgd", "steplr_epoch_frequency_2", False),
     "step_scheduler_every_2_steps": ({}, "sgd", "steplr_step_frequency_2", False),
+    "accumulate_3_step_scheduler": ({"accumulate_grad_batches": 3}, "sgd", "steplr_step_frequency_2", False),
+    "max_steps_5_mid_epoch": ({"max_steps": 5}, "sgd_momentum", "steplr_epoch", False),
     "shuffled_seed_everything": ({"max_epochs": 3}, "sgd", "none", True),
 }
 
