@@ -35,6 +35,8 @@ NUMERICS_CASES: dict[str, tuple[dict[str, Any], str, str, bool]] = {
     "accumulate_3_step_scheduler": ({"accumulate_grad_batches": 3}, "sgd", "steplr_step_frequency_2", False),
     "max_steps_5_mid_epoch": ({"max_steps": 5}, "sgd_momentum", "steplr_epoch", False),
     "shuffled_seed_everything": ({"max_epochs": 3}, "sgd", "none", True),
+    "overfit_2_shuffled_loader": ({"max_epochs": 3, "overfit_batches": 2}, "sgd", "none", True),
+    "limit_train_0.5_shuffled": ({"max_epochs": 2, "limit_train_batches": 0.5}, "sgd", "none", True),
 }
 
 
