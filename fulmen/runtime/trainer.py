@@ -227,9 +227,8 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
     def _run_eval(self, stage: str, model: Any, dataloaders: Any, ckpt_path: Any, verbose: bool, dm: Any) -> Any:
         if isinstance(dataloaders, LightningDataModule):
             dm, dataloaders = dataloaders, None
-        if model is None and ckpt_path is None and self.checkpoint_callback is not None:
-            if getattr(self.checkpoint_callback, "best_model_path", ""):
-                ckpt_path = "best"
+        if model is None and ckpt_path is None:
+            ckpt_path = "best"  # Lightning: without a model, evaluate the best checkpoint of the fit
         model = self._model_or_fitted(model, stage)
         self._set_sources(model, dm, **{"val" if stage == "validate" else "test": dataloaders})
         results = self._run(stage, model, ckpt_path)
@@ -240,13 +239,13 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
     def _model_or_fitted(self, model: Any, stage: str) -> LightningModule:
         if model is None:
             if self.lightning_module is None:
-                raise MisconfigurationException(
+                raise TypeError(  # Lightning's type for this mistake
                     f"trainer.{stage}() got no model and this Trainer has not fitted one.\n"
                     f"HINT: call trainer.{stage}(model, ...)."
                 )
             return self.lightning_module
         if not isinstance(model, LightningModule):
-            raise MisconfigurationException(
+            raise TypeError(
                 f"trainer.{stage}() expected a LightningModule, got {type(model).__name__}.\n"
                 "HINT: subclass fulmen.LightningModule (import fulmen as pl; class M(pl.LightningModule))."
             )

@@ -299,9 +299,11 @@ class TrainerServices:
             cb = self.checkpoint_callback
             path = getattr(cb, "best_model_path", "") if cb is not None else ""
             if not path:
-                raise MisconfigurationException(
-                    'ckpt_path="best" but no ModelCheckpoint has saved a best model.\n'
-                    "HINT: fit with a ModelCheckpoint first (monitor=... for a real best), or pass a file path."
+                what = "is not configured" if cb is None else "has not saved a best model"
+                raise ValueError(  # Lightning's type for this mistake
+                    f'ckpt_path="best" is set but ModelCheckpoint {what}.\n'
+                    "HINT: pass the model (trainer.test(model)) to use its current weights, fit with a "
+                    "ModelCheckpoint first, or pass a checkpoint file path."
                 )
             return os.fspath(path)
         if ckpt_path == "last":

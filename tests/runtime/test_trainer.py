@@ -84,13 +84,16 @@ def test_datamodule_hooks_run_before_the_module_and_supply_the_data() -> None:
             return super().training_step(batch, batch_idx)
 
     dm = DataModule(calls)
+    model = Model()
     trainer = pl.Trainer(max_epochs=1, num_sanity_val_steps=0, **TRAINER_QUIET)
-    trainer.fit(Model(), datamodule=dm)
+    trainer.fit(model, datamodule=dm)
     assert calls[:3] == ["dm.prepare_data", "model.prepare_data", "dm.setup:fit"]
     assert calls[3] == "model.setup:fit" and calls[-1] == "dm.teardown:fit"
     assert trainer.datamodule is dm and trainer.num_training_batches == 4
     calls.clear()
-    results = trainer.test(datamodule=dm, verbose=False)
+    with pytest.raises(ValueError, match='ckpt_path="best" is set but ModelCheckpoint is not configured'):
+        trainer.test(datamodule=dm, verbose=False)  # no model: Lightning tests the best checkpoint
+    results = trainer.test(model, datamodule=dm, verbose=False)
     assert trainer.num_test_batches == [2] and results == [{}]
     assert "dm.setup:test" in calls
 
@@ -214,9 +217,7 @@ def test_barebones_and_unimplemented_flags() -> None:
 
 
 def test_fit_rejects_something_that_is_not_a_lightning_module() -> None:
-    from fulmen.errors import MisconfigurationException
-
-    with pytest.raises(MisconfigurationException, match="expected a LightningModule, got Linear"):
+    with pytest.raises(TypeError, match="expected a LightningModule, got Linear"):
         pl.Trainer(**TRAINER_QUIET).fit(torch.nn.Linear(2, 2))
 
 
