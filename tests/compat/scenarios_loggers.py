@@ -161,7 +161,32 @@ def tensorboard_scalars(pl: ModuleType, root: Path) -> dict[str, Any]:
     return {"log_dir": relative(logger.log_dir, root), "files": tree(root), "scalars": read_scalars(logger.log_dir)}
 
 
+def standalone_evaluation_logging(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """validate() then test() (no fit) of the logging scenario's module with CSVLogger: the
+    metric dicts after each and the metrics.csv rows they leave."""
+
+    class Tested(_logging_module(pl)):
+        def test_step(self, batch: Any, batch_idx: int) -> None:
+            self.log("s_default", float(batch_idx + 1))
+            self.log("s_both", float(batch_idx + 1), on_step=True, on_epoch=True)
+
+    logger = pl.loggers.CSVLogger(save_dir=str(root), name="eval")
+    trainer = pl.Trainer(**trainer_kwargs(str(root), logger=logger))
+    model = Tested()
+    out: dict[str, Any] = {}
+    for stage in ("validate", "test"):
+        returned = getattr(trainer, stage)(model, dataloaders=loader(4, seed=1), verbose=False)
+        # one key per observation, so that each can fail on its own
+        out[f"{stage}.returned"] = plain(returned)
+        out[f"{stage}.callback_metrics"] = metrics(trainer.callback_metrics)
+        out[f"{stage}.logged_metrics"] = metrics(trainer.logged_metrics)
+    rows = csv_rows(Path(logger.log_dir) / "metrics.csv")
+    out["rows"] = [dict(zip(rows[0], row)) for row in rows[1:]]
+    return out
+
+
 SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
+    "standalone_evaluation_logging": standalone_evaluation_logging,
     "csv_logger": csv_logger,
     "csv_logger_accumulation": csv_logger_accumulation,
     "csv_log_every_n_steps": csv_log_every_n_steps,

@@ -49,6 +49,19 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "called save_hyperparameters (Lightning writes none: its ExperimentWriter writes hparams.yaml "
         "only in log_hparams): fulmen/loggers/csv_logs.py ExperimentWriter.save() writes it on every save"
     ),
+    ("standalone_evaluation_logging", "validate.returned"): (
+        "fulmen bug: validate() returns the plain name of an on_step+on_epoch metric too "
+        "({'v_both': 1.5, 'v_both_epoch': 1.5, ...}); Lightning returns only 'v_both_epoch' "
+        "(callback_metrics keep both, and match): fulmen/runtime/evaluation_loop.py (returned results)"
+    ),
+    ("standalone_evaluation_logging", "test.returned"): (
+        "fulmen bug: as validate.returned, for test(): extra 's_both': 1.5 next to 's_both_epoch'"
+    ),
+    ("standalone_evaluation_logging", "rows"): (
+        "fulmen bug: metrics.csv step column of test() step rows continues the validate() count "
+        "(steps 2, 3); Lightning counts eval step rows per entry point (0, 1 again): "
+        "fulmen/runtime/trainer_services.py _publish_eval_step_metrics (_eval_log_step shared)"
+    ),
     ("resume", "hooks.after_epoch_0"): (
         "fulmen bug: fit(ckpt_path=...) calls configure_optimizers before on_load_checkpoint / "
         "Callback.on_load_checkpoint; Lightning calls on_load_checkpoint, Callback."
