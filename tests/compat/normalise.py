@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -57,3 +57,14 @@ def tree(root: Path, under: Path | None = None) -> list[str]:
         if path.is_file():
             files.append(_EVENTS_FILE.sub("events.out.tfevents.*", relative(path, root)))
     return sorted(files)
+
+
+def error_or(call: Callable[[], Any]) -> Any:
+    """What ``call`` returns, or ``{"raised": [...]}``: the built-in exception classes its error
+    can be caught as (the libraries' own exception classes cannot be shared by one script)."""
+    try:
+        return call()
+    except Exception as error:  # noqa: BLE001 - what the error can be caught as is observed
+        skip = (BaseException, Exception, object)
+        builtins = [c.__name__ for c in type(error).__mro__ if c.__module__ == "builtins" and c not in skip]
+        return {"raised": sorted(builtins)}

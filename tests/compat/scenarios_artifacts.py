@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from tests.compat.models import base_module, hparams_module, loader, trainer_kwargs
-from tests.compat.normalise import metrics, plain, relative, tree
+from tests.compat.normalise import error_or, metrics, plain, relative, tree
 from tests.compat.readers import tensorboard_scalars as read_scalars
 
 
@@ -157,24 +157,14 @@ def _test_module(pl: ModuleType) -> Any:
     return Evaluated()
 
 
-def _error_or(call: Callable[[], Any]) -> Any:
-    """What ``call`` returns, or the built-in exception classes its error can be caught as."""
-    try:
-        return call()
-    except Exception as error:  # noqa: BLE001 - what the error can be caught as is observed
-        skip = (BaseException, Exception, object)
-        builtins = [c.__name__ for c in type(error).__mro__ if c.__module__ == "builtins" and c not in skip]
-        return {"raised": sorted(builtins)}
-
-
 def _without_model(pl: ModuleType, root: Path) -> dict[str, Any]:
     """test() without a model: on a fresh Trainer, and after a fit without checkpointing."""
     fresh = pl.Trainer(**trainer_kwargs(str(root)))
     no_checkpoints = pl.Trainer(**trainer_kwargs(str(root), max_epochs=1))
     no_checkpoints.fit(base_module(pl)(), loader(2), loader(2, seed=1))
-    after_fit = _error_or(lambda: no_checkpoints.test(dataloaders=loader(2, seed=2), verbose=False))
+    after_fit = error_or(lambda: no_checkpoints.test(dataloaders=loader(2, seed=2), verbose=False))
     return {
-        "fresh_trainer": _error_or(lambda: fresh.test(dataloaders=loader(2, seed=2), verbose=False)),
+        "fresh_trainer": error_or(lambda: fresh.test(dataloaders=loader(2, seed=2), verbose=False)),
         "after_fit_without_checkpointing": plain(after_fit) if isinstance(after_fit, list) else after_fit,
         "ckpt_path_after_fit_without_checkpointing": relative(no_checkpoints.ckpt_path, root),
     }

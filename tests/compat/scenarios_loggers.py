@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 
 from tests.compat.models import base_module, hparams_module, loader, trainer_kwargs
-from tests.compat.normalise import metrics, plain, relative, tree
+from tests.compat.normalise import error_or, metrics, plain, relative, tree
 from tests.compat.readers import csv_rows
 from tests.compat.readers import tensorboard_scalars as read_scalars
 from tests.compat.scenarios_logging import _logging_module
@@ -163,7 +163,7 @@ def tensorboard_scalars(pl: ModuleType, root: Path) -> dict[str, Any]:
 
 def standalone_evaluation_logging(pl: ModuleType, root: Path) -> dict[str, Any]:
     """validate() then test() (no fit) of the logging scenario's module with CSVLogger: the
-    metric dicts after each and the metrics.csv rows they leave."""
+    metric dicts after each and the metrics.csv rows they leave; then test() on two loaders."""
 
     class Tested(_logging_module(pl)):
         def test_step(self, batch: Any, batch_idx: int) -> None:
@@ -182,6 +182,17 @@ def standalone_evaluation_logging(pl: ModuleType, root: Path) -> dict[str, Any]:
         out[f"{stage}.logged_metrics"] = metrics(trainer.logged_metrics)
     rows = csv_rows(Path(logger.log_dir) / "metrics.csv")
     out["rows"] = [dict(zip(rows[0], row)) for row in rows[1:]]
+    loaders = [loader(4, seed=1), loader(2, seed=2)]
+    # a test_step without dataloader_idx cannot take two loaders: what the user is told
+    out["test_two_loaders_without_dataloader_idx"] = error_or(lambda: trainer.test(model, loaders, verbose=False))
+
+    class TwoLoaders(Tested):
+        def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+            super().test_step(batch, batch_idx)
+
+    # error_or: a crash here fails these two keys only, not the whole scenario
+    out["test_two_loaders.returned"] = error_or(lambda: plain(trainer.test(TwoLoaders(), loaders, verbose=False)))
+    out["test_two_loaders.callback_metrics"] = metrics(trainer.callback_metrics)
     return out
 
 

@@ -62,6 +62,23 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "(steps 2, 3); Lightning counts eval step rows per entry point (0, 1 again): "
         "fulmen/runtime/trainer_services.py _publish_eval_step_metrics (_eval_log_step shared)"
     ),
+    ("standalone_evaluation_logging", "test_two_loaders.callback_metrics"): (
+        "fulmen bug: with several loaders an on_step+on_epoch metric is named "
+        "'s_both/dataloader_idx_0_epoch'; Lightning: 's_both_epoch/dataloader_idx_0' (the _step/_epoch "
+        "suffix goes before the /dataloader_idx_N suffix): fulmen/runtime/results.py"
+    ),
+    ("standalone_evaluation_logging", "test_two_loaders.returned"): (
+        "fulmen bug: test() on two loaders with an on_step+on_epoch metric crashes with ValueError "
+        "(invalid literal for int(): 'epoch') in fulmen/runtime/evaluation_loop.py split_by_dataloader, "
+        "which parses the misnamed 's_both/dataloader_idx_0_epoch'; Lightning returns "
+        "[{'s_both_epoch/dataloader_idx_0': 1.5, 's_default/dataloader_idx_0': 1.5}, {... _1: 1.0}]"
+    ),
+    ("standalone_evaluation_logging", "test_two_loaders_without_dataloader_idx"): (
+        "fulmen bug: test() on two loaders with a test_step(batch, batch_idx) lacking dataloader_idx "
+        "fails with a bare TypeError from the call; Lightning checks first and raises RuntimeError "
+        "'You provided multiple test_dataloader, but no dataloader_idx argument in test_step(). Try "
+        "adding dataloader_idx=0 to its signature.': fulmen/runtime/evaluation_loop.py"
+    ),
     ("resume", "hooks.after_epoch_0"): (
         "fulmen bug: fit(ckpt_path=...) calls configure_optimizers before on_load_checkpoint / "
         "Callback.on_load_checkpoint; Lightning calls on_load_checkpoint, Callback."
