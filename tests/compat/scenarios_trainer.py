@@ -23,7 +23,7 @@ from tests.compat.models import (
     recording_module,
     trainer_kwargs,
 )
-from tests.compat.normalise import metrics, plain, relative, tree
+from tests.compat.normalise import error_or, metrics, plain, relative, tree
 from tests.compat.readers import csv_rows
 
 _MISSING = "<missing>"
@@ -179,17 +179,36 @@ def lr_monitor(pl: ModuleType, root: Path) -> dict[str, Any]:
 
 def multi_val_loader_logging(pl: ModuleType, root: Path) -> dict[str, Any]:
     """self.log in validation_step with two val loaders inside fit: the /dataloader_idx_N keys,
-    add_dataloader_idx=False, and what each metric dict holds after fit (1 epoch x 2 batches)."""
+    add_dataloader_idx=False (also one name shared by both loaders), on_step+on_epoch names, and
+    what each metric dict holds after fit (1 epoch x 2 batches)."""
 
     class TwoLoaders(base_module(pl)):
         def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
             self.log("val_metric", float(1 + 10 * dataloader_idx + batch_idx), prog_bar=True)
             self.log(f"only_{dataloader_idx}", float(dataloader_idx), add_dataloader_idx=False)
 
+    class StepAndEpoch(base_module(pl)):
+        def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+            self.log("both", float(1 + 10 * dataloader_idx + batch_idx), on_step=True, on_epoch=True)
+
+    class SharedName(base_module(pl)):
+        def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+            self.log("shared", float(1 + 10 * dataloader_idx + batch_idx), add_dataloader_idx=False)
+
     val: list[DataLoader] = [loader(4, seed=1), loader(2, seed=2)]
+    second = pl.Trainer(**trainer_kwargs(str(root), max_epochs=1, num_sanity_val_steps=0))
+    # error_or: a crash fails the step_and_epoch keys only, not the whole scenario
+    second_outcome = error_or(lambda: second.fit(StepAndEpoch(), loader(4), val))
+    shared = pl.Trainer(**trainer_kwargs(str(root), max_epochs=1, num_sanity_val_steps=0))
+    # one name from both loaders with add_dataloader_idx=False: Lightning refuses it
+    shared_outcome = error_or(lambda: shared.fit(SharedName(), loader(4), val))
     trainer = pl.Trainer(**trainer_kwargs(str(root), max_epochs=1, num_sanity_val_steps=0))
     trainer.fit(TwoLoaders(), loader(4), val)
     return {
+        "shared_name_without_dataloader_idx": "raised" if isinstance(shared_outcome, dict) else "ok",
+        "step_and_epoch.fit": second_outcome,
+        "step_and_epoch.callback_metrics": metrics(second.callback_metrics),
+        "step_and_epoch.logged_metrics": metrics(second.logged_metrics),
         "callback_metrics": metrics(trainer.callback_metrics),
         "logged_metrics": metrics(trainer.logged_metrics),
         "progress_bar_metrics": metrics(trainer.progress_bar_metrics),

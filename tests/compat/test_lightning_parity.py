@@ -79,6 +79,25 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "'You provided multiple test_dataloader, but no dataloader_idx argument in test_step(). Try "
         "adding dataloader_idx=0 to its signature.': fulmen/runtime/evaluation_loop.py"
     ),
+    ("multi_val_loader_logging", "step_and_epoch.fit"): (
+        "fulmen bug: fit() with two val loaders and self.log(..., on_step=True, on_epoch=True) in "
+        "validation_step crashes at the end of validation with ValueError (invalid literal for int(): "
+        "'epoch') in fulmen/runtime/evaluation_loop.py split_by_dataloader; Lightning trains on"
+    ),
+    ("multi_val_loader_logging", "step_and_epoch.callback_metrics"): (
+        "fulmen bug: names 'both/dataloader_idx_0_epoch' where Lightning has 'both_epoch/dataloader_idx_0' "
+        "(the _step/_epoch suffix goes before /dataloader_idx_N): fulmen/runtime/results.py"
+    ),
+    ("multi_val_loader_logging", "step_and_epoch.logged_metrics"): (
+        "fulmen bug: as step_and_epoch.callback_metrics ('both/dataloader_idx_0_step' vs Lightning "
+        "'both_step/dataloader_idx_0')"
+    ),
+    ("multi_val_loader_logging", "shared_name_without_dataloader_idx"): (
+        "fulmen bug: self.log('shared', v, add_dataloader_idx=False) from both val loaders is accepted; "
+        "Lightning raises MisconfigurationException ('You called self.log(shared, ...) twice in "
+        "validation_step with different arguments'), since the values of two loaders would be "
+        "mixed under one key: fulmen/runtime/results.py"
+    ),
     ("resume", "hooks.after_epoch_0"): (
         "fulmen bug: fit(ckpt_path=...) calls configure_optimizers before on_load_checkpoint / "
         "Callback.on_load_checkpoint; Lightning calls on_load_checkpoint, Callback."
