@@ -128,7 +128,47 @@ def lr_monitor_names(pl: ModuleType, root: Path) -> dict[str, Any]:
     return out
 
 
+def _global_flags() -> list[Any]:
+    return [
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    ]
+
+
+def deterministic_and_benchmark(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """The global torch flags [deterministic, warn_only, cudnn.benchmark, cudnn.deterministic,
+    CUBLAS_WORKSPACE_CONFIG] after Trainer(deterministic=..., benchmark=...) is built; the
+    process's flags are restored afterwards."""
+    saved = _global_flags()
+    out = {}
+    try:
+        for name, flags in (
+            ("defaults", {}),
+            ("deterministic_true", {"deterministic": True}),
+            ("deterministic_warn", {"deterministic": "warn"}),
+            ("benchmark_true", {"benchmark": True}),
+        ):
+            torch.use_deterministic_algorithms(False)
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = False
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+            pl.Trainer(**trainer_kwargs(str(root), **flags))
+            out[name] = _global_flags()
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2], saved[3]
+        if saved[4] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = saved[4]
+    return out
+
+
 SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
+    "deterministic_and_benchmark": deterministic_and_benchmark,
     "model_summary": model_summary,
     "seed_everything": seed_everything,
     "lr_monitor_names": lr_monitor_names,

@@ -98,6 +98,14 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "validation_step with different arguments'), since the values of two loaders would be "
         "mixed under one key: fulmen/runtime/results.py"
     ),
+    ("deterministic_and_benchmark", "deterministic_true"): (
+        "fulmen bug: Trainer(deterministic=True) does not set CUBLAS_WORKSPACE_CONFIG (fulmen None); "
+        "Lightning sets ':4096:8', without which deterministic cuBLAS matmuls raise on CUDA: "
+        "fulmen/runtime/trainer_defaults.py (where torch.use_deterministic_algorithms is called)"
+    ),
+    ("deterministic_and_benchmark", "deterministic_warn"): (
+        "fulmen bug: as deterministic_true, for deterministic='warn'"
+    ),
     ("resume", "hooks.after_epoch_0"): (
         "fulmen bug: fit(ckpt_path=...) calls configure_optimizers before on_load_checkpoint / "
         "Callback.on_load_checkpoint; Lightning calls on_load_checkpoint, Callback."
