@@ -106,6 +106,9 @@ def _iter_skipping(loader: Any, skip: int) -> Iterator[Any]:
             it = iter(loader)
         finally:
             object.__setattr__(loader, attr, original)
+        if getattr(it, "_index_sampler", None) is skipper:
+            # persistent workers keep this iterator for later epochs: they must see the full sampler
+            it._index_sampler = original
         skipper.start()  # draw the permutation now, before the save-time RNG states return
         return it
     # any other iterable: no index level to skip at, so draw and drop

@@ -116,3 +116,16 @@ def test_workers_resume_reads_only_remaining_batches() -> None:
     resumed.load_state_dict(fetcher.state_dict())
     tail = _epoch(resumed, _loader(ds, seed=5, num_workers=1))
     assert tail == full[2:]
+
+
+def test_persistent_workers_see_full_epochs_after_a_mid_epoch_resume() -> None:
+    ds = CountingDataset(16)
+    fetcher = DataFetcher()
+    _epoch(fetcher, _loader(ds, seed=5), stop_after=2)
+    resumed = DataFetcher()
+    resumed.load_state_dict(fetcher.state_dict())
+    loader = _loader(ds, seed=5, num_workers=1, persistent_workers=True)
+    tail = _epoch(resumed, loader)
+    following = _epoch(resumed, loader, epoch=1)
+    assert len(tail) == 2 and len(following) == 4
+    assert sorted(i for batch in following for i in batch) == list(range(16))
