@@ -231,6 +231,47 @@ def modes_and_grad(pl: ModuleType, root: Path) -> dict[str, Any]:
     return out
 
 
+def _describe_outputs(outputs: Any) -> Any:
+    if isinstance(outputs, torch.Tensor):
+        return {"type": "Tensor", "requires_grad": outputs.requires_grad}
+    if isinstance(outputs, dict):
+        return {
+            "type": "dict",
+            "items": {
+                key: {"type": type(value).__name__, "requires_grad": bool(getattr(value, "requires_grad", False))}
+                for key, value in sorted(outputs.items())
+            },
+        }
+    return {"type": type(outputs).__name__}
+
+
+def batch_end_outputs(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """What on_train_batch_end receives as ``outputs`` (type, keys, detached or not) when
+    training_step returns a tensor, a dict with extra keys, or None (module and callback)."""
+    out = {}
+    for returns in ("tensor", "dict", "none"):
+        seen: dict[str, Any] = {}
+
+        class Returning(base_module(pl)):
+            def training_step(self, batch: Any, batch_idx: int) -> Any:
+                loss = super().training_step(batch, batch_idx)
+                if returns == "tensor":
+                    return loss
+                return {"loss": loss, "extra": loss * 2, "note": "x"} if returns == "dict" else None
+
+            def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+                seen.setdefault("module", _describe_outputs(outputs))
+
+        class Seen(pl.Callback):
+            def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, *args: Any) -> None:
+                seen.setdefault("callback", _describe_outputs(outputs))
+
+        flags = trainer_kwargs(str(root), max_epochs=1, limit_val_batches=0, callbacks=[Seen()])
+        pl.Trainer(**flags).fit(Returning(), loader(4))
+        out[returns] = dict(sorted(seen.items()))
+    return out
+
+
 def _resume_run(pl: ModuleType, root: Path, checkpoint: Path) -> dict[str, Any]:
     calls: list[str] = []
     events: list[list[int]] = []
@@ -271,4 +312,5 @@ SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "step_skipping": step_skipping,
     "resume": resume,
     "modes_and_grad": modes_and_grad,
+    "batch_end_outputs": batch_end_outputs,
 }
