@@ -196,7 +196,41 @@ def standalone_evaluation_logging(pl: ModuleType, root: Path) -> dict[str, Any]:
     return out
 
 
+def evaluation_returned_keys(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """Which logged names validate()/test() return, for every logger/prog_bar/on_step/on_epoch
+    combination and an epoch-end log (one loader of 2 batches, default logger)."""
+
+    class Combos(base_module(pl)):
+        def _combos(self, prefix: str, batch_idx: int) -> None:
+            v = float(batch_idx + 1)
+            self.log(f"{prefix}_default", v)
+            self.log(f"{prefix}_step_only", v, on_step=True, on_epoch=False)
+            self.log(f"{prefix}_pbar_no_logger", v, prog_bar=True, logger=False)
+            self.log(f"{prefix}_no_logger", v, logger=False)
+            self.log(f"{prefix}_max", v, reduce_fx="max")
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            self._combos("v", batch_idx)
+
+        def test_step(self, batch: Any, batch_idx: int) -> None:
+            self._combos("t", batch_idx)
+
+        def on_validation_epoch_end(self) -> None:
+            self.log("v_epoch_end", 9.0)
+
+        def on_test_epoch_end(self) -> None:
+            self.log("t_epoch_end", 9.0)
+
+    trainer = pl.Trainer(**trainer_kwargs(str(root), logger=None))
+    model = Combos()
+    return {
+        stage: plain(getattr(trainer, stage)(model, dataloaders=loader(4, seed=1), verbose=False))
+        for stage in ("validate", "test")
+    }
+
+
 SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
+    "evaluation_returned_keys": evaluation_returned_keys,
     "standalone_evaluation_logging": standalone_evaluation_logging,
     "csv_logger": csv_logger,
     "csv_logger_accumulation": csv_logger_accumulation,

@@ -106,6 +106,15 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
     ("deterministic_and_benchmark", "deterministic_warn"): (
         "fulmen bug: as deterministic_true, for deterministic='warn'"
     ),
+    ("evaluation_returned_keys", "validate"): (
+        "fulmen bug: validate() also returns metrics logged with logger=False ('v_no_logger', "
+        "'v_pbar_no_logger': 1.5); Lightning returns only the epoch-level metrics that go to the "
+        "logger ('v_default', 'v_epoch_end', 'v_max'): fulmen/runtime/evaluation_loop.py builds the "
+        "result from callback metrics (same cause as standalone_evaluation_logging/validate.returned)"
+    ),
+    ("evaluation_returned_keys", "test"): (
+        "fulmen bug: as evaluation_returned_keys/validate, for test() ('t_no_logger', 't_pbar_no_logger')"
+    ),
     ("resume", "hooks.after_epoch_0"): (
         "fulmen bug: fit(ckpt_path=...) calls configure_optimizers before on_load_checkpoint / "
         "Callback.on_load_checkpoint; Lightning calls on_load_checkpoint, Callback."
