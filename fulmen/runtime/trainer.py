@@ -264,6 +264,8 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
             metrics.clear()  # each run reports its own metrics (Lightning resets them too)
         self._attach(model)
         preemption = None
+        if fn == "fit":
+            self._check_fit_configuration(model)
         try:
             self.strategy.setup_environment()
             self._prepare_data()
@@ -273,12 +275,13 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
             wrapped = LightningModuleWrapper(module) if self.strategy.world_size > 1 else module
             self.model = self.strategy.setup_module(wrapped)
             self._module_wrapper = wrapped if wrapped is not module else None
+            # Lightning's order: module and callbacks restored before configure_optimizers,
+            # training state (loops, optimizers) once the optimizers exist
+            checkpoint = self._restore_before_optimizers(ckpt_path) if ckpt_path is not None or fn == "fit" else None
             if fn == "fit":
                 self._setup_optimizers(model)
-                self._restore_for_fit(ckpt_path)
+                self._restore_training_state(checkpoint)
                 preemption = self._install_preemption()
-            elif ckpt_path is not None:
-                self._restore_weights(ckpt_path)
             self._log_hyperparams(model)
             anomaly = torch.autograd.set_detect_anomaly(True) if self.detect_anomaly else contextlib.nullcontext()
             with anomaly:
@@ -407,7 +410,8 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         finally:
             self._current_fx = None
 
-    def _setup_optimizers(self, model: LightningModule) -> None:
+    def _check_fit_configuration(self, model: LightningModule) -> None:
+        """Configuration errors a fit can detect before anything runs (Lightning checks them first too)."""
         if not is_overridden(model, "training_step", LightningModule):
             model.training_step()  # raises the "missing training_step" error with its HINT
         if self.gradient_clip_val and not model.automatic_optimization:
@@ -421,6 +425,8 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
                 "Trainer(accumulate_grad_batches>1) does not apply to manual optimization.\n"
                 "HINT: accumulate in training_step yourself and step every N batches."
             )
+
+    def _setup_optimizers(self, model: LightningModule) -> None:
         self.optimizers, self.lr_scheduler_configs = parse_optimizers(self._module_hook("configure_optimizers"))
         validate_multiple_optimizers(self.optimizers, model.automatic_optimization)
         self._lightning_optimizers = [wrap_optimizer(o, self._on_optimizer_step) for o in self.optimizers]

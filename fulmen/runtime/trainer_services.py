@@ -326,35 +326,38 @@ class TrainerServices:
             return max(candidates, key=os.path.getmtime)
         return os.fspath(ckpt_path) if ckpt_path is not None else None
 
-    def _restore_for_fit(self, ckpt_path: Any) -> None:
-        """Resume: this run's resume checkpoint (if any) beats ``ckpt_path`` (DESIGN: resume precedence)."""
-        path = None
+    def _fit_checkpoint_path(self, ckpt_path: Any) -> str | None:
+        """The file fit resumes from: this run's resume checkpoint beats ``ckpt_path`` (DESIGN)."""
         run_dir = self.strategy.rank_info.run_dir
         if run_dir:
             from fulmen.runtime.checkpoint import find_resume_checkpoint
 
             found = find_resume_checkpoint(run_dir)
-            path = os.fspath(found) if found is not None else None
-        if path is None:
-            path = self._resolve_ckpt_path(ckpt_path)
-        if path is None:
-            return
-        from fulmen.runtime.checkpoint import load_checkpoint
-        from fulmen.runtime.checkpoint_state import restore_checkpoint
+            if found is not None:
+                return os.fspath(found)
+        return self._resolve_ckpt_path(ckpt_path)
 
-        restore_checkpoint(self, load_checkpoint(path, map_location=self.strategy.root_device))
+    def _restore_before_optimizers(self, ckpt_path: Any) -> dict[str, Any] | None:
+        """Lightning's first restore phase (module, datamodule, loggers, callbacks); returns the
+        checkpoint for ``_restore_training_state`` once the optimizers exist, or None."""
+        path = self._fit_checkpoint_path(ckpt_path) if self.state.fn == "fit" else self._resolve_ckpt_path(ckpt_path)
+        if path is None:
+            return None
+        from fulmen.runtime.checkpoint import load_checkpoint
+        from fulmen.runtime.checkpoint_state import restore_modules_and_callbacks
+
         self.ckpt_path = path
-
-    def _restore_weights(self, ckpt_path: Any) -> None:
-        path = self._resolve_ckpt_path(ckpt_path)
-        if path is None:
-            return
-        from fulmen.runtime.checkpoint import load_checkpoint
-
         checkpoint = load_checkpoint(path, map_location=self.strategy.root_device)
-        self.lightning_module.on_load_checkpoint(checkpoint)
-        self.lightning_module.load_state_dict(checkpoint["state_dict"])
-        self.ckpt_path = path
+        restore_modules_and_callbacks(self, checkpoint, source=path)
+        return checkpoint
+
+    def _restore_training_state(self, checkpoint: dict[str, Any] | None) -> None:
+        """Lightning's second phase while fitting: precision, loop progress, optimizers, schedulers."""
+        if checkpoint is None:
+            return
+        from fulmen.runtime.checkpoint_state import restore_training_state
+
+        restore_training_state(self, checkpoint, source=self.ckpt_path)
 
     # ---- preemption -------------------------------------------------------------------
     def _install_preemption(self) -> Any:
