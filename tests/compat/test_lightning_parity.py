@@ -115,16 +115,6 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
     ("evaluation_returned_keys", "test"): (
         "fulmen bug: as evaluation_returned_keys/validate, for test() ('t_no_logger', 't_pbar_no_logger')"
     ),
-    ("resume", "hooks.after_epoch_0"): (
-        "fulmen bug: fit(ckpt_path=...) calls configure_optimizers before on_load_checkpoint / "
-        "Callback.on_load_checkpoint; Lightning calls on_load_checkpoint, Callback."
-        "on_load_checkpoint, then configure_optimizers (the module is restored before its "
-        "optimizers are built): fulmen/runtime/trainer.py _run (_setup_optimizers before _restore_for_fit)"
-    ),
-    ("resume", "hooks.mid_epoch_0_step_1"): (
-        "fulmen bug: the configure_optimizers order of resume/hooks.after_epoch_0, for a mid-epoch "
-        "checkpoint (the on_train_epoch_start part of this case is fixed)"
-    ),
 }
 
 
