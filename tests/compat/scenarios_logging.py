@@ -124,7 +124,8 @@ def _catchable(call: Callable[[], None]) -> list[str] | str:
 
 def log_in_hooks(pl: ModuleType, root: Path) -> dict[str, Any]:
     """self.log("in_<hook>", 1.0) from each hook (first call only): raised or accepted, and
-    which of those keys reach callback_metrics (1 epoch x 2 batches, 1 val batch)."""
+    which of those keys reach callback_metrics; and pl_module.log from callback hooks (1 epoch x
+    2 batches, 1 val batch)."""
     outcomes: dict[str, str] = {}
 
     def logging_hook(name: str) -> Callable[..., Any]:
@@ -139,9 +140,31 @@ def log_in_hooks(pl: ModuleType, root: Path) -> dict[str, Any]:
 
     base = base_module(pl)
     module_cls = type("Logging", (base,), {name: logging_hook(name) for name in _LOGGING_HOOKS})
-    trainer = pl.Trainer(**trainer_kwargs(str(root), max_epochs=1, num_sanity_val_steps=0))
+    class FromCallback(pl.Callback):
+        """pl_module.log from callback hooks, the common pattern for metric callbacks."""
+
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            pl_module.log("cb_batch_end", float(batch_idx + 1))
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            pl_module.log("cb_train_epoch_end", 5.0)
+
+        def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            pl_module.log("cb_val_epoch_end", 6.0, prog_bar=True)
+
+    flags = trainer_kwargs(
+        str(root), max_epochs=1, num_sanity_val_steps=0, callbacks=[FromCallback()], log_every_n_steps=1
+    )
+    trainer = pl.Trainer(**flags)
     trainer.fit(module_cls(), loader(4), loader(2, seed=1))
     return {
+        "from_callback": {
+            "callback_metrics": metrics({k: v for k, v in trainer.callback_metrics.items() if k.startswith("cb_")}),
+            "logged_metrics": metrics({k: v for k, v in trainer.logged_metrics.items() if k.startswith("cb_")}),
+            "progress_bar_metrics": metrics(
+                {k: v for k, v in trainer.progress_bar_metrics.items() if k.startswith("cb_")}
+            ),
+        },
         "outcomes": dict(sorted(outcomes.items())),
         "callback_metrics_keys": sorted(key for key in trainer.callback_metrics if key.startswith("in_")),
     }
@@ -183,7 +206,34 @@ def log_value_types(pl: ModuleType, root: Path) -> dict[str, Any]:
     }
 
 
+def logged_metrics_between_log_steps(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """trainer.logged_metrics after fit with the default log_every_n_steps (50) for 3 and for 60
+    training steps: step metrics from training_step, the module's and a callback's
+    on_train_batch_end (no validation)."""
+
+    class Logged(base_module(pl)):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            self.log("from_step", float(batch_idx + 1))
+            return super().training_step(batch, batch_idx)
+
+        def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+            self.log("from_module_batch_end", float(batch_idx + 1))
+
+    class FromCallback(pl.Callback):
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            pl_module.log("from_callback_batch_end", float(batch_idx + 1))
+
+    out = {}
+    for steps in (3, 60):
+        flags = trainer_kwargs(str(root), max_epochs=1, limit_val_batches=0, callbacks=[FromCallback()])
+        trainer = pl.Trainer(**flags)
+        trainer.fit(Logged(), loader(2 * steps))
+        out[f"{steps}_steps"] = metrics(trainer.logged_metrics)
+    return out
+
+
 SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
+    "logged_metrics_between_log_steps": logged_metrics_between_log_steps,
     "logging": logging,
     "log_in_hooks": log_in_hooks,
     "log_value_types": log_value_types,
