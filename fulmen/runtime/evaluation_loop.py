@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
+import re
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -13,6 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fulmen.runtime.trainer import Trainer
 
 _PREFIX = {"validate": "validation", "test": "test", "predict": "predict"}
+_DATALOADER_SUFFIX = re.compile(r"/dataloader_idx_(\d+)$")
 
 
 def _grad_context(trainer: Trainer, in_fit: bool = False) -> contextlib.AbstractContextManager[Any]:
@@ -59,6 +62,8 @@ def run_evaluation(
     t._call(f"on_{prefix}_start")
     t._call(f"on_{prefix}_epoch_start")
     multiple = len(loaders) > 1
+    if multiple and step_fn is not None:
+        _check_takes_dataloader_idx(step_fn, f"{prefix}_step", f"{'val' if stage == 'validate' else stage}_dataloader")
     all_outputs: list[list[Any]] = []
     batch_start_cbs = hooks.callbacks(f"on_{prefix}_batch_start")
     batch_start_mod = hooks.module(f"on_{prefix}_batch_start")
@@ -117,13 +122,29 @@ def run_evaluation(
     return split_by_dataloader(metrics, len(loaders))
 
 
+def _check_takes_dataloader_idx(step_fn: Any, name: str, loader_hook: str) -> None:
+    """Several loaders pass ``dataloader_idx``: a step that cannot take it fails before any batch."""
+    try:
+        params = inspect.signature(step_fn).parameters.values()
+    except (TypeError, ValueError):  # builtins or C callables: let the call decide
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params):
+        return
+    raise RuntimeError(
+        f"You provided multiple {loader_hook}, but no dataloader_idx argument in {name}().\n"
+        f"HINT: add it: def {name}(self, batch, batch_idx, dataloader_idx=0)."
+    )
+
+
 def split_by_dataloader(metrics: dict[str, Any], num_loaders: int) -> list[dict[str, float]]:
     """One dict per loader: keys ending in ``/dataloader_idx_i`` go to loader i, others to all."""
     per_loader: list[dict[str, float]] = [{} for _ in range(num_loaders)]
     floats = to_float_dict(metrics)
     for key, value in floats.items():
-        if "/dataloader_idx_" in key:
-            idx = int(key.rsplit("_", 1)[-1])
+        found = _DATALOADER_SUFFIX.search(key)
+        if found is not None:
+            idx = int(found.group(1))
             if idx < num_loaders:
                 per_loader[idx][key] = value
         else:

@@ -45,13 +45,17 @@ class _Entry:
     """What is known about one logged name in the current epoch."""
 
     __slots__ = (
-        "name", "prog_bar", "logger", "on_step", "on_epoch", "reduce", "fn", "sync_dist",
+        "name", "base", "suffix", "dl_idx", "prog_bar", "logger", "on_step", "on_epoch", "reduce", "fn", "sync_dist",
         "step_value", "step_batch", "total", "weight", "values", "count",
     )  # fmt: skip
 
     def __init__(self, name: str, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool,
                  reduce: str, fn: Callable[..., Any] | None, sync_dist: bool) -> None:  # fmt: skip
         self.name = name
+        # "loss/dataloader_idx_1" forks into "loss_step/dataloader_idx_1" (Lightning puts the suffix last)
+        self.base, sep, idx = name.partition("/dataloader_idx_")
+        self.suffix = sep + idx
+        self.dl_idx: int | None = None
         self.prog_bar = prog_bar
         self.logger = logger
         self.on_step = on_step
@@ -69,6 +73,10 @@ class _Entry:
     @property
     def forked(self) -> bool:
         return self.on_step and self.on_epoch
+
+    def forked_name(self, kind: str) -> str:
+        """``name_step`` / ``name_epoch`` (before any ``/dataloader_idx_N``), or ``name`` when not forked."""
+        return self.base + "_" + kind + self.suffix if self.on_step and self.on_epoch else self.name
 
     def accumulate(self, value: Tensor, batch_size: int) -> None:
         self.count += 1
@@ -152,7 +160,14 @@ class ResultCollection:
         if entry is None:
             reduce, fn = _parse_reduce_fx(name, reduce_fx)
             entry = _Entry(name, prog_bar, logger, on_step, on_epoch, reduce, fn, sync_dist)
+            entry.dl_idx = self.dataloader_idx
             self.entries[name] = entry
+        elif entry.dl_idx != self.dataloader_idx:
+            raise MisconfigurationException(
+                f"self.log({name!r}, ..., add_dataloader_idx=False) was called from dataloader {entry.dl_idx} "
+                f"and from dataloader {self.dataloader_idx}: their values would mix under one name.\n"
+                "HINT: keep add_dataloader_idx=True, or log a different name per dataloader."
+            )
         if on_step:
             entry.step_value = self._reduce_fn(value, "mean") if sync_dist else value
             entry.step_batch = self.batch_counter
@@ -198,7 +213,7 @@ class ResultCollection:
             if entry.step_batch != current or entry.step_value is None:
                 continue
             value = entry.step_value
-            forked = entry.name + "_step" if entry.forked else entry.name
+            forked = entry.forked_name("step")
             if entry.logger:
                 log[forked] = value
             if self.training:
@@ -219,7 +234,7 @@ class ResultCollection:
             value = entry.epoch_value(self._reduce_fn)
             if value is None:
                 continue
-            forked = entry.name + "_epoch" if entry.forked else entry.name
+            forked = entry.forked_name("epoch")
             callback[entry.name] = value
             callback[forked] = value
             if entry.logger:

@@ -256,6 +256,8 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         self.state = TrainerState(status="running", fn=fn)
         self.should_stop = False
         self.ckpt_path = None
+        if fn != "fit":
+            self._eval_log_step = 0  # eval step rows count from 0 per validate/test call (Lightning)
         if fn == "fit":
             self.min_epochs, self.max_epochs = parse_loop_limits(
                 self.min_steps, self.max_steps, self.min_epochs, self.max_epochs, self.max_time is not None

@@ -4,6 +4,7 @@ switches, legacy hook names, and the results table that test()/validate() print.
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -52,6 +53,8 @@ def apply_determinism(deterministic: bool | str | None, benchmark: bool | None) 
     """Trainer(deterministic=..., benchmark=...): torch's global switches, as Lightning sets them."""
     if deterministic is not None and deterministic is not False:
         torch.use_deterministic_algorithms(True, warn_only=deterministic == "warn")
+        # deterministic cuBLAS matmuls need this workspace setting, or they raise on CUDA
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if benchmark is not None:
         torch.backends.cudnn.benchmark = benchmark
     elif deterministic:

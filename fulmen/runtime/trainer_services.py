@@ -223,12 +223,14 @@ class TrainerServices:
             self._eval_log_step += 1
 
     def _publish_epoch_metrics(self, results: ResultCollection, log: bool, step: int | None = None) -> dict[str, Tensor]:
+        """Epoch values into the metric dicts (and the loggers when ``log``); returns what validate/test
+        return to the caller: the epoch values meant for loggers (Lightning)."""
         callback, logged, pbar = results.epoch_metrics()
         self._callback_metrics.update(callback)
         self._pbar_raw.update(pbar)
         if log and logged:
             self._log_to_loggers(logged, self.fit_loop.batches_that_stepped if step is None else step)
-        return callback
+        return logged
 
     def _log_to_loggers(self, metrics: dict[str, Tensor], step: int, add_epoch: bool = True) -> None:
         """Record ``metrics`` in logged_metrics (even without loggers, like Lightning 2.6) and send them on.

@@ -126,15 +126,32 @@ def test_test_returns_one_dict_per_dataloader_with_dataloader_idx_suffixes() -> 
     class Model(BoringModel):
         def test_step(self, batch, batch_idx, dataloader_idx=0):
             self.log("loss", float(dataloader_idx))
-            self.log("shared", 5.0, add_dataloader_idx=False)
+            self.log("both", 1.0, on_step=True, on_epoch=True)
+            if dataloader_idx == 0:  # one name from two loaders would be an error (Lightning)
+                self.log("shared", 5.0, add_dataloader_idx=False)
 
     loaders = [DataLoader(RandomDataset(32, 8), batch_size=4), DataLoader(RandomDataset(32, 8), batch_size=4)]
     trainer = pl.Trainer(logger=False, **QUIET)
     results = trainer.test(Model(), dataloaders=loaders, verbose=False)
+    # the _step/_epoch suffix goes before /dataloader_idx_N; only the epoch values are returned
     assert results == [
-        {"loss/dataloader_idx_0": 0.0, "shared": 5.0},
-        {"loss/dataloader_idx_1": 1.0, "shared": 5.0},
+        {"loss/dataloader_idx_0": 0.0, "both_epoch/dataloader_idx_0": 1.0, "shared": 5.0},
+        {"loss/dataloader_idx_1": 1.0, "both_epoch/dataloader_idx_1": 1.0, "shared": 5.0},
     ]
+
+    class Mixed(BoringModel):
+        def test_step(self, batch, batch_idx, dataloader_idx=0):
+            self.log("shared", 5.0, add_dataloader_idx=False)
+
+    with pytest.raises(MisconfigurationException, match="from dataloader 0 and from dataloader 1"):
+        trainer.test(Mixed(), dataloaders=loaders, verbose=False)
+
+    class NoIdx(BoringModel):
+        def test_step(self, batch, batch_idx):
+            pass
+
+    with pytest.raises(RuntimeError, match="no dataloader_idx argument in test_step"):
+        trainer.test(NoIdx(), dataloaders=loaders, verbose=False)
 
 
 @pytest.mark.parametrize("value", [torch.zeros(3), "text", {"a": 1}])
