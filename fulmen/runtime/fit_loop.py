@@ -246,7 +246,7 @@ class FitLoop:
         self.total_batch_idx += 1
         self.fetcher.batches_done = batch_idx + 1
         if results.logged_this_batch and self._has_batch_end_hooks:  # the progress bar shows this batch's values
-            t._publish_step_metrics(should_log=False)
+            t._publish_step_metrics(should_log=False, batch_done=False)
         for fn in hooks.callbacks("on_train_batch_end"):
             fn(t, module, outputs, batch, batch_idx)
         end_hook = hooks.module("on_train_batch_end")

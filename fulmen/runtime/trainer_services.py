@@ -205,13 +205,15 @@ class TrainerServices:
             self.lightning_module.lr_scheduler_step(config.scheduler, metric)
 
     # ---- metrics ----------------------------------------------------------------------
-    def _publish_step_metrics(self, should_log: bool, accumulating: bool = False) -> None:
+    def _publish_step_metrics(self, should_log: bool, accumulating: bool = False, batch_done: bool = True) -> None:
         results = self._train_results
         if not results.logged_this_batch:
             return
         callback, log, pbar = results.step_metrics()
         self._callback_metrics.update(callback)
         self._pbar_raw.update(pbar)
+        if batch_done:  # after the batch-end hooks, whether or not the loggers are called (Lightning)
+            self._logged_metrics.update(log)
         if log and not accumulating and (should_log or self.should_stop or self.fast_dev_run):
             self._log_to_loggers(log, self.fit_loop.batches_that_stepped)
 

@@ -104,7 +104,7 @@ def test_forked_names_defaults_and_metric_dicts_match_lightning() -> None:
     assert logger.finalized == ["success"]
 
 
-def test_logged_metrics_fill_at_the_logging_interval_even_without_a_logger() -> None:
+def test_logged_metrics_follow_every_batch_even_without_a_logger() -> None:
     seen = []
 
     class Model(BoringModel):
@@ -117,8 +117,8 @@ def test_logged_metrics_fill_at_the_logging_interval_even_without_a_logger() -> 
 
     trainer = pl.Trainer(max_steps=4, limit_val_batches=0, logger=False, log_every_n_steps=2, **QUIET)
     trainer.fit(Model())
-    # Lightning 2.6: logged_metrics are kept without loggers, updated on the logging interval
-    assert [m.get("a") for m in seen] == [None, None, 1.0, 1.0]
+    # Lightning 2.6: logged_metrics are kept without loggers and updated after every batch's hooks
+    assert [m.get("a") for m in seen] == [None, 0.0, 1.0, 2.0]
     assert trainer.logged_metrics == {"a": 3.0}
 
 
