@@ -49,17 +49,6 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "called save_hyperparameters (Lightning writes none: its ExperimentWriter writes hparams.yaml "
         "only in log_hparams): fulmen/loggers/csv_logs.py ExperimentWriter.save() writes it on every save"
     ),
-    ("logged_metrics_between_log_steps", "3_steps"): (
-        "fulmen bug: trainer.logged_metrics only holds what was sent to loggers, so with the default "
-        "log_every_n_steps=50 and 3 steps it is {} after fit; Lightning updates logged_metrics at "
-        "every batch end (from_step, from_module_batch_end, from_callback_batch_end: 3.0) whether or "
-        "not the loggers were called (logger_connector.on_batch_end): fulmen/runtime/trainer_services.py "
-        "_publish_step_metrics"
-    ),
-    ("logged_metrics_between_log_steps", "60_steps"): (
-        "fulmen bug: as 3_steps: after 60 steps fulmen's logged_metrics hold step 50's values (50.0), "
-        "Lightning's the last step's (60.0)"
-    ),
 }
 
 
