@@ -316,7 +316,10 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
             self._call("on_fit_start")
         self.lightning_module.zero_grad()
         if fn == "fit":
-            self._run_sanity_check()
+            from fulmen.utilities.seed import isolate_rng
+
+            with isolate_rng():  # an eval loader's iterator draws a seed: keep training's RNG stream as is
+                self._run_sanity_check()
             self.state.stage = "train"
             self.fit_loop.run()
             self._call("on_fit_end")

@@ -83,3 +83,26 @@ def test_optimizer_step_count_under_accumulation_matches_lightning() -> None:
     assert trainer.num_training_batches == 8
     assert trainer.global_step == 6
     assert trainer.fit_loop.optimizer_steps == [6]
+
+
+class RegressorWithValidation(Regressor):
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", nn.functional.mse_loss(self.net(x), y))
+
+
+def _trainer_run_with_validation(sanity_steps: int) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    model = RegressorWithValidation()
+    trainer = pl.Trainer(max_epochs=2, num_sanity_val_steps=sanity_steps, **TRAINER_QUIET)
+    trainer.fit(model, _loader(1), DataLoader(regression_data(16, seed=3), batch_size=8))
+    return {k: v.clone() for k, v in model.net.state_dict().items()}
+
+
+def test_sanity_check_does_not_change_training() -> None:
+    # Creating a DataLoader iterator draws a seed from the global RNG; Lightning runs the
+    # sanity check inside isolate_rng() so dropout masks (and data order) stay the same.
+    without = _trainer_run_with_validation(sanity_steps=0)
+    with_sanity = _trainer_run_with_validation(sanity_steps=2)
+    for key in without:
+        assert torch.equal(without[key], with_sanity[key]), key
