@@ -167,7 +167,46 @@ def deterministic_and_benchmark(pl: ModuleType, root: Path) -> dict[str, Any]:
     return out
 
 
+def datamodule_from_datasets(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """LightningDataModule.from_datasets: the loaders it builds (batch counts and sizes)."""
+    from tests.compat.models import dataset
+
+    make = getattr(pl.LightningDataModule, "from_datasets", None)
+    if make is None:
+        return {"from_datasets": "<missing>"}
+    datamodule = make(train_dataset=dataset(6), val_dataset=dataset(4, seed=1), batch_size=4, num_workers=0)
+    train, val = datamodule.train_dataloader(), datamodule.val_dataloader()
+    return {"from_datasets": {"train": [len(train), train.batch_size], "val": [len(val), val.batch_size]}}
+
+
+def configure_callbacks_override(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """configure_callbacks returning a ModelCheckpoint and an EarlyStopping while the Trainer
+    already has one of each: which instances end up in trainer.callbacks, in which order."""
+
+    class Configured(base_module(pl)):
+        def configure_callbacks(self) -> list[Any]:
+            return [
+                pl.callbacks.ModelCheckpoint(dirpath=str(root / "from_module"), monitor="val_loss"),
+                pl.callbacks.EarlyStopping(monitor="val_loss", patience=7),
+            ]
+
+    trainer_callbacks = [
+        pl.callbacks.EarlyStopping(monitor="val_loss", patience=1),
+        pl.callbacks.ModelCheckpoint(dirpath=str(root / "from_trainer")),
+    ]
+    flags = trainer_kwargs(str(root), max_epochs=1, callbacks=trainer_callbacks, enable_checkpointing=True)
+    trainer = pl.Trainer(**flags)
+    trainer.fit(Configured(), loader(4), loader(2, seed=1))
+    described = []
+    for callback in trainer.callbacks:
+        detail = getattr(callback, "monitor", None), getattr(callback, "patience", None)
+        described.append([type(callback).__name__, *detail])
+    return {"callbacks": described, "checkpoint_monitor": trainer.checkpoint_callback.monitor}
+
+
 SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
+    "datamodule_from_datasets": datamodule_from_datasets,
+    "configure_callbacks_override": configure_callbacks_override,
     "deterministic_and_benchmark": deterministic_and_benchmark,
     "model_summary": model_summary,
     "seed_everything": seed_everything,

@@ -49,6 +49,11 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "called save_hyperparameters (Lightning writes none: its ExperimentWriter writes hparams.yaml "
         "only in log_hparams): fulmen/loggers/csv_logs.py ExperimentWriter.save() writes it on every save"
     ),
+    ("datamodule_from_datasets", "from_datasets"): (
+        "fulmen gap: LightningDataModule.from_datasets(train_dataset=..., val_dataset=..., "
+        "batch_size=4, num_workers=0) does not exist ('<missing>'); Lightning 2.x builds a datamodule "
+        "whose loaders have 2 and 1 batches of 4: fulmen/core/datamodule.py"
+    ),
 }
 
 
