@@ -351,6 +351,9 @@ class FitLoop:
             if t._collect_train_outputs and callable(legacy):
                 legacy(self._epoch_outputs)
             self._epoch_outputs = []
+            # the epoch has ended: every on_train_epoch_end hook sees the epoch values (Lightning's
+            # epoch_end_reached()); published again below with what the module's hook logged
+            t._publish_epoch_metrics(results, log=False)
             plain, monitoring = t._hooks.monitoring_split("on_train_epoch_end")
             for fn in plain:
                 fn(t, module)

@@ -255,3 +255,37 @@ def test_logging_where_lightning_refuses_it_is_an_error(hook, kwargs) -> None:
     trainer = pl.Trainer(max_steps=1, limit_val_batches=0, logger=False, **QUIET)
     with pytest.raises(MisconfigurationException, match=f"inside {hook}"):
         trainer.fit(Model())
+
+
+def test_epoch_values_are_visible_to_every_on_train_epoch_end_hook() -> None:
+    """Lightning marks the epoch end before the hooks: plain callbacks see `<name>_epoch` too."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import fulmen as pl
+
+    seen: list[tuple[set[str], set[str]]] = []
+
+    class Model(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch, batch_idx):
+            loss = self.layer(batch[0]).pow(2).mean()
+            self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    class Recorder(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            seen.append((set(trainer.callback_metrics), set(trainer.progress_bar_metrics)))
+
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False, callbacks=[Recorder()])
+    trainer.fit(Model(), DataLoader(TensorDataset(torch.randn(8, 4)), batch_size=4))
+    callback_keys, pbar_keys = seen[0]
+    assert {"train_loss", "train_loss_step", "train_loss_epoch"} <= callback_keys
+    assert {"train_loss_step", "train_loss_epoch"} <= pbar_keys
