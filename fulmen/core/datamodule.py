@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fulmen.core.hooks import move_data_to_device
@@ -52,6 +53,19 @@ class LightningDataModule(HyperparametersMixin):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         return batch
+
+    @classmethod
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: str | Path,
+        map_location: Any = None,
+        hparams_file: str | Path | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Rebuild this datamodule from the hyperparameters a checkpoint saved for it (and its state)."""
+        from fulmen.core.saving import load_from_checkpoint
+
+        return load_from_checkpoint(cls, checkpoint_path, map_location=map_location, hparams_file=hparams_file, **kwargs)
 
     def state_dict(self) -> dict[str, Any]:
         """State stored in checkpoints under ``datamodule``."""

@@ -159,3 +159,13 @@ def test_datamodule_from_checkpoint(tmp_path: Path) -> None:
     data = load_from_checkpoint(Data, path)
     assert data.hparams.batch_size == 32 and data.restored == {"cursor": 7}
     assert load_from_checkpoint(Data, path, batch_size=4).hparams.batch_size == 4
+
+
+def test_datamodule_classmethod_loads_from_checkpoint_like_lightning(tmp_path: Path) -> None:
+    path = tmp_path / "dm.ckpt"
+    torch.save(
+        {"state_dict": {}, "datamodule_hparams_name": "kwargs", "datamodule_hyper_parameters": {"batch_size": 32}},
+        path,
+    )
+    data = Data.load_from_checkpoint(path, batch_size=16)
+    assert isinstance(data, Data) and data.hparams.batch_size == 16
