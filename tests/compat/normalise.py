@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -38,23 +39,28 @@ def metrics(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def relative(path: Any, root: Path) -> str | None:
-    """``path`` relative to the scenario's root, with '/' separators; None stays None."""
+    """``path`` relative to the scenario's root, with '/' separators; None stays None. Symbolic
+    links are not followed (a link is named as itself), unless only the resolved path is under root."""
     if path is None or path == "":
         return None if path is None else ""
     path = Path(path)
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
+    for candidate, base in ((path.absolute(), root.absolute()), (path.resolve(), root.resolve())):
+        try:
+            return candidate.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return path.as_posix()
 
 
 def tree(root: Path, under: Path | None = None) -> list[str]:
     """Every file below ``under`` (default: root), relative to root; tfevents names generalised
-    (they hold a timestamp, the host name and the pid)."""
+    (they hold a timestamp, the host name and the pid); a symbolic link as ``name -> target``."""
     base = under or root
     files = []
     for path in sorted(base.rglob("*")):
-        if path.is_file():
+        if path.is_symlink():
+            files.append(f"{relative(path, root)} -> {Path(os.readlink(path)).name}")
+        elif path.is_file():
             files.append(_EVENTS_FILE.sub("events.out.tfevents.*", relative(path, root)))
     return sorted(files)
 

@@ -251,6 +251,10 @@ CHECKPOINT_CASES: dict[str, CheckpointCase] = {
         [0.5, 0.3, 0.4], {"monitor": "val/metric", "filename": "{epoch}-{val/metric:.2f}"}, 3, where="val_slash"
     ),
     "custom_epoch_step_name": CheckpointCase([0.5], {"filename": "{epoch}-{step}", "save_top_k": -1}, 2),
+    "every_2_epochs_top1_last": CheckpointCase(
+        [0.5, 0.3, 0.4, 0.2, 0.6], {"monitor": "val_metric", "every_n_epochs": 2, "save_last": True}, 5
+    ),
+    "save_last_link": CheckpointCase([0.5, 0.3, 0.4], {"monitor": "val_metric", "save_last": "link"}, 3),
     "val_check_interval_0.5": CheckpointCase(
         [0.5, 0.3], {"monitor": "val_metric", "save_top_k": -1}, 2, train_batches=4, flags={"val_check_interval": 0.5}
     ),
