@@ -69,13 +69,19 @@ def _metric_dicts(trainer: Any) -> dict[str, Any]:
 
 def logging(pl: ModuleType, root: Path) -> dict[str, Any]:
     """self.log / log_dict options -> callback_metrics, logged_metrics, progress_bar_metrics:
-    after epoch 0 (seen from epoch 1's start) and after fit (2 epochs x 3 batches, 2 val batches)."""
+    seen by a callback's on_train_epoch_end of epoch 0, after epoch 0 (seen from epoch 1's start)
+    and after fit (2 epochs x 3 batches, 2 val batches)."""
     snapshots: dict[str, Any] = {}
 
     class Snapshot(pl.Callback):
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
             if trainer.current_epoch == 1:
                 snapshots["after_epoch_0"] = _metric_dicts(trainer)
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            # what a callback (EarlyStopping, ModelCheckpoint, a user's) sees at epoch end
+            if trainer.current_epoch == 0:
+                snapshots["in_callback_on_train_epoch_end_0"] = _metric_dicts(trainer)
 
     trainer = pl.Trainer(**trainer_kwargs(str(root), callbacks=[Snapshot()], log_every_n_steps=1))
     trainer.fit(_logging_module(pl)(), loader(6), loader(4, seed=1))
@@ -140,6 +146,7 @@ def log_in_hooks(pl: ModuleType, root: Path) -> dict[str, Any]:
 
     base = base_module(pl)
     module_cls = type("Logging", (base,), {name: logging_hook(name) for name in _LOGGING_HOOKS})
+
     class FromCallback(pl.Callback):
         """pl_module.log from callback hooks, the common pattern for metric callbacks."""
 

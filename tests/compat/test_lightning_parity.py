@@ -54,6 +54,13 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "batch_size=4, num_workers=0) does not exist ('<missing>'); Lightning 2.x builds a datamodule "
         "whose loaders have 2 and 1 batches of 4: fulmen/core/datamodule.py"
     ),
+    ("logging", "in_callback_on_train_epoch_end_0"): (
+        "fulmen bug: trainer.logged_metrics read in a callback's on_train_epoch_end lacks the epoch's "
+        "training epoch values (d_a 2.0, d_b 4.0, e_train_start 300.0, t_both_epoch 2.0, t_epoch 2.0, "
+        "t_max 3.0, t_sum 6.0, t_weighted 2.333333); Lightning's logged_metrics property adds the "
+        "current results' log metrics when read (callback_metrics and progress_bar_metrics match): "
+        "fulmen/runtime/trainer_properties.py logged_metrics / trainer_services.py"
+    ),
 }
 
 
