@@ -29,3 +29,20 @@ def subprocess_env() -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Hand the slowest tests (real SLURM jobs, then other process-starting tests) out first.
+
+    pytest-xdist schedules in collection order; a multi-minute SLURM test collected last would
+    run alone at the end while the other workers idle.
+    """
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("slurm"):
+            return 0
+        if item.get_closest_marker("integration") or item.get_closest_marker("slow"):
+            return 1
+        return 2
+
+    items.sort(key=rank)  # stable: the order within each group is kept
