@@ -72,8 +72,12 @@ class ExperimentWriter:
         self._file_started = True
 
     def log_hparams(self, params: Mapping[str, Any]) -> None:
-        """Remember hyperparameters; they are written to ``hparams.yaml`` at the next ``save()``."""
+        """Merge hyperparameters and write ``hparams.yaml`` now (only then: Lightning writes none
+        for a run that logged no hyperparameters)."""
+        from fulmen.utilities.parsing import save_hparams_to_yaml
+
         self.hparams.update(params)
+        save_hparams_to_yaml(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
 
     def log_metrics(self, metrics_dict: Mapping[str, Any], step: int | None = None) -> None:
         """Buffer one row: the metrics (tensors as Python numbers) plus ``step``."""
@@ -84,10 +88,7 @@ class ExperimentWriter:
         self.metrics.append(row)
 
     def save(self) -> None:
-        """Write ``hparams.yaml`` and append the buffered rows to ``metrics.csv``."""
-        from fulmen.utilities.parsing import save_hparams_to_yaml
-
-        save_hparams_to_yaml(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
+        """Append the buffered rows to ``metrics.csv``."""
         if not self.metrics:
             return
         new_keys = {key for row in self.metrics for key in row} - set(self.metrics_keys)
@@ -190,7 +191,7 @@ class CSVLogger(Logger):
 
     @rank_zero_only
     def log_hyperparams(self, params: Mapping[str, Any] | Namespace | None) -> None:
-        """Record hyperparameters; written to ``hparams.yaml`` at the next save."""
+        """Record hyperparameters in ``hparams.yaml``."""
         self.experiment.log_hparams(convert_params(params))
 
     @rank_zero_only
@@ -206,7 +207,7 @@ class CSVLogger(Logger):
 
     @rank_zero_only
     def save(self) -> None:
-        """Write ``hparams.yaml`` and the buffered rows of ``metrics.csv``."""
+        """Write the buffered rows of ``metrics.csv``."""
         self.experiment.save()
 
     @rank_zero_only

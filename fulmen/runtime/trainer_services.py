@@ -230,6 +230,7 @@ class TrainerServices:
         callback, logged, pbar = results.epoch_metrics()
         self._callback_metrics.update(callback)
         self._pbar_raw.update(pbar)
+        self._logged_metrics.update(logged)  # readable before the loggers get them (Lightning's property)
         if log and logged:
             self._log_to_loggers(logged, self.fit_loop.batches_that_stepped if step is None else step)
         return logged

@@ -44,22 +44,10 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "optimizer step and zero_grad progress); Lightning keeps the finished epoch's counts (2, "
         "is_last_batch True): fulmen/runtime/checkpoint_lightning.py lightning_fit_progress"
     ),
-    ("csv_logger", "files"): (
-        "fulmen bug: CSVLogger writes csv/version_0/hparams.yaml ('{}') for a module that never "
-        "called save_hyperparameters (Lightning writes none: its ExperimentWriter writes hparams.yaml "
-        "only in log_hparams): fulmen/loggers/csv_logs.py ExperimentWriter.save() writes it on every save"
-    ),
     ("datamodule_from_datasets", "from_datasets"): (
         "fulmen gap: LightningDataModule.from_datasets(train_dataset=..., val_dataset=..., "
         "batch_size=4, num_workers=0) does not exist ('<missing>'); Lightning 2.x builds a datamodule "
         "whose loaders have 2 and 1 batches of 4: fulmen/core/datamodule.py"
-    ),
-    ("logging", "in_callback_on_train_epoch_end_0"): (
-        "fulmen bug: trainer.logged_metrics read in a callback's on_train_epoch_end lacks the epoch's "
-        "training epoch values (d_a 2.0, d_b 4.0, e_train_start 300.0, t_both_epoch 2.0, t_epoch 2.0, "
-        "t_max 3.0, t_sum 6.0, t_weighted 2.333333); Lightning's logged_metrics property adds the "
-        "current results' log metrics when read (callback_metrics and progress_bar_metrics match): "
-        "fulmen/runtime/trainer_properties.py logged_metrics / trainer_services.py"
     ),
 }
 
