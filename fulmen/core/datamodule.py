@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,64 @@ class LightningDataModule(HyperparametersMixin):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         return batch
+
+    @classmethod
+    def from_datasets(
+        cls,
+        train_dataset: Any = None,
+        val_dataset: Any = None,
+        test_dataset: Any = None,
+        predict_dataset: Any = None,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        **datamodule_kwargs: Any,
+    ) -> LightningDataModule:
+        """A datamodule whose loaders wrap the given datasets (each may be a dataset, a sequence
+        or a mapping of datasets); training loaders shuffle unless the dataset is iterable.
+
+        ``batch_size`` / ``num_workers`` also go to ``cls.__init__`` when it accepts them.
+        """
+        import inspect
+
+        import torch
+        from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+        def loader(dataset: Any, shuffle: bool) -> DataLoader:
+            return DataLoader(
+                dataset,
+                batch_size=batch_size,
+                shuffle=shuffle and not isinstance(dataset, IterableDataset),
+                num_workers=num_workers,
+                pin_memory=torch.cuda.is_available(),
+            )
+
+        def loaders(datasets: Any, shuffle: bool = False) -> Any:
+            if isinstance(datasets, Dataset):
+                return loader(datasets, shuffle)
+            if isinstance(datasets, Mapping):
+                return {key: loaders(value, shuffle) for key, value in datasets.items()}
+            if isinstance(datasets, (list, tuple)):
+                return type(datasets)(loaders(value, shuffle) for value in datasets)
+            raise TypeError(
+                f"from_datasets got a {type(datasets).__name__}; expected a torch Dataset, or a list, tuple or "
+                "dict of them."
+            )
+
+        params = inspect.signature(cls.__init__).parameters
+        takes_var_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        special = {"batch_size": batch_size, "num_workers": num_workers}
+        if not takes_var_kwargs:
+            special = {key: value for key, value in special.items() if key in params}
+        datamodule = cls(**datamodule_kwargs, **special)
+        for name, datasets, shuffle in (
+            ("train_dataloader", train_dataset, True),
+            ("val_dataloader", val_dataset, False),
+            ("test_dataloader", test_dataset, False),
+            ("predict_dataloader", predict_dataset, False),
+        ):
+            if datasets is not None:
+                setattr(datamodule, name, lambda datasets=datasets, shuffle=shuffle: loaders(datasets, shuffle))
+        return datamodule
 
     @classmethod
     def load_from_checkpoint(

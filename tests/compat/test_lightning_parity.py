@@ -44,11 +44,6 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "optimizer step and zero_grad progress); Lightning keeps the finished epoch's counts (2, "
         "is_last_batch True): fulmen/runtime/checkpoint_lightning.py lightning_fit_progress"
     ),
-    ("datamodule_from_datasets", "from_datasets"): (
-        "fulmen gap: LightningDataModule.from_datasets(train_dataset=..., val_dataset=..., "
-        "batch_size=4, num_workers=0) does not exist ('<missing>'); Lightning 2.x builds a datamodule "
-        "whose loaders have 2 and 1 batches of 4: fulmen/core/datamodule.py"
-    ),
 }
 
 
