@@ -10,7 +10,8 @@ Keys (Lightning's names, plus ours):
 - always: ``epoch``, ``global_step``, ``fulmen_version``, ``pytorch-lightning_version`` (the
   Lightning layout followed, see ``checkpoint_lightning``), ``state_dict`` (the
   LightningModule's own, never a DDP wrapper's ``module.`` prefix), ``loops``
-  (``{"fit_loop": {<Lightning's progress counters>, "fulmen": trainer.fit_loop.state_dict()}}``),
+  (Lightning's four loops with their progress counters; ``trainer.fit_loop.state_dict()`` under
+  ``loops["fit_loop"]["state_dict"]["fulmen"]``),
   ``hyper_parameters`` + ``hparams_name`` and ``datamodule_hyper_parameters`` when set, the
   datamodule's ``state_dict()`` under its class name (as Lightning does);
 - unless ``weights_only``: ``callbacks`` (``{state_key: state}``), ``optimizer_states``,
@@ -37,7 +38,10 @@ from fulmen.runtime.checkpoint_lightning import (
     FULMEN_LOOP_KEY,
     LIGHTNING_LAYOUT_VERSION,
     fit_state_from_lightning,
+    lightning_eval_loops,
     lightning_fit_progress,
+    scheduler_counts,
+    validation_plan,
 )
 
 _NDARRAY_TAG = "__fulmen_ndarray__"
@@ -89,21 +93,30 @@ def _plain_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _fit_loop_entry(trainer: Any) -> dict[str, Any]:
-    """Lightning's progress counters (so Lightning can resume the file) plus our own loop state."""
+    """Lightning's progress counters (so Lightning can resume the file), with our own loop state
+    in the fit loop's ``state_dict`` (where Lightning's FitLoop keeps its own extras; it reads
+    only the keys it knows from there)."""
     state = trainer.fit_loop.state_dict()
     automatic = bool(getattr(trainer.lightning_module, "automatic_optimization", True))
     num_batches = getattr(trainer, "num_training_batches", float("inf"))
-    entry = lightning_fit_progress(state, num_batches if num_batches else float("inf"), automatic)
-    entry[FULMEN_LOOP_KEY] = encode_arrays(state)
+    entry = lightning_fit_progress(
+        state,
+        num_batches if num_batches else float("inf"),
+        automatic,
+        schedulers=scheduler_counts(trainer, automatic),
+        validation=validation_plan(trainer),
+    )
+    entry["state_dict"][FULMEN_LOOP_KEY] = encode_arrays(state)
     return entry
 
 
 def _fit_loop_state(trainer: Any, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     """Our fit loop state from a fulmen checkpoint, or translated from a Lightning one."""
     entry = (checkpoint.get("loops") or {}).get("fit_loop") or {}
-    if FULMEN_LOOP_KEY in entry:
-        return decode_arrays(entry[FULMEN_LOOP_KEY])
-    if "fulmen_version" in checkpoint:  # files from before the Lightning counters were added
+    ours = (entry.get("state_dict") or {}).get(FULMEN_LOOP_KEY, entry.get(FULMEN_LOOP_KEY))
+    if ours is not None:  # loops.fit_loop.state_dict.fulmen; loops.fit_loop.fulmen in older files
+        return decode_arrays(ours)
+    if "fulmen_version" in checkpoint and "epoch_progress" not in entry:  # files from before the counters
         return decode_arrays(entry)
     from fulmen.runtime.fetcher import capture_rng_states
 
@@ -119,7 +132,7 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
         "global_step": trainer.global_step,
         "fulmen_version": _fulmen_version(),
         "state_dict": module.state_dict(),
-        "loops": {"fit_loop": _fit_loop_entry(trainer)},
+        "loops": {"fit_loop": _fit_loop_entry(trainer), **lightning_eval_loops()},
         "pytorch-lightning_version": LIGHTNING_LAYOUT_VERSION,
     }
     if not weights_only:

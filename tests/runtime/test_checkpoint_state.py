@@ -57,6 +57,15 @@ class LoggerStub:
         self.version = state["version"]
 
 
+# the keys of loops["fit_loop"] in PyTorch Lightning 2.6.6 files
+LIGHTNING_FIT_LOOP_KEYS = [
+    "state_dict", "epoch_loop.state_dict", "epoch_loop.batch_progress", "epoch_loop.scheduler_progress",
+    "epoch_loop.automatic_optimization.state_dict", "epoch_loop.automatic_optimization.optim_progress",
+    "epoch_loop.manual_optimization.state_dict", "epoch_loop.manual_optimization.optim_step_progress",
+    "epoch_loop.val_loop.state_dict", "epoch_loop.val_loop.batch_progress", "epoch_progress",
+]  # fmt: skip
+
+
 def _trainer(tmp_path: Path, fn: str = "fit", seed: int = 0) -> SimpleNamespace:
     torch.manual_seed(seed)
     module = Net()
@@ -113,7 +122,9 @@ def test_dump_has_lightning_layout_and_loads_with_weights_only(tmp_path: Path) -
     path = tmp_path / "full.ckpt"
     ck.save_atomic(checkpoint, path)
     loaded = ck.load_checkpoint(path)  # weights_only=True: numpy's RNG state was stored as tensors
-    fit_state = cs.decode_arrays(loaded["loops"]["fit_loop"]["fulmen"])
+    assert sorted(loaded["loops"]) == ["fit_loop", "predict_loop", "test_loop", "validate_loop"]
+    assert sorted(loaded["loops"]["fit_loop"]) == sorted(LIGHTNING_FIT_LOOP_KEYS)
+    fit_state = cs.decode_arrays(loaded["loops"]["fit_loop"]["state_dict"]["fulmen"])
     assert fit_state["data"]["rng_at_save"]["numpy"][0] == "MT19937"
     np.testing.assert_array_equal(fit_state["data"]["rng_at_save"]["numpy"][1], np.random.get_state()[1])
     assert fit_state["data"]["rng_at_save"]["numpy"][1].dtype == np.uint32
