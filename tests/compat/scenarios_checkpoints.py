@@ -35,18 +35,27 @@ def _describe_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _scalars_only(state: Any) -> Any:
+    """A loop's state_dict with nested values named, not spelled out (they may hold RNG states)."""
+    if not isinstance(state, dict):
+        return plain(state)
+    return {
+        key: "<nested>" if isinstance(value, (dict, list, tuple)) else plain(value) for key, value in state.items()
+    }
+
+
 def _loop_progress(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The loops' names, the fit loop's keys, and its progress counters and loop state dicts
-    (what Lightning reads to resume at the right epoch, batch and step)."""
+    """The loops' names, the fit loop's keys, its progress counters, and its loop state dicts
+    (scalar entries; nested ones named): what Lightning reads to resume at the right epoch,
+    batch and step."""
     loops = checkpoint.get("loops", {})
     fit_loop = loops.get("fit_loop", {})
     return {
         "loops": sorted(loops),
         "fit_loop_keys": sorted(fit_loop),
-        "fit_loop_counters": {
-            key: plain(value)
-            for key, value in sorted(fit_loop.items())
-            if "progress" in key or key.endswith("state_dict")
+        "fit_loop_counters": {key: plain(value) for key, value in sorted(fit_loop.items()) if "progress" in key},
+        "fit_loop_state_dicts": {
+            key: _scalars_only(value) for key, value in sorted(fit_loop.items()) if key.endswith("state_dict")
         },
     }
 
