@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from fulmen.errors import FulmenError
-from fulmen.launcher.jobs import JobRecord, all_records, find_record, latest_record
+from fulmen.launcher.jobs import JobRecord, all_records, find_record, latest_record, launcher_lost
 
 
 TORCHX_BACKENDS = ("k8s", "torchx-local")
@@ -42,8 +42,12 @@ def job_state(record: JobRecord) -> str:
             return torchx.status(record)
     except (FulmenError, OSError):
         return "UNKNOWN"
-    # The local backend records the state itself (it is the process that saw the job end).
-    return str(record.extra.get("final_state", "UNKNOWN"))
+    # The local backend records the state itself (it is the process that saw the job end),
+    # unless it was killed before it could: then the run is LOST.
+    state = str(record.extra.get("final_state", "UNKNOWN"))
+    if state == "RUNNING" and launcher_lost(record):
+        return "LOST"
+    return state
 
 
 def status(job: str | None = None) -> int:

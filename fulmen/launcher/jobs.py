@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -126,3 +127,26 @@ def latest_record() -> JobRecord | None:
     """The most recently submitted job, or None when there is no record."""
     records = all_records()
     return records[-1] if records else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (signal 0 probes without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's process
+        return True
+    return True
+
+
+def launcher_lost(record: JobRecord) -> bool:
+    """True when the record says the run is still going but its launcher on this host is gone.
+
+    A launcher killed with SIGKILL never writes its final state; without this check its run
+    would show RUNNING forever. Records from another host cannot be checked from here (False).
+    """
+    pid, host = record.extra.get("launcher_pid"), record.extra.get("launcher_host")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return False
+    return not pid_alive(pid)

@@ -24,6 +24,7 @@ import importlib.util
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -197,7 +198,8 @@ def _write_job_record(spec: JobSpec, run_dir: Path, run_id: str) -> Any:
     if existing is not None and existing.backend != "local":
         return None
     record = jobs.new_record(
-        run_id, "local", run_dir, spec.job_name, spec.to_dict(), num_tasks=spec.world_size, final_state="RUNNING"
+        run_id, "local", run_dir, spec.job_name, spec.to_dict(), num_tasks=spec.world_size, final_state="RUNNING",
+        launcher_pid=os.getpid(), launcher_host=socket.gethostname(),
     )
     try:
         jobs.write_record(record)

@@ -149,16 +149,6 @@ class LogFollower:
             self.stream.flush()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _require_same_host(run: TorchxRun, run_dir: Path) -> None:
     if run.launcher_host and run.launcher_host != socket.gethostname():
         raise LaunchError(
@@ -192,7 +182,7 @@ def status_of(run_dir: Path) -> str:
         if run.state in TERMINAL_STATES:
             return run.state
         _require_same_host(run, run_dir)
-        return run.state if run.launcher_pid and _pid_alive(run.launcher_pid) else LOST_STATE
+        return run.state if run.launcher_pid and jobs.pid_alive(run.launcher_pid) else LOST_STATE
     with _cluster_errors("get the status of", run.handle), open_runner() as runner:
         status = runner.status(run.handle)
     return status.state.name if status is not None else "UNKNOWN"
@@ -282,7 +272,7 @@ def cancel_run(run_dir: Path, grace_s: float = 5.0) -> None:
     if run.state in TERMINAL_STATES:
         return
     _require_same_host(run, run_dir)
-    if run.launcher_pid and _pid_alive(run.launcher_pid):
+    if run.launcher_pid and jobs.pid_alive(run.launcher_pid):
         os.kill(run.launcher_pid, signal.SIGTERM)
         return
     orphans = job_processes(run.handle)

@@ -101,3 +101,31 @@ def test_torchx_records_are_answered_by_the_torchx_backend(
     assert capsys.readouterr().out == "replica 2 line\n"
     assert job_commands.cancel("fit") == 0
     assert cancelled == ["kubernetes://default/fit-x"]
+
+
+def test_a_local_run_whose_launcher_died_is_lost_not_running(tmp_path, monkeypatch) -> None:
+    """A launcher killed with SIGKILL never records its end; status must not say RUNNING forever."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from fulmen.launcher import jobs
+    from fulmen.launcher.job_commands import job_state
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    dead = jobs.new_record("run-dead", "local", tmp_path, "t", {}, final_state="RUNNING",
+                           launcher_pid=gone.pid, launcher_host=host)
+    alive = jobs.new_record("run-alive", "local", tmp_path, "t", {}, final_state="RUNNING",
+                            launcher_pid=os.getpid(), launcher_host=host)
+    elsewhere = jobs.new_record("run-far", "local", tmp_path, "t", {}, final_state="RUNNING",
+                                launcher_pid=gone.pid, launcher_host=host + "-other")
+    finished = jobs.new_record("run-done", "local", tmp_path, "t", {}, final_state="COMPLETED",
+                               launcher_pid=gone.pid, launcher_host=host)
+    assert job_state(dead) == "LOST"
+    assert job_state(alive) == "RUNNING"
+    assert job_state(elsewhere) == "RUNNING"  # another host's launcher cannot be checked from here
+    assert job_state(finished) == "COMPLETED"
