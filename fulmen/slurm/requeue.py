@@ -38,6 +38,9 @@ def max_requeues_for(run_dir: str | None) -> int:
     return SlurmOptions().max_requeues
 
 
+_DECLINED_AT_LIMIT: set[tuple[str | None, str, int]] = set()  # (run dir, job id, restarts) this process declined
+
+
 def requeue_job(rank_info: RankInfo | None = None, *, reason: str = "stop signal: preemption or time limit") -> bool:
     """Ask SLURM to run this job again; True when it is (or already was) requeued.
 
@@ -54,11 +57,14 @@ def requeue_job(rank_info: RankInfo | None = None, *, reason: str = "stop signal
     run_dir = (rank_info.run_dir if rank_info else None) or os.environ.get("FULMEN_RUN_DIR")
     limit = max_requeues_for(run_dir)
     if restarts >= limit:
-        _say(
-            f"not requeued ({reason}): job {job_id} was already requeued {restarts} time(s), "
-            f"the limit is --max-requeues {limit}. Its resume checkpoint is kept in the run directory; "
-            "submit again with --run-dir to continue."
-        )
+        key = (run_dir, job_id, restarts)
+        if key not in _DECLINED_AT_LIMIT:  # the Trainer's hand-off and the rank entry both ask: say it once
+            _DECLINED_AT_LIMIT.add(key)
+            _say(
+                f"not requeued ({reason}): job {job_id} was already requeued {restarts} time(s), "
+                f"the limit is --max-requeues {limit}. Its resume checkpoint is kept in the run directory; "
+                "submit again with --run-dir to continue."
+            )
         return False
     if run_dir and _marker_path(run_dir, job_id, restarts).exists():
         return True  # another code path of this run already requeued it

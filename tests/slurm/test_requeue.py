@@ -109,3 +109,13 @@ def test_a_cancelled_job_is_not_requeued(
     assert not requeue.requeue_job(rank0(make_run(tmp_path, 3)))
     assert requeued == []
     assert "job 7 is COMPLETING (cancelled or ending)" in capsys.readouterr().err
+
+
+def test_a_decline_at_the_limit_is_said_once_per_run(tmp_path: Path, requeued: list[str],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # the Trainer's preemption hand-off and the rank entry both call requeue_job in one process
+    run_dir = make_run(tmp_path, 1)
+    assert not requeue.requeue_job(rank0(run_dir, restarts=1))
+    assert not requeue.requeue_job(rank0(run_dir, restarts=1))
+    assert capsys.readouterr().err.count("limit is --max-requeues 1") == 1
+    assert requeued == []
