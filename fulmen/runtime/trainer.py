@@ -293,6 +293,9 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
             self.state.stage = None
             for logger in self.loggers:
                 logger.finalize("success")
+            # every rank is done communicating before any tears the process group down: a peer
+            # closing its gloo pairs mid-send aborted the other rank ("terminate called ...")
+            self.strategy.barrier("teardown")
             return output
         except BaseException as exc:
             # Lightning: on_exception, then loggers finalize; no teardown hooks (they mirror a successful setup)
