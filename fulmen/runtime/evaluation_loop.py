@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -17,6 +18,23 @@ if TYPE_CHECKING:  # pragma: no cover
 _PREFIX = {"validate": "validation", "test": "test", "predict": "predict"}
 _DATALOADER_SUFFIX = re.compile(r"/dataloader_idx_(\d+)$")
 
+
+
+def limited_batches(loader: Any, limit: int | float) -> Iterator[tuple[int, Any]]:
+    """``(batch_idx, batch)`` for at most ``limit`` batches of ``loader``.
+
+    Never asks the iterator for more than it will use (nor for a batch past its end), as
+    Lightning does: a capped loader's sampler and workers are not advanced any further.
+    """
+    iterator = iter(loader)
+    batch_idx = 0
+    while batch_idx < limit:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        yield batch_idx, batch
+        batch_idx += 1
 
 def _grad_context(trainer: Trainer, in_fit: bool = False) -> contextlib.AbstractContextManager[Any]:
     # validation inside fit never uses inference mode: its tensors may meet training later (Lightning)
@@ -74,13 +92,7 @@ def run_evaluation(
             results.dataloader_idx = dl_idx if multiple else None
             extra = (dl_idx,) if multiple else ()
             outputs: list[Any] = []
-            batch_idx = 0
-            it = iter(loader)
-            while batch_idx < limit:
-                try:
-                    batch = next(it)
-                except StopIteration:
-                    break
+            for batch_idx, batch in limited_batches(loader, limit):
                 batch = t._transfer_batch(batch, dl_idx)
                 results.new_batch(batch)
                 for fn in batch_start_cbs:
@@ -101,7 +113,6 @@ def run_evaluation(
                     batch_end_mod(out, batch, batch_idx, *extra)
                 if results.logged_this_batch and not sanity:
                     t._publish_eval_step_metrics(results)
-                batch_idx += 1
             all_outputs.append(outputs)
     results.dataloader_idx = None
     if collect:
@@ -168,13 +179,7 @@ def run_predict(trainer: Trainer, loaders: list[Any], num_batches: list[float], 
         for dl_idx, (loader, limit) in enumerate(zip(loaders, num_batches)):
             extra = (dl_idx,) if multiple else ()
             predictions: list[Any] = []
-            batch_idx = 0
-            it = iter(loader)
-            while batch_idx < limit:
-                try:
-                    batch = next(it)
-                except StopIteration:
-                    break
+            for batch_idx, batch in limited_batches(loader, limit):
                 batch = t._transfer_batch(batch, dl_idx)
                 for fn in hooks.callbacks("on_predict_batch_start"):
                     fn(t, module, batch, batch_idx, *extra)
@@ -190,7 +195,6 @@ def run_predict(trainer: Trainer, loaders: list[Any], num_batches: list[float], 
                 hook = hooks.module("on_predict_batch_end")
                 if hook is not None:
                     hook(out, batch, batch_idx, *extra)
-                batch_idx += 1
             all_predictions.append(predictions)
     t._call("on_predict_epoch_end")
     t._call("on_predict_end")
