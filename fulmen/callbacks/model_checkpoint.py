@@ -37,6 +37,8 @@ from fulmen.callbacks.checkpoint_schedule import (
 )
 from fulmen.core.callback import Callback
 from fulmen.errors import MisconfigurationException
+from fulmen.loggers.logger import Logger
+from fulmen.runtime.checkpoint_saver import after_pending_saves, exists_after_pending_saves, wait_for_pending_saves
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -406,13 +408,19 @@ class ModelCheckpoint(Callback):
         if getattr(trainer, "is_global_zero", True):
             for logger in getattr(trainer, "loggers", ()):
                 after_save = getattr(logger, "after_save_checkpoint", None)
-                if after_save is not None:
-                    after_save(self)
+                if after_save is None:
+                    continue
+                if getattr(type(logger), "after_save_checkpoint", None) is not Logger.after_save_checkpoint:
+                    wait_for_pending_saves()  # a logger that looks at the files (uploads them) finds them
+                after_save(self)
 
     @staticmethod
     def _link_checkpoint(trainer: Any, filepath: str, linkpath: str) -> None:
         if getattr(trainer, "is_global_zero", True):
-            link_atomic(filepath, linkpath)
+            # behind the save of its target, like every file operation here
+            after_pending_saves(
+                lambda: link_atomic(filepath, linkpath), f"linking {linkpath!r} to {filepath!r}", linkpath, True
+            )
         strategy = getattr(trainer, "strategy", None)
         if strategy is not None:
             strategy.barrier()
@@ -429,8 +437,9 @@ class ModelCheckpoint(Callback):
         return Path(self.dirpath).absolute() in previous_abs.parents
 
     def _remove_checkpoint(self, trainer: Any, filepath: str) -> None:
-        if getattr(trainer, "is_global_zero", True) and os.path.lexists(filepath):
-            os.remove(filepath)
+        if getattr(trainer, "is_global_zero", True):
+            # only once the file that replaces it is in place (its save may still be finishing)
+            after_pending_saves(lambda: _remove_if_present(filepath), f"deleting {filepath!r}", filepath, False)
 
     # ---- names --------------------------------------------------------------------------
 
@@ -464,7 +473,7 @@ class ModelCheckpoint(Callback):
 
     def file_exists(self, filepath: str | os.PathLike[str], trainer: Any) -> bool:
         """Whether ``filepath`` exists, as rank 0 sees it (so ranks keep the same bookkeeping)."""
-        return bool(broadcast(trainer, os.path.exists(filepath)))
+        return bool(broadcast(trainer, exists_after_pending_saves(filepath)))
 
     def _resolve_dirpath(self, trainer: Any) -> str:
         return self.dirpath if self.dirpath is not None else default_checkpoint_dir(trainer)
@@ -475,3 +484,8 @@ class ModelCheckpoint(Callback):
             assert self.dirpath is not None
             filepath = os.path.join(self.dirpath, "best_k_models.yaml")
         write_best_k_yaml(self.best_k_models, filepath)
+
+
+def _remove_if_present(filepath: str) -> None:
+    if os.path.lexists(filepath):
+        os.remove(filepath)

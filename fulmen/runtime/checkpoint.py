@@ -24,10 +24,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
+import hashlib
 import os
 import pickle
 import re
+import socket
 import sys
+import time
 import uuid
 import warnings
 import zipfile
@@ -46,6 +50,9 @@ RESUME_PREFIX = "resume-step="
 LAST_POINTER_NAME = "last"
 _TEMP_MARK = ".fulmen-tmp-"
 _RESUME_NAME = re.compile(r"^resume-step=(\d+)\.ckpt$")
+_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.fulmen-tmp-(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-[0-9a-f]{8}$")
+# a temp file another machine writes is judged by age: no writer leaves one untouched this long
+_FOREIGN_WRITER_GRACE_S = 120.0
 _ZIP_LOCAL_MAGIC = b"PK\x03\x04"
 _ZIP_END_MAGIC = b"PK\x05\x06"
 _ZIP64_END_MAGIC = b"PK\x06\x06"
@@ -53,9 +60,16 @@ _ZIP64_END_MAGIC = b"PK\x06\x06"
 _LEGACY_PICKLE_MAGIC = b"\x80"
 
 
+@functools.lru_cache(maxsize=1)
+def _host_tag() -> str:
+    """8 hex digits naming this machine: a pid in a temp file name means something only here."""
+    return hashlib.blake2s(socket.gethostname().encode(), digest_size=4).hexdigest()
+
+
 def _temp_path_for(path: Path) -> Path:
-    # same folder as the target, so os.replace is a rename on one filesystem (atomic)
-    return path.parent / f".{path.name}{_TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    # same folder as the target, so os.replace is a rename on one filesystem (atomic); the
+    # name says which file it becomes and which process (pid, machine) writes it
+    return path.parent / f".{path.name}{_TEMP_MARK}{os.getpid()}-{_host_tag()}-{uuid.uuid4().hex[:8]}"
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -122,26 +136,66 @@ class _EarlyWritebackFile:
         self._handle.flush()
 
 
+def write_temp(obj: Any, final: Path) -> tuple[Path, int]:
+    """Serialise ``obj`` with ``torch.save`` into a new temp file next to ``final``.
+
+    Returns the temp path and its still-open descriptor (for ``move_into_place`` to fsync);
+    nothing is flushed to disk yet. On any error the temp file is removed.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_path_for(final)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        with open(fd, "wb", buffering=0, closefd=False) as handle:
+            torch.save(obj, _EarlyWritebackFile(handle))
+    except BaseException:
+        discard_temp(temp, fd)
+        raise
+    return temp, fd
+
+
+def move_into_place(temp: Path, final: Path, *, fd: int | None = None) -> None:
+    """Fsync ``temp``, rename it over ``final`` and fsync the folder (the durable half of a save).
+
+    ``fd`` is the descriptor ``write_temp`` returned (closed here); without it the file is
+    opened again (recovering a temp file a killed process left). On any error the temp file
+    is removed and ``final`` is untouched.
+    """
+    try:
+        if fd is None:
+            fd = os.open(temp, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+        fd = None
+        os.replace(temp, final)
+    except BaseException:
+        discard_temp(temp, fd)
+        raise
+    _fsync_dir(final.parent)
+
+
+def discard_temp(temp: Path, fd: int | None = None) -> None:
+    """Close ``fd`` (if open) and delete ``temp``; errors are ignored (it is clean-up)."""
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    temp.unlink(missing_ok=True)
+
+
 def save_atomic(obj: Any, path: PathLike) -> Path:
     """Write ``obj`` with ``torch.save`` to ``path`` so that ``path`` is never seen half-written.
 
     The data goes to a temporary file in the same folder (its writeback starts while it is
     being written), is fsynced once, renamed over ``path`` with ``os.replace``, and the folder
     is fsynced so that the rename survives a power loss. On any error the temporary file is
-    removed and ``path`` is untouched.
+    removed and ``path`` is untouched. ``checkpoint_saver.save_in_background`` does the same
+    with the fsync and rename off the caller's thread.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temp = _temp_path_for(final)
-    try:
-        with open(temp, "wb", buffering=0) as handle:
-            torch.save(obj, _EarlyWritebackFile(handle))
-            os.fsync(handle.fileno())
-        os.replace(temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(final.parent)
+    temp, fd = write_temp(obj, final)
+    move_into_place(temp, final, fd=fd)
     return final
 
 
@@ -239,6 +293,7 @@ def load_checkpoint(
     they hold Python objects beyond tensors and plain containers.
     """
     file = Path(path)
+    _see_own_saves(file)
     check_checkpoint_file(file, verify_checksums=verify_checksums)
     try:
         checkpoint = torch.load(str(file), map_location=map_location, weights_only=not unsafe_full_unpickle)
@@ -254,6 +309,20 @@ def load_checkpoint(
             "torch.save(model.state_dict()) loads with model.load_state_dict(torch.load(path))."
         )
     return checkpoint
+
+
+def _see_own_saves(file: Path) -> None:
+    """Make ``file`` readable if this or a killed process saved it in the background.
+
+    Waits for this process's pending background saves (their failures are raised by the
+    next save, not here), then finishes a save a killed process left unrenamed.
+    """
+    # only a process that imported the saver can have background saves (and it imports us)
+    saver = sys.modules.get("fulmen.runtime.checkpoint_saver")
+    if saver is not None:
+        saver.wait_for_pending_saves(raise_errors=False)
+    if not file.exists():
+        recover_unfinished_saves(file.parent)
 
 
 def _load_diagnosed(file: Path, map_location: Any, unsafe_full_unpickle: bool) -> Any:
@@ -341,9 +410,11 @@ def find_resume_checkpoint(run_dir: PathLike) -> Path | None:
     Files are tried from the highest global step down (a kill between writing a file and
     moving the ``last`` pointer leaves a complete file newer than the pointer); a pointer to a
     file with another name goes first. A file that is truncated or corrupted (CRC32 checked)
-    is skipped with a warning naming it.
+    is skipped with a warning naming it. A complete file a killed process had not yet renamed
+    into place is recovered first (``recover_unfinished_saves``).
     """
     directory = resume_checkpoint_dir(run_dir)
+    recover_unfinished_saves(directory)
     candidates = list_resume_checkpoints(directory)
     pointed = read_last_pointer(directory)
     if pointed is not None and pointed.exists() and pointed not in candidates:
@@ -358,25 +429,88 @@ def find_resume_checkpoint(run_dir: PathLike) -> Path | None:
     return None
 
 
-def remove_stale_temp_files(directory: PathLike) -> list[Path]:
-    """Delete temporary files that killed writers left in ``directory`` (none of ours is live).
+def _abandoned_temp_files(folder: Path) -> list[tuple[Path, str | None]]:
+    """Temp files in ``folder`` whose writer is gone, oldest first, with the name each was for.
 
-    Only call this where a single process writes (the resume folder is written by rank 0).
-    A temp file whose writer pid is still alive is kept.
+    The name is None for temp files that are not a checkpoint's (old formats, link swaps).
     """
-    removed: list[Path] = []
-    folder = Path(directory)
-    if not folder.is_dir():
-        return removed
+    found: list[tuple[int, Path, str | None]] = []
     for entry in folder.iterdir():
         if _TEMP_MARK not in entry.name:
             continue
-        pid_text = entry.name.split(_TEMP_MARK, 1)[1].split("-", 1)[0]
-        if pid_text.isdigit() and _pid_alive(int(pid_text)):
-            continue  # a live writer (this process included) may still rename it into place
+        match = _TEMP_NAME.match(entry.name)
+        try:
+            mtime = entry.lstat().st_mtime_ns
+        except FileNotFoundError:
+            continue  # its writer just renamed or removed it
+        if match is None:
+            pid_text = entry.name.split(_TEMP_MARK, 1)[1].split("-", 1)[0]
+            if not (pid_text.isdigit() and _pid_alive(int(pid_text))):
+                found.append((mtime, entry, None))
+            continue
+        if match["host"] == _host_tag():
+            alive = _pid_alive(int(match["pid"]))
+        else:
+            alive = time.time() - mtime / 1e9 < _FOREIGN_WRITER_GRACE_S
+        if not alive:
+            found.append((mtime, entry, match["final"]))
+    return [(entry, final) for _, entry, final in sorted(found, key=lambda item: item[0])]
+
+
+def remove_stale_temp_files(directory: PathLike) -> list[Path]:
+    """Delete temporary files that killed writers left in ``directory`` (none of ours is live).
+
+    A temp file whose writer is still alive (this process included) is kept.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry, _ in _abandoned_temp_files(folder):
         entry.unlink(missing_ok=True)
         removed.append(entry)
     return removed
+
+
+def recover_unfinished_saves(directory: PathLike) -> list[Path]:
+    """Finish the saves that killed processes left in ``directory``; return the files recovered.
+
+    A background save (``checkpoint_saver``) renames its temp file only after the fsync, so a
+    process killed right after saving can leave a complete checkpoint under its temp name.
+    Such a file is checked (zip structure and every CRC32), fsynced and renamed into place,
+    unless the final name already holds a newer file. Incomplete or broken temp files of dead
+    writers are deleted. Safe to run from several processes at once.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    recovered: list[Path] = []
+    for temp, final_name in _abandoned_temp_files(folder):
+        if final_name is None:
+            temp.unlink(missing_ok=True)
+            continue
+        final = folder / final_name
+        try:
+            check_checkpoint_file(temp, verify_checksums=True)
+            superseded = final.exists() and final.stat().st_mtime_ns >= temp.stat().st_mtime_ns
+        except (CheckpointError, FileNotFoundError):
+            temp.unlink(missing_ok=True)
+            continue
+        if superseded:
+            temp.unlink(missing_ok=True)
+            continue
+        try:
+            move_into_place(temp, final)
+        except FileNotFoundError:
+            continue  # another process (a peer rank) recovered it first
+        warnings.warn(
+            f"Recovered checkpoint {str(final)!r}: a process that was killed had written it completely "
+            "but not yet renamed it into place.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        recovered.append(final)
+    return recovered
 
 
 def _pid_alive(pid: int) -> bool:

@@ -25,14 +25,12 @@ state) are stored as tensors with their dtype name and turned back on restore.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from fulmen.errors import CheckpointError, MisconfigurationException
+from fulmen.errors import CheckpointError
 from fulmen.runtime import checkpoint as ckpt_io
 from fulmen.runtime.checkpoint_lightning import (
     FULMEN_LOOP_KEY,
@@ -235,13 +233,6 @@ def _source(trainer: Any, source: str | os.PathLike[str] | None) -> str | os.Pat
     return source or getattr(trainer, "ckpt_path", None) or "<the checkpoint being restored>"
 
 
-def restore_checkpoint_file(trainer: Any, path: str | os.PathLike[str], *, unsafe_full_unpickle: bool = False) -> None:
-    """Load ``path`` (safe loader, onto the strategy's device) and restore it; errors name the file."""
-    device = getattr(getattr(trainer, "strategy", None), "root_device", "cpu")
-    checkpoint = ckpt_io.load_checkpoint(path, map_location=device, unsafe_full_unpickle=unsafe_full_unpickle)
-    restore_checkpoint(trainer, checkpoint, source=path)
-
-
 def restore_callbacks(trainer: Any, checkpoint: Mapping[str, Any]) -> None:
     """Every callback's ``on_load_checkpoint``, then each one's state stored under its ``state_key``.
 
@@ -286,114 +277,3 @@ def restore_loggers(trainer: Any, checkpoint: Mapping[str, Any]) -> None:
     for logger, state in zip(trainer.loggers, checkpoint.get("loggers") or []):
         if hasattr(logger, "load_state_dict"):
             logger.load_state_dict(state)
-
-
-# ---- which checkpoint to start from ----------------------------------------------------------
-
-
-def resolve_ckpt_path(trainer: Any, ckpt_path: str | os.PathLike[str] | None) -> str | None:
-    """Turn ``fit/validate/test(ckpt_path=...)`` into a file path (or None).
-
-    ``"last"``: the newest ``last*.ckpt`` of the ModelCheckpoint callbacks or the newest resume
-    checkpoint of the run, None with a warning when there is none. ``"best"``: the
-    ModelCheckpoint's ``best_model_path``. Anything else must be an existing file.
-    """
-    if ckpt_path is None:
-        return None
-    fn = _trainer_fn(trainer)
-    if ckpt_path == "last":
-        found = _newest_last_checkpoint(trainer)
-        if found is None:
-            warnings.warn(
-                f'.{fn}(ckpt_path="last") is set, but there is no last checkpoint available. '
-                "No checkpoint will be loaded.",
-                UserWarning,
-                stacklevel=2,
-            )
-        return found
-    if ckpt_path == "best":
-        callback = getattr(trainer, "checkpoint_callback", None)
-        if callback is None:
-            raise MisconfigurationException(
-                f'.{fn}(ckpt_path="best") is set but `ModelCheckpoint` is not configured.\n'
-                "HINT: add a ModelCheckpoint(monitor=...) callback, or pass a checkpoint path."
-            )
-        if not getattr(callback, "best_model_path", ""):
-            raise MisconfigurationException(
-                f'.{fn}(ckpt_path="best") is set but `ModelCheckpoint` is not configured to save the best model'
-                " (no best_model_path yet).\nHINT: fit first, or pass ckpt_path=<file>."
-            )
-        return str(callback.best_model_path)
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"ckpt_path={str(ckpt_path)!r} does not exist or is not a file.\n"
-            'HINT: pass an existing .ckpt file, "last" or "best".'
-        )
-    return str(path)
-
-
-def _newest_last_checkpoint(trainer: Any) -> str | None:
-    candidates: list[Path] = []
-    for callback in getattr(trainer, "checkpoint_callbacks", None) or []:
-        dirpath = getattr(callback, "dirpath", None)
-        name = getattr(callback, "CHECKPOINT_NAME_LAST", "last")
-        if dirpath and os.path.isdir(dirpath):
-            candidates += [p for p in Path(dirpath).iterdir() if p.suffix == ".ckpt" and p.stem.split("-v")[0] == name]
-    run_dir = run_dir_of(trainer)
-    if run_dir is not None:
-        resume = ckpt_io.find_resume_checkpoint(run_dir)
-        if resume is not None:
-            candidates.append(resume)
-    if not candidates:
-        return None
-    return str(max(candidates, key=lambda p: p.stat().st_mtime))
-
-
-def run_dir_of(trainer: Any) -> str | None:
-    """The run directory of this process (``FULMEN_RUN_DIR``, set by fulmen's launchers), or None."""
-    rank_info = getattr(getattr(trainer, "strategy", None), "rank_info", None)
-    run_dir = getattr(rank_info, "run_dir", None) or os.environ.get("FULMEN_RUN_DIR")
-    return run_dir or None
-
-
-def fit_start_checkpoint(trainer: Any, ckpt_path: str | os.PathLike[str] | None) -> str | None:
-    """The checkpoint ``fit`` starts from: this run's resume checkpoint beats ``ckpt_path``.
-
-    A requeued or restarted job must continue where it stopped, not restart a fine-tune from
-    the original weights it was first given.
-    """
-    run_dir = run_dir_of(trainer)
-    if run_dir is not None:
-        resume = ckpt_io.find_resume_checkpoint(run_dir)
-        if resume is not None:
-            return str(resume)
-    return resolve_ckpt_path(trainer, ckpt_path)
-
-
-def load_for_restore(path: str | os.PathLike[str], *, unsafe_full_unpickle: bool = False) -> dict[str, Any]:
-    """Read a checkpoint to restore it into a trainer (on CPU; ``load_state_dict`` moves tensors)."""
-    return ckpt_io.load_checkpoint(path, map_location="cpu", unsafe_full_unpickle=unsafe_full_unpickle)
-
-
-def save_trainer_checkpoint(trainer: Any, filepath: str | os.PathLike[str], weights_only: bool = False) -> None:
-    """What ``trainer.save_checkpoint`` does: every rank dumps (hooks run everywhere), rank 0 writes."""
-    checkpoint = dump_checkpoint(trainer, weights_only=weights_only)
-    if getattr(trainer, "is_global_zero", True):
-        ckpt_io.save_atomic(checkpoint, filepath)
-    strategy = getattr(trainer, "strategy", None)
-    if strategy is not None:
-        strategy.barrier("save_checkpoint")
-
-
-def save_resume_checkpoint(trainer: Any) -> Path | None:
-    """Save this run's resume checkpoint (preemption, restarts); None outside a run directory."""
-    run_dir = run_dir_of(trainer)
-    if run_dir is None:
-        return None
-    checkpoint = dump_checkpoint(trainer)
-    written = ckpt_io.save_resume_checkpoint(checkpoint, run_dir) if getattr(trainer, "is_global_zero", True) else None
-    strategy = getattr(trainer, "strategy", None)
-    if strategy is not None:
-        strategy.barrier("save_resume_checkpoint")
-    return written

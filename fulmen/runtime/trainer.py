@@ -288,6 +288,7 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
             anomaly = torch.autograd.set_detect_anomaly(True) if self.detect_anomaly else contextlib.nullcontext()
             with anomaly:
                 output = self._run_stage(fn)
+            self._finish_pending_saves()  # the run's checkpoint files are in place before it returns
             self._call_setup_hooks("teardown", fn)
             self.state.status = "finished"
             self.state.stage = None
@@ -301,6 +302,7 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
             # Lightning: on_exception, then loggers finalize; no teardown hooks (they mirror a successful setup)
             self.state.status = "interrupted"
             self.state.stage = None
+            self._finish_pending_saves(failing=True)
             self._call("on_exception", exc)
             if self.datamodule is not None:
                 self.datamodule.on_exception(exc)

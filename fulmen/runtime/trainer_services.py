@@ -15,9 +15,10 @@ from torch import Tensor
 
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hooks import is_overridden, move_data_to_device
-from fulmen.errors import MisconfigurationException
+from fulmen.errors import CheckpointError, MisconfigurationException
 from fulmen.runtime.optim import clip_gradients
 from fulmen.runtime.results import ResultCollection, to_float_dict
+from fulmen.utilities.rank_zero import rank_zero_info
 
 _TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
 
@@ -284,8 +285,14 @@ class TrainerServices:
     # ---- checkpoints ------------------------------------------------------------------
     def save_checkpoint(self, filepath: str | os.PathLike[str], weights_only: bool = False,
                         storage_options: Any = None) -> None:  # fmt: skip
-        """Write a checkpoint of the current state (every rank builds it, global rank 0 writes)."""
+        """Write a checkpoint of the current state (every rank builds it, global rank 0 writes).
+
+        During a run (a callback, a hook) the file's fsync and rename happen in the background
+        while training goes on, and the run waits for them before it returns; outside a run
+        the file is durable and in place when this returns. See ``checkpoint_saver``.
+        """
         from fulmen.runtime.checkpoint import save_atomic
+        from fulmen.runtime.checkpoint_saver import save_in_background
         from fulmen.runtime.checkpoint_state import dump_checkpoint
 
         if self.lightning_module is None:
@@ -295,8 +302,29 @@ class TrainerServices:
             )
         checkpoint = dump_checkpoint(self, weights_only=weights_only)
         if self.is_global_zero:
-            save_atomic(checkpoint, filepath)
+            if self.state.status == "running":
+                save_in_background(checkpoint, filepath)
+            else:
+                save_atomic(checkpoint, filepath)
         self.strategy.barrier("save_checkpoint")
+
+    def _finish_pending_saves(self, failing: bool = False) -> None:
+        """Wait until the checkpoints saved in the background during this run are in place.
+
+        A failed background save is raised, unless the run is already failing: then it is a
+        warning, so that it does not hide the original error.
+        """
+        from fulmen.runtime.checkpoint_saver import has_pending_saves, wait_for_pending_saves
+
+        if not failing:
+            wait_for_pending_saves()
+            return
+        if has_pending_saves():
+            rank_zero_info("Waiting for checkpoints still being written before stopping ...")
+        try:
+            wait_for_pending_saves()
+        except CheckpointError as err:
+            warnings.warn(str(err), RuntimeWarning, stacklevel=2)
 
     def _resolve_ckpt_path(self, ckpt_path: Any) -> str | None:
         """A checkpoint file for ``ckpt_path``: a path, "best" or "last" (Lightning's meanings)."""
@@ -313,10 +341,13 @@ class TrainerServices:
             return os.fspath(path)
         if ckpt_path == "last":
             # the newest last*.ckpt of any checkpoint callback (Lightning's _find_last_checkpoints)
+            from fulmen.runtime.checkpoint import recover_unfinished_saves
+
             candidates = set()
             for cb in self.checkpoint_callbacks:
                 dirpath = getattr(cb, "dirpath", None)
                 if dirpath and os.path.isdir(dirpath):
+                    recover_unfinished_saves(dirpath)  # a last.ckpt a killed run wrote but did not rename
                     candidates |= {
                         os.path.join(dirpath, name)
                         for name in os.listdir(dirpath)

@@ -179,6 +179,73 @@ def test_remove_stale_temp_files_keeps_live_writers(tmp_path: Path) -> None:
     assert live.exists()
 
 
+def _dead_pid() -> int:
+    """A pid that belonged to a process which has exited (and was reaped)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _unfinished(final: Path, obj: Any, pid: int, host: str | None = None) -> Path:
+    """The temp file a killed writer leaves: ``obj`` fully written under the temp name of ``final``."""
+    temp = final.parent / f".{final.name}.fulmen-tmp-{pid}-{host or ck._host_tag()}-0123abcd"
+    torch.save(obj, temp)
+    return temp
+
+
+def test_recover_moves_a_complete_temp_file_of_a_dead_writer_into_place(tmp_path: Path) -> None:
+    temp = _unfinished(tmp_path / "epoch=1-step=17.ckpt", {"global_step": 17}, _dead_pid())
+    with pytest.warns(RuntimeWarning, match=r"Recovered checkpoint .*epoch=1-step=17\.ckpt.*killed"):
+        recovered = ck.recover_unfinished_saves(tmp_path)
+    assert recovered == [tmp_path / "epoch=1-step=17.ckpt"] and not temp.exists()
+    assert ck.load_checkpoint(recovered[0])["global_step"] == 17
+
+
+def test_recover_deletes_an_incomplete_temp_file_and_keeps_the_final_one(tmp_path: Path) -> None:
+    ck.save_atomic({"v": "previous"}, tmp_path / "last.ckpt")
+    temp = _unfinished(tmp_path / "last.ckpt", {"v": "new", "w": torch.zeros(1000)}, _dead_pid())
+    temp.write_bytes(temp.read_bytes()[:-100])  # killed while writing
+    assert ck.recover_unfinished_saves(tmp_path) == []
+    assert not temp.exists() and ck.load_checkpoint(tmp_path / "last.ckpt")["v"] == "previous"
+
+
+def test_recover_never_replaces_a_newer_final_file(tmp_path: Path) -> None:
+    temp = _unfinished(tmp_path / "last.ckpt", {"v": "older"}, _dead_pid())
+    os.utime(temp, (1_000_000, 1_000_000))  # the killed run wrote it long before the restart saved
+    ck.save_atomic({"v": "newer"}, tmp_path / "last.ckpt")
+    assert ck.recover_unfinished_saves(tmp_path) == []
+    assert not temp.exists() and ck.load_checkpoint(tmp_path / "last.ckpt")["v"] == "newer"
+
+
+def test_recover_leaves_live_writers_alone(tmp_path: Path) -> None:
+    mine = _unfinished(tmp_path / "a.ckpt", {"v": 1}, os.getpid())
+    foreign_recent = _unfinished(tmp_path / "b.ckpt", {"v": 2}, _dead_pid(), host="ffffffff")
+    foreign_old = _unfinished(tmp_path / "c.ckpt", {"v": 3}, 1, host="ffffffff")
+    os.utime(foreign_old, (1_000_000, 1_000_000))  # another machine's writer gone for ages
+    with pytest.warns(RuntimeWarning, match=r"c\.ckpt"):
+        assert ck.recover_unfinished_saves(tmp_path) == [tmp_path / "c.ckpt"]
+    assert mine.exists() and foreign_recent.exists()
+    assert not (tmp_path / "a.ckpt").exists() and not (tmp_path / "b.ckpt").exists()
+
+
+def test_loading_a_missing_file_finishes_a_save_a_killed_process_left(tmp_path: Path) -> None:
+    _unfinished(tmp_path / "epoch=0.ckpt", {"global_step": 3}, _dead_pid())
+    with pytest.warns(RuntimeWarning, match="Recovered checkpoint"):
+        assert ck.load_checkpoint(tmp_path / "epoch=0.ckpt")["global_step"] == 3
+
+
+def test_find_resume_recovers_the_newest_unfinished_save(tmp_path: Path) -> None:
+    ck.save_resume_checkpoint(_payload(4), tmp_path)
+    directory = ck.resume_checkpoint_dir(tmp_path)
+    _unfinished(directory / ck.resume_checkpoint_name(6), _payload(6), _dead_pid())
+    with pytest.warns(RuntimeWarning, match="Recovered checkpoint"):
+        found = ck.find_resume_checkpoint(tmp_path)
+    assert found == directory / ck.resume_checkpoint_name(6)
+
+
 def test_writer_loops_over_short_writes(tmp_path: Path) -> None:
     """A single write(2) may stop short (near 2 GiB); torch ignores the count, so we must not."""
 

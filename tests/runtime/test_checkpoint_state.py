@@ -15,7 +15,7 @@ from torch import nn
 from fulmen.callbacks.early_stopping import EarlyStopping
 from fulmen.callbacks.model_checkpoint import ModelCheckpoint
 from fulmen.core.module import LightningModule
-from fulmen.errors import CheckpointError, MisconfigurationException
+from fulmen.errors import CheckpointError
 from fulmen.runtime import checkpoint as ck
 from fulmen.runtime import checkpoint_state as cs
 from fulmen.runtime.fit_loop import FitLoop
@@ -143,7 +143,7 @@ def test_restore_round_trip(tmp_path: Path) -> None:
     ck.save_atomic(cs.dump_checkpoint(source), path)
     target = _trainer(tmp_path, seed=2)
     target.logger_versions = None
-    cs.restore_checkpoint(target, cs.load_for_restore(path))
+    cs.restore_checkpoint(target, ck.load_checkpoint(path, map_location="cpu"))
     for a, b in zip(source.lightning_module.parameters(), target.lightning_module.parameters()):
         assert torch.equal(a, b)
     src_opt, dst_opt = source.optimizers[0].state_dict(), target.optimizers[0].state_dict()
@@ -163,9 +163,9 @@ def test_weights_only_checkpoint_cannot_resume_fit_but_can_test(tmp_path: Path) 
     fitting = _trainer(tmp_path, seed=5)
     fitting.ckpt_path = str(path)
     with pytest.raises(CheckpointError, match=r"w\.ckpt.*\['optimizer_states', 'lr_schedulers'\].*resume training"):
-        cs.restore_checkpoint(fitting, cs.load_for_restore(path))
+        cs.restore_checkpoint(fitting, ck.load_checkpoint(path, map_location="cpu"))
     testing = _trainer(tmp_path, fn="test", seed=5)
-    cs.restore_checkpoint(testing, cs.load_for_restore(path))
+    cs.restore_checkpoint(testing, ck.load_checkpoint(path, map_location="cpu"))
 
 
 def test_optimizer_count_mismatch_is_explained(tmp_path: Path) -> None:
@@ -181,46 +181,6 @@ def test_callback_state_under_bare_class_name_is_used(tmp_path: Path) -> None:
     target = _trainer(tmp_path)
     cs.restore_callbacks(target, checkpoint)
     assert target.callbacks[1].patience == 9
-
-
-def test_resolve_ckpt_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("FULMEN_RUN_DIR", raising=False)
-    trainer = _trainer(tmp_path)
-    assert cs.resolve_ckpt_path(trainer, None) is None
-    with pytest.raises(MisconfigurationException, match="not configured to save the best"):
-        cs.resolve_ckpt_path(trainer, "best")
-    trainer.checkpoint_callback.best_model_path = str(tmp_path / "best.ckpt")
-    assert cs.resolve_ckpt_path(trainer, "best") == str(tmp_path / "best.ckpt")
-    with pytest.warns(UserWarning, match="no last checkpoint"):
-        assert cs.resolve_ckpt_path(trainer, "last") is None
-    folder = tmp_path / "ckpts"
-    folder.mkdir()
-    ck.save_atomic({"state_dict": {}}, folder / "last.ckpt")
-    assert cs.resolve_ckpt_path(trainer, "last") == str(folder / "last.ckpt")
-    with pytest.raises(CheckpointError, match=r"nope\.ckpt"):
-        cs.resolve_ckpt_path(trainer, tmp_path / "nope.ckpt")
-    trainer.checkpoint_callback = None
-    with pytest.raises(MisconfigurationException, match="`ModelCheckpoint` is not configured"):
-        cs.resolve_ckpt_path(trainer, "best")
-
-
-def test_resume_checkpoint_of_run_beats_explicit_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    run_dir = tmp_path / "run"
-    monkeypatch.setenv("FULMEN_RUN_DIR", str(run_dir))
-    trainer = _trainer(tmp_path)
-    explicit = tmp_path / "finetune-from.ckpt"
-    ck.save_atomic({"state_dict": {}}, explicit)
-    assert cs.fit_start_checkpoint(trainer, explicit) == str(explicit)
-    _train_a_bit(trainer)
-    written = cs.save_resume_checkpoint(trainer)
-    assert written is not None and written.parent == ck.resume_checkpoint_dir(run_dir)
-    assert cs.fit_start_checkpoint(trainer, explicit) == str(written)
-    assert ck.load_checkpoint(written)["global_step"] == 3
-
-
-def test_no_resume_checkpoint_outside_a_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("FULMEN_RUN_DIR", raising=False)
-    assert cs.save_resume_checkpoint(_trainer(tmp_path)) is None
 
 
 def test_encode_decode_arrays_round_trip() -> None:

@@ -1,11 +1,12 @@
 """One phase of the exact-resume experiment, run as its own process by test_exact_resume.py.
 
     python resume_script.py OUT_DIR --max-epochs N [--ckpt PATH] [--every-n-steps K]
-                            [--kill-at-step S] [--signal-at-step S]
+                            [--kill-at-step S] [--signal-at-step S] [--hold-renames]
 
 Shuffled data, dropout, Adam and a per-step StepLR. Each optimizer step appends
 ``{"step", "loss", "lr"}`` to OUT_DIR/steps.jsonl (flushed at once, so a killed process keeps
-its records); the final weights go to OUT_DIR/final.pt and the number of training samples read
+its records); ``--hold-renames`` makes every background checkpoint rename wait forever (a
+disk that has not finished the fsync when the kill comes); the final weights go to OUT_DIR/final.pt and the number of training samples read
 to OUT_DIR/reads.txt (one line per process) when the phase ends normally.
 """
 
@@ -100,7 +101,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--every-n-steps", type=int, default=None)
     parser.add_argument("--kill-at-step", type=int, default=None)
     parser.add_argument("--signal-at-step", type=int, default=None)
+    parser.add_argument("--hold-renames", action="store_true")
     args = parser.parse_args(argv)
+    if args.hold_renames:
+        import threading
+
+        from fulmen.runtime import checkpoint_saver
+
+        checkpoint_saver.move_into_place = lambda *a, **k: threading.Event().wait()
     args.out.mkdir(parents=True, exist_ok=True)
 
     pl.seed_everything(7, verbose=False)

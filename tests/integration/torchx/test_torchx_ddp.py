@@ -10,7 +10,6 @@ each rank saw and ended with.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

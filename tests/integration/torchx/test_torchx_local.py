@@ -8,9 +8,7 @@ these tests pin the torchx path itself; the Trainer/DDP example is in test_torch
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
