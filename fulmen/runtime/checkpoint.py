@@ -1,6 +1,7 @@
-"""Checkpoint files on disk: atomic save, checked load, and the resume checkpoint of a run.
+"""Checkpoint files on disk: atomic save, checked load, and recovery of unfinished saves.
 
-This module knows files, not trainers (``checkpoint_state`` turns a trainer into the dict).
+This module knows files, not trainers (``checkpoint_state`` turns a trainer into the dict;
+``resume_checkpoint`` names and finds the resume checkpoints of a run).
 
 Why each piece is here:
 
@@ -14,16 +15,13 @@ Why each piece is here:
 - Torch checkpoints are zip archives whose records carry CRC32 checksums that ``torch.load``
   does not verify; ``verify_checksums=True`` checks them (about 3 GB/s), which the resume
   search does because a silently corrupted resume checkpoint would poison a whole run.
-- The resume checkpoints of a run live in ``<run_dir>/checkpoints/resume/`` as
-  ``resume-step=<global_step>.ckpt`` next to a ``last`` pointer file (the name of the newest
-  one), itself replaced atomically. ``find_resume_checkpoint`` trusts the pointer first and
-  falls back to the newest valid file, skipping broken ones with a warning.
+- A save has two halves, ``write_temp`` (serialise) and ``move_into_place`` (fsync, rename,
+  fsync the folder); ``checkpoint_saver`` runs the second in the background during training,
+  and ``recover_unfinished_saves`` finishes what a killed process left between them.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import hashlib
 import os
@@ -42,14 +40,11 @@ from typing import Any
 import torch
 
 from fulmen.errors import CheckpointError
+from fulmen.runtime.writeback import EarlyWritebackFile
 
 PathLike = str | os.PathLike[str]
 
-RESUME_SUBDIR = ("checkpoints", "resume")
-RESUME_PREFIX = "resume-step="
-LAST_POINTER_NAME = "last"
 _TEMP_MARK = ".fulmen-tmp-"
-_RESUME_NAME = re.compile(r"^resume-step=(\d+)\.ckpt$")
 _TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.fulmen-tmp-(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-[0-9a-f]{8}$")
 # a temp file another machine writes is judged by age: no writer leaves one untouched this long
 _FOREIGN_WRITER_GRACE_S = 120.0
@@ -86,56 +81,6 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _load_sync_file_range() -> Any:
-    """libc's sync_file_range (Linux), or None where it does not exist."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        function = libc.sync_file_range
-    except (OSError, AttributeError):  # pragma: no cover - unusual libc
-        return None
-    function.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
-    function.restype = ctypes.c_int
-    return function
-
-
-_SYNC_FILE_RANGE = _load_sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2  # start writeback of dirty pages in the range, do not wait
-_WRITEBACK_CHUNK = 64 << 20
-
-
-class _EarlyWritebackFile:
-    """A write-only file that asks the kernel to start writing each 64 MiB to disk right away.
-
-    The final fsync then waits only for the tail instead of the whole file: writing and the
-    disk overlap. (bench/checkpoint_io.py, 576 MB, a shared and busy disk: write-then-fsync
-    took about 4x a plain ``torch.save``, this about 2x; the disk's speed is the floor.)
-    """
-
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-        self._fd = handle.fileno()
-        self._written = 0
-        self._started = 0
-
-    def write(self, data: Any) -> int:
-        # an unbuffered file may write less than asked (a single write(2) stops near 2 GiB):
-        # loop, because torch's writer does not look at the returned count
-        view = memoryview(data).cast("B")
-        count = 0
-        while count < len(view):
-            count += self._handle.write(view[count:])
-        self._written += count
-        if _SYNC_FILE_RANGE is not None and self._written - self._started >= _WRITEBACK_CHUNK:
-            _SYNC_FILE_RANGE(self._fd, self._started, self._written - self._started, _SYNC_FILE_RANGE_WRITE)
-            self._started = self._written
-        return count
-
-    def flush(self) -> None:
-        self._handle.flush()
-
-
 def write_temp(obj: Any, final: Path) -> tuple[Path, int]:
     """Serialise ``obj`` with ``torch.save`` into a new temp file next to ``final``.
 
@@ -147,7 +92,7 @@ def write_temp(obj: Any, final: Path) -> tuple[Path, int]:
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         with open(fd, "wb", buffering=0, closefd=False) as handle:
-            torch.save(obj, _EarlyWritebackFile(handle))
+            torch.save(obj, EarlyWritebackFile(handle))
     except BaseException:
         discard_temp(temp, fd)
         raise
@@ -365,70 +310,6 @@ def require_keys(checkpoint: Mapping[str, Any], keys: tuple[str, ...], path: Pat
         )
 
 
-# ---- the resume checkpoint of a run -------------------------------------------------------
-
-
-def resume_checkpoint_dir(run_dir: PathLike) -> Path:
-    """Folder of the resume checkpoints of a run: ``<run_dir>/checkpoints/resume``."""
-    return Path(run_dir).joinpath(*RESUME_SUBDIR)
-
-
-def resume_checkpoint_name(global_step: int) -> str:
-    """File name of the resume checkpoint taken at ``global_step`` (zero-padded: sorts by name)."""
-    return f"{RESUME_PREFIX}{global_step:012d}.ckpt"
-
-
-def write_last_pointer(directory: PathLike, target: PathLike) -> Path:
-    """Point ``<directory>/last`` at ``target`` (a file in that folder), atomically."""
-    return write_text_atomic(Path(target).name + "\n", Path(directory) / LAST_POINTER_NAME)
-
-
-def read_last_pointer(directory: PathLike) -> Path | None:
-    """The file ``<directory>/last`` names, or None when there is no usable pointer."""
-    pointer = Path(directory) / LAST_POINTER_NAME
-    try:
-        name = pointer.read_text(encoding="utf-8").strip()
-    except (FileNotFoundError, UnicodeDecodeError):
-        return None
-    if not name or "/" in name or name.startswith("."):
-        return None
-    return Path(directory) / name
-
-
-def list_resume_checkpoints(directory: PathLike) -> list[Path]:
-    """Resume checkpoint files in ``directory``, newest (highest global step) first."""
-    folder = Path(directory)
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _RESUME_NAME.match(p.name))]
-    return [path for _, path in sorted(found, reverse=True)]
-
-
-def find_resume_checkpoint(run_dir: PathLike) -> Path | None:
-    """The newest valid resume checkpoint of ``run_dir``, or None when there is none.
-
-    Files are tried from the highest global step down (a kill between writing a file and
-    moving the ``last`` pointer leaves a complete file newer than the pointer); a pointer to a
-    file with another name goes first. A file that is truncated or corrupted (CRC32 checked)
-    is skipped with a warning naming it. A complete file a killed process had not yet renamed
-    into place is recovered first (``recover_unfinished_saves``).
-    """
-    directory = resume_checkpoint_dir(run_dir)
-    recover_unfinished_saves(directory)
-    candidates = list_resume_checkpoints(directory)
-    pointed = read_last_pointer(directory)
-    if pointed is not None and pointed.exists() and pointed not in candidates:
-        candidates.insert(0, pointed)
-    for candidate in candidates:
-        try:
-            check_checkpoint_file(candidate, verify_checksums=True)
-        except CheckpointError as err:
-            warnings.warn(f"Skipping a broken resume checkpoint: {err}", RuntimeWarning, stacklevel=2)
-            continue
-        return candidate
-    return None
-
-
 def _abandoned_temp_files(folder: Path) -> list[tuple[Path, str | None]]:
     """Temp files in ``folder`` whose writer is gone, oldest first, with the name each was for.
 
@@ -521,22 +402,3 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def save_resume_checkpoint(checkpoint: Mapping[str, Any], run_dir: PathLike, *, keep: int = 2) -> Path:
-    """Write the resume checkpoint of a run, point ``last`` at it, then prune older ones.
-
-    ``keep`` (>= 1) files remain so that a later-corrupted newest file still has a fallback.
-    Deletion happens only after the new file and the pointer are in place.
-    """
-    if keep < 1:
-        raise ValueError(f"save_resume_checkpoint(keep={keep}): expected keep >= 1")
-    global_step = int(checkpoint.get("global_step", 0))
-    directory = resume_checkpoint_dir(run_dir)
-    path = save_atomic(checkpoint, directory / resume_checkpoint_name(global_step))
-    write_last_pointer(directory, path)
-    for older in list_resume_checkpoints(directory)[keep:]:
-        if older != path:  # never the file just written, even if an older run went further
-            older.unlink(missing_ok=True)
-    remove_stale_temp_files(directory)
-    return path

@@ -366,7 +366,7 @@ class TrainerServices:
         """The file fit resumes from: this run's resume checkpoint beats ``ckpt_path`` (DESIGN)."""
         run_dir = self.strategy.rank_info.run_dir
         if run_dir:
-            from fulmen.runtime.checkpoint import find_resume_checkpoint
+            from fulmen.runtime.resume_checkpoint import find_resume_checkpoint
 
             found = find_resume_checkpoint(run_dir)
             if found is not None:
@@ -411,7 +411,7 @@ class TrainerServices:
         handler = self._preemption
         if handler is None or not handler.stop_requested(self.strategy):
             return
-        from fulmen.runtime.checkpoint import save_resume_checkpoint
+        from fulmen.runtime.resume_checkpoint import save_resume_checkpoint
         from fulmen.runtime.checkpoint_state import dump_checkpoint
         from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE, hand_off
 

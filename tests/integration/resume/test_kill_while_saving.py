@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from fulmen.runtime import checkpoint as ck
+from fulmen.runtime import resume_checkpoint as rc
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,14 +25,15 @@ CHILD = textwrap.dedent(
     """
     import sys, torch
     from fulmen.runtime import checkpoint as ck
+    from fulmen.runtime import resume_checkpoint as rc
     run_dir = sys.argv[1]
-    found = ck.find_resume_checkpoint(run_dir)
+    found = rc.find_resume_checkpoint(run_dir)
     step = ck.load_checkpoint(found)["global_step"] if found else 0
     print("ready", step, flush=True)
     while True:
         step += 1
         payload = {"global_step": step, "state_dict": {"w": torch.full((512, 1024), float(step))}}
-        ck.save_resume_checkpoint(payload, run_dir)
+        rc.save_resume_checkpoint(payload, run_dir)
         ck.save_atomic(payload, run_dir + "/last.ckpt")
     """
 )
@@ -39,12 +41,12 @@ CHILD = textwrap.dedent(
 
 def _check_final_files(run_dir: Path) -> int:
     """Every file under a final name loads and holds what its name says; return newest step."""
-    directory = ck.resume_checkpoint_dir(run_dir)
+    directory = rc.resume_checkpoint_dir(run_dir)
     newest = 0
-    for path in ck.list_resume_checkpoints(directory):
+    for path in rc.list_resume_checkpoints(directory):
         loaded = ck.load_checkpoint(path, verify_checksums=True)
         step = loaded["global_step"]
-        assert path.name == ck.resume_checkpoint_name(step)
+        assert path.name == rc.resume_checkpoint_name(step)
         assert torch.equal(loaded["state_dict"]["w"], torch.full((512, 1024), float(step)))
         newest = max(newest, step)
     last = run_dir / "last.ckpt"
@@ -80,12 +82,12 @@ def test_sigkill_at_random_moments_never_leaves_truncated_final_file(
         # (never a broken one: every recovered file must pass the same checks)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            ck.recover_unfinished_saves(ck.resume_checkpoint_dir(run_dir))
+            ck.recover_unfinished_saves(rc.resume_checkpoint_dir(run_dir))
             ck.recover_unfinished_saves(run_dir)
         assert not [p.name for p in run_dir.rglob(".*fulmen-tmp-*")]
         newest = _check_final_files(run_dir)
         assert newest >= previous_newest
-        found = ck.find_resume_checkpoint(run_dir)
+        found = rc.find_resume_checkpoint(run_dir)
         if newest:
             assert found is not None and ck.load_checkpoint(found)["global_step"] == newest
         previous_newest = newest

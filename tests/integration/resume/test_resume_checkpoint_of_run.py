@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from fulmen.runtime import checkpoint as ck
+from fulmen.runtime import resume_checkpoint as rc
 
 from .conftest import run_phase, steps
 
@@ -33,7 +34,7 @@ def test_signal_saves_resume_checkpoint_which_beats_explicit_ckpt_path(
 
     proc = run_phase(out, env, "--max-epochs", "3", "--ckpt", str(explicit), "--signal-at-step", "20")
     assert proc.returncode == PREEMPTED_EXIT_CODE, proc.stderr[-3000:]
-    resume = ck.find_resume_checkpoint(run_dir)
+    resume = rc.find_resume_checkpoint(run_dir)
     assert resume is not None and resume.parent == run_dir / "checkpoints" / "resume"
     saved_step = ck.load_checkpoint(resume)["global_step"]
     assert saved_step == steps(out)[-1]["step"] > 20  # the step that was running when the signal came
