@@ -24,9 +24,11 @@ Lightning's counters, as its 2.x loops write them (checked against files written
   when an epoch starts) and in the last run (``current``, reset when a run starts).
 - ``current`` counters keep describing the last epoch (or run) until the next one starts.
 
-Known gap: a file saved from ``on_train_batch_end`` counts that batch as completed, where
-Lightning has not yet (its ``completed`` is one lower): our loop state does not say whether
-the batch-end hooks are running. ``fit_state_from_lightning`` reads both kinds.
+A file saved from ``on_train_batch_end`` (our loop state says ``batch_end_running``) has what
+Lightning has at that point: the batch is processed but not yet completed (``completed`` one
+lower), and what comes after those hooks has not happened (the validation due at that batch,
+the epoch's end). Lightning resumes such a file after that batch (its restart stage
+"restarted on train batch end"); ``fit_state_from_lightning`` reads both kinds.
 
 ``LIGHTNING_LAYOUT_VERSION`` is written as ``pytorch-lightning_version``: Lightning refuses a
 file without that key, and at 2.0.0 none of its format migrations apply to our files.
@@ -147,8 +149,13 @@ def _steps(total: int, current: int, started: bool = False) -> dict:
     }
 
 
-def _batch_progress(total: int, current: int, is_last_batch: bool) -> dict:
-    return {"total": _tracker(total), "current": _tracker(current), "is_last_batch": is_last_batch}
+def _batch_progress(total: int, current: int, is_last_batch: bool, completing: int = 0) -> dict:
+    """``completing``: batches processed whose end hooks have not finished (counted in ``completed`` later)."""
+    return {
+        "total": _tracker(total, completed=total - completing),
+        "current": _tracker(current, completed=current - completing),
+        "is_last_batch": is_last_batch,
+    }
 
 
 def lightning_eval_loops() -> dict[str, dict]:
@@ -190,6 +197,7 @@ def lightning_fit_progress(
     batches = int(fit_state.get("batch_idx", 0))
     total_batches = int(fit_state.get("total_batch_idx", batches))
     step = int(fit_state.get("global_step", 0))
+    in_batch_end = bool(fit_state.get("batch_end_running")) and batches > 0
     epoch_done = batches > 0 and batches >= num_training_batches
     current_batches, is_last_batch = batches, epoch_done
     if batches == 0:  # epoch ``epoch`` has not started (a fresh loop, or after the last epoch)
@@ -199,20 +207,23 @@ def lightning_fit_progress(
             current_batches, is_last_batch = min(int(finished), total_batches), True
     else:  # it has started; its training part has ended only when all its batches ran
         epoch_counters = _tracker(epoch + 1, completed=epoch)
-        if not epoch_done:
+        if not epoch_done or in_batch_end:  # (the epoch's end comes after the batch-end hooks)
             epoch_counters["processed"] = epoch
     current_steps = min(current_batches, step)
     training_ended = is_last_batch  # the epoch the current counts belong to ran its last batch
     counted_epoch = epoch - 1 if batches == 0 else epoch
     scheduler_steps = _scheduler_steps(schedulers, counted_epoch, current_batches, training_ended)
-    val_batches = _validation_batches(validation, counted_epoch, current_batches, training_ended)
+    if in_batch_end:  # the validation due at this batch runs after its end hooks
+        val_batches = _validation_batches(validation, counted_epoch, current_batches - 1, False)
+    else:
+        val_batches = _validation_batches(validation, counted_epoch, current_batches, training_ended)
 
     scheduler_total, scheduler_current = scheduler_steps
     val_total, val_current, val_last = val_batches
     return {
         "state_dict": {},
         "epoch_loop.state_dict": {"_batches_that_stepped": int(fit_state.get("batches_that_stepped", step))},
-        "epoch_loop.batch_progress": _batch_progress(total_batches, current_batches, is_last_batch),
+        "epoch_loop.batch_progress": _batch_progress(total_batches, current_batches, is_last_batch, int(in_batch_end)),
         "epoch_loop.scheduler_progress": _steps(scheduler_total, scheduler_current),
         "epoch_loop.automatic_optimization.state_dict": {},
         "epoch_loop.automatic_optimization.optim_progress": {

@@ -78,6 +78,7 @@ class FitLoop:
         self.fetcher = DataFetcher()
         self._restored_mid_epoch = False
         self.epoch_processed = False  # True while the epoch-end hooks of current_epoch run
+        self.batch_end_running = False  # True while the on_train_batch_end hooks run
         self._start_time: float | None = None
         self._epoch_outputs: list[Any] = []
         self._need_outputs = True
@@ -94,6 +95,7 @@ class FitLoop:
             "global_step": self.global_step,
             "batches_that_stepped": self.batches_that_stepped,
             "epoch_processed": self.epoch_processed,
+            "batch_end_running": self.batch_end_running,
             "optimizer_steps": list(self.optimizer_steps),
             "data": self.fetcher.state_dict(),
         }
@@ -247,11 +249,16 @@ class FitLoop:
         self.fetcher.batches_done = batch_idx + 1
         if results.logged_this_batch and self._has_batch_end_hooks:  # the progress bar shows this batch's values
             t._publish_step_metrics(should_log=False, batch_done=False)
-        for fn in hooks.callbacks("on_train_batch_end"):
-            fn(t, module, outputs, batch, batch_idx)
-        end_hook = hooks.module("on_train_batch_end")
-        if end_hook is not None:
-            end_hook(outputs, batch, batch_idx)
+        # a checkpoint saved by these hooks says so: Lightning counts the batch completed only after them
+        self.batch_end_running = True
+        try:
+            for fn in hooks.callbacks("on_train_batch_end"):
+                fn(t, module, outputs, batch, batch_idx)
+            end_hook = hooks.module("on_train_batch_end")
+            if end_hook is not None:
+                end_hook(outputs, batch, batch_idx)
+        finally:
+            self.batch_end_running = False
         # Lightning sends nothing to the loggers on batches that only accumulate gradients
         accumulating = should_accumulate and module.automatic_optimization
         if results.logged_this_batch:

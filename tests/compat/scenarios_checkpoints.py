@@ -358,7 +358,43 @@ def early_stopping(pl: ModuleType, root: Path) -> dict[str, Any]:
     return out
 
 
+def batch_end_checkpoints(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """Files saved from on_train_batch_end (as ModelCheckpoint(every_n_train_steps) does), in the
+    middle of an epoch and at its last batch (1 epoch x 4 batches, validation every 2 batches,
+    an epoch StepLR): their loop counters (the validation and epoch end due after those hooks
+    have not run yet), and what a fit resumed from each runs (epoch, batch_idx, global_step of
+    every training batch; validation runs)."""
+
+    class SaveAt(pl.Callback):
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            if batch_idx in (1, 3):
+                trainer.save_checkpoint(str(root / f"batch{batch_idx}.ckpt"))
+
+    class Records(pl.Callback):
+        def __init__(self) -> None:
+            self.seen: list[list[int]] = []
+
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            self.seen.append([trainer.current_epoch, batch_idx, trainer.global_step])
+
+        def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+            self.seen.append(["validation", trainer.current_epoch, trainer.global_step])
+
+    flags = trainer_kwargs(str(root), max_epochs=1, val_check_interval=2, num_sanity_val_steps=0)
+    pl.Trainer(**flags, callbacks=[SaveAt()]).fit(hparams_module(pl)(), loader(8), loader(4, seed=1))
+    observed: dict[str, Any] = {}
+    for name in ("batch1", "batch3"):
+        checkpoint = torch.load(root / f"{name}.ckpt", map_location="cpu", weights_only=False)
+        observed[f"loops.{name}"] = _loop_progress(checkpoint)
+        records = Records()
+        resumed = pl.Trainer(**{**flags, "max_epochs": 2}, callbacks=[records])
+        resumed.fit(hparams_module(pl)(), loader(8), loader(4, seed=1), ckpt_path=str(root / f"{name}.ckpt"))
+        observed[f"resumed_from_{name}"] = {"batches": records.seen, "global_step": resumed.global_step}
+    return observed
+
+
 SCENARIOS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
+    "batch_end_checkpoints": batch_end_checkpoints,
     "checkpoint_contents": checkpoint_contents,
     "stateful_callback_and_datamodule": stateful_callback_and_datamodule,
     "checkpoint_names": checkpoint_names,

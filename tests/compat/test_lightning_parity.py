@@ -72,8 +72,13 @@ _LOOP_STATE_REASON = (
     "start, optimizer steps) inside Lightning's layout, under loops.fit_loop.state_dict.fulmen; "
     "Lightning ignores the extra entry and resumes these files (checked by hand with 2.6.6)"
 )
-for _key in ("loops.model_checkpoint_file", "loops.save_checkpoint_file"):
-    DELIBERATE_DIFFERENCES[("checkpoint_contents", _key)] = [
+for _name, _key in [
+    ("checkpoint_contents", "loops.model_checkpoint_file"),
+    ("checkpoint_contents", "loops.save_checkpoint_file"),
+    ("batch_end_checkpoints", "loops.batch1"),
+    ("batch_end_checkpoints", "loops.batch3"),
+]:
+    DELIBERATE_DIFFERENCES[(_name, _key)] = [
         Deviation(("fit_loop_state_dicts", "state_dict"), {}, {"fulmen": "<nested>"}, _LOOP_STATE_REASON)
     ]
 DELIBERATE_DIFFERENCES[("checkpoint_contents", "save_checkpoint_weights_only_file")] = [
