@@ -20,11 +20,13 @@ from fulmen.runtime import resume_checkpoint as rc
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # The child continues from the newest valid resume checkpoint (as a restarted job does) and
-# saves in a tight loop, both through the resume path and to a fixed ``last.ckpt`` name.
+# saves in a tight loop, through the resume path, to a fixed ``last.ckpt`` name, and to
+# ``background.ckpt`` with the background fsync+rename a Trainer uses during fit.
 CHILD = textwrap.dedent(
     """
     import sys, torch
     from fulmen.runtime import checkpoint as ck
+    from fulmen.runtime import checkpoint_saver as saver
     from fulmen.runtime import resume_checkpoint as rc
     run_dir = sys.argv[1]
     found = rc.find_resume_checkpoint(run_dir)
@@ -35,6 +37,7 @@ CHILD = textwrap.dedent(
         payload = {"global_step": step, "state_dict": {"w": torch.full((512, 1024), float(step))}}
         rc.save_resume_checkpoint(payload, run_dir)
         ck.save_atomic(payload, run_dir + "/last.ckpt")
+        saver.save_in_background(payload, run_dir + "/background.ckpt")  # as a Trainer saves during fit
     """
 )
 
@@ -49,10 +52,10 @@ def _check_final_files(run_dir: Path) -> int:
         assert path.name == rc.resume_checkpoint_name(step)
         assert torch.equal(loaded["state_dict"]["w"], torch.full((512, 1024), float(step)))
         newest = max(newest, step)
-    last = run_dir / "last.ckpt"
-    if last.exists():
-        loaded = ck.load_checkpoint(last, verify_checksums=True)
-        assert loaded["state_dict"]["w"][0, 0].item() == loaded["global_step"]
+    for name in ("last.ckpt", "background.ckpt"):
+        if (run_dir / name).exists():
+            loaded = ck.load_checkpoint(run_dir / name, verify_checksums=True)
+            assert torch.equal(loaded["state_dict"]["w"], torch.full((512, 1024), float(loaded["global_step"])))
     return newest
 
 
