@@ -7,6 +7,12 @@ callback's checkpoint state follow PyTorch Lightning 2.x, so scripts and tools t
 Differences on purpose: every file (``last.ckpt`` included) is written atomically by
 ``trainer.save_checkpoint``, and ``save_last="link"`` swaps the link atomically too; an old
 top-k file is deleted only after its replacement is in place.
+
+This module wires the hooks to the decisions; the rules live beside it: argument checks in
+``checkpoint_arguments``, the metrics a save sees in ``checkpoint_monitor``, file names and the
+default folder in ``checkpoint_paths``, when to save in ``checkpoint_schedule``, the top-k
+ranking in ``checkpoint_top_k``, and deleting, linking and checking files behind the
+background saves in ``checkpoint_files``.
 """
 
 from __future__ import annotations
@@ -15,30 +21,18 @@ import os
 import time
 import warnings
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from torch import Tensor
 
-from fulmen.callbacks.checkpoint_paths import (
-    default_checkpoint_dir,
-    interpolate_filename,
-    link_atomic,
-    write_best_k_yaml,
-)
-from fulmen.callbacks.checkpoint_schedule import (
-    agree,
-    broadcast,
-    saves_on_exception,
-    skips_saving,
-    validation_follows,
-    validation_once_per_epoch_end,
-)
+import fulmen.callbacks.checkpoint_files as files
+import fulmen.callbacks.checkpoint_schedule as schedule
+import fulmen.callbacks.checkpoint_top_k as topk
+from fulmen.callbacks.checkpoint_arguments import default_triggers, validate_arguments
+from fulmen.callbacks.checkpoint_monitor import check_monitor_logged, monitor_candidates, monitored_score
+from fulmen.callbacks.checkpoint_paths import default_checkpoint_dir, interpolate_filename, write_best_k_yaml
 from fulmen.core.callback import Callback
 from fulmen.errors import MisconfigurationException
-from fulmen.loggers.logger import Logger
-from fulmen.runtime.checkpoint_saver import after_pending_saves, exists_after_pending_saves, wait_for_pending_saves
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -108,12 +102,11 @@ class ModelCheckpoint(Callback):
         self.dirpath: str | None = os.path.realpath(os.path.expanduser(dirpath)) if dirpath else None
         self._dirpath_given = bool(dirpath)
         self.filename = filename
-        if every_n_train_steps is None and every_n_epochs is None and train_time_interval is None:
-            every_n_epochs, every_n_train_steps = 1, 0
-        self._every_n_epochs: int = every_n_epochs or 0
-        self._every_n_train_steps: int = every_n_train_steps or 0
+        self._every_n_epochs, self._every_n_train_steps = default_triggers(
+            every_n_train_steps, every_n_epochs, train_time_interval
+        )
         self._train_time_interval = train_time_interval
-        self.kth_value: Tensor = torch.tensor(float("inf") if mode == "min" else float("-inf"))
+        self.kth_value: Tensor = topk.worst_score(mode)
         self.current_score: Tensor | None = None
         self.best_k_models: dict[str, Tensor] = {}
         self.kth_best_model_path = ""
@@ -125,29 +118,7 @@ class ModelCheckpoint(Callback):
         self._last_time_checked: float | None = None
         self._validation_ran = False
         self._defer_save_until_validation = False
-        self._validate_configuration()
-
-    def _validate_configuration(self) -> None:
-        if self.save_top_k < -1:
-            raise MisconfigurationException(f"Invalid value for save_top_k={self.save_top_k}. Must be >= -1")
-        if self._every_n_train_steps < 0:
-            raise MisconfigurationException(
-                f"Invalid value for every_n_train_steps={self._every_n_train_steps}. Must be >= 0"
-            )
-        if self._every_n_epochs < 0:
-            raise MisconfigurationException(f"Invalid value for every_n_epochs={self._every_n_epochs}. Must be >= 0")
-        triggers = (self._every_n_train_steps >= 1) + (self._every_n_epochs >= 1) + (self._train_time_interval is not None)
-        if triggers > 1:
-            raise MisconfigurationException(
-                f"Combination of parameters every_n_train_steps={self._every_n_train_steps}, "
-                f"every_n_epochs={self._every_n_epochs} and train_time_interval={self._train_time_interval} "
-                "should be mutually exclusive.\nHINT: use one ModelCheckpoint per schedule."
-            )
-        if self.monitor is None and self.save_top_k not in (-1, 0, 1):
-            raise MisconfigurationException(
-                f"ModelCheckpoint(save_top_k={self.save_top_k}, monitor=None) is not a valid configuration. "
-                "No quantity for top_k to track.\nHINT: set monitor='<a logged metric>' or save_top_k=-1."
-            )
+        validate_arguments(save_top_k, monitor, self._every_n_train_steps, self._every_n_epochs, train_time_interval)
 
     @property
     def state_key(self) -> str:
@@ -166,7 +137,7 @@ class ModelCheckpoint(Callback):
     # ---- hooks --------------------------------------------------------------------------
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self.dirpath = broadcast(trainer, self._resolve_dirpath(trainer))
+        self.dirpath = schedule.broadcast(trainer, self._resolve_dirpath(trainer))
         if getattr(trainer, "is_global_zero", True) and stage == "fit" and self.save_top_k != 0:
             if self.dirpath and os.path.isdir(self.dirpath) and os.listdir(self.dirpath):
                 rank_zero_warn(f"Checkpoint directory {self.dirpath} exists and is not empty.")
@@ -175,7 +146,7 @@ class ModelCheckpoint(Callback):
         # a restored logger may have gone back to the run's version_N: follow it before the state
         # (which compares folders) is loaded
         if not self._dirpath_given:
-            self.dirpath = broadcast(trainer, default_checkpoint_dir(trainer))
+            self.dirpath = schedule.broadcast(trainer, default_checkpoint_dir(trainer))
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._last_time_checked = time.monotonic()
@@ -190,7 +161,7 @@ class ModelCheckpoint(Callback):
         if self._train_time_interval is not None:
             previous = self._last_time_checked
             skip_time = previous is None or (now - previous) < self._train_time_interval.total_seconds()
-            skip_time = broadcast(trainer, skip_time)  # ranks' clocks differ: rank 0 decides
+            skip_time = schedule.broadcast(trainer, skip_time)  # ranks' clocks differ: rank 0 decides
         if skip_batch and skip_time:
             return
         if not skip_time:
@@ -200,7 +171,7 @@ class ModelCheckpoint(Callback):
         # validation right after this last batch: save after validation instead (Lightning 2.6)
         if self.monitor is not None and (
             self.monitor not in candidates
-            or (not self._should_save_on_train_epoch_end(trainer) and validation_follows(trainer))
+            or (not self._should_save_on_train_epoch_end(trainer) and schedule.validation_follows(trainer))
         ):
             self._defer_save_until_validation = True
             return
@@ -232,7 +203,7 @@ class ModelCheckpoint(Callback):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        if not (self.save_on_exception and saves_on_exception(trainer, self._last_global_step_saved)):
+        if not (self.save_on_exception and schedule.saves_on_exception(trainer, self._last_global_step_saved)):
             return
         candidates = self._monitor_candidates(trainer)
         filepath = self.format_checkpoint_name(candidates)
@@ -255,6 +226,7 @@ class ModelCheckpoint(Callback):
     # ---- state --------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
+        """Lightning's keys, so that a checkpoint written by either framework resumes in the other."""
         return {
             "monitor": self.monitor,
             "best_model_score": self.best_model_score,
@@ -268,6 +240,8 @@ class ModelCheckpoint(Callback):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the bookkeeping, unless ``dirpath`` changed: its paths would then name another folder's
+        files, which top-k must not delete (only ``best_model_path`` comes back, as in Lightning)."""
         dirpath_from_ckpt = state_dict.get("dirpath", self.dirpath)
         if self.dirpath == dirpath_from_ckpt:
             self.best_model_score = state_dict["best_model_score"]
@@ -287,33 +261,23 @@ class ModelCheckpoint(Callback):
     # ---- decisions ----------------------------------------------------------------------
 
     def _should_skip_saving_checkpoint(self, trainer: Any) -> bool:
-        return skips_saving(trainer, self._last_global_step_saved)
+        return schedule.skips_saving(trainer, self._last_global_step_saved)
 
     def _should_save_on_train_epoch_end(self, trainer: Any) -> bool:
         if self._save_on_train_epoch_end is not None:
             return self._save_on_train_epoch_end
-        return validation_once_per_epoch_end(trainer)
+        return schedule.validation_once_per_epoch_end(trainer)
 
     def check_monitor_top_k(self, trainer: Any, current: Tensor | None = None) -> bool:
         """Whether ``current`` makes it into the top ``save_top_k`` (all ranks agree)."""
         if current is None:
             return False
-        if self.save_top_k == -1:
+        if topk.has_free_slot(self.best_k_models, self.save_top_k):
             return True
-        if len(self.best_k_models) < self.save_top_k:
-            return True
-        op = torch.lt if self.mode == "min" else torch.gt
-        better = bool(op(current, self.best_k_models[self.kth_best_model_path]))
-        return agree(trainer, better)
+        return schedule.agree(trainer, topk.is_better(current, self.best_k_models[self.kth_best_model_path], self.mode))
 
     def _monitor_candidates(self, trainer: Any) -> dict[str, Any]:
-        candidates = dict(trainer.callback_metrics)
-        # self.log("epoch", 3) arrives as a float tensor: names want integers
-        epoch = candidates.get("epoch")
-        candidates["epoch"] = epoch.int() if isinstance(epoch, Tensor) else torch.tensor(trainer.current_epoch)
-        step = candidates.get("step")
-        candidates["step"] = step.int() if isinstance(step, Tensor) else torch.tensor(trainer.global_step)
-        return candidates
+        return monitor_candidates(trainer)
 
     # ---- saving -------------------------------------------------------------------------
 
@@ -323,21 +287,11 @@ class ModelCheckpoint(Callback):
         if self.monitor is None:
             self._save_none_monitor_checkpoint(trainer, candidates)
             return
-        if self.monitor not in candidates:
-            message = (
-                f"`ModelCheckpoint(monitor={self.monitor!r})` could not find the monitored key in the returned "
-                f"metrics: {sorted(k for k in candidates if k not in ('epoch', 'step'))}.\n"
-                f"HINT: Did you call `log({self.monitor!r}, value)` in the `LightningModule`?"
-            )
-            if self._validation_ran:
-                raise MisconfigurationException(message)
-            rank_zero_warn(message)
+        check_monitor_logged(self.monitor, candidates, self._validation_ran)
         self._save_monitor_checkpoint(trainer, candidates)
 
     def _save_monitor_checkpoint(self, trainer: Any, candidates: dict[str, Any]) -> None:
-        current = candidates.get(self.monitor)  # type: ignore[arg-type]
-        if current is not None and not isinstance(current, Tensor):
-            current = torch.tensor(float(current))
+        current = monitored_score(candidates, self.monitor)  # type: ignore[arg-type]
         if self.check_monitor_top_k(trainer, current):
             assert current is not None
             self._update_best_and_save(current, trainer, candidates)
@@ -356,23 +310,11 @@ class ModelCheckpoint(Callback):
             self._remove_checkpoint(trainer, previous)
 
     def _update_best_and_save(self, current: Tensor, trainer: Any, candidates: dict[str, Any]) -> None:
-        k = len(self.best_k_models) + 1 if self.save_top_k == -1 else self.save_top_k
-        del_filepath = None
-        if len(self.best_k_models) == k and k > 0:
-            del_filepath = self.kth_best_model_path
-            self.best_k_models.pop(del_filepath)
-        if torch.isnan(current):  # a NaN never counts as best
-            current = torch.tensor(float("inf" if self.mode == "min" else "-inf"), device=current.device)
+        k = topk.slots(self.save_top_k, len(self.best_k_models))
+        del_filepath = topk.make_room(self.best_k_models, self.kth_best_model_path, k)
+        current = topk.without_nan(current, self.mode)
         filepath = self._get_metric_interpolated_filepath_name(candidates, trainer, del_filepath)
-        self.current_score = current
-        self.best_k_models[filepath] = current
-        if len(self.best_k_models) == k:
-            worst = max if self.mode == "min" else min
-            self.kth_best_model_path = worst(self.best_k_models, key=self.best_k_models.__getitem__)
-            self.kth_value = self.best_k_models[self.kth_best_model_path]
-        best = min if self.mode == "min" else max
-        self.best_model_path = best(self.best_k_models, key=self.best_k_models.__getitem__)
-        self.best_model_score = self.best_k_models[self.best_model_path]
+        topk.record(self, filepath, current, k)
         if self.verbose:
             rank_zero_info(
                 f"Epoch {int(candidates['epoch']):d}, global step {int(candidates['step']):d}: {self.monitor!r} "
@@ -387,12 +329,7 @@ class ModelCheckpoint(Callback):
     def _save_last_checkpoint(self, trainer: Any, candidates: dict[str, Any]) -> None:
         if not self.save_last:
             return
-        filepath = self.format_checkpoint_name(candidates, self.CHECKPOINT_NAME_LAST)
-        if self._enable_version_counter:
-            version = self.STARTING_VERSION
-            while self.file_exists(filepath, trainer) and filepath != self.last_model_path:
-                filepath = self.format_checkpoint_name(candidates, self.CHECKPOINT_NAME_LAST, ver=version)
-                version += 1
+        filepath = self._free_filepath(candidates, trainer, self.last_model_path, self.CHECKPOINT_NAME_LAST)
         previous, self.last_model_path = self.last_model_path, filepath
         if self.save_last == "link" and self._last_checkpoint_saved and self.save_top_k != 0:
             self._link_checkpoint(trainer, self._last_checkpoint_saved, filepath)
@@ -405,41 +342,21 @@ class ModelCheckpoint(Callback):
         trainer.save_checkpoint(filepath, self.save_weights_only)
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
-        if getattr(trainer, "is_global_zero", True):
-            for logger in getattr(trainer, "loggers", ()):
-                after_save = getattr(logger, "after_save_checkpoint", None)
-                if after_save is None:
-                    continue
-                if getattr(type(logger), "after_save_checkpoint", None) is not Logger.after_save_checkpoint:
-                    wait_for_pending_saves()  # a logger that looks at the files (uploads them) finds them
-                after_save(self)
+        files.notify_loggers(trainer, self)  # waits for pending saves only for a logger that reads files
+
+    # file operations run behind the background saves (checkpoint_files); they stay methods so
+    # that a subclass overriding Lightning's private hooks still takes effect
 
     @staticmethod
     def _link_checkpoint(trainer: Any, filepath: str, linkpath: str) -> None:
-        if getattr(trainer, "is_global_zero", True):
-            # behind the save of its target, like every file operation here
-            after_pending_saves(
-                lambda: link_atomic(filepath, linkpath), f"linking {linkpath!r} to {filepath!r}", linkpath, True
-            )
-        strategy = getattr(trainer, "strategy", None)
-        if strategy is not None:
-            strategy.barrier()
+        files.link_checkpoint(trainer, filepath, linkpath)
 
     def _should_remove_checkpoint(self, trainer: Any, previous: str, current: str) -> bool:
         """Never delete the file just written, one outside ``dirpath`` or the one resumed from."""
-        if previous == current:
-            return False
-        previous_abs = Path(previous).absolute()
-        resumed = getattr(trainer, "ckpt_path", None)
-        if resumed is not None and previous_abs == Path(resumed).absolute():
-            return False
-        assert self.dirpath is not None
-        return Path(self.dirpath).absolute() in previous_abs.parents
+        return files.is_removable(previous, current, self.dirpath, getattr(trainer, "ckpt_path", None))
 
     def _remove_checkpoint(self, trainer: Any, filepath: str) -> None:
-        if getattr(trainer, "is_global_zero", True):
-            # only once the file that replaces it is in place (its save may still be finishing)
-            after_pending_saves(lambda: _remove_if_present(filepath), f"deleting {filepath!r}", filepath, False)
+        files.remove_checkpoint(trainer, filepath)
 
     # ---- names --------------------------------------------------------------------------
 
@@ -463,17 +380,25 @@ class ModelCheckpoint(Callback):
     def _get_metric_interpolated_filepath_name(
         self, candidates: dict[str, Any], trainer: Any, del_filepath: str | None = None
     ) -> str:
-        filepath = self.format_checkpoint_name(candidates)
-        if self._enable_version_counter:
-            version = self.STARTING_VERSION
-            while self.file_exists(filepath, trainer) and filepath != del_filepath:
-                filepath = self.format_checkpoint_name(candidates, ver=version)
-                version += 1
+        return self._free_filepath(candidates, trainer, del_filepath)
+
+    def _free_filepath(
+        self, candidates: dict[str, Any], trainer: Any, replaced: str | None, filename: str | None = None
+    ) -> str:
+        """The name for ``candidates``, with ``-v1``, ``-v2``... while it clashes with an existing file.
+
+        ``replaced`` (the file this save supersedes) may be taken: the new file reuses its name.
+        """
+        filepath = self.format_checkpoint_name(candidates, filename)
+        version = self.STARTING_VERSION
+        while self._enable_version_counter and self.file_exists(filepath, trainer) and filepath != replaced:
+            filepath = self.format_checkpoint_name(candidates, filename, ver=version)
+            version += 1
         return filepath
 
     def file_exists(self, filepath: str | os.PathLike[str], trainer: Any) -> bool:
         """Whether ``filepath`` exists, as rank 0 sees it (so ranks keep the same bookkeeping)."""
-        return bool(broadcast(trainer, exists_after_pending_saves(filepath)))
+        return files.exists_on_rank_zero(trainer, filepath)
 
     def _resolve_dirpath(self, trainer: Any) -> str:
         return self.dirpath if self.dirpath is not None else default_checkpoint_dir(trainer)
@@ -484,8 +409,3 @@ class ModelCheckpoint(Callback):
             assert self.dirpath is not None
             filepath = os.path.join(self.dirpath, "best_k_models.yaml")
         write_best_k_yaml(self.best_k_models, filepath)
-
-
-def _remove_if_present(filepath: str) -> None:
-    if os.path.lexists(filepath):
-        os.remove(filepath)
