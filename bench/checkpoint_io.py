@@ -1,11 +1,13 @@
 """Checkpoint save/load cost through the Trainer vs raw torch.save / torch.load.
 
-A ~50M-parameter MLP with Adam state (about 600 MB on disk). Interleaved (alternating which
-goes first) ``--repeats`` times, medians:
+A ~50M-parameter MLP with Adam state (about 600 MB on disk). Interleaved (rotating which goes
+first) ``--repeats`` times, medians (and the 90th percentile of the save times: this machine's
+disk has slow moments that hit any writer):
 
 - save during training (the target): a callback calls ``trainer.save_checkpoint(path)`` at a
   step boundary, as ModelCheckpoint does, vs ``torch.save({"state_dict": ...,
-  "optimizer_states": [...]}, path)`` at the same point. Ours builds the Lightning-layout dict
+  "optimizer_states": [...]}, path)`` at the same point (same path each time, and a fresh
+  path as a second reference; see ``SaveTimer``). Ours builds the Lightning-layout dict
   and writes a temp file; the fsync, rename and folder fsync finish in the background
   (fulmen/runtime/checkpoint_saver.py), so the figure is how long training is held up. How long
   until the file is durable and in place is reported too (``durable_after_s``), as is the
@@ -17,7 +19,7 @@ goes first) ``--repeats`` times, medians:
 
 Prints one JSON line with the medians and the ratios. Target (issue 3): <= 1.1x raw for both.
 
-    .venv/bin/python bench/checkpoint_io.py --repeats 7
+    .venv/bin/python bench/checkpoint_io.py --repeats 15
 """
 
 from __future__ import annotations
@@ -66,14 +68,31 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - start
 
 
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class SaveTimer(pl.Callback):
-    """Times, at step boundaries of a real fit, our save against a raw torch.save (interleaved)."""
+    """Times, at step boundaries of a real fit, our save against raw torch.save (interleaved).
+
+    Each timed save starts on a quiet disk: after ours, the background flush is awaited; after
+    a raw one, its file is fsynced; both outside the timed region (otherwise one save's
+    writeback slows the next, whichever it is). Raw saves go to the same path every time
+    (``torch.save`` then truncates the previous file, part of its time) and, as a second
+    reference, to a fresh path (the previous file deleted untimed): our save writes a new
+    temp file and the rename drops the old one in the background, so it sits between the two.
+    """
 
     def __init__(self, folder: str, repeats: int) -> None:
+        self.folder = folder
         self.ours_path = os.path.join(folder, "fulmen.ckpt")
         self.raw_path = os.path.join(folder, "raw.ckpt")
         self.repeats = repeats
-        self.times: dict[str, list[float]] = {"ours": [], "raw": [], "durable": []}
+        self.times: dict[str, list[float]] = {"ours": [], "raw": [], "raw_fresh": [], "durable": []}
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         rep = trainer.global_step - 2  # step 1: warm-up (page cache, allocator), untimed
@@ -81,22 +100,35 @@ class SaveTimer(pl.Callback):
             return
         optimizer = trainer.optimizers[0]
 
+        def record(name: str, seconds: float) -> None:
+            if rep >= 0:
+                self.times[name].append(seconds)
+
+        def raw_state() -> dict[str, Any]:
+            return {"state_dict": pl_module.state_dict(), "optimizer_states": [optimizer.state_dict()]}
+
         def ours() -> None:
             start = time.perf_counter()
             trainer.save_checkpoint(self.ours_path)
-            blocked = time.perf_counter() - start
-            wait_for_pending_saves()  # not part of the stall; the next save starts from a quiet disk
-            if rep >= 0:
-                self.times["ours"].append(blocked)
-                self.times["durable"].append(time.perf_counter() - start)
+            record("ours", time.perf_counter() - start)
+            wait_for_pending_saves()
+            record("durable", time.perf_counter() - start)
 
         def raw() -> None:
-            start = time.perf_counter()
-            torch.save({"state_dict": pl_module.state_dict(), "optimizer_states": [optimizer.state_dict()]}, self.raw_path)
-            if rep >= 0:
-                self.times["raw"].append(time.perf_counter() - start)
+            record("raw", _timed(lambda: torch.save(raw_state(), self.raw_path)))
+            _fsync_path(self.raw_path)
 
-        for fn in (ours, raw) if rep % 2 == 0 else (raw, ours):
+        def raw_fresh() -> None:
+            path = os.path.join(self.folder, f"raw-fresh-{rep}.ckpt")
+            record("raw_fresh", _timed(lambda: torch.save(raw_state(), path)))
+            _fsync_path(path)
+            for name in os.listdir(self.folder):
+                if name.startswith("raw-fresh-") and name != os.path.basename(path):
+                    os.remove(os.path.join(self.folder, name))
+
+        order = [ours, raw, raw_fresh]
+        shift = rep % len(order)
+        for fn in order[shift:] + order[:shift]:
             fn()
 
 
@@ -104,9 +136,13 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def _p90(values: list[float]) -> float:
+    return statistics.quantiles(values, n=10)[-1] if len(values) > 1 else values[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--dir", default=None, help="folder for the files (default: a temp dir on /tmp)")
     args = parser.parse_args()
 
@@ -134,6 +170,9 @@ def main() -> None:
         def save_raw() -> None:
             torch.save({"state_dict": model.state_dict(), "optimizer_states": [optimizer.state_dict()]}, raw_path)
 
+        def quiet_disk() -> None:  # untimed: raw's writeback must not slow the next timed save
+            _fsync_path(raw_path)
+
         def load_ours() -> None:
             restore_checkpoint(trainer, load_checkpoint(ours_path, map_location="cpu"))
 
@@ -145,16 +184,23 @@ def main() -> None:
         def torch_load_only() -> None:
             torch.load(raw_path, map_location="cpu")
 
-        load_ours(), load_raw()  # warm-up
         times: dict[str, list[float]] = {k: [] for k in ("outside_ours", "outside_raw", "load_ours", "load_raw", "torch_load")}
         for rep in range(args.repeats):
             pairs = [("outside_ours", save_ours_outside_run), ("outside_raw", save_raw)]
-            loads = [("load_ours", load_ours), ("load_raw", load_raw)]
-            if rep % 2:
-                pairs.reverse()
-                loads.reverse()
-            for name, fn in pairs + loads:
+            for name, fn in pairs if rep % 2 == 0 else pairs[::-1]:
                 times[name].append(_timed(fn))
+                if fn is save_raw:
+                    quiet_disk()
+        # loads on their own (a load is ~20x quicker than a save: several per save repeat, so
+        # that the page-cache churn of 600 MB writes does not decide the figure)
+        # (pairs in alternating order, so each follows the other equally often: what the previous
+        # load freed changes how quickly the allocator serves the next one)
+        load_ours(), load_raw()  # warm-up
+        for rep in range(4 * args.repeats):
+            loads = [("load_ours", load_ours), ("load_raw", load_raw)]
+            for name, fn in loads if rep % 2 == 0 else loads[::-1]:
+                times[name].append(_timed(fn))
+        for _ in range(args.repeats):
             times["torch_load"].append(_timed(torch_load_only))
         size = os.path.getsize(ours_path)
         raw_size = os.path.getsize(raw_path)
@@ -171,6 +217,10 @@ def main() -> None:
                 "save_fulmen_s": round(med["fit_ours"], 4),
                 "save_raw_s": round(med["fit_raw"], 4),
                 "save_ratio": round(med["fit_ours"] / med["fit_raw"], 3),
+                "save_raw_fresh_file_s": round(med["fit_raw_fresh"], 4),
+                "save_ratio_vs_fresh_file": round(med["fit_ours"] / med["fit_raw_fresh"], 3),
+                "save_fulmen_p90_s": round(_p90(timer.times["ours"]), 4),
+                "save_raw_p90_s": round(_p90(timer.times["raw"]), 4),
                 "durable_after_s": round(med["fit_durable"], 4),
                 "save_outside_run_fulmen_s": round(med["outside_ours"], 4),
                 "save_outside_run_raw_s": round(med["outside_raw"], 4),

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from fulmen.errors import CheckpointError
-from fulmen.runtime.writeback import EarlyWritebackFile
+from fulmen.runtime.bulk_writer import BulkFileWriter
 
 PathLike = str | os.PathLike[str]
 
@@ -92,11 +92,38 @@ def write_temp(obj: Any, final: Path) -> tuple[Path, int]:
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         with open(fd, "wb", buffering=0, closefd=False) as handle:
-            torch.save(obj, EarlyWritebackFile(handle))
+            writer = BulkFileWriter(handle, expected_size=_expected_file_size(obj))
+            torch.save(obj, writer)
+            writer.finish()
     except BaseException:
         discard_temp(temp, fd)
         raise
     return temp, fd
+
+
+_RESERVE_FROM = 8 << 20  # below this, reserving disk space is not worth a system call
+_SAVE_OVERHEAD = 1 << 20  # pickled structure and zip records around the tensor bytes
+
+
+def _expected_file_size(obj: Any) -> int:
+    """About how many bytes ``torch.save(obj)`` writes (0 for small objects): the tensor
+    storages it holds, each counted once, plus room for the rest."""
+    seen: set[tuple[int, str]] = set()
+    total = 0
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            key = (storage.data_ptr(), str(storage.device))
+            if key not in seen:
+                seen.add(key)
+                total += storage.nbytes()
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return total + _SAVE_OVERHEAD if total >= _RESERVE_FROM else 0
 
 
 def move_into_place(temp: Path, final: Path, *, fd: int | None = None) -> None:
