@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -174,9 +176,10 @@ def test_no_host_sync_per_step_unless_a_value_is_reported(monkeypatch) -> None:
 
     calls = []
     original = torch.Tensor.item
+    package_dir = str(Path(pl.__file__).resolve().parent) + os.sep  # not "fulmen" in the path: the clone's folder may be named so
 
     def counting_item(self):
-        if "fulmen" in sys._getframe(1).f_code.co_filename:  # DataLoader draws its own seed once per epoch
+        if str(Path(sys._getframe(1).f_code.co_filename).resolve()).startswith(package_dir):  # DataLoader draws its own seed once per epoch
             calls.append(1)
         return original(self)
 
