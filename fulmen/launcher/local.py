@@ -33,7 +33,7 @@ from typing import Any
 
 from fulmen.errors import LaunchError
 from fulmen.launcher import ports, rundir
-from fulmen.launcher.spec import JobSpec
+from fulmen.launcher.spec import JobSpec, ranks_see
 from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
 
 FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1,SIGUSR2"
@@ -177,6 +177,8 @@ def describe_plan(spec: JobSpec, run_dir: Path) -> str:
         f"rendezvous:   {spec.master_addr or '127.0.0.1'}:{spec.master_port or '<derived per run, probed>'}",
         f"max restarts: {spec.max_restarts}",
         f"each rank:    {' '.join(rank_command(spec))}",
+        f"working dir:  {Path.cwd()} (relative paths in the script resolve here)",
+        ranks_see(spec),
     ]
     lines += [f"env:          {key}={value}" for key, value in spec.env]
     return "\n".join(lines)

@@ -27,6 +27,7 @@ from torch.distributed.elastic.rendezvous import RendezvousHandler, RendezvousIn
 
 from fulmen.launcher import rundir
 from fulmen.launcher.process_tree import ExitClock, ProcessTreeMonitor, stop_ranks
+from fulmen.launcher.rank_entry import CONFIGURATION_ERROR_EXIT_CODE
 from fulmen.launcher.spec import JobSpec
 from fulmen.runtime.cluster import RESTART_COUNT_VARIABLE
 from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
@@ -279,6 +280,9 @@ def _report(agent: FulmenAgent, result: RunResult | None, received: signal.Signa
         _say(f"the run failed; exit codes {codes}")
         return 1
     rank, pid, code = agent.first_failure
+    if code == CONFIGURATION_ERROR_EXIT_CODE:  # local rank 0 printed the message; the log tail would repeat it
+        _say(f"the ranks stopped on the configuration error above (exit code {code}).")
+        return code
     log = rundir.rank_log_path(run_dir, rank)
     _say(f"rank {rank} (pid {pid}) failed first, with {describe_exit(code)}; the other ranks were stopped.")
     _say(f"last lines of {log}:")

@@ -9,7 +9,11 @@ no torch, so it costs a few milliseconds):
   run in their own sessions, so a launcher killed with SIGKILL would otherwise leave them
   running; SIGTERM lets them save the resume checkpoint and exit (PreemptionHandler);
 - runs the entry exactly as ``python script.py ARGS`` / ``python -m module ARGS`` would:
-  ``__name__ == "__main__"``, ``sys.argv``, and ``sys.path[0]`` set to the script's folder.
+  ``__name__ == "__main__"``, ``sys.argv``, and ``sys.path[0]`` set to the script's folder;
+- turns a launch that contradicts the script (``ClusterMismatchError``, raised the same way on
+  every rank) into one message without a traceback, printed by local rank 0 only, and exit
+  code :data:`CONFIGURATION_ERROR_EXIT_CODE` on every rank (``report_configuration_error``,
+  shared with the SLURM rank entry).
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import runpy
 import sys
 
 MODULE_FLAG = "--module"
+#: sysexits' EX_CONFIG: the ranks stopped on a configuration error that rank 0 has printed;
+#: launchers neither repeat the message nor requeue the job.
+CONFIGURATION_ERROR_EXIT_CODE = 78
 
 
 def main(argv: list[str]) -> None:
@@ -32,14 +39,31 @@ def main(argv: list[str]) -> None:
     sys.stderr.flush()
     os.dup2(sys.stdout.fileno(), sys.stderr.fileno())
     _die_with_launcher()
-    if as_module:
-        sys.argv = [entry, *args]
-        runpy.run_module(entry, run_name="__main__", alter_sys=True)
-    else:
-        script = os.path.abspath(entry)
-        sys.argv = [entry, *args]
-        sys.path[0] = os.path.dirname(script)
-        runpy.run_path(script, run_name="__main__")
+    from fulmen.errors import ClusterMismatchError
+
+    try:
+        if as_module:
+            sys.argv = [entry, *args]
+            runpy.run_module(entry, run_name="__main__", alter_sys=True)
+        else:
+            script = os.path.abspath(entry)
+            sys.argv = [entry, *args]
+            sys.path[0] = os.path.dirname(script)
+            runpy.run_path(script, run_name="__main__")
+    except ClusterMismatchError as error:
+        raise SystemExit(report_configuration_error(error, local_rank=int(os.environ.get("LOCAL_RANK", "0"))))
+
+
+def report_configuration_error(error: BaseException, *, local_rank: int) -> int:
+    """Print ``error`` once per node (local rank 0), without a traceback; the exit code for every rank.
+
+    A topology mismatch is raised identically by every rank before any rendezvous, so N
+    tracebacks would say the same thing N times. The message already says what was seen,
+    what was expected and a HINT; the traceback would only point into fulmen.
+    """
+    if local_rank == 0:
+        print(f"fulmen: error: {error}", file=sys.stderr, flush=True)
+    return CONFIGURATION_ERROR_EXIT_CODE
 
 
 def _die_with_launcher() -> None:

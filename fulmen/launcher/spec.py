@@ -138,3 +138,15 @@ class JobSpec:
         data["args"] = tuple(data.get("args", ()))
         data["env"] = tuple(tuple(kv) for kv in data.get("env", ()))
         return cls(**data, slurm=SlurmOptions(**slurm), k8s=KubernetesOptions(**k8s))
+
+
+def ranks_see(spec: JobSpec) -> str:
+    """What a script's Trainer gets from this launch, as ``--dry-run`` and the README say it.
+
+    ``Trainer(devices="auto")`` and a Trainer without ``num_nodes`` take these values; explicit
+    ones must equal them (fulmen.runtime.distributed.resolve_topology).
+    """
+    return (
+        f"ranks see: num_nodes={spec.nodes}, devices={spec.ranks_per_node} per node, "
+        f"world size {spec.world_size} (a Trainer without num_nodes/devices takes these; explicit values must match)"
+    )

@@ -5,6 +5,9 @@ Life of a rank (the Trainer calls these through the ``Strategy`` seam):
 1. ``setup_environment``: check the Trainer's ``devices`` / ``num_nodes`` against how this
    process was launched (errors with a HINT *before* ``init_process_group``, which would
    otherwise wait for ranks that never come), then init the group: gloo on CPU, nccl on CUDA.
+   Values the script did not give (``devices="auto"``, ``num_nodes=None``) are not checked:
+   the launcher decides the topology and the ranks take it from the environment.
+   ``resolve_topology`` is that rule as a pure function.
    A plain ``python train.py`` with ``Trainer(devices=2)`` is not a rank yet: it hands the
    script to the local launcher, which starts the ranks, and exits with their exit code.
 2. ``setup_module``: move to the device, SyncBatchNorm if asked, wrap in DDP.
@@ -67,7 +70,7 @@ class DDPStrategy(Strategy):
         self.ddp_kwargs = ddp_kwargs
         self.accelerator = accelerator or "cpu"
         self.devices = devices
-        self.num_nodes_flag = num_nodes or 1
+        self.num_nodes_flag = num_nodes  # None: as many nodes as the launcher started
         self.sync_batchnorm = bool(sync_batchnorm)
         self._owns_process_group = False
         self._claimed_port: int | None = None
@@ -78,13 +81,13 @@ class DDPStrategy(Strategy):
                            num_nodes=self.num_nodes_flag, sync_batchnorm=self.sync_batchnorm)
 
     def configure(
-        self, *, rank_info: RankInfo, accelerator: str, devices: Any, num_nodes: int, sync_batchnorm: bool
+        self, *, rank_info: RankInfo, accelerator: str, devices: Any, num_nodes: int | None, sync_batchnorm: bool
     ) -> DDPStrategy:
         """Fill in what the Trainer knows (a user-built ``DDPStrategy(...)`` starts without it)."""
         self.rank_info = rank_info
         self.accelerator = accelerator
         self.devices = devices
-        self.num_nodes_flag = int(num_nodes)
+        self.num_nodes_flag = None if num_nodes is None else int(num_nodes)
         self.sync_batchnorm = bool(sync_batchnorm) or self.sync_batchnorm
         if accelerator == "cuda":
             index = rank_info.local_rank
@@ -115,15 +118,12 @@ class DDPStrategy(Strategy):
         if self.rank_info.source == "single" and self._expected_world_size() > 1:
             if slurm is not None:  # inside sbatch/salloc without srun: an error, not a local launch
                 slurm.validate_not_unlaunched_allocation(
-                    os.environ, devices=self.devices_per_node or 1, num_nodes=self.num_nodes_flag
+                    os.environ, devices=self.devices_per_node or 1, num_nodes=self.num_nodes_flag or 1
                 )
             self._start_ranks_and_exit()
         if self.rank_info.source == "slurm" and slurm is not None:  # SLURM's own words for its mismatches
-            slurm.validate_allocation(
-                self.rank_info,
-                devices=self.devices_per_node or self.rank_info.local_world_size,
-                num_nodes=self.num_nodes_flag,
-            )
+            devices, num_nodes = resolve_topology(self.rank_info, self.devices_per_node, self.num_nodes_flag)
+            slurm.validate_allocation(self.rank_info, devices=devices, num_nodes=num_nodes)
         validate_launch(self.rank_info, self.devices_per_node, self.num_nodes_flag)
         if self.root_device.type == "cuda":
             torch.cuda.set_device(self.root_device)
@@ -164,11 +164,11 @@ class DDPStrategy(Strategy):
             self._control_group = dist.new_group(backend="gloo")
 
     def _expected_world_size(self) -> int:
-        return (self.devices_per_node or 1) * self.num_nodes_flag
+        return (self.devices_per_node or 1) * (self.num_nodes_flag or 1)
 
     def _start_ranks_and_exit(self) -> None:
         """``python train.py`` with ``Trainer(devices=N)``: become the launcher of N ranks."""
-        if self.num_nodes_flag > 1:
+        if self.num_nodes_flag is not None and self.num_nodes_flag > 1:
             raise ClusterMismatchError(
                 f"Trainer(num_nodes={self.num_nodes_flag}) in a process that no launcher started.\n"
                 f"HINT: run `launch --nodes {self.num_nodes_flag} ...` on each node, or submit with "
@@ -288,8 +288,23 @@ def _slurm_environment() -> Any:
     return environment
 
 
-def validate_launch(info: RankInfo, devices_per_node: int | None, num_nodes: int) -> None:
-    """The Trainer's ``devices`` / ``num_nodes`` against the launch environment; errors name both."""
+def resolve_topology(info: RankInfo, devices_per_node: int | None, num_nodes: int | None) -> tuple[int, int]:
+    """(ranks per node, nodes) this rank runs with: the Trainer's explicit values, else the launch's.
+
+    ``None`` means the script did not say (``devices="auto"``, no ``num_nodes``): the launcher
+    decided, so the value comes from the environment. Explicit values are returned as given;
+    ``validate_launch`` checks them.
+    """
+    devices = info.local_world_size if devices_per_node is None else devices_per_node
+    nodes = info.num_nodes if num_nodes is None else num_nodes
+    return devices, nodes
+
+
+def validate_launch(info: RankInfo, devices_per_node: int | None, num_nodes: int | None) -> None:
+    """Explicit ``devices`` / ``num_nodes`` against the launch environment; errors name both.
+
+    ``None`` (not given) always agrees: see ``resolve_topology``.
+    """
     how = {"env": "launch/torchrun (WORLD_SIZE, LOCAL_WORLD_SIZE)", "slurm": "SLURM (SLURM_NTASKS, ...)"}.get(
         info.source, info.source
     )
@@ -297,12 +312,12 @@ def validate_launch(info: RankInfo, devices_per_node: int | None, num_nodes: int
         raise ClusterMismatchError(
             f"Trainer(devices={devices_per_node}) asks for {devices_per_node} ranks per node, but this process "
             f"was launched as one of {info.local_world_size} ranks per node ({info.world_size} in all) by {how}.\n"
-            f"HINT: use Trainer(devices={info.local_world_size}) (or devices='auto'), or launch "
-            f"{devices_per_node} ranks per node (launch --nproc-per-node {devices_per_node})."
+            f"HINT: leave devices out (or devices='auto') to take the launch's {info.local_world_size}, "
+            f"or launch {devices_per_node} ranks per node (launch --nproc-per-node {devices_per_node})."
         )
-    if num_nodes != info.num_nodes:
+    if num_nodes is not None and num_nodes != info.num_nodes:
         raise ClusterMismatchError(
             f"Trainer(num_nodes={num_nodes}) does not match the {info.num_nodes} node(s) this job was launched "
             f"on by {how}.\n"
-            f"HINT: use Trainer(num_nodes={info.num_nodes}), or launch with --nodes {num_nodes}."
+            f"HINT: leave num_nodes out to take the launch's {info.num_nodes}, or launch with --nodes {num_nodes}."
         )

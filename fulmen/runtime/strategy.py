@@ -190,13 +190,19 @@ def select_strategy(
     accelerator: str = "auto",
     strategy: str | Strategy = "auto",
     devices: Any = "auto",
-    num_nodes: int = 1,
+    num_nodes: int | None = None,
     sync_batchnorm: bool = False,
     *,
     rank_info: RankInfo | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Strategy:
-    """The Strategy for these Trainer flags and this process's launch environment."""
+    """The Strategy for these Trainer flags and this process's launch environment.
+
+    ``devices="auto"`` and ``num_nodes=None`` (the Trainer's defaults) mean "what the launcher
+    started": under ``launch``, torchrun or srun the ranks take the job's topology, so an
+    unchanged script runs on any number of nodes. Explicit values are checked against the
+    launch in ``DDPStrategy.setup_environment``.
+    """
     if isinstance(strategy, Strategy):
         # A user-built DDPStrategy(...) knows its DDP options but not this launch: fill that in.
         configure = getattr(strategy, "configure", None)
@@ -216,7 +222,7 @@ def select_strategy(
         )
     device_type = resolve_accelerator(accelerator)
     info = rank_info if rank_info is not None else _detect_rank_info(environ)
-    wanted_ranks = _device_count(devices) * int(num_nodes)
+    wanted_ranks = _device_count(devices) * int(num_nodes or 1)
     if info.world_size > 1 or wanted_ranks > 1 or str(strategy).startswith("ddp"):
         if wanted_ranks > 1 or info.world_size > 1:
             from fulmen.runtime.distributed import DDPStrategy

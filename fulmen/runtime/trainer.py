@@ -49,7 +49,13 @@ from fulmen.runtime.trainer_properties import TrainerProperties, TrainerState
 from fulmen.runtime.trainer_services import TrainerServices
 
 class Trainer(TrainerServices, TrainerData, TrainerProperties):
-    """Runs a LightningModule's training, evaluation and prediction (Lightning 2.x flags)."""
+    """Runs a LightningModule's training, evaluation and prediction (Lightning 2.x flags).
+
+    One deliberate difference: ``num_nodes`` defaults to None, not 1, and like
+    ``devices="auto"`` it then means "the topology the launcher started" (``launch``, torchrun,
+    srun), so an unchanged script runs under ``launch --nodes 2 --gpus 2``. An explicit value
+    that contradicts the launch is an error. Without a launcher both mean one node.
+    """
 
     def __init__(
         self,
@@ -57,7 +63,7 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         accelerator: str = "auto",
         strategy: Any = "auto",
         devices: Any = "auto",
-        num_nodes: int = 1,
+        num_nodes: int | None = None,
         precision: Any = "32-true",
         logger: Any = None,
         callbacks: Callback | list[Callback] | None = None,

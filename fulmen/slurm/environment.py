@@ -13,7 +13,8 @@ Seams used by other parts of fulmen:
   never start.
 - ``validate_allocation(info, devices=..., num_nodes=...)``: called by ``DDPStrategy`` before
   any process-group wait; raises :class:`ClusterMismatchError` with a HINT when the step's
-  tasks disagree with ``Trainer(devices, num_nodes)``.
+  tasks disagree with ``Trainer(devices, num_nodes)`` (values the script left out arrive
+  here already taken from the step, so only explicit ones can disagree).
 - ``validate_not_unlaunched_allocation(environ, devices=..., num_nodes=...)``: called by
   rank detection / the strategy when no launcher started us; raises when the process sits in
   a multi-task SLURM allocation without srun and the Trainer asks for several ranks.
@@ -216,15 +217,16 @@ def validate_allocation(info: RankInfo, *, devices: int, num_nodes: int) -> None
             f"Trainer(devices={devices}) expects {devices} ranks per node, but this SLURM step runs "
             f"{info.local_world_size} task(s) on node {info.node_rank} (job {info.job_id}, "
             f"{info.world_size} tasks on {info.num_nodes} node(s)).\n"
-            f"HINT: set Trainer(devices={info.local_world_size}), or submit with "
-            f"--ntasks-per-node={devices} (launch --gpus {devices} or --nproc-per-node {devices})."
+            f"HINT: leave devices out of Trainer(...) (or devices='auto') to take the step's "
+            f"{info.local_world_size}, or submit with --ntasks-per-node={devices} "
+            f"(launch --gpus {devices} or --nproc-per-node {devices})."
         )
     if info.num_nodes != num_nodes:
         raise ClusterMismatchError(
             f"Trainer(num_nodes={num_nodes}) expects {num_nodes} node(s), but this SLURM step runs on "
             f"{info.num_nodes} node(s) (job {info.job_id}).\n"
-            f"HINT: set Trainer(num_nodes={info.num_nodes}), or submit with --nodes={num_nodes} "
-            f"(launch --nodes {num_nodes})."
+            f"HINT: leave num_nodes out of Trainer(...) to take the step's {info.num_nodes}, "
+            f"or submit with --nodes={num_nodes} (launch --nodes {num_nodes})."
         )
     if info.world_size != devices * num_nodes:
         raise ClusterMismatchError(

@@ -12,8 +12,10 @@ script.py``) or a :class:`CallableTask` (``fulmen.launcher.api.submit``). Both:
 3. install a fallback handler for SIGTERM and the warning signal: a signal that arrives
    outside ``Trainer.fit`` (whose own handler takes over during fit and is restored after)
    stops the script, requeues the job from rank 0 and exits with ``PREEMPTED_EXIT_CODE``;
-4. run the script from the code snapshot (``chdir`` into ``<run_dir>/code``, ``runpy`` with
-   the script's argv).
+4. run the script from the code snapshot, in the directory ``launch`` was called from (as
+   sbatch and submitit do): relative data paths (``data/x.csv``) resolve as they do locally,
+   while the code comes from ``<run_dir>/code`` (``sys.path[0]`` and the first ``PYTHONPATH``
+   entry), so edits made after submission do not reach a queued or requeued job.
 
 Exit codes: 0 -> submitit records the result; anything else leaves the process with that
 code (the SLURM job fails, or, for 75 after a requeue, runs again).
@@ -177,6 +179,11 @@ def run_guarded(
     With ``reraise`` an exception from ``body`` propagates after the requeue decision, so that
     submitit pickles its traceback for the submitter.
     """
+    from fulmen.errors import ClusterMismatchError
+    from fulmen.launcher.rank_entry import (
+        CONFIGURATION_ERROR_EXIT_CODE,
+        report_configuration_error,
+    )
     from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
     from fulmen.slurm.requeue import requeue_job
 
@@ -192,13 +199,16 @@ def run_guarded(
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
+    except ClusterMismatchError as exc:  # the same on every rank: one message (rank 0's log), no traceback
+        code = report_configuration_error(exc, local_rank=0 if info is None else info.local_rank)
+        error = exc if reraise else None
     except Exception as exc:  # noqa: BLE001 - the traceback goes to the rank's log, the code to SLURM
         if not reraise:  # submitit prints (and pickles) the traceback of what we re-raise
             traceback.print_exc()
         code, error = 1, exc
     if info is not None and code == PREEMPTED_EXIT_CODE and info.is_global_zero:
         requeue_job(info, reason="preempted or near the time limit")
-    elif info is not None and code not in (0, PREEMPTED_EXIT_CODE) and requeue_on_failure:
+    elif info is not None and code not in (0, PREEMPTED_EXIT_CODE, CONFIGURATION_ERROR_EXIT_CODE) and requeue_on_failure:
         requeue_job(info, reason=f"rank {info.global_rank} failed with exit code {code}")
     sys.stdout.flush()
     sys.stderr.flush()
@@ -258,6 +268,7 @@ class ScriptTask:
     warning_signal: str = "USR2@90"
     requeue_on_failure: bool = False
     env: tuple[tuple[str, str], ...] = ()
+    workdir: str = ""  # where `launch` was called; "" (older pickles): the snapshot
 
     def __call__(self) -> int:
         code, _ = run_in_task(Path(self.run_dir), self.env, self.warning_signal, self.requeue_on_failure,
@@ -270,16 +281,44 @@ class ScriptTask:
 
     def _run_script(self) -> None:
         code_dir = Path(self.run_dir) / "code"
-        os.chdir(code_dir)
+        os.chdir(working_directory(self.workdir, code_dir))
+        import_from_snapshot(code_dir, os.getcwd())
         if self.entry_is_module:
             sys.argv = [self.entry, *self.args]
-            sys.path.insert(0, str(code_dir))
             runpy.run_module(self.entry, run_name="__main__", alter_sys=True)
         else:
             script = code_dir / self.entry
             sys.argv = [str(script), *self.args]
             sys.path.insert(0, str(script.parent))
             runpy.run_path(str(script), run_name="__main__")
+
+
+def working_directory(workdir: str, code_dir: Path) -> Path:
+    """Where the script runs: the ``launch`` directory, or the snapshot when that is not here.
+
+    On a cluster without a shared file system the submit directory may not exist on the
+    node; the snapshot (which the job needs anyway) is the best remaining choice, and the
+    rank's log says so.
+    """
+    if workdir and Path(workdir).is_dir():
+        return Path(workdir)
+    if workdir:
+        print(f"fulmen: {workdir} (where launch was called) does not exist on this node; running in the "
+              f"code snapshot {code_dir}, so relative paths resolve there", file=sys.stderr, flush=True)
+    return code_dir
+
+
+def import_from_snapshot(code_dir: Path, workdir: str) -> None:
+    """Make the snapshot, not the working tree, the place the user's modules come from.
+
+    ``python -m submitit.core._submit`` put the job's start directory (the working tree) on
+    ``sys.path``; it is replaced by the snapshot, and the snapshot goes first on ``PYTHONPATH``
+    for the processes the script starts.
+    """
+    here = {"", ".", os.path.realpath(workdir)}
+    sys.path[:] = [str(code_dir)] + [p for p in sys.path if (os.path.realpath(p) if p else p) not in here]
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(code_dir), *([previous] if previous else [])])
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fulmen.errors import LaunchError, MissingExtraError
-from fulmen.launcher.spec import JobSpec
+from fulmen.launcher.spec import JobSpec, ranks_see
 from fulmen.slurm import commands, validation
 from fulmen.slurm.rank_entry import ScriptTask
 from fulmen.slurm.sbatch import executor_parameters, render_sbatch, submitit_folder
@@ -52,6 +52,7 @@ def run(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
         warning_signal=spec.slurm.signal,
         requeue_on_failure=spec.slurm.requeue_on_failure,
         env=task_environment(spec),
+        workdir=str(Path.cwd()),
     )
     job_id = submit_task(spec, run_dir, task)
     print(
@@ -89,9 +90,10 @@ def dry_run_text(spec: JobSpec, run_dir: Path) -> str:
         script
         + "\n# submit command: sbatch <the script above>"
         + f" (written to {submitit_folder(run_dir)}/<job id>_submission.sh)\n"
-        + f"# each of the {spec.world_size} task(s) runs, from the code snapshot {run_dir / 'code'}: "
+        + f"# each of the {spec.world_size} task(s) runs, in {Path.cwd()} (where launch was called; relative "
+        + f"paths resolve here), the code snapshot's {entry} from {run_dir / 'code'}: "
         + " ".join([entry, *spec.args])
-        + "\n"
+        + f"\n# {ranks_see(spec)}\n"
     )
 
 

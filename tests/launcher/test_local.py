@@ -32,6 +32,8 @@ def test_dry_run_prints_the_plan_and_creates_nothing(tmp_path: Path, capsys: pyt
     out = capsys.readouterr().out
     assert "3 rank(s)" in out and "world size 3" in out and "env:          A=1" in out
     assert "fulmen.launcher.rank_entry" in out
+    assert "ranks see: num_nodes=1, devices=3 per node, world size 3" in out
+    assert f"working dir:  {Path.cwd()} (relative paths in the script resolve here)" in out
     assert not (tmp_path / "runs").exists()
 
 

@@ -45,3 +45,22 @@ def test_exit_code_and_traceback_pass_through(tmp_path: Path, subprocess_env: di
     script.write_text("raise ValueError('boom')\n")
     done = _run([str(script)], subprocess_env, tmp_path)
     assert done.returncode == 1 and "ValueError: boom" in done.stdout
+
+
+def test_topology_mismatch_prints_one_message_on_local_rank0_and_none_elsewhere(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    from fulmen.launcher.rank_entry import CONFIGURATION_ERROR_EXIT_CODE
+
+    script = tmp_path / "train.py"
+    script.write_text(
+        "from fulmen.errors import ClusterMismatchError\n"
+        "raise ClusterMismatchError('Trainer(num_nodes=1) does not match the 2 node(s)\\nHINT: leave it out')\n"
+    )
+    outputs = {}
+    for local_rank in ("0", "1"):
+        done = _run([str(script)], dict(subprocess_env, LOCAL_RANK=local_rank), tmp_path)
+        assert done.returncode == CONFIGURATION_ERROR_EXIT_CODE, done.stdout
+        outputs[local_rank] = done.stdout
+    assert outputs["0"] == "fulmen: error: Trainer(num_nodes=1) does not match the 2 node(s)\nHINT: leave it out\n"
+    assert outputs["1"] == ""

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from fulmen.errors import ClusterMismatchError, MisconfigurationException
 from fulmen.launcher import ports
 from fulmen.runtime.data_sharding import distributed_loader
-from fulmen.runtime.distributed import DDPStrategy, validate_launch
+from fulmen.runtime.distributed import DDPStrategy, resolve_topology, validate_launch
 from fulmen.runtime.ranks import RankInfo
 from fulmen.runtime.strategy import select_strategy
 
@@ -156,4 +156,83 @@ def test_one_rank_ddp_without_launcher_finds_its_own_port() -> None:
         assert strategy.reduce(torch.tensor([2.0]), "sum").tolist() == [2.0]
     finally:
         strategy.teardown()
+    assert not dist.is_initialized()
+
+
+# --- topology: what the script left out comes from the launch; what it said must match ----------
+
+TWO_BY_TWO = RankInfo(global_rank=3, local_rank=1, world_size=4, local_world_size=2, node_rank=1, num_nodes=2,
+                      master_port=1, source="env")
+
+
+@pytest.mark.parametrize(
+    ("devices", "num_nodes", "expected"),
+    [(None, None, (2, 2)), (2, None, (2, 2)), (None, 2, (2, 2)), (4, 1, (4, 1))],
+)
+def test_resolve_topology_takes_what_the_script_left_out_from_the_launch(
+    devices: int | None, num_nodes: int | None, expected: tuple[int, int]
+) -> None:
+    assert resolve_topology(TWO_BY_TWO, devices, num_nodes) == expected
+
+
+def test_implicit_topology_passes_validation_explicit_contradiction_does_not() -> None:
+    validate_launch(TWO_BY_TWO, None, None)
+    validate_launch(TWO_BY_TWO, 2, 2)
+    with pytest.raises(ClusterMismatchError) as exc:
+        validate_launch(TWO_BY_TWO, None, 1)
+    message = str(exc.value)
+    assert message.startswith("Trainer(num_nodes=1) does not match the 2 node(s)")
+    assert message.count("\n") == 1 and "HINT: leave num_nodes out to take the launch's 2" in message
+
+
+class ReachedRendezvous(Exception):
+    """Raised instead of init_process_group: every check before the rendezvous passed."""
+
+
+_TORCHRUN_2X2 = {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": "1",
+                 "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}
+
+
+@pytest.mark.parametrize("launcher", ["launch/torchrun", "srun"])
+@pytest.mark.parametrize("flags", [{}, {"devices": "auto"}, {"accelerator": "auto", "devices": "auto"}])
+def test_trainer_defaults_take_the_launched_topology(
+    monkeypatch: pytest.MonkeyPatch, launcher: str, flags: dict[str, str]
+) -> None:
+    """An unchanged Lightning script (no num_nodes, devices='auto' or nothing) under a 2 x 2 launch."""
+    from fulmen import Trainer
+    from fulmen.runtime import distributed
+    from tests.slurm.test_environment import STEP_TASK_RANK3
+
+    for name in ("FULMEN_CLUSTER", "RANK", "WORLD_SIZE", "SLURM_JOB_ID", "SLURM_JOBID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (_TORCHRUN_2X2 if launcher == "launch/torchrun" else STEP_TASK_RANK3).items():
+        monkeypatch.setenv(name, value)
+
+    def reached(*args: object, **kwargs: object) -> None:
+        raise ReachedRendezvous
+
+    monkeypatch.setattr(distributed.dist, "init_process_group", reached)
+    trainer = Trainer(**{"accelerator": "cpu", **flags}, logger=False, enable_checkpointing=False)
+    assert (trainer.num_nodes, trainer.num_devices, trainer.world_size, trainer.global_rank) == (2, 2, 4, 3)
+    with pytest.raises(ReachedRendezvous):
+        trainer.strategy.setup_environment()
+
+
+def test_explicit_num_nodes_that_contradicts_the_launch_fails_before_any_group() -> None:
+    strategy = DDPStrategy(rank_info=TWO_BY_TWO, accelerator="cpu", devices="auto", num_nodes=1)
+    with pytest.raises(ClusterMismatchError, match=r"^Trainer\(num_nodes=1\) does not match the 2 node\(s\)"):
+        strategy.setup_environment()
+    assert not dist.is_initialized()
+
+
+def test_explicit_num_nodes_under_slurm_uses_slurms_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fulmen.slurm.environment import rank_info_from_slurm
+    from tests.slurm.test_environment import STEP_TASK_RANK3
+
+    info = rank_info_from_slurm(STEP_TASK_RANK3)
+    assert info is not None and (info.num_nodes, info.local_world_size) == (2, 2)
+    DDPStrategy(rank_info=info, accelerator="cpu", devices="auto", num_nodes=None)  # builds without complaint
+    strategy = DDPStrategy(rank_info=info, accelerator="cpu", devices="auto", num_nodes=1)
+    with pytest.raises(ClusterMismatchError, match=r"^Trainer\(num_nodes=1\) expects 1 node\(s\), but this SLURM step"):
+        strategy.setup_environment()
     assert not dist.is_initialized()

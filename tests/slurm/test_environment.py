@@ -147,14 +147,14 @@ def test_validate_allocation_accepts_a_match() -> None:
 def test_validate_allocation_devices_mismatch_has_hint() -> None:
     info = env.rank_info_from_slurm(STEP_TASK_RANK3)
     assert info is not None
-    with pytest.raises(ClusterMismatchError, match=r"devices=4.*\n.*HINT: set Trainer\(devices=2\)"):
+    with pytest.raises(ClusterMismatchError, match=r"devices=4.*\n.*HINT: leave devices out .* take the step's 2"):
         env.validate_allocation(info, devices=4, num_nodes=2)
 
 
 def test_validate_allocation_num_nodes_mismatch_has_hint() -> None:
     info = env.rank_info_from_slurm(STEP_TASK_RANK3)
     assert info is not None
-    with pytest.raises(ClusterMismatchError, match=r"num_nodes=1.*\n.*HINT: set Trainer\(num_nodes=2\)"):
+    with pytest.raises(ClusterMismatchError, match=r"num_nodes=1.*\n.*HINT: leave num_nodes out .* take the step's 2"):
         env.validate_allocation(info, devices=2, num_nodes=1)
 
 

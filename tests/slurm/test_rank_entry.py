@@ -137,3 +137,66 @@ def test_reraise_hands_the_exception_to_submitit(tmp_path: Path, requeue_calls: 
 
     with pytest.raises(ValueError, match="for the submitter"):
         rank_entry.run_guarded(body, info_for(tmp_path, 0), False, reraise=True)
+
+
+def test_topology_mismatch_is_one_message_without_traceback_and_no_requeue(
+    tmp_path: Path, requeue_calls: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fulmen.errors import ClusterMismatchError
+    from fulmen.launcher.rank_entry import CONFIGURATION_ERROR_EXIT_CODE
+
+    def body() -> None:
+        raise ClusterMismatchError("Trainer(num_nodes=1) expects 1 node(s), but this SLURM step runs on 2\nHINT: x")
+
+    from fulmen.slurm.environment import rank_info_from_slurm
+
+    infos = [rank_info_from_slurm(dict(STEP_TASK_RANK3, SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank % 2),
+                                       SLURM_NODEID=str(rank // 2))) for rank in range(4)]
+    codes = [rank_entry.run_guarded(body, info, True)[0] for info in infos]
+    assert codes == [CONFIGURATION_ERROR_EXIT_CODE] * 4
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    # local rank 0 of each node (ranks 0 and 2) writes it into its own log; the console shows rank 0's
+    assert err.count("fulmen: error: Trainer(num_nodes=1) expects 1 node(s)") == 2
+    assert requeue_calls == []  # the same script would fail the same way again
+
+
+def test_script_runs_in_the_launch_directory_with_code_from_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import sys
+
+    workdir, run_dir = tmp_path / "project", tmp_path / "run"
+    (workdir / "data").mkdir(parents=True)
+    (workdir / "data" / "x.csv").write_text("1,2\n")
+    (workdir / "helper.py").write_text("WHERE = 'working tree (edited after submission)'\n")
+    (run_dir / "code").mkdir(parents=True)
+    (run_dir / "code" / "helper.py").write_text("WHERE = 'snapshot'\n")
+    (run_dir / "code" / "train.py").write_text(
+        "import os, helper, pathlib\n"
+        "pathlib.Path(os.environ['OUT']).write_text("
+        "f\"{os.getcwd()}|{open('data/x.csv').read().strip()}|{helper.WHERE}|{os.environ['PYTHONPATH']}\")\n"
+    )
+    monkeypatch.chdir(workdir)
+    monkeypatch.setattr(sys, "path", [str(workdir), *sys.path])  # as `python -m submitit...` started here has it
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    monkeypatch.delitem(sys.modules, "helper", raising=False)
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    monkeypatch.setenv("OUT", str(tmp_path / "out.txt"))
+    task = rank_entry.ScriptTask(run_dir=str(run_dir), entry="train.py", workdir=str(workdir))
+    try:
+        task._run_script()
+    finally:
+        sys.modules.pop("helper", None)
+    cwd, data, where, pythonpath = (tmp_path / "out.txt").read_text().split("|")
+    assert (cwd, data, where) == (str(workdir), "1,2", "snapshot")
+    assert pythonpath.split(os.pathsep) == [str(run_dir / "code"), "/elsewhere"]
+
+
+def test_missing_launch_directory_falls_back_to_the_snapshot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code_dir = tmp_path / "code"
+    assert rank_entry.working_directory(str(tmp_path / "not-on-this-node"), code_dir) == code_dir
+    assert "does not exist on this node" in capsys.readouterr().err
+    assert rank_entry.working_directory(str(tmp_path), code_dir) == tmp_path
+    assert rank_entry.working_directory("", code_dir) == code_dir  # a pickle from before `workdir` existed

@@ -38,7 +38,10 @@ def test_dry_run_prints_script_and_command_and_creates_nothing(
         f"srun --unbuffered --output {run_dir}/submitit/%j_%t_log.out --error {run_dir}/submitit/%j_%t_log.err "
         f"{python} -u -m submitit.core._submit {run_dir}/submitit\n\n"
         f"# submit command: sbatch <the script above> (written to {run_dir}/submitit/<job id>_submission.sh)\n"
-        f"# each of the 4 task(s) runs, from the code snapshot {run_dir}/code: train.py --lr 0.1\n"
+        f"# each of the 4 task(s) runs, in {tmp_path} (where launch was called; relative paths resolve here), "
+        f"the code snapshot's train.py from {run_dir}/code: train.py --lr 0.1\n"
+        "# ranks see: num_nodes=2, devices=2 per node, world size 4 (a Trainer without num_nodes/devices takes "
+        "these; explicit values must match)\n"
     )
     assert not run_dir.exists()
 

@@ -61,7 +61,7 @@ def test_two_nodes_two_gpus_each_rank_knows_its_place(project: Path, job_env: di
     assert hosts[0] == hosts[1] != hosts[2] == hosts[3]
     assert {(s["world"], s["nodes"], s["master"], s["source"]) for s in seen} == {(4, 2, hosts[0], "slurm")}
     assert len({s["port"] for s in seen}) == 1
-    assert all(s["argv"] == ["--flag", "x"] and s["cwd"] == str(run_dir / "code") for s in seen)
+    assert all(s["argv"] == ["--flag", "x"] and s["cwd"] == str(project) for s in seen)  # where launch ran
     assert all(s["gpus"] is not None and len(s["gpus"].split(",")) == 2 for s in seen)
 
     status = fulmen_cli(["status", job_id], job_env, project)
