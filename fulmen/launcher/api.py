@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from fulmen.errors import FulmenError, LaunchError
-from fulmen.launcher.spec import JobSpec
+from fulmen.jobs.spec import JobSpec
 
 R = TypeVar("R")
 
@@ -74,7 +74,7 @@ def submit(fn: Callable[..., R], *args: Any, spec: JobSpec | None = None, **kwar
     ``spec.entry`` is only a label here (it names the run); ``spec.cluster`` must be
     ``"slurm"``. Nodes, ranks per node and every sbatch option come from ``spec``.
     """
-    from fulmen.launcher.rundir import new_run_id, prepare_run_dir, run_dir_for
+    from fulmen.jobs.rundir import new_run_id, prepare_run_dir, run_dir_for
     from fulmen.slurm import validation
     from fulmen.slurm.rank_entry import CallableTask
     from fulmen.slurm.submit import submit_task, task_environment

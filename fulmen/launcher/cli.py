@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fulmen.errors import FulmenError, LaunchError
-from fulmen.launcher.spec import CLUSTERS, JobSpec, KubernetesOptions, SlurmOptions
+from fulmen.jobs.spec import CLUSTERS, JobSpec, KubernetesOptions, SlurmOptions
 
 BACKENDS = {
     "local": "fulmen.launcher.local",

@@ -10,7 +10,7 @@ Each function prints to stdout (errors to stderr) and returns the command's exit
 - ``cancel(job: str) -> int``: cancel the job (``scancel`` for SLURM).
 - ``list_jobs() -> int``: one line per recorded job: id, backend, state, name, run dir.
 
-JOB is a job id, a run name or a run-directory path (see ``fulmen.launcher.jobs``). State
+JOB is a job id, a run name or a run-directory path (see ``fulmen.jobs.records``). State
 comes from the backend: for SLURM, sacct (with squeue as fallback when accounting is off);
 records of the torchx backends (``k8s``, ``torchx-local``) are answered by
 ``fulmen.launcher.torchx.{status,logs,cancel}(record)``.
@@ -23,8 +23,13 @@ import time
 from pathlib import Path
 
 from fulmen.errors import FulmenError
-from fulmen.launcher.jobs import JobRecord, all_records, find_record, latest_record, launcher_lost
-
+from fulmen.jobs.records import (
+    JobRecord,
+    all_records,
+    find_record,
+    latest_record,
+    launcher_lost,
+)
 
 TORCHX_BACKENDS = ("k8s", "torchx-local")
 
@@ -87,7 +92,7 @@ def status(job: str | None = None) -> int:
 
 def logs(job: str, rank: int | None = None, follow: bool = False) -> int:
     """Print rank ``rank``'s log of ``job`` (all attempts, oldest first); ``follow`` tails it."""
-    from fulmen.launcher.rundir import rank_log_path
+    from fulmen.jobs.rundir import rank_log_path
 
     try:
         record = find_record(job)

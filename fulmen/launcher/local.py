@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from fulmen.errors import LaunchError
-from fulmen.launcher import ports, rundir
-from fulmen.launcher.spec import JobSpec
-from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
+from fulmen.jobs import ports, rundir
+from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
+from fulmen.jobs.spec import JobSpec
 
 FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1,SIGUSR2"
 RANK_ENTRY_MODULE = "fulmen.launcher.rank_entry"
@@ -55,7 +55,9 @@ def run(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
         print(describe_plan(spec, run_dir))
         return 0
     rundir.prepare_run_dir(spec, run_dir)
-    from fulmen.launcher.local_agent import run_agent  # imports torch: only when we really run
+    from fulmen.launcher.local_agent import (
+        run_agent,  # imports torch: only when we really run
+    )
 
     rdzv_id, first_port, claimed = _rendezvous_id_and_port(spec, run_id)
     claimed_ports = [first_port] if claimed else []
@@ -189,20 +191,20 @@ def _write_job_record(spec: JobSpec, run_dir: Path, run_id: str) -> Any:
     backend inside the torchx job's run) is left alone: that job owns the record. Returns None
     then. Bookkeeping only: a record that cannot be written (read-only home) costs a warning.
     """
-    from fulmen.launcher import jobs
+    from fulmen.jobs import records
 
     try:
-        existing = jobs.read_record(run_dir)
+        existing = records.read_record(run_dir)
     except LaunchError:
         existing = None
     if existing is not None and existing.backend != "local":
         return None
-    record = jobs.new_record(
+    record = records.new_record(
         run_id, "local", run_dir, spec.job_name, spec.to_dict(), num_tasks=spec.world_size, final_state="RUNNING",
         launcher_pid=os.getpid(), launcher_host=socket.gethostname(),
     )
     try:
-        jobs.write_record(record)
+        records.write_record(record)
     except OSError as exc:
         print(f"fulmen: warning: job record not written ({exc}); `fulmen status` will not list this run.",
               file=sys.stderr)
@@ -212,13 +214,13 @@ def _write_job_record(spec: JobSpec, run_dir: Path, run_id: str) -> Any:
 def _finish_job_record(record: Any, code: int) -> None:
     if record is None:  # the run belongs to another backend's job
         return
-    from fulmen.launcher import jobs
+    from fulmen.jobs import records
 
     states = {0: "COMPLETED", PREEMPTED_EXIT_CODE: "PREEMPTED"}
     record.extra["final_state"] = states.get(code, "FAILED")
     record.extra["exit_code"] = code
     try:
-        jobs.write_record(record)
+        records.write_record(record)
     except OSError:
         pass  # already warned at the start
 

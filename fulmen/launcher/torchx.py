@@ -26,8 +26,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from fulmen.errors import LaunchError, MissingExtraError
-from fulmen.launcher import jobs, local, ports, rundir, torchx_jobs
-from fulmen.launcher.spec import JobSpec
+from fulmen.jobs import ports, records, rundir
+from fulmen.jobs.logs import LogFollower
+from fulmen.jobs.spec import JobSpec
+from fulmen.launcher import local, torchx_jobs
 from fulmen.launcher.torchx_appdef import build_appdef, pod_run_dir, role_name
 
 if TYPE_CHECKING:
@@ -203,7 +205,7 @@ def _submit_and_follow(runner: Runner, spec: JobSpec, app: AppDef, *, run_dir: P
     local_run = run.launcher_pid is not None
     tick = None
     if local_run:  # torchx-local: show replica 0 like `launch` shows rank 0
-        tick = torchx_jobs.LogFollower.for_replica(info, run.role, 0).echo
+        tick = LogFollower(torchx_jobs.replica_log_path(info, run.role, 0)).pump
 
     poll_s = POLL_INTERVAL_S[run.scheduler]
     state = wait_for(runner, handle, tick=tick, cancel_on_signal=local_run, poll_s=poll_s)
@@ -289,16 +291,16 @@ def exit_code(state: str) -> int:
 # torchx-local; fulmen/launcher/job_commands.py dispatches here by ``record.backend``.
 
 
-def status(record: jobs.JobRecord) -> str:
+def status(record: records.JobRecord) -> str:
     """The job's state name (torchx's AppState, or ``LOST`` for a torchx-local job whose launcher died)."""
     return torchx_jobs.status_of(Path(record.run_dir))
 
 
-def logs(record: jobs.JobRecord, rank: int = 0, follow: bool = False) -> Iterator[str]:
+def logs(record: records.JobRecord, rank: int = 0, follow: bool = False) -> Iterator[str]:
     """Lines of rank ``rank``'s output; with ``follow``, until the job ends."""
     return torchx_jobs.logs_of(Path(record.run_dir), rank=rank, follow=follow)
 
 
-def cancel(record: jobs.JobRecord) -> None:
+def cancel(record: records.JobRecord) -> None:
     """Stop the job (delete the Volcano job, or stop the torchx-local launcher and its replicas)."""
     torchx_jobs.cancel_run(Path(record.run_dir))

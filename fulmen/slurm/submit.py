@@ -15,14 +15,14 @@ Order of work, so that wrong input fails before anything is created or queued:
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from fulmen.errors import LaunchError, MissingExtraError
-from fulmen.launcher.spec import JobSpec
+from fulmen.jobs.logs import LogFollower
+from fulmen.jobs.spec import JobSpec
 from fulmen.slurm import commands, validation
 from fulmen.slurm.rank_entry import ScriptTask
 from fulmen.slurm.sbatch import executor_parameters, render_sbatch, submitit_folder
@@ -39,8 +39,8 @@ def run(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
         return 0
     validation.check_against_cluster(spec)
     spec = dataclasses.replace(spec, run_dir=str(run_dir))
-    from fulmen.launcher.rundir import prepare_run_dir
-    from fulmen.launcher.snapshot import snapshot_code
+    from fulmen.jobs.rundir import prepare_run_dir
+    from fulmen.jobs.snapshot import snapshot_code
 
     prepare_run_dir(spec, run_dir)
     snapshot = snapshot_code(spec.entry, run_dir, entry_is_module=spec.entry_is_module)
@@ -76,7 +76,7 @@ def task_environment(spec: JobSpec) -> tuple[tuple[str, str], ...]:
 
 def resolve_run_dir(spec: JobSpec) -> Path:
     """``--run-dir`` if given, else a new folder under the run root."""
-    from fulmen.launcher.rundir import new_run_id, run_dir_for
+    from fulmen.jobs.rundir import new_run_id, run_dir_for
 
     return run_dir_for(spec, new_run_id())
 
@@ -110,7 +110,7 @@ def make_executor(spec: JobSpec, run_dir: Path) -> Any:
 
 def submit_task(spec: JobSpec, run_dir: Path, task: Any) -> str:
     """Submit ``task`` (run in every SLURM task) and write the job record; returns the job id."""
-    from fulmen.launcher.jobs import new_record, write_record
+    from fulmen.jobs.records import new_record, write_record
 
     executor = make_executor(spec, run_dir)
     try:
@@ -150,7 +150,7 @@ def wait_for_job(job_id: str, run_dir: Path, *, rank: int = 0, out: Any = None) 
 
     Follows the log across requeues (each run starts a fresh ``rank_N.log``).
     """
-    from fulmen.launcher.rundir import rank_log_path
+    from fulmen.jobs.rundir import rank_log_path
 
     stream = sys.stdout if out is None else out
     follower = LogFollower(rank_log_path(run_dir, rank))
@@ -164,37 +164,3 @@ def wait_for_job(job_id: str, run_dir: Path, *, rank: int = 0, out: Any = None) 
             print(f"fulmen: job {job_id} ended: {ended.state} (exit {ended.exit_code})", file=stream, flush=True)
             return exit_code_for(ended)
         time.sleep(POLL_INTERVAL_S)
-
-
-class LogFollower:
-    """``tail -F`` for one file: prints new bytes; switches to a new file when it was rotated."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._handle: Any = None
-        self._inode: int | None = None
-
-    def pump(self, stream: Any) -> None:
-        try:
-            inode = os.stat(self.path).st_ino
-        except FileNotFoundError:
-            inode = None
-        if self._handle is not None:
-            self._copy(stream)
-            if inode is not None and inode != self._inode:
-                self._handle.close()
-                self._handle = None
-        if self._handle is None and inode is not None:
-            self._handle = open(self.path, encoding="utf-8", errors="replace")  # noqa: SIM115 - kept open
-            self._inode = inode
-            self._copy(stream)
-
-    def _copy(self, stream: Any) -> None:
-        data = self._handle.read()
-        if data:
-            stream.write(data)
-            stream.flush()
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()

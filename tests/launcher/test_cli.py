@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from fulmen.errors import LaunchError
+from fulmen.jobs.spec import JobSpec
 from fulmen.launcher import cli
-from fulmen.launcher.spec import JobSpec
 
 
 def test_script_and_its_args_are_separated_from_launcher_options() -> None:

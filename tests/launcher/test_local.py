@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from fulmen.errors import LaunchError
+from fulmen.jobs.spec import JobSpec
 from fulmen.launcher import local
-from fulmen.launcher.spec import JobSpec
 
 
 def test_missing_module_is_named() -> None:
@@ -73,24 +73,26 @@ def test_launcher_environment_sets_run_vars_drops_inherited_ranks_and_restores(
 
 def test_job_record_of_another_backend_is_left_alone(tmp_path, monkeypatch) -> None:
     """A torchx replica runs the local backend inside the torchx job's run dir: the record stays torchx's."""
-    from fulmen.launcher import jobs, local
-    from fulmen.launcher.spec import JobSpec
+    from fulmen.jobs import records
+    from fulmen.jobs.spec import JobSpec
+    from fulmen.launcher import local
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    ours = jobs.new_record("local_cwd://torchx/t-1", "torchx-local", tmp_path, "t", {})
-    jobs.write_record(ours)
+    ours = records.new_record("local_cwd://torchx/t-1", "torchx-local", tmp_path, "t", {})
+    records.write_record(ours)
     record = local._write_job_record(JobSpec(entry="train.py"), tmp_path, "run-1")
     local._finish_job_record(record, 0)
     assert record is None
-    assert jobs.read_record(tmp_path) == ours
+    assert records.read_record(tmp_path) == ours
 
 
 def test_job_record_of_a_local_run_is_written_and_finished(tmp_path, monkeypatch) -> None:
-    from fulmen.launcher import jobs, local
-    from fulmen.launcher.spec import JobSpec
+    from fulmen.jobs import records
+    from fulmen.jobs.spec import JobSpec
+    from fulmen.launcher import local
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     record = local._write_job_record(JobSpec(entry="train.py"), tmp_path, "run-1")
-    assert jobs.read_record(tmp_path).extra["final_state"] == "RUNNING"
+    assert records.read_record(tmp_path).extra["final_state"] == "RUNNING"
     local._finish_job_record(record, 75)
-    assert jobs.read_record(tmp_path).extra["final_state"] == "PREEMPTED"
+    assert records.read_record(tmp_path).extra["final_state"] == "PREEMPTED"

@@ -6,7 +6,6 @@ client's HTTP layer is replaced (FakeKubernetesApi), so what is tested is what r
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
@@ -18,9 +17,10 @@ pytest.importorskip("torchx")
 pytest.importorskip("kubernetes")
 
 from fulmen.errors import LaunchError  # noqa: E402
-from fulmen.launcher import jobs, torchx_jobs  # noqa: E402
+from fulmen.jobs import records  # noqa: E402
+from fulmen.jobs.spec import JobSpec  # noqa: E402
 from fulmen.launcher import torchx as torchx_backend  # noqa: E402
-from fulmen.launcher.spec import JobSpec  # noqa: E402
+from fulmen.launcher import torchx_jobs  # noqa: E402
 
 from .test_torchx import FakeKubernetesApi, k8s_spec  # noqa: E402
 
@@ -36,11 +36,11 @@ def fake_cluster(monkeypatch, tmp_path: Path) -> FakeKubernetesApi:
 
 
 @pytest.fixture
-def submitted(fake_cluster: FakeKubernetesApi, tmp_path: Path, monkeypatch) -> jobs.JobRecord:
+def submitted(fake_cluster: FakeKubernetesApi, tmp_path: Path, monkeypatch) -> records.JobRecord:
     monkeypatch.chdir(tmp_path)
     spec = k8s_spec(run_root="runs")  # relative: pods resolve it under the image's workdir
     assert torchx_backend.run(spec) == 0
-    return jobs.latest_record()
+    return records.latest_record()
 
 
 def test_k8s_run_submits_the_volcano_job_and_records_it(submitted, fake_cluster, tmp_path) -> None:
@@ -90,7 +90,7 @@ def test_cancel_deletes_the_volcano_job(submitted, fake_cluster) -> None:
 def test_k8s_wait_follows_the_job_to_its_end(fake_cluster, tmp_path, capsys, phase, code, state) -> None:
     fake_cluster.phase = phase
     assert torchx_backend.run(k8s_spec(run_root=str(tmp_path / "runs")), wait=True) == code
-    record = jobs.latest_record()
+    record = records.latest_record()
     assert torchx_jobs.TorchxRun.load(Path(record.run_dir)).state == state
     assert f"is {state}" in capsys.readouterr().err
 
@@ -152,42 +152,10 @@ def test_missing_torchx_record_is_a_clear_error(tmp_path: Path) -> None:
         torchx_jobs.status_of(tmp_path)
 
 
-def test_log_follower_echoes_only_new_output(tmp_path: Path) -> None:
-    path = tmp_path / "combined.log"
-    out = io.StringIO()
-    follower = torchx_jobs.LogFollower(path, out)
-    follower.echo()  # not created yet: nothing, no error
-    path.write_text("a\n")
-    follower.echo()
-    with path.open("a") as handle:
-        handle.write("b\n")
-    follower.echo()
-    assert out.getvalue() == "a\nb\n"
-
-
 def test_torchx_record_round_trips(tmp_path: Path) -> None:
     run = _local_run(tmp_path, launcher_pid=7, replica_log_dirs=["/x/0"], state="RUNNING")
     assert torchx_jobs.TorchxRun.load(tmp_path) == run
     assert json.loads((tmp_path / "torchx.json").read_text())["handle"] == run.handle
-
-
-def test_following_a_file_reads_what_is_written_until_the_job_ends(tmp_path: Path) -> None:
-    path = tmp_path / "rank_0.log"
-    path.write_text("first\n")
-    polls = []
-
-    def is_done() -> bool:
-        # the job writes more between two polls, then ends
-        polls.append(1)
-        if len(polls) == 1:
-            with path.open("a") as handle:
-                handle.write("second\nlast without newline")
-            return False
-        return True
-
-    lines = list(torchx_jobs._file_lines(path, follow=True, is_done=is_done, poll_s=0.01))
-    assert lines == ["first", "second", "last without newline"]
-    assert len(polls) == 2
 
 
 def test_ctrl_c_while_waiting_on_k8s_leaves_the_job_running(fake_cluster, tmp_path, monkeypatch, capsys) -> None:
@@ -210,5 +178,5 @@ def test_ctrl_c_while_waiting_on_k8s_leaves_the_job_running(fake_cluster, tmp_pa
     assert code == torchx_backend.CANCELLED_EXIT_CODE
     assert "keeps running" in capsys.readouterr().err
     assert not [call for call in fake_cluster.calls if call[0] == "DELETE"]
-    record = jobs.latest_record()
+    record = records.latest_record()
     assert torchx_jobs.TorchxRun.load(Path(record.run_dir)).state == "SUBMITTED"

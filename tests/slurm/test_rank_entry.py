@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
+from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
+from fulmen.jobs.ports import candidate_port
 from fulmen.slurm import rank_entry, requeue
-from fulmen.slurm.environment import master_port_for_job
 from tests.slurm.test_environment import BATCH_SHELL, STEP_TASK_RANK3
 
 RANK0 = dict(STEP_TASK_RANK3, SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_NODEID="0", SLURMD_NODENAME="n1")
@@ -51,7 +51,7 @@ def test_other_ranks_take_rank0s_port(tmp_path: Path) -> None:
 def test_rank0_moves_past_a_busy_port(tmp_path: Path) -> None:
     import socket
 
-    wanted = master_port_for_job("37", 0)
+    wanted = candidate_port("37", 0)
     with socket.socket() as busy:
         busy.bind(("", wanted))
         busy.listen()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 from fulmen.errors import LaunchError
-from fulmen.launcher.spec import JobSpec, SlurmOptions
+from fulmen.jobs.spec import JobSpec, SlurmOptions
 from fulmen.slurm import commands, submit
 from fulmen.slurm.commands import JobState
 
@@ -68,19 +66,3 @@ def test_a_preempted_job_queued_again_has_not_ended(monkeypatch: pytest.MonkeyPa
     assert submit.job_has_ended("1") is None
     monkeypatch.setattr(commands, "squeue_state", lambda j: None)
     assert submit.job_has_ended("1") is not None
-
-
-def test_log_follower_follows_a_rotated_log(tmp_path: Path) -> None:
-    log = tmp_path / "rank_0.log"
-    out = io.StringIO()
-    follower = submit.LogFollower(log)
-    follower.pump(out)  # no file yet: nothing, no error
-    log.write_text("run 1 line 1\n")
-    follower.pump(out)
-    with log.open("a") as handle:
-        handle.write("run 1 line 2\n")
-    os.replace(log, tmp_path / "rank_0.attempt_0.log")  # a requeued run rotates the log
-    log.write_text("run 2 line 1\n")
-    follower.pump(out)
-    follower.close()
-    assert out.getvalue() == "run 1 line 1\nrun 1 line 2\nrun 2 line 1\n"
