@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from fulmen.errors import LaunchError
+
 
 class LogFollower:
     """``tail -F`` for one file: each ``pump()`` writes the text added since the last one.
@@ -103,3 +105,26 @@ def earlier_attempts(run_dir: Path, rank: int) -> list[Path]:
         (Path(run_dir) / "logs").glob(f"rank_{rank}.attempt_*.log"),
         key=lambda p: int(p.stem.rsplit("_", 1)[-1]),
     )
+
+
+def earlier_attempts_text(run_dir: Path, rank: int) -> Iterator[str]:
+    """Earlier attempts' logs, each under a ``===== name =====`` header, then the latest's header."""
+    attempts = earlier_attempts(run_dir, rank)
+    for path in attempts:
+        yield f"===== {path.name} =====\n"
+        yield path.read_text(errors="replace")
+    if attempts:
+        yield f"===== rank_{rank}.log (latest attempt) =====\n"
+
+
+def rank_log_text(run_dir: Path, rank: int) -> Iterator[str]:
+    """Rank ``rank``'s whole log as it stands: every attempt, oldest first (``fulmen logs``).
+
+    Raises LaunchError (before yielding anything) when the rank has written no log yet.
+    """
+    current = Path(run_dir) / "logs" / f"rank_{rank}.log"
+    if not current.exists() and not earlier_attempts(run_dir, rank):
+        raise LaunchError(f"no log for rank {rank} yet ({current}); the job may still be queued.")
+    yield from earlier_attempts_text(run_dir, rank)
+    if current.exists():
+        yield current.read_text(errors="replace")

@@ -86,6 +86,7 @@ def test_local_records_report_the_state_the_launcher_recorded(
 def test_torchx_records_are_answered_by_the_torchx_backend(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from fulmen.jobs.backend import JobDescription
     from fulmen.launcher import torchx
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
@@ -93,9 +94,10 @@ def test_torchx_records_are_answered_by_the_torchx_backend(
     run.mkdir()
     records.write_record(records.JobRecord("kubernetes://default/fit-x", "k8s", str(run), "fit", 1.0, {}, {}))
     cancelled: list[str] = []
-    monkeypatch.setattr(torchx, "status", lambda record: "RUNNING")
-    monkeypatch.setattr(torchx, "logs", lambda record, rank=0, follow=False: iter([f"replica {rank} line"]))
-    monkeypatch.setattr(torchx, "cancel", lambda record: cancelled.append(record.job_id))
+    backend = torchx.TorchxBackend
+    monkeypatch.setattr(backend, "describe", lambda self, record: JobDescription("RUNNING"))
+    monkeypatch.setattr(backend, "logs", lambda self, record, rank=0, follow=False: iter([f"replica {rank} line\n"]))
+    monkeypatch.setattr(backend, "cancel", lambda self, record: cancelled.append(record.job_id))
     assert job_commands.status("fit") == 0
     assert "state: RUNNING" in capsys.readouterr().out
     assert job_commands.logs("fit", rank=2) == 0

@@ -21,6 +21,7 @@ yaml = pytest.importorskip("yaml")
 from fulmen.errors import LaunchError, MissingExtraError  # noqa: E402
 from fulmen.jobs.spec import JobSpec, KubernetesOptions  # noqa: E402
 from fulmen.launcher import torchx as torchx_backend  # noqa: E402
+from fulmen.launcher.backends import launch  # noqa: E402
 
 PINNED = Path(__file__).parent / "data" / "torchx_k8s_dryrun.yaml"
 
@@ -204,6 +205,6 @@ def test_missing_package_names_the_torchx_extra(monkeypatch, cluster, hidden, pa
     monkeypatch.setitem(sys.modules, hidden, None)
     spec = k8s_spec(cluster=cluster)
     with pytest.raises(MissingExtraError) as info:
-        torchx_backend.run(spec, dry_run=True)
+        launch(spec, dry_run=True)
     assert f"'{package}'" in str(info.value)
     assert "pip install 'fulmen[torchx]'" in str(info.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from fulmen.errors import LaunchError
 from fulmen.jobs.spec import JobSpec, SlurmOptions
+from fulmen.launcher.backends import launch
 from fulmen.slurm import commands, submit
 from fulmen.slurm.commands import JobState
 
@@ -22,7 +24,7 @@ def test_dry_run_prints_script_and_command_and_creates_nothing(
     run_dir = tmp_path / "runs" / "r1"
     spec = JobSpec(entry="train.py", args=("--lr", "0.1"), cluster="slurm", nodes=2, gpus_per_node=2,
                    run_dir=str(run_dir), slurm=SlurmOptions(partition="debug", time="10"))
-    assert submit.run(spec, dry_run=True) == 0
+    assert launch(spec, dry_run=True) == 0
     out = capsys.readouterr().out
     python = sys.executable
     assert out == (
@@ -44,10 +46,10 @@ def test_dry_run_prints_script_and_command_and_creates_nothing(
 def test_wrong_input_fails_before_anything_is_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(LaunchError, match="does not exist"):
-        submit.run(JobSpec(entry="missing.py", cluster="slurm"))
+        launch(JobSpec(entry="missing.py", cluster="slurm"))
     (tmp_path / "t.py").write_text("")
     with pytest.raises(LaunchError, match="without --gpus or --nproc-per-node"):
-        submit.run(JobSpec(entry="t.py", cluster="slurm", nodes=2))
+        launch(JobSpec(entry="t.py", cluster="slurm", nodes=2))
     assert not (tmp_path / "fulmen_runs").exists()
 
 
@@ -66,3 +68,15 @@ def test_a_preempted_job_queued_again_has_not_ended(monkeypatch: pytest.MonkeyPa
     assert submit.job_has_ended("1") is None
     monkeypatch.setattr(commands, "squeue_state", lambda j: None)
     assert submit.job_has_ended("1") is not None
+
+
+def test_the_dry_run_script_is_the_script_submitted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """submitit writes the request's own script, not a second rendering of its parameters."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text("")
+    spec = JobSpec(entry="train.py", cluster="slurm", nodes=2, nproc_per_node=2, run_dir=str(tmp_path / "run"))
+    request = submit.SlurmBackend().dryrun(spec)
+    request = dataclasses.replace(request, script=request.script + "# marker\n")
+    executor = submit.make_executor(request)
+    assert executor._make_submission_file_text(executor._submitit_command_str, "uid") == request.script
+    assert request.render().startswith(request.script)
