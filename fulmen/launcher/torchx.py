@@ -236,7 +236,7 @@ def render_dryrun(spec: JobSpec, run_id: str = "dry-run") -> str:
 def _submit_and_follow(runner: Runner, request: TorchxRequest) -> Submitted:
     spec, run_dir = request.spec, request.run.run_dir
     handle = runner.schedule(request.info)
-    run, record = torchx_jobs.record_submission(
+    run, _ = torchx_jobs.record_submission(
         spec, run_dir, handle=handle, scheduler=scheduler_for(spec), info=request.info, role=role_name(spec)
     )
     print(f"fulmen: submitted {handle}\nfulmen: run directory {run_dir}", file=sys.stderr)
