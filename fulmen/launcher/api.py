@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from fulmen.errors import FulmenError, LaunchError
-from fulmen.launcher.spec import JobSpec
+from fulmen.jobs.spec import JobSpec
 
 R = TypeVar("R")
 
@@ -74,10 +74,10 @@ def submit(fn: Callable[..., R], *args: Any, spec: JobSpec | None = None, **kwar
     ``spec.entry`` is only a label here (it names the run); ``spec.cluster`` must be
     ``"slurm"``. Nodes, ranks per node and every sbatch option come from ``spec``.
     """
-    from fulmen.launcher.rundir import new_run_id, prepare_run_dir, run_dir_for
-    from fulmen.slurm import validation
+    from fulmen.jobs.rundir import new_run
     from fulmen.slurm.rank_entry import CallableTask
-    from fulmen.slurm.submit import submit_task, task_environment
+    from fulmen.slurm.sbatch import render_sbatch
+    from fulmen.slurm.submit import SlurmBackend, SlurmRequest, task_environment
 
     name = getattr(fn, "__name__", "callable")
     spec = spec or JobSpec(entry=name, cluster="slurm")
@@ -88,23 +88,21 @@ def submit(fn: Callable[..., R], *args: Any, spec: JobSpec | None = None, **kwar
             f"nodes={spec.nodes} without gpus_per_node or nproc_per_node: ranks per node unknown.\n"
             "HINT: set JobSpec(gpus_per_node=N) or JobSpec(nproc_per_node=N)."
         )
-    validation.check_against_cluster(spec)
-    run_dir = run_dir_for(spec, new_run_id())
-    spec = dataclasses.replace(spec, run_dir=str(run_dir))
-    prepare_run_dir(spec, run_dir)
+    run = new_run(spec)
     task = CallableTask(
-        run_dir=str(run_dir), fn=fn, args=args, kwargs=kwargs,
+        run_dir=str(run.run_dir), fn=fn, args=args, kwargs=kwargs,
         warning_signal=spec.slurm.signal, requeue_on_failure=spec.slurm.requeue_on_failure,
         env=task_environment(spec),
     )
-    job_id = submit_task(spec, run_dir, task)
-    return Submission(job_id, run_dir, spec.world_size)
+    request = SlurmRequest(run.spec, run, render_sbatch(run.spec, run.run_dir), task=task)
+    submitted = SlurmBackend().submit(request)  # checks against the controller first
+    return Submission(submitted.job_id, submitted.run_dir, spec.world_size)
 
 
 def launch(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
     """Submit a script job (what ``launch --cluster slurm`` does); returns the CLI's exit code."""
     if spec.cluster != "slurm":
         raise LaunchError(f"fulmen.launcher.api.launch handles cluster='slurm', got {spec.cluster!r}.")
-    from fulmen.slurm.submit import run
+    from fulmen.launcher.backends import launch as launch_spec
 
-    return run(spec, dry_run=dry_run, wait=wait)
+    return launch_spec(spec, dry_run=dry_run, wait=wait)

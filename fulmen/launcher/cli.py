@@ -1,8 +1,8 @@
-"""``launch`` and ``fulmen {launch,status,logs,cancel,list}``: argv -> JobSpec -> backend ``run()``.
+"""``launch`` and ``fulmen {launch,status,logs,cancel,list}``: argv -> JobSpec -> backend.
 
-Thin on purpose: every check that needs no I/O lives in ``JobSpec``; backends are imported
-only when used (the local one needs torch, the SLURM one submitit, k8s torchx), so
-``launch --help`` and argument errors are instant.
+Thin on purpose: every check that needs no I/O lives in ``JobSpec``; the backend is looked up
+by name (``fulmen.launcher.backends``) and imported only when used (the local one needs torch,
+the SLURM one submitit, k8s torchx), so ``launch --help`` and argument errors are instant.
 """
 
 from __future__ import annotations
@@ -15,14 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fulmen.errors import FulmenError, LaunchError
-from fulmen.launcher.spec import CLUSTERS, JobSpec, KubernetesOptions, SlurmOptions
-
-BACKENDS = {
-    "local": "fulmen.launcher.local",
-    "slurm": "fulmen.slurm.submit",
-    "k8s": "fulmen.launcher.torchx",
-    "torchx-local": "fulmen.launcher.torchx",
-}
+from fulmen.jobs.spec import CLUSTERS, JobSpec, KubernetesOptions, SlurmOptions
 
 LAUNCH_EXAMPLES = """\
 examples:
@@ -159,21 +152,12 @@ def _key_values(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def backend_for(cluster: str) -> Any:
-    """The backend module of ``cluster`` (a module with ``run(spec, *, dry_run, wait) -> int``)."""
-    name = BACKENDS[cluster]
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        raise LaunchError(f"--cluster {cluster}: its backend ({name}) is not part of this install.") from exc
-
-
 def run_launch(argv: Sequence[str], prog: str = "launch") -> int:
-    """``launch ARGV``: parse, then hand the JobSpec to the backend."""
+    """``launch ARGV``: parse, then hand the JobSpec to its backend."""
     spec, dry_run, wait = parse_launch_args(argv, prog)
-    return int(backend_for(spec.cluster).run(spec, dry_run=dry_run, wait=wait))
+    from fulmen.launcher.backends import launch
+
+    return launch(spec, dry_run=dry_run, wait=wait)
 
 
 def _job_commands() -> Any:

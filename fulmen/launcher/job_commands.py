@@ -10,44 +10,28 @@ Each function prints to stdout (errors to stderr) and returns the command's exit
 - ``cancel(job: str) -> int``: cancel the job (``scancel`` for SLURM).
 - ``list_jobs() -> int``: one line per recorded job: id, backend, state, name, run dir.
 
-JOB is a job id, a run name or a run-directory path (see ``fulmen.launcher.jobs``). State
-comes from the backend: for SLURM, sacct (with squeue as fallback when accounting is off);
-records of the torchx backends (``k8s``, ``torchx-local``) are answered by
-``fulmen.launcher.torchx.{status,logs,cancel}(record)``.
+JOB is a job id, a run name or a run-directory path (see ``fulmen.jobs.records``). Everything
+about a job's state, log and cancellation comes from its backend, looked up by the record's
+``backend`` name (``fulmen.launcher.backends.backend_for``): for SLURM that is sacct (squeue
+when accounting is off), for torchx jobs torchx's runner, for local runs the record itself.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from fulmen.errors import FulmenError
-from fulmen.launcher.jobs import JobRecord, all_records, find_record, latest_record, launcher_lost
-
-
-TORCHX_BACKENDS = ("k8s", "torchx-local")
+from fulmen.jobs.records import JobRecord, all_records, find_record, latest_record
+from fulmen.launcher.backends import backend_for
 
 
 def job_state(record: JobRecord) -> str:
     """The job's state in the scheduler's words (``UNKNOWN`` when it cannot be asked)."""
     try:
-        if record.backend == "slurm":
-            from fulmen.slurm import commands
-
-            return commands.job_state(record.job_id).state
-        if record.backend in TORCHX_BACKENDS:
-            from fulmen.launcher import torchx
-
-            return torchx.status(record)
+        return backend_for(record.backend).describe(record).state
     except (FulmenError, OSError):
         return "UNKNOWN"
-    # The local backend records the state itself (it is the process that saw the job end),
-    # unless it was killed before it could: then the run is LOST.
-    state = str(record.extra.get("final_state", "UNKNOWN"))
-    if state == "RUNNING" and launcher_lost(record):
-        return "LOST"
-    return state
 
 
 def status(job: str | None = None) -> int:
@@ -61,24 +45,12 @@ def status(job: str | None = None) -> int:
         print("fulmen status: no jobs recorded yet (submit one with `launch`).", file=sys.stderr)
         return 1
     lines = [f"job {record.job_id} ({record.backend}) {record.name}"]
-    if record.backend == "slurm":
-        from fulmen.slurm import commands
-
-        try:
-            state = commands.job_state(record.job_id)
-            lines.append(f"state: {state.state}  (from {state.source})")
-            if state.exit_code:
-                lines.append(f"exit code: {state.exit_code}")
-            if state.restarts is not None:
-                lines.append(f"restarts: {state.restarts}")
-            if state.nodelist:
-                lines.append(f"nodes: {state.nodelist}")
-            if state.elapsed:
-                lines.append(f"elapsed: {state.elapsed}")
-        except FulmenError as exc:
-            lines.append(f"state: UNKNOWN ({exc})")
-    else:
-        lines.append(f"state: {job_state(record)}")
+    try:
+        described = backend_for(record.backend).describe(record)
+        lines.append(f"state: {described.state}" + (f"  (from {described.source})" if described.source else ""))
+        lines.extend(f"{name}: {value}" for name, value in described.details)
+    except (FulmenError, OSError) as exc:
+        lines.append(f"state: UNKNOWN ({exc})")
     lines.append(f"submitted: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(record.submit_time))}")
     lines.append(f"run dir: {record.run_dir}")
     print("\n".join(lines), flush=True)
@@ -87,79 +59,32 @@ def status(job: str | None = None) -> int:
 
 def logs(job: str, rank: int | None = None, follow: bool = False) -> int:
     """Print rank ``rank``'s log of ``job`` (all attempts, oldest first); ``follow`` tails it."""
-    from fulmen.launcher.rundir import rank_log_path
-
     try:
         record = find_record(job)
     except FulmenError as exc:
         print(f"fulmen logs: {exc}", file=sys.stderr)
         return 1
     rank = 0 if rank is None else rank
-    if record.backend in TORCHX_BACKENDS:
-        from fulmen.launcher import torchx
-
-        for line in torchx.logs(record, rank=rank, follow=follow):
-            sys.stdout.write(line if line.endswith("\n") else line + "\n")
-        sys.stdout.flush()
-        return 0
     num_tasks = int(record.extra.get("num_tasks", 0) or 0)
     if num_tasks and not 0 <= rank < num_tasks:
         print(f"fulmen logs: --rank {rank} is out of range; job {record.job_id} has ranks 0..{num_tasks - 1}.",
               file=sys.stderr)
         return 1
-    run_dir = Path(record.run_dir)
-    current = rank_log_path(run_dir, rank)
-    if follow and record.backend == "slurm":
-        from fulmen.slurm.submit import wait_for_job
-
-        _print_earlier_attempts(run_dir, rank)
-        wait_for_job(record.job_id, run_dir, rank=rank)
-        return 0
-    earlier = _print_earlier_attempts(run_dir, rank)
-    if not current.exists() and not earlier:
-        print(f"fulmen logs: no log for rank {rank} yet ({current}); the job may still be queued.",
-              file=sys.stderr)
+    try:
+        for text in backend_for(record.backend).logs(record, rank=rank, follow=follow):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    except FulmenError as exc:
+        print(f"fulmen logs: {exc}", file=sys.stderr)
         return 1
-    if current.exists():
-        sys.stdout.write(current.read_text(errors="replace"))
-    sys.stdout.flush()
     return 0
-
-
-def _print_earlier_attempts(run_dir: Path, rank: int) -> int:
-    """Print ``rank_N.attempt_K.log`` files in order; returns how many there were."""
-    attempts = sorted(
-        (run_dir / "logs").glob(f"rank_{rank}.attempt_*.log"),
-        key=lambda p: int(p.stem.rsplit("_", 1)[-1]),
-    )
-    for path in attempts:
-        sys.stdout.write(f"===== {path.name} =====\n")
-        sys.stdout.write(path.read_text(errors="replace"))
-    if attempts:
-        sys.stdout.write(f"===== rank_{rank}.log (latest attempt) =====\n")
-    return len(attempts)
 
 
 def cancel(job: str) -> int:
     """Cancel ``job``; exit 0 when the scheduler accepted the request."""
     try:
         record = find_record(job)
-    except FulmenError as exc:
-        print(f"fulmen cancel: {exc}", file=sys.stderr)
-        return 1
-    try:
-        if record.backend == "slurm":
-            from fulmen.slurm import commands
-
-            commands.cancel(record.job_id)
-        elif record.backend in TORCHX_BACKENDS:
-            from fulmen.launcher import torchx
-
-            torchx.cancel(record)
-        else:
-            print(f"fulmen cancel: job {record.job_id} runs on the {record.backend!r} backend, which has no "
-                  "cancel command; stop its launcher (Ctrl-C for local runs).", file=sys.stderr)
-            return 1
+        backend_for(record.backend).cancel(record)
     except FulmenError as exc:
         print(f"fulmen cancel: {exc}", file=sys.stderr)
         return 1

@@ -28,35 +28,79 @@ import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fulmen.errors import LaunchError
-from fulmen.launcher import ports, rundir
-from fulmen.launcher.spec import JobSpec, ranks_see
-from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
+from fulmen.jobs import ports, records, rundir
+from fulmen.jobs.backend import JobDescription, Submitted
+from fulmen.jobs.exit_codes import final_state_for
+from fulmen.jobs.logs import rank_log_text
+from fulmen.jobs.records import JobRecord, launcher_lost
+from fulmen.jobs.rundir import NewRun
+from fulmen.jobs.spec import JobSpec, ranks_see
 
 FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1,SIGUSR2"
 RANK_ENTRY_MODULE = "fulmen.launcher.rank_entry"
 
 
-def run(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
-    """Run ``spec`` on this machine and return the exit code for the CLI.
+@dataclass(frozen=True)
+class LocalRequest:
+    """A local run, decided: the spec, its new run directory and what each rank runs."""
 
-    Always waits (``wait`` is accepted for the common backend signature). ``dry_run`` prints
-    what would run and starts nothing.
-    """
-    check_entry(spec)
-    check_gpus(spec)
-    check_nodes(spec)
-    run_id = rundir.new_run_id()
-    run_dir = rundir.run_dir_for(spec, run_id)
-    if dry_run:
-        print(describe_plan(spec, run_dir))
-        return 0
-    rundir.prepare_run_dir(spec, run_dir)
-    from fulmen.launcher.local_agent import run_agent  # imports torch: only when we really run
+    spec: JobSpec
+    run: NewRun
 
+    def render(self) -> str:
+        """What ``--dry-run`` prints: ranks, rendezvous, run dir and the exact rank command."""
+        return describe_plan(self.spec, self.run.run_dir)
+
+
+class LocalBackend:
+    """Ranks on this machine; ``submit`` runs them to the end (a local run always waits)."""
+
+    def __init__(self, name: str = "local") -> None:
+        self.name = name
+
+    def dryrun(self, spec: JobSpec) -> LocalRequest:
+        check_entry(spec)
+        check_gpus(spec)
+        check_nodes(spec)
+        return LocalRequest(spec, rundir.new_run(spec))
+
+    def submit(self, request: LocalRequest) -> Submitted:
+        code = _run_ranks(request.spec, request.run)
+        return Submitted(request.run.run_id, request.run.run_dir, exit_code=code)
+
+    def wait(self, submitted: Submitted) -> int:
+        return 0 if submitted.exit_code is None else submitted.exit_code
+
+    def describe(self, record: JobRecord) -> JobDescription:
+        # The launcher records the state itself (it is the process that saw the job end),
+        # unless it was killed before it could: then the run is LOST.
+        state = str(record.extra.get("final_state", "UNKNOWN"))
+        if state == "RUNNING" and launcher_lost(record):
+            state = "LOST"
+        return JobDescription(state)
+
+    def cancel(self, record: JobRecord) -> None:
+        raise LaunchError(
+            f"job {record.job_id} runs on the {record.backend!r} backend, which has no cancel command; "
+            "stop its launcher (Ctrl-C for local runs)."
+        )
+
+    def logs(self, record: JobRecord, *, rank: int, follow: bool) -> Iterator[str]:
+        return rank_log_text(Path(record.run_dir), rank)
+
+
+def _run_ranks(spec: JobSpec, run: NewRun) -> int:
+    """Start the agent for ``spec`` in the run directory; the ranks' exit code."""
+    run.create()
+    from fulmen.launcher.local_agent import (
+        run_agent,  # imports torch: only when we really run
+    )
+
+    run_id, run_dir = run.run_id, run.run_dir
     rdzv_id, first_port, claimed = _rendezvous_id_and_port(spec, run_id)
     claimed_ports = [first_port] if claimed else []
 
@@ -71,7 +115,7 @@ def run(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
         claimed_ports.append(port)
         return port
 
-    record = _write_job_record(spec, run_dir, run_id)
+    record = _write_job_record(run)
     code = 1
     try:
         with _launcher_environment(spec, run_dir):
@@ -120,7 +164,8 @@ def relaunch_main_script(ranks: int, *, gpus: bool) -> int:
     )
     print(f"fulmen: Trainer(devices={ranks}): starting {ranks} ranks with the local launcher; "
           "this process exits with their exit code.", file=sys.stderr, flush=True)
-    return run(spec)
+    backend = LocalBackend()
+    return int(backend.submit(backend.dryrun(spec)).exit_code or 0)
 
 
 def check_entry(spec: JobSpec) -> None:
@@ -184,43 +229,37 @@ def describe_plan(spec: JobSpec, run_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _write_job_record(spec: JobSpec, run_dir: Path, run_id: str) -> Any:
+def _write_job_record(run: NewRun) -> JobRecord | None:
     """``job.json`` in the run dir, so ``fulmen status / logs / list`` see local runs too.
 
     A run directory whose record belongs to another backend (a torchx replica, say, runs this
     backend inside the torchx job's run) is left alone: that job owns the record. Returns None
     then. Bookkeeping only: a record that cannot be written (read-only home) costs a warning.
     """
-    from fulmen.launcher import jobs
-
     try:
-        existing = jobs.read_record(run_dir)
+        existing = records.read_record(run.run_dir)
     except LaunchError:
         existing = None
     if existing is not None and existing.backend != "local":
         return None
-    record = jobs.new_record(
-        run_id, "local", run_dir, spec.job_name, spec.to_dict(), num_tasks=spec.world_size, final_state="RUNNING",
-        launcher_pid=os.getpid(), launcher_host=socket.gethostname(),
-    )
     try:
-        jobs.write_record(record)
+        return run.record(
+            run.run_id, "local", num_tasks=run.spec.world_size, final_state="RUNNING",
+            launcher_pid=os.getpid(), launcher_host=socket.gethostname(),
+        )
     except OSError as exc:
         print(f"fulmen: warning: job record not written ({exc}); `fulmen status` will not list this run.",
               file=sys.stderr)
-    return record
+        return None
 
 
-def _finish_job_record(record: Any, code: int) -> None:
-    if record is None:  # the run belongs to another backend's job
+def _finish_job_record(record: JobRecord | None, code: int) -> None:
+    if record is None:  # the run belongs to another backend's job, or its record could not be written
         return
-    from fulmen.launcher import jobs
-
-    states = {0: "COMPLETED", PREEMPTED_EXIT_CODE: "PREEMPTED"}
-    record.extra["final_state"] = states.get(code, "FAILED")
+    record.extra["final_state"] = final_state_for(code)
     record.extra["exit_code"] = code
     try:
-        jobs.write_record(record)
+        records.write_record(record)
     except OSError:
         pass  # already warned at the start
 
@@ -298,4 +337,4 @@ def _signals(names: str) -> list[signal.Signals]:
     return [getattr(signal, n) for n in names.split(",") if hasattr(signal, n)]
 
 
-__all__ = ["PREEMPTED_EXIT_CODE", "check_entry", "check_gpus", "describe_plan", "rank_command", "run"]
+__all__ = ["LocalBackend", "LocalRequest", "check_entry", "check_gpus", "describe_plan", "rank_command"]

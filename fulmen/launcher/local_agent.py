@@ -18,19 +18,31 @@ from pathlib import Path
 from typing import Any
 
 from torch.distributed import PrefixStore, TCPStore
-
-from torch.distributed.elastic.agent.server.api import RunResult, WorkerGroup, WorkerSpec, WorkerState
+from torch.distributed.elastic.agent.server.api import (
+    RunResult,
+    WorkerGroup,
+    WorkerSpec,
+    WorkerState,
+)
 from torch.distributed.elastic.agent.server.local_elastic_agent import LocalElasticAgent
-from torch.distributed.elastic.multiprocessing import LogsDest, LogsSpecs, SignalException
+from torch.distributed.elastic.multiprocessing import (
+    LogsDest,
+    LogsSpecs,
+    SignalException,
+)
 from torch.distributed.elastic.multiprocessing.tail_log import TailLog
-from torch.distributed.elastic.rendezvous import RendezvousHandler, RendezvousInfo, RendezvousStoreInfo
+from torch.distributed.elastic.rendezvous import (
+    RendezvousHandler,
+    RendezvousInfo,
+    RendezvousStoreInfo,
+)
 
-from fulmen.launcher import rundir
+from fulmen.jobs import rundir
+from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
+from fulmen.jobs.rundir import RESTART_COUNT_VARIABLE
+from fulmen.jobs.spec import JobSpec
 from fulmen.launcher.process_tree import ExitClock, ProcessTreeMonitor, stop_ranks
-from fulmen.launcher.rank_entry import CONFIGURATION_ERROR_EXIT_CODE
-from fulmen.launcher.spec import JobSpec
-from fulmen.runtime.cluster import RESTART_COUNT_VARIABLE
-from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
+from fulmen.jobs.exit_codes import CONFIGURATION_ERROR_EXIT_CODE
 
 KILL_GRACE_S = 2.0  # survivors of a crashed rank: SIGTERM, then SIGKILL after this
 PREEMPT_GRACE_S = 120.0  # ranks that exit 75 first: how long the others get to finish saving

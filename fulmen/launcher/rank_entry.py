@@ -12,7 +12,7 @@ no torch, so it costs a few milliseconds):
   ``__name__ == "__main__"``, ``sys.argv``, and ``sys.path[0]`` set to the script's folder;
 - turns a launch that contradicts the script (``ClusterMismatchError``, raised the same way on
   every rank) into one message without a traceback, printed by local rank 0 only, and exit
-  code :data:`CONFIGURATION_ERROR_EXIT_CODE` on every rank (``report_configuration_error``,
+  code :data:`CONFIGURATION_ERROR_EXIT_CODE` on every rank (``fulmen.jobs.exit_codes.report_configuration_error``,
   shared with the SLURM rank entry).
 """
 
@@ -23,9 +23,6 @@ import runpy
 import sys
 
 MODULE_FLAG = "--module"
-#: sysexits' EX_CONFIG: the ranks stopped on a configuration error that rank 0 has printed;
-#: launchers neither repeat the message nor requeue the job.
-CONFIGURATION_ERROR_EXIT_CODE = 78
 
 
 def main(argv: list[str]) -> None:
@@ -40,6 +37,7 @@ def main(argv: list[str]) -> None:
     os.dup2(sys.stdout.fileno(), sys.stderr.fileno())
     _die_with_launcher()
     from fulmen.errors import ClusterMismatchError
+    from fulmen.jobs.exit_codes import report_configuration_error
 
     try:
         if as_module:
@@ -52,18 +50,6 @@ def main(argv: list[str]) -> None:
             runpy.run_path(script, run_name="__main__")
     except ClusterMismatchError as error:
         raise SystemExit(report_configuration_error(error, local_rank=int(os.environ.get("LOCAL_RANK", "0"))))
-
-
-def report_configuration_error(error: BaseException, *, local_rank: int) -> int:
-    """Print ``error`` once per node (local rank 0), without a traceback; the exit code for every rank.
-
-    A topology mismatch is raised identically by every rank before any rendezvous, so N
-    tracebacks would say the same thing N times. The message already says what was seen,
-    what was expected and a HINT; the traceback would only point into fulmen.
-    """
-    if local_rank == 0:
-        print(f"fulmen: error: {error}", file=sys.stderr, flush=True)
-    return CONFIGURATION_ERROR_EXIT_CODE
 
 
 def _die_with_launcher() -> None:

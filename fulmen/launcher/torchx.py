@@ -21,13 +21,19 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from fulmen.errors import LaunchError, MissingExtraError
-from fulmen.launcher import jobs, local, ports, rundir, torchx_jobs
-from fulmen.launcher.spec import JobSpec
+from fulmen.jobs import ports, records, rundir
+from fulmen.jobs.backend import JobDescription, Submitted
+from fulmen.jobs.exit_codes import CANCELLED_EXIT_CODE
+from fulmen.jobs.logs import LogFollower
+from fulmen.jobs.rundir import NewRun
+from fulmen.jobs.spec import JobSpec
+from fulmen.launcher import local, torchx_jobs
 from fulmen.launcher.torchx_appdef import build_appdef, pod_run_dir, role_name
 
 if TYPE_CHECKING:
@@ -39,8 +45,6 @@ SCHEDULERS = {"k8s": "kubernetes", "torchx-local": "local_cwd"}
 #: Seconds between status polls while waiting: local processes are cheap to ask; a Kubernetes
 #: API server is shared, and a training job's state changes on the scale of minutes.
 POLL_INTERVAL_S = {"local_cwd": 0.5, "kubernetes": 5.0}
-#: Exit code of a job that ended in a state other than SUCCEEDED / FAILED (cancelled, unknown).
-CANCELLED_EXIT_CODE = 130
 
 
 def require_torchx(cluster: str) -> None:
@@ -139,73 +143,115 @@ def dryrun_info(runner: Runner, spec: JobSpec, app: AppDef, *, log_dir: str | No
     return info
 
 
-def render_dryrun(spec: JobSpec) -> str:
-    """What ``--dry-run`` prints: the request torchx would submit, as torchx formats it.
+@dataclass(frozen=True)
+class TorchxRequest:
+    """A torchx job, decided: the AppDef and torchx's own request for it (``AppDryRunInfo``).
 
-    For ``k8s`` that is the Volcano ``Job`` resource as YAML (its ``metadata.name`` carries a
-    random suffix torchx adds per submission); for ``torchx-local`` the processes torchx would
-    start. Nothing is created on disk.
+    ``render()`` prints torchx's request (for ``k8s`` the Volcano ``Job`` resource as YAML, for
+    ``torchx-local`` the processes it would start); ``submit`` schedules that same object.
     """
-    require_torchx(spec.cluster)
-    if spec.cluster == "torchx-local":
-        local.check_entry(spec)
-    run_dir = rundir.run_dir_for(spec, "dry-run")
-    app = appdef_for(spec, run_dir=run_dir, rendezvous_port=spec.master_port)
-    log_dir = None if spec.cluster == "k8s" else str(run_dir / "torchx")
-    with open_runner() as runner:
-        request = str(dryrun_info(runner, spec, app, log_dir=log_dir))
-    if spec.cluster == "k8s":
-        # torchx passes the namespace beside the resource, not in it; a YAML comment keeps the
-        # output valid input for `kubectl create -n NAMESPACE -f -`.
-        queue = scheduler_cfg(spec)["queue"]
-        request = (
-            f"# Volcano job for the torchx kubernetes scheduler: namespace {spec.k8s.namespace}, "
-            f"queue {queue}\n{request}"
-        )
-    return request
+
+    spec: JobSpec
+    run: NewRun
+    app: AppDef
+    info: AppDryRunInfo
+    rendezvous_port: int | None = None
+    port_claimed: bool = False
+
+    def render(self) -> str:
+        request = str(self.info)
+        if self.spec.cluster == "k8s":
+            # torchx passes the namespace beside the resource, not in it; a YAML comment keeps the
+            # output valid input for `kubectl create -n NAMESPACE -f -`.
+            queue = scheduler_cfg(self.spec)["queue"]
+            request = (
+                f"# Volcano job for the torchx kubernetes scheduler: namespace {self.spec.k8s.namespace}, "
+                f"queue {queue}\n{request}"
+            )
+        return request
 
 
-def run(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
-    """Launch ``spec`` through torchx; the CLI's exit code.
+class TorchxBackend:
+    """``--cluster k8s`` and ``--cluster torchx-local`` through torchx's runner.
 
-    ``dry_run`` prints the request and submits nothing. Otherwise a run directory and the job's
-    records are written, the app is scheduled, and (always for torchx-local, with ``wait`` for
-    k8s) the launcher follows it to the end.
+    torchx-local always runs in the foreground (its replicas live as long as the runner that
+    started them); Kubernetes jobs return after submission unless waited for.
     """
-    if dry_run:
-        print(render_dryrun(spec))
-        return 0
-    require_torchx(spec.cluster)
-    if spec.cluster == "torchx-local":
-        local.check_entry(spec)  # the replicas run here: a missing script fails before submission
-    run_dir, run_id = torchx_jobs.create_run_dir(spec)
-    port, claimed = None, False
-    if spec.cluster == "torchx-local" and spec.nodes > 1:
-        port, claimed = ports.choose_port(run_id, explicit=spec.master_port)
-    try:
-        app = appdef_for(spec, run_dir=run_dir, rendezvous_port=port)
+
+    def __init__(self, name: str = "k8s") -> None:
+        self.name = name
+
+    def dryrun(self, spec: JobSpec) -> TorchxRequest:
+        return self.request_for(spec, rundir.new_run(spec))
+
+    def request_for(self, spec: JobSpec, run: NewRun) -> TorchxRequest:
+        """The request for ``spec`` running in ``run`` (nothing is created on disk)."""
+        require_torchx(spec.cluster)
+        if spec.cluster == "torchx-local":
+            local.check_entry(spec)  # the replicas run here: a missing script fails before submission
+        port, claimed = spec.master_port, False
+        if spec.cluster == "torchx-local" and spec.nodes > 1:
+            port, claimed = ports.choose_port(run.run_id, explicit=spec.master_port)
+        app = appdef_for(spec, run_dir=run.run_dir, rendezvous_port=port)
+        log_dir = None if spec.cluster == "k8s" else str(run.run_dir / "torchx")
         with open_runner() as runner:
-            return _submit_and_follow(runner, spec, app, run_dir=run_dir, wait=wait)
-    finally:
-        if claimed and port is not None:
-            ports.release_port(port)
+            info = dryrun_info(runner, spec, app, log_dir=log_dir)
+        return TorchxRequest(spec, run, app, info, port, claimed)
+
+    def submit(self, request: TorchxRequest) -> Submitted:
+        """Schedule the request; torchx-local is followed to its end here (exit code set)."""
+        request.run.create()
+        try:
+            with open_runner() as runner:
+                return _submit_and_follow(runner, request)
+        finally:
+            if request.port_claimed and request.rendezvous_port is not None:
+                ports.release_port(request.rendezvous_port)
+
+    def wait(self, submitted: Submitted) -> int:
+        run = torchx_jobs.TorchxRun.load(submitted.run_dir)
+        with open_runner() as runner:
+            return _follow(runner, run, submitted.run_dir, tick=None)
+
+    def describe(self, record: records.JobRecord) -> JobDescription:
+        """torchx's AppState name, or ``LOST`` for a torchx-local job whose launcher died."""
+        return JobDescription(torchx_jobs.status_of(Path(record.run_dir)))
+
+    def cancel(self, record: records.JobRecord) -> None:
+        """Delete the Volcano job, or stop the torchx-local launcher and its replicas."""
+        torchx_jobs.cancel_run(Path(record.run_dir))
+
+    def logs(self, record: records.JobRecord, *, rank: int, follow: bool) -> Iterator[str]:
+        """Rank ``rank``'s output (for k8s: its pod's); with ``follow``, until the job ends."""
+        for line in torchx_jobs.logs_of(Path(record.run_dir), rank=rank, follow=follow):
+            yield line if line.endswith("\n") else line + "\n"
 
 
-def _submit_and_follow(runner: Runner, spec: JobSpec, app: AppDef, *, run_dir: Path, wait: bool) -> int:
-    info = dryrun_info(runner, spec, app, log_dir=str(run_dir / "torchx"))
-    handle = runner.schedule(info)
-    run, record = torchx_jobs.record_submission(
-        spec, run_dir, handle=handle, scheduler=scheduler_for(spec), info=info, role=role_name(spec)
+def render_dryrun(spec: JobSpec, run_id: str = "dry-run") -> str:
+    """The ``--dry-run`` text of ``spec`` for a run named ``run_id`` (a stable placeholder by default)."""
+    backend = TorchxBackend(spec.cluster)
+    return backend.request_for(spec, rundir.new_run(spec, run_id=run_id)).render()
+
+
+def _submit_and_follow(runner: Runner, request: TorchxRequest) -> Submitted:
+    spec, run_dir = request.spec, request.run.run_dir
+    handle = runner.schedule(request.info)
+    run, _ = torchx_jobs.record_submission(
+        spec, run_dir, handle=handle, scheduler=scheduler_for(spec), info=request.info, role=role_name(spec)
     )
     print(f"fulmen: submitted {handle}\nfulmen: run directory {run_dir}", file=sys.stderr)
-    if spec.cluster == "k8s" and not wait:
-        return 0
-    local_run = run.launcher_pid is not None
-    tick = None
-    if local_run:  # torchx-local: show replica 0 like `launch` shows rank 0
-        tick = torchx_jobs.LogFollower.for_replica(info, run.role, 0).echo
+    if run.launcher_pid is None:  # Kubernetes: the job runs without us
+        return Submitted(handle, run_dir)
+    # torchx-local: show replica 0 like `launch` shows rank 0
+    tick = LogFollower(torchx_jobs.replica_log_path(request.info, run.role, 0)).pump
+    return Submitted(handle, run_dir, exit_code=_follow(runner, run, run_dir, tick=tick))
 
+
+def _follow(runner: Runner, run: torchx_jobs.TorchxRun, run_dir: Path, *, tick: Callable[[], None] | None) -> int:
+    """Wait for the job to end, record its final state; the launcher's exit code."""
+    local_run = run.launcher_pid is not None
     poll_s = POLL_INTERVAL_S[run.scheduler]
+    handle = run.handle
     state = wait_for(runner, handle, tick=tick, cancel_on_signal=local_run, poll_s=poll_s)
     if state is None:
         print(
@@ -283,22 +329,3 @@ def exit_code(state: str) -> int:
     if state == "FAILED":
         return 1
     return CANCELLED_EXIT_CODE
-
-
-# The job commands (`fulmen status / logs / cancel`) for records whose backend is k8s or
-# torchx-local; fulmen/launcher/job_commands.py dispatches here by ``record.backend``.
-
-
-def status(record: jobs.JobRecord) -> str:
-    """The job's state name (torchx's AppState, or ``LOST`` for a torchx-local job whose launcher died)."""
-    return torchx_jobs.status_of(Path(record.run_dir))
-
-
-def logs(record: jobs.JobRecord, rank: int = 0, follow: bool = False) -> Iterator[str]:
-    """Lines of rank ``rank``'s output; with ``follow``, until the job ends."""
-    return torchx_jobs.logs_of(Path(record.run_dir), rank=rank, follow=follow)
-
-
-def cancel(record: jobs.JobRecord) -> None:
-    """Stop the job (delete the Volcano job, or stop the torchx-local launcher and its replicas)."""
-    torchx_jobs.cancel_run(Path(record.run_dir))

@@ -20,7 +20,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from fulmen.errors import LaunchError
-from fulmen.launcher.spec import JobSpec
+from fulmen.jobs.spec import JobSpec
 
 if TYPE_CHECKING:
     from torchx.specs import AppDef

@@ -1,6 +1,6 @@
 """What fulmen remembers about a torchx job, and ``status`` / ``logs`` / ``cancel`` for it.
 
-Next to the generic job record (``job.json``, fulmen/launcher/jobs.py) a torchx run directory
+Next to the generic job record (``job.json``, fulmen/jobs/records.py) a torchx run directory
 holds ``torchx.json``: the torchx app handle, the scheduler, the role name and, for
 torchx-local, the launcher's pid and the replicas' log folders plus the final state the
 launcher saw. That split keeps the generic record free of torchx details.
@@ -14,15 +14,12 @@ launcher saw. That split keeps the generic record free of torchx details.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import json
 import os
 import signal
 import socket
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from fulmen.errors import LaunchError
-from fulmen.launcher import jobs, rundir
-from fulmen.launcher.spec import JobSpec
+from fulmen.jobs import records, rundir
+from fulmen.jobs.logs import file_lines
+from fulmen.jobs.spec import JobSpec
 
 if TYPE_CHECKING:
     from torchx.specs import AppDryRunInfo
@@ -91,13 +89,13 @@ def replica_log_dirs(info: AppDryRunInfo, role: str) -> list[str]:
 
 def record_submission(
     spec: JobSpec, run_dir: Path, *, handle: str, scheduler: str, info: AppDryRunInfo, role: str
-) -> tuple[TorchxRun, jobs.JobRecord]:
+) -> tuple[TorchxRun, records.JobRecord]:
     """Write ``job.json`` (the generic record) and ``torchx.json`` for a job torchx just accepted.
 
     The replicas run the local backend inside this run directory; it leaves this record alone
     because the run belongs to the torchx job.
     """
-    record = jobs.new_record(
+    record = records.new_record(
         handle, spec.cluster, run_dir, spec.job_name, spec.to_dict(), scheduler=scheduler
     )
     local = spec.cluster == "torchx-local"
@@ -113,7 +111,7 @@ def record_submission(
         job_record=asdict(record),
     )
     run.save(run_dir)
-    jobs.write_record(record)
+    records.write_record(record)
     return run, record
 
 
@@ -123,30 +121,9 @@ def record_final_state(run_dir: Path, run: TorchxRun, state: str) -> None:
     run.save(run_dir)
 
 
-class LogFollower:
-    """Echo a growing log file to a stream, a chunk per call (no thread: the wait loop calls it)."""
-
-    def __init__(self, path: Path, stream: Any = None) -> None:
-        self.path = path
-        self.stream = stream if stream is not None else sys.stdout
-        self._offset = 0
-
-    @classmethod
-    def for_replica(cls, info: AppDryRunInfo, role: str, replica: int) -> LogFollower:
-        """Follow replica ``replica``'s combined stdout+stderr as torchx's local scheduler writes it."""
-        return cls(Path(replica_log_dirs(info, role)[replica]) / "combined.log")
-
-    def echo(self) -> None:
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(self._offset)
-                data = handle.read()
-        except FileNotFoundError:
-            return
-        if data:
-            self._offset += len(data)
-            self.stream.write(data.decode("utf-8", errors="replace"))
-            self.stream.flush()
+def replica_log_path(info: AppDryRunInfo, role: str, replica: int) -> Path:
+    """Replica ``replica``'s combined stdout+stderr as torchx's local scheduler writes it."""
+    return Path(replica_log_dirs(info, role)[replica]) / "combined.log"
 
 
 def _require_same_host(run: TorchxRun, run_dir: Path) -> None:
@@ -182,7 +159,7 @@ def status_of(run_dir: Path) -> str:
         if run.state in TERMINAL_STATES:
             return run.state
         _require_same_host(run, run_dir)
-        return run.state if run.launcher_pid and jobs.pid_alive(run.launcher_pid) else LOST_STATE
+        return run.state if run.launcher_pid and records.pid_alive(run.launcher_pid) else LOST_STATE
     with _cluster_errors("get the status of", run.handle), open_runner() as runner:
         status = runner.status(run.handle)
     return status.state.name if status is not None else "UNKNOWN"
@@ -202,44 +179,12 @@ def logs_of(run_dir: Path, rank: int = 0, follow: bool = False) -> Iterator[str]
         def done() -> bool:
             return status_of(run_dir) in TERMINAL_STATES | {LOST_STATE}
 
-        yield from _file_lines(rundir.rank_log_path(run_dir, rank), follow=follow, is_done=done)
+        yield from file_lines(rundir.rank_log_path(run_dir, rank), follow=follow, is_done=done)
         return
     replica = rank // max(run.ranks_per_node, 1)
     with _cluster_errors("read the logs of", run.handle), open_runner() as runner:
         for line in runner.log_lines(run.handle, run.role, replica, should_tail=follow):
             yield line.rstrip("\n")
-
-
-def _file_lines(
-    path: Path, *, follow: bool, is_done: Callable[[], bool], poll_s: float = 0.5
-) -> Iterator[str]:
-    """A file's lines; with ``follow``, keep reading as it grows until ``is_done()``.
-
-    After ``is_done()`` turns true the file is read once more, so output written just before
-    the job ended is not lost.
-    """
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    offset, pending, finished = 0, "", not follow
-    while True:
-        try:
-            with path.open("rb") as handle:
-                handle.seek(offset)
-                data = handle.read()
-        except FileNotFoundError:
-            data = b""
-        offset += len(data)
-        *complete, pending = (pending + decoder.decode(data)).split("\n")
-        yield from complete
-        if data:
-            continue  # read again at once: the file may have grown meanwhile
-        if finished:
-            if pending:
-                yield pending
-            return
-        if is_done():
-            finished = True
-            continue
-        time.sleep(poll_s)
 
 
 def job_processes(handle: str) -> list[psutil.Process]:
@@ -272,7 +217,7 @@ def cancel_run(run_dir: Path, grace_s: float = 5.0) -> None:
     if run.state in TERMINAL_STATES:
         return
     _require_same_host(run, run_dir)
-    if run.launcher_pid and jobs.pid_alive(run.launcher_pid):
+    if run.launcher_pid and records.pid_alive(run.launcher_pid):
         os.kill(run.launcher_pid, signal.SIGTERM)
         return
     orphans = job_processes(run.handle)

@@ -18,14 +18,11 @@ import os
 from collections.abc import Mapping
 
 from fulmen.errors import ClusterMismatchError
+from fulmen.jobs.rundir import RESTART_COUNT_VARIABLE, RUN_DIR_VARIABLE
 from fulmen.runtime.ranks import RankInfo
 
 OVERRIDE_VARIABLE = "FULMEN_CLUSTER"
 SOURCES = ("single", "env", "slurm")
-
-# Variables every fulmen launcher sets for each rank (torchrun sets all but the FULMEN_ ones).
-RUN_DIR_VARIABLE = "FULMEN_RUN_DIR"
-RESTART_COUNT_VARIABLE = "FULMEN_RESTART_COUNT"
 
 
 def detect(environ: Mapping[str, str] | None = None) -> RankInfo:

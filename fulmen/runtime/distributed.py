@@ -139,7 +139,7 @@ class DDPStrategy(Strategy):
         if port is None and self.world_size == 1:
             # A one-rank DDP run (debugging the DDP path in plain python): nobody else needs
             # to find us, so any free local port will do.
-            from fulmen.launcher import ports
+            from fulmen.jobs import ports
 
             addr = "127.0.0.1"
             port, claimed = ports.choose_port(f"single-ddp-{os.getpid()}", environ={})
@@ -185,7 +185,7 @@ class DDPStrategy(Strategy):
         self._owns_process_group = False
         self._control_group = None
         if self._claimed_port is not None:
-            from fulmen.launcher import ports
+            from fulmen.jobs import ports
 
             ports.release_port(self._claimed_port)
             self._claimed_port = None

@@ -24,10 +24,6 @@ from typing import Any, Protocol
 
 from fulmen.runtime.ranks import RankInfo
 
-PREEMPTED_EXIT_CODE = 75
-"""Exit code of a rank (and a launcher) that stopped for a signal after saving the resume
-checkpoint: 75 is EX_TEMPFAIL ("try again later"). Launchers treat it as "restart me"."""
-
 HANDLED_SIGNALS: tuple[signal.Signals, ...] = tuple(
     sig for sig in (getattr(signal, n, None) for n in ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2")) if sig
 )

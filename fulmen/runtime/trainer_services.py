@@ -413,7 +413,8 @@ class TrainerServices:
             return
         from fulmen.runtime.resume_checkpoint import save_resume_checkpoint
         from fulmen.runtime.checkpoint_state import dump_checkpoint
-        from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE, hand_off
+        from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
+        from fulmen.runtime.preemption import hand_off
 
         checkpoint = dump_checkpoint(self, weights_only=False)
         run_dir = self.strategy.rank_info.run_dir or self.default_root_dir

@@ -19,8 +19,8 @@ Seams used by other parts of fulmen:
   rank detection / the strategy when no launcher started us; raises when the process sits in
   a multi-task SLURM allocation without srun and the Trainer asks for several ranks.
 - ``expand_nodelist`` / ``parse_tasks_per_node``: SLURM's compact list syntaxes.
-- ``master_port_for_job(job_id, restart_count)``: the rendezvous port, from the job id into a
-  wide range (not its last digits, which collide for neighbouring jobs).
+- the rendezvous port comes from ``fulmen.jobs.ports.candidate_port(job_id, restart_count)``:
+  the job id hashed into a wide range (not its last digits, which collide for neighbouring jobs).
 
 Environment variables read (see ``../shared/slurm/README.md`` for what a job sees):
 ``SLURM_JOB_ID``, ``SLURM_STEP_ID``, ``SLURM_PROCID``, ``SLURM_LOCALID``, ``SLURM_NODEID``,
@@ -33,17 +33,13 @@ first run), ``SLURM_ARRAY_JOB_ID`` / ``SLURM_ARRAY_TASK_ID``, and the overrides
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import re
 from collections.abc import Mapping
 
 from fulmen.errors import ClusterMismatchError
+from fulmen.jobs.ports import candidate_port
 from fulmen.runtime.ranks import RankInfo
-
-# Rendezvous ports are spread over this wide range (above the registered ports that services
-# commonly use); the rank entry probes the derived port and moves on if it is taken.
-PORT_RANGE = (20_000, 60_000)
 
 # Step ids that are not user steps: the batch shell and the extern step.
 _NON_TASK_STEPS = {"batch", "extern", "interactive"}
@@ -150,25 +146,14 @@ def restart_count(environ: Mapping[str, str]) -> int:
     return int(value) if value.isdigit() else 0
 
 
-def master_port_for_job(job_id: str, restart: int = 0) -> int:
-    """A rendezvous port spread over :data:`PORT_RANGE` by a hash of the job id and restart.
-
-    Hashing (rather than ``job_id % 10000``) keeps neighbouring jobs apart, and the restart
-    count gives a requeued run a fresh port, so a port still in TIME_WAIT from the previous
-    run on the same node is not reused.
-    """
-    low, high = PORT_RANGE
-    digest = hashlib.sha256(f"{job_id}:{restart}".encode()).digest()
-    return low + int.from_bytes(digest[:4], "big") % (high - low)
-
-
 def rank_info_from_slurm(environ: Mapping[str, str]) -> RankInfo | None:
     """A :class:`RankInfo` for an srun task, or None when this is not a job-step task.
 
     MASTER_ADDR is the first host of the *step's* nodelist (``hostname`` is the same on every
     node of the test cluster, and on real clusters may not be the name the others resolve),
-    unless ``MASTER_ADDR`` is set. MASTER_PORT is ``MASTER_PORT`` if set, else derived
-    from the job id (see :func:`master_port_for_job`).
+    unless ``MASTER_ADDR`` is set. MASTER_PORT is ``MASTER_PORT`` if set, else derived from the
+    job id and the restart count (``candidate_port``): a requeued run gets a fresh port, so one
+    still in TIME_WAIT from the previous run on the same node is not reused.
     """
     if not is_step_task(environ):
         return None
@@ -193,7 +178,7 @@ def rank_info_from_slurm(environ: Mapping[str, str]) -> RankInfo | None:
         node_rank=node_rank,
         num_nodes=num_nodes,
         master_addr=master_addr,
-        master_port=int(port) if port else master_port_for_job(job_id, restarts),
+        master_port=int(port) if port else candidate_port(job_id, restarts),
         job_id=job_id,
         restart_count=restarts,
         run_dir=environ.get("FULMEN_RUN_DIR") or None,

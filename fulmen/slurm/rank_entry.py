@@ -97,7 +97,7 @@ def prepare_rank(
 
 def agree_on_port(info: RankInfo, run_dir: Path) -> int:
     """Rank 0 probes from the derived port upwards; the others read its choice from the run dir."""
-    from fulmen.launcher.ports import is_port_free
+    from fulmen.jobs.ports import PORT_RANGE, is_port_free
 
     folder = run_dir / "rendezvous"
     folder.mkdir(parents=True, exist_ok=True)
@@ -105,7 +105,7 @@ def agree_on_port(info: RankInfo, run_dir: Path) -> int:
     assert info.master_port is not None
     if info.is_global_zero:
         port = info.master_port
-        low, high = environment.PORT_RANGE
+        low, high = PORT_RANGE
         for _ in range(64):
             if is_port_free(port):
                 break
@@ -127,7 +127,7 @@ def agree_on_port(info: RankInfo, run_dir: Path) -> int:
 
 def redirect_output(run_dir: Path, rank: int) -> Path:
     """Point fds 1 and 2 at ``logs/rank_N.log`` (C extensions and subprocesses included)."""
-    from fulmen.launcher.rundir import rotate_rank_log
+    from fulmen.jobs.rundir import rotate_rank_log
 
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     path = rotate_rank_log(run_dir, rank)
@@ -180,11 +180,11 @@ def run_guarded(
     submitit pickles its traceback for the submitter.
     """
     from fulmen.errors import ClusterMismatchError
-    from fulmen.launcher.rank_entry import (
+    from fulmen.jobs.exit_codes import (
         CONFIGURATION_ERROR_EXIT_CODE,
+        PREEMPTED_EXIT_CODE,
         report_configuration_error,
     )
-    from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
     from fulmen.slurm.requeue import requeue_job
 
     result: Any = None

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from fulmen.errors import FulmenError
-from fulmen.launcher.spec import SlurmOptions
+from fulmen.jobs.spec import SlurmOptions
 from fulmen.runtime.ranks import RankInfo
 from fulmen.slurm import commands
 from fulmen.slurm.environment import slurm_job_id
@@ -30,7 +30,7 @@ def max_requeues_for(run_dir: str | None) -> int:
     """``--max-requeues`` of the run (from ``spec.json``), or the default when there is none."""
     if run_dir:
         try:
-            from fulmen.launcher.rundir import read_spec
+            from fulmen.jobs.rundir import read_spec
 
             return read_spec(Path(run_dir)).slurm.max_requeues
         except (OSError, ValueError, TypeError, FulmenError):

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fulmen.launcher.spec import JobSpec
+from fulmen.jobs.spec import JobSpec
 
 SUBMITIT_FOLDER = "submitit"
 """Sub-folder of the run directory where submitit keeps pickles, its sbatch file and raw logs."""

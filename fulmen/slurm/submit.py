@@ -1,12 +1,11 @@
 """The SLURM backend: ``launch --cluster slurm ...`` -> checks -> run dir -> snapshot -> submitit.
 
-``run(spec, dry_run=..., wait=...) -> int`` is the backend function the CLI calls
-(docs/internals.md, "CLI <-> backends"). ``submit_task`` is shared with the Python API
-(``fulmen.launcher.api``), which submits callables instead of scripts.
+``SlurmBackend`` implements the backend protocol (``fulmen.jobs.backend``); the Python API
+(``fulmen.launcher.api``) submits callables through the same request, with a task of its own.
 
 Order of work, so that wrong input fails before anything is created or queued:
 1. spec checks that need no cluster (script exists, ranks per node for multi-node jobs);
-2. ``--dry-run``: print the sbatch script and the command, stop;
+2. ``dryrun``: render the sbatch script (``--dry-run`` prints it; ``submit`` sends the same text);
 3. partition / node-count checks against the controller;
 4. run directory (``spec.json``), code snapshot, submitit submission, job record (``job.json``);
 5. with ``--wait``: stream rank 0's log until the job ends; the exit code follows the job.
@@ -15,14 +14,21 @@ Order of work, so that wrong input fails before anything is created or queued:
 from __future__ import annotations
 
 import dataclasses
-import os
+import io
+import itertools
 import sys
 import time
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 from fulmen.errors import LaunchError, MissingExtraError
-from fulmen.launcher.spec import JobSpec, ranks_see
+from fulmen.jobs.backend import JobDescription, Submitted
+from fulmen.jobs.logs import LogFollower, earlier_attempts_text, rank_log_text
+from fulmen.jobs.records import JobRecord
+from fulmen.jobs.rundir import NewRun, new_run, rank_log_path
+from fulmen.jobs.snapshot import snapshot_code
+from fulmen.jobs.spec import JobSpec, ranks_see
 from fulmen.slurm import commands, validation
 from fulmen.slurm.rank_entry import ScriptTask
 from fulmen.slurm.sbatch import executor_parameters, render_sbatch, submitit_folder
@@ -30,39 +36,96 @@ from fulmen.slurm.sbatch import executor_parameters, render_sbatch, submitit_fol
 POLL_INTERVAL_S = 1.0
 
 
-def run(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
-    """Submit ``spec`` as a SLURM job (or print it with ``dry_run``); the CLI's exit code."""
-    validation.check_spec(spec)
-    run_dir = resolve_run_dir(spec)
-    if dry_run:
-        print(dry_run_text(spec, run_dir), end="")
-        return 0
-    validation.check_against_cluster(spec)
-    spec = dataclasses.replace(spec, run_dir=str(run_dir))
-    from fulmen.launcher.rundir import prepare_run_dir
-    from fulmen.launcher.snapshot import snapshot_code
+@dataclasses.dataclass(frozen=True)
+class SlurmRequest:
+    """A SLURM job, decided: the sbatch script that is printed by ``--dry-run`` and submitted.
 
-    prepare_run_dir(spec, run_dir)
-    snapshot = snapshot_code(spec.entry, run_dir, entry_is_module=spec.entry_is_module)
-    task = ScriptTask(
-        run_dir=str(run_dir),
-        entry=snapshot.entry,
-        args=spec.args,
-        entry_is_module=spec.entry_is_module,
-        warning_signal=spec.slurm.signal,
-        requeue_on_failure=spec.slurm.requeue_on_failure,
-        env=task_environment(spec),
-        workdir=str(Path.cwd()),
-    )
-    job_id = submit_task(spec, run_dir, task)
-    print(
-        f"Submitted SLURM job {job_id} ({spec.nodes} node(s) x {spec.ranks_per_node} rank(s)); run dir {run_dir}\n"
-        f"  fulmen status {job_id}   fulmen logs {job_id} --rank N   fulmen cancel {job_id}",
-        flush=True,
-    )
-    if not wait:
-        return 0
-    return wait_for_job(job_id, run_dir)
+    ``task`` is what every SLURM task runs; None means the spec's script from the code
+    snapshot (made at submission). The Python API (``fulmen.launcher.api``) sets a callable.
+    """
+
+    spec: JobSpec
+    run: NewRun
+    script: str
+    task: Any = None
+
+    def render(self) -> str:
+        """The sbatch script, the submit command and what each task runs."""
+        spec, run_dir = self.spec, self.run.run_dir
+        entry = ("-m " if spec.entry_is_module else "") + spec.entry
+        what = " ".join([entry, *spec.args]) if self.task is None else repr(self.task)
+        return (
+            self.script
+            + "\n# submit command: sbatch <the script above>"
+            + f" (written to {submitit_folder(run_dir)}/<job id>_submission.sh)\n"
+            + f"# each of the {spec.world_size} task(s) runs, in {Path.cwd()} (where launch was called; relative "
+            + f"paths resolve here), the code snapshot's {entry} from {run_dir / 'code'}: "
+            + what
+            + f"\n# {ranks_see(spec)}\n"
+        )
+
+
+class SlurmBackend:
+    """``--cluster slurm``: submitit submits the request's sbatch script; SLURM runs the job."""
+
+    def __init__(self, name: str = "slurm") -> None:
+        self.name = name
+
+    def dryrun(self, spec: JobSpec) -> SlurmRequest:
+        """Checks that need no cluster, then the script; SLURM is not asked (works anywhere)."""
+        validation.check_spec(spec)
+        run = new_run(spec)
+        return SlurmRequest(run.spec, run, render_sbatch(run.spec, run.run_dir))
+
+    def submit(self, request: SlurmRequest) -> Submitted:
+        """Check against the controller, create the run dir (and snapshot), submit, record."""
+        spec, run = request.spec, request.run
+        validation.check_against_cluster(spec)
+        run.create()
+        task = request.task
+        if task is None:
+            snapshot = snapshot_code(spec.entry, run.run_dir, entry_is_module=spec.entry_is_module)
+            task = ScriptTask(
+                run_dir=str(run.run_dir),
+                entry=snapshot.entry,
+                args=spec.args,
+                entry_is_module=spec.entry_is_module,
+                warning_signal=spec.slurm.signal,
+                requeue_on_failure=spec.slurm.requeue_on_failure,
+                env=task_environment(spec),
+                workdir=str(Path.cwd()),
+            )
+        job_id = submit_task(request, task)
+        if request.task is None:
+            print(
+                f"Submitted SLURM job {job_id} ({spec.nodes} node(s) x {spec.ranks_per_node} rank(s)); "
+                f"run dir {run.run_dir}\n"
+                f"  fulmen status {job_id}   fulmen logs {job_id} --rank N   fulmen cancel {job_id}",
+                flush=True,
+            )
+        return Submitted(job_id, run.run_dir)
+
+    def wait(self, submitted: Submitted) -> int:
+        return wait_for_job(submitted.job_id, submitted.run_dir)
+
+    def describe(self, record: JobRecord) -> JobDescription:
+        state = commands.job_state(record.job_id)
+        details = (
+            ("exit code", state.exit_code or ""),
+            ("restarts", "" if state.restarts is None else str(state.restarts)),
+            ("nodes", state.nodelist or ""),
+            ("elapsed", state.elapsed or ""),
+        )
+        return JobDescription(state.state, state.source, tuple((k, v) for k, v in details if v))
+
+    def cancel(self, record: JobRecord) -> None:
+        commands.cancel(record.job_id)
+
+    def logs(self, record: JobRecord, *, rank: int, follow: bool) -> Iterator[str]:
+        run_dir = Path(record.run_dir)
+        if not follow:
+            return rank_log_text(run_dir, rank)
+        return itertools.chain(earlier_attempts_text(run_dir, rank), follow_job(record.job_id, run_dir, rank=rank))
 
 
 def task_environment(spec: JobSpec) -> tuple[tuple[str, str], ...]:
@@ -75,55 +138,41 @@ def task_environment(spec: JobSpec) -> tuple[tuple[str, str], ...]:
     return tuple(env)
 
 
-def resolve_run_dir(spec: JobSpec) -> Path:
-    """``--run-dir`` if given, else a new folder under the run root."""
-    from fulmen.launcher.rundir import new_run_id, run_dir_for
+def make_executor(request: SlurmRequest) -> Any:
+    """A submitit SlurmExecutor for ``request`` that submits the request's own script.
 
-    return run_dir_for(spec, new_run_id())
-
-
-def dry_run_text(spec: JobSpec, run_dir: Path) -> str:
-    """What ``--dry-run`` prints: the sbatch script, the submit command and what each task runs."""
-    script = render_sbatch(spec, run_dir)
-    entry = ("-m " if spec.entry_is_module else "") + spec.entry
-    return (
-        script
-        + "\n# submit command: sbatch <the script above>"
-        + f" (written to {submitit_folder(run_dir)}/<job id>_submission.sh)\n"
-        + f"# each of the {spec.world_size} task(s) runs, in {Path.cwd()} (where launch was called; relative "
-        + f"paths resolve here), the code snapshot's {entry} from {run_dir / 'code'}: "
-        + " ".join([entry, *spec.args])
-        + f"\n# {ranks_see(spec)}\n"
-    )
-
-
-def make_executor(spec: JobSpec, run_dir: Path) -> Any:
-    """A submitit SlurmExecutor configured from ``spec`` (imports submitit lazily)."""
+    submitit would render the sbatch file again from its parameters; here its one hook for
+    that (``_make_submission_file_text``) returns ``request.script``, so what ``--dry-run``
+    printed is byte for byte what sbatch receives. The parameters are still given, because
+    submitit reads the task count from them.
+    """
     try:
         import submitit
     except ImportError as exc:
         raise MissingExtraError("submitit", "slurm", "Submitting to SLURM") from exc
-    folder = submitit_folder(run_dir)
+
+    class RequestExecutor(submitit.SlurmExecutor):  # type: ignore[misc]
+        def _make_submission_file_text(self, command: str, uid: str) -> str:
+            return request.script
+
+    folder = submitit_folder(request.run.run_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=spec.slurm.max_requeues)
-    executor.update_parameters(**executor_parameters(spec))
+    executor = RequestExecutor(folder=folder, max_num_timeout=request.spec.slurm.max_requeues)
+    executor.update_parameters(**executor_parameters(request.spec))
     return executor
 
 
-def submit_task(spec: JobSpec, run_dir: Path, task: Any) -> str:
+def submit_task(request: SlurmRequest, task: Any) -> str:
     """Submit ``task`` (run in every SLURM task) and write the job record; returns the job id."""
-    from fulmen.launcher.jobs import new_record, write_record
-
-    executor = make_executor(spec, run_dir)
+    executor = make_executor(request)
     try:
         job = executor.submit(task)
     except Exception as exc:  # submitit raises FailedJobError / CalledProcessError with sbatch's stderr
         raise LaunchError(f"sbatch refused the job: {exc}\nHINT: check the options with --dry-run.") from exc
-    record = new_record(
-        job.job_id, "slurm", run_dir, spec.job_name, spec.to_dict(),
-        submitit_folder=str(submitit_folder(run_dir)), num_tasks=spec.world_size,
+    request.run.record(
+        str(job.job_id), "slurm",
+        submitit_folder=str(submitit_folder(request.run.run_dir)), num_tasks=request.spec.world_size,
     )
-    write_record(record)
     return str(job.job_id)
 
 
@@ -147,56 +196,44 @@ def exit_code_for(state: commands.JobState) -> int:
     return int(code) if code.isdigit() and int(code) != 0 else 1
 
 
-def wait_for_job(job_id: str, run_dir: Path, *, rank: int = 0, out: Any = None) -> int:
-    """Stream ``logs/rank_N.log`` to ``out`` until the job ends; return its exit code.
+def follow_job(job_id: str, run_dir: Path, *, rank: int = 0) -> Generator[str, None, int]:
+    """Rank ``rank``'s log as it grows, until the job ends; returns the job's exit code.
 
-    Follows the log across requeues (each run starts a fresh ``rank_N.log``).
+    Follows the log across requeues (each run starts a fresh ``rank_N.log``); the last chunk
+    says how the job ended.
     """
-    from fulmen.launcher.rundir import rank_log_path
-
-    stream = sys.stdout if out is None else out
     follower = LogFollower(rank_log_path(run_dir, rank))
+    chunks = io.StringIO()
+
+    def new_text() -> str:
+        follower.pump(chunks)
+        text = chunks.getvalue()
+        chunks.seek(0)
+        chunks.truncate()
+        return text
+
+    try:
+        while True:
+            if text := new_text():
+                yield text
+            ended = job_has_ended(job_id)
+            if ended is not None:
+                time.sleep(0.2)  # the last lines may land just after the state changes
+                yield new_text() + f"fulmen: job {job_id} ended: {ended.state} (exit {ended.exit_code})\n"
+                return exit_code_for(ended)
+            time.sleep(POLL_INTERVAL_S)
+    finally:
+        follower.close()
+
+
+def wait_for_job(job_id: str, run_dir: Path, *, rank: int = 0, out: Any = None) -> int:
+    """Stream ``logs/rank_N.log`` to ``out`` until the job ends; return its exit code."""
+    stream = sys.stdout if out is None else out
+    chunks = follow_job(job_id, run_dir, rank=rank)
     while True:
-        follower.pump(stream)
-        ended = job_has_ended(job_id)
-        if ended is not None:
-            time.sleep(0.2)  # the last lines may land just after the state changes
-            follower.pump(stream)
-            follower.close()
-            print(f"fulmen: job {job_id} ended: {ended.state} (exit {ended.exit_code})", file=stream, flush=True)
-            return exit_code_for(ended)
-        time.sleep(POLL_INTERVAL_S)
-
-
-class LogFollower:
-    """``tail -F`` for one file: prints new bytes; switches to a new file when it was rotated."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._handle: Any = None
-        self._inode: int | None = None
-
-    def pump(self, stream: Any) -> None:
         try:
-            inode = os.stat(self.path).st_ino
-        except FileNotFoundError:
-            inode = None
-        if self._handle is not None:
-            self._copy(stream)
-            if inode is not None and inode != self._inode:
-                self._handle.close()
-                self._handle = None
-        if self._handle is None and inode is not None:
-            self._handle = open(self.path, encoding="utf-8", errors="replace")  # noqa: SIM115 - kept open
-            self._inode = inode
-            self._copy(stream)
-
-    def _copy(self, stream: Any) -> None:
-        data = self._handle.read()
-        if data:
-            stream.write(data)
-            stream.flush()
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
+            text = next(chunks)
+        except StopIteration as end:
+            return int(end.value)
+        stream.write(text)
+        stream.flush()

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from fulmen.errors import LaunchError, close_matches
-from fulmen.launcher.spec import JobSpec
+from fulmen.jobs.spec import JobSpec
 from fulmen.slurm import commands
 from fulmen.slurm.commands import PartitionInfo
 

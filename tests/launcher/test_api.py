@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fulmen.errors import LaunchError
+from fulmen.jobs.spec import JobSpec
 from fulmen.launcher import api
-from fulmen.launcher.spec import JobSpec
 
 
 def test_submit_refuses_other_clusters() -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from fulmen.errors import LaunchError
-from fulmen.launcher import cli
-from fulmen.launcher.spec import JobSpec
+from fulmen.jobs.backend import Submitted
+from fulmen.jobs.spec import JobSpec
+from fulmen.launcher import backends, cli
 
 
 def test_script_and_its_args_are_separated_from_launcher_options() -> None:
@@ -61,15 +62,39 @@ def test_missing_entry_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
     assert exc.value.code == 2 and "give the script" in capsys.readouterr().err
 
 
-def test_dispatches_to_the_cluster_backend(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[tuple[JobSpec, bool, bool]] = []
+def test_dispatches_to_the_cluster_backend(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI finds the backend by cluster name; --dry-run prints the request, a run submits that request."""
+    seen: list[tuple[str, object]] = []
+
+    class FakeRequest:
+        def __init__(self, spec: JobSpec) -> None:
+            self.spec = spec
+
+        def render(self) -> str:
+            return f"request for {self.spec.entry} on {self.spec.cluster}"
+
+    class FakeBackend:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def dryrun(self, spec: JobSpec) -> FakeRequest:
+            request = FakeRequest(spec)
+            seen.append(("dryrun", request))
+            return request
+
+        def submit(self, request: FakeRequest) -> Submitted:
+            seen.append(("submit", request))
+            return Submitted("1", Path("/r"), exit_code=7)
+
     fake = types.ModuleType("fake_backend")
-    fake.run = lambda spec, *, dry_run, wait: seen.append((spec, dry_run, wait)) or 7  # type: ignore[attr-defined]
+    fake.FakeBackend = FakeBackend  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "fake_backend", fake)
-    monkeypatch.setitem(cli.BACKENDS, "slurm", "fake_backend")
-    assert cli.launch_main(["--cluster", "slurm", "--dry-run", "t.py"]) == 7
-    assert seen[0][0].cluster == "slurm" and seen[0][1:] == (True, False)
+    monkeypatch.setitem(backends.BACKENDS, "slurm", "fake_backend:FakeBackend")
+    assert cli.launch_main(["--cluster", "slurm", "--dry-run", "t.py"]) == 0
+    assert capsys.readouterr().out == "request for t.py on slurm\n"
+    assert [step for step, _ in seen] == ["dryrun"]
     assert cli.main(["launch", "--cluster", "slurm", "t.py"]) == 7
+    assert [step for step, _ in seen[1:]] == ["dryrun", "submit"] and seen[1][1] is seen[2][1]
 
 
 def test_missing_script_fails_before_anything_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

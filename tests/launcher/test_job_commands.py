@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fulmen.launcher import job_commands, jobs
+from fulmen.jobs import records
+from fulmen.launcher import job_commands
 from fulmen.slurm import commands
 from fulmen.slurm.commands import JobState
 
@@ -16,7 +17,7 @@ def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     run = tmp_path / "train-1"
     (run / "logs").mkdir(parents=True)
-    jobs.write_record(jobs.JobRecord("21", "slurm", str(run), "train", 1.0, {}, {"num_tasks": 4}))
+    records.write_record(records.JobRecord("21", "slurm", str(run), "train", 1.0, {}, {"num_tasks": 4}))
     monkeypatch.setattr(
         commands, "job_state", lambda j: JobState(j, "COMPLETED", "0:0", 1, "n[1-2]", "00:00:09", "sacct")
     )
@@ -74,7 +75,7 @@ def test_local_records_report_the_state_the_launcher_recorded(
     run = tmp_path / "local-run"
     (run / "logs").mkdir(parents=True)
     (run / "logs" / "rank_1.log").write_text("local rank one\n")
-    jobs.write_record(jobs.JobRecord("20261123-1", "local", str(run), "fit", 1.0, {}, {"final_state": "SUCCEEDED"}))
+    records.write_record(records.JobRecord("20261123-1", "local", str(run), "fit", 1.0, {}, {"final_state": "SUCCEEDED"}))
     assert job_commands.status("20261123-1") == 0
     assert "state: SUCCEEDED" in capsys.readouterr().out
     assert job_commands.logs("fit", rank=1) == 0
@@ -85,16 +86,18 @@ def test_local_records_report_the_state_the_launcher_recorded(
 def test_torchx_records_are_answered_by_the_torchx_backend(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from fulmen.jobs.backend import JobDescription
     from fulmen.launcher import torchx
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     run = tmp_path / "k8s-run"
     run.mkdir()
-    jobs.write_record(jobs.JobRecord("kubernetes://default/fit-x", "k8s", str(run), "fit", 1.0, {}, {}))
+    records.write_record(records.JobRecord("kubernetes://default/fit-x", "k8s", str(run), "fit", 1.0, {}, {}))
     cancelled: list[str] = []
-    monkeypatch.setattr(torchx, "status", lambda record: "RUNNING")
-    monkeypatch.setattr(torchx, "logs", lambda record, rank=0, follow=False: iter([f"replica {rank} line"]))
-    monkeypatch.setattr(torchx, "cancel", lambda record: cancelled.append(record.job_id))
+    backend = torchx.TorchxBackend
+    monkeypatch.setattr(backend, "describe", lambda self, record: JobDescription("RUNNING"))
+    monkeypatch.setattr(backend, "logs", lambda self, record, rank=0, follow=False: iter([f"replica {rank} line\n"]))
+    monkeypatch.setattr(backend, "cancel", lambda self, record: cancelled.append(record.job_id))
     assert job_commands.status("fit") == 0
     assert "state: RUNNING" in capsys.readouterr().out
     assert job_commands.logs("fit", rank=2) == 0
@@ -110,20 +113,20 @@ def test_a_local_run_whose_launcher_died_is_lost_not_running(tmp_path, monkeypat
     import subprocess
     import sys
 
-    from fulmen.launcher import jobs
+    from fulmen.jobs import records
     from fulmen.launcher.job_commands import job_state
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     host = socket.gethostname()
-    dead = jobs.new_record("run-dead", "local", tmp_path, "t", {}, final_state="RUNNING",
+    dead = records.new_record("run-dead", "local", tmp_path, "t", {}, final_state="RUNNING",
                            launcher_pid=gone.pid, launcher_host=host)
-    alive = jobs.new_record("run-alive", "local", tmp_path, "t", {}, final_state="RUNNING",
+    alive = records.new_record("run-alive", "local", tmp_path, "t", {}, final_state="RUNNING",
                             launcher_pid=os.getpid(), launcher_host=host)
-    elsewhere = jobs.new_record("run-far", "local", tmp_path, "t", {}, final_state="RUNNING",
+    elsewhere = records.new_record("run-far", "local", tmp_path, "t", {}, final_state="RUNNING",
                                 launcher_pid=gone.pid, launcher_host=host + "-other")
-    finished = jobs.new_record("run-done", "local", tmp_path, "t", {}, final_state="COMPLETED",
+    finished = records.new_record("run-done", "local", tmp_path, "t", {}, final_state="COMPLETED",
                                launcher_pid=gone.pid, launcher_host=host)
     assert job_state(dead) == "LOST"
     assert job_state(alive) == "RUNNING"

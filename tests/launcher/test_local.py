@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from fulmen.errors import LaunchError
+from fulmen.jobs.rundir import new_run
+from fulmen.jobs.spec import JobSpec
 from fulmen.launcher import local
-from fulmen.launcher.spec import JobSpec
+from fulmen.launcher.backends import launch
 
 
 def test_missing_module_is_named() -> None:
@@ -28,7 +30,7 @@ def test_dry_run_prints_the_plan_and_creates_nothing(tmp_path: Path, capsys: pyt
     script = tmp_path / "t.py"
     script.write_text("")
     spec = JobSpec(entry=str(script), nproc_per_node=3, run_root=str(tmp_path / "runs"), env=(("A", "1"),))
-    assert local.run(spec, dry_run=True) == 0
+    assert launch(spec, dry_run=True) == 0
     out = capsys.readouterr().out
     assert "3 rank(s)" in out and "world size 3" in out and "env:          A=1" in out
     assert "fulmen.launcher.rank_entry" in out
@@ -41,7 +43,7 @@ def test_multi_node_needs_master_addr_before_creating_anything(tmp_path: Path) -
     script = tmp_path / "t.py"
     script.write_text("")
     with pytest.raises(LaunchError, match="--master-addr"):
-        local.run(JobSpec(entry=str(script), nodes=2, run_root=str(tmp_path / "runs")))
+        launch(JobSpec(entry=str(script), nodes=2, run_root=str(tmp_path / "runs")))
     assert not (tmp_path / "runs").exists()
     local.check_nodes(JobSpec(entry="t.py", nodes=2, master_addr="h", max_restarts=1))  # restarts: fine
 
@@ -75,24 +77,26 @@ def test_launcher_environment_sets_run_vars_drops_inherited_ranks_and_restores(
 
 def test_job_record_of_another_backend_is_left_alone(tmp_path, monkeypatch) -> None:
     """A torchx replica runs the local backend inside the torchx job's run dir: the record stays torchx's."""
-    from fulmen.launcher import jobs, local
-    from fulmen.launcher.spec import JobSpec
+    from fulmen.jobs import records
+    from fulmen.jobs.spec import JobSpec
+    from fulmen.launcher import local
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    ours = jobs.new_record("local_cwd://torchx/t-1", "torchx-local", tmp_path, "t", {})
-    jobs.write_record(ours)
-    record = local._write_job_record(JobSpec(entry="train.py"), tmp_path, "run-1")
+    ours = records.new_record("local_cwd://torchx/t-1", "torchx-local", tmp_path, "t", {})
+    records.write_record(ours)
+    record = local._write_job_record(new_run(JobSpec(entry="train.py", run_dir=str(tmp_path)), run_id="run-1"))
     local._finish_job_record(record, 0)
     assert record is None
-    assert jobs.read_record(tmp_path) == ours
+    assert records.read_record(tmp_path) == ours
 
 
 def test_job_record_of_a_local_run_is_written_and_finished(tmp_path, monkeypatch) -> None:
-    from fulmen.launcher import jobs, local
-    from fulmen.launcher.spec import JobSpec
+    from fulmen.jobs import records
+    from fulmen.jobs.spec import JobSpec
+    from fulmen.launcher import local
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    record = local._write_job_record(JobSpec(entry="train.py"), tmp_path, "run-1")
-    assert jobs.read_record(tmp_path).extra["final_state"] == "RUNNING"
+    record = local._write_job_record(new_run(JobSpec(entry="train.py", run_dir=str(tmp_path)), run_id="run-1"))
+    assert records.read_record(tmp_path).extra["final_state"] == "RUNNING"
     local._finish_job_record(record, 75)
-    assert jobs.read_record(tmp_path).extra["final_state"] == "PREEMPTED"
+    assert records.read_record(tmp_path).extra["final_state"] == "PREEMPTED"

@@ -10,9 +10,14 @@ from typing import Any
 import pytest
 from torch.distributed.elastic.agent.server.api import RunResult, WorkerState
 
-from fulmen.launcher.local_agent import RunDirLogs, _report, describe_exit, is_error_line
+from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
+from fulmen.launcher.local_agent import (
+    RunDirLogs,
+    _report,
+    describe_exit,
+    is_error_line,
+)
 from fulmen.launcher.process_tree import ProcessTreeMonitor
-from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
 
 
 def test_logs_go_to_run_dir_and_only_local_rank_zero_to_console(tmp_path: Path) -> None:

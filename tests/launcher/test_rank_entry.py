@@ -50,7 +50,7 @@ def test_exit_code_and_traceback_pass_through(tmp_path: Path, subprocess_env: di
 def test_topology_mismatch_prints_one_message_on_local_rank0_and_none_elsewhere(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
-    from fulmen.launcher.rank_entry import CONFIGURATION_ERROR_EXIT_CODE
+    from fulmen.jobs.exit_codes import CONFIGURATION_ERROR_EXIT_CODE
 
     script = tmp_path / "train.py"
     script.write_text(

@@ -19,8 +19,9 @@ pytest.importorskip("kubernetes")
 yaml = pytest.importorskip("yaml")
 
 from fulmen.errors import LaunchError, MissingExtraError  # noqa: E402
+from fulmen.jobs.spec import JobSpec, KubernetesOptions  # noqa: E402
 from fulmen.launcher import torchx as torchx_backend  # noqa: E402
-from fulmen.launcher.spec import JobSpec, KubernetesOptions  # noqa: E402
+from fulmen.launcher.backends import launch  # noqa: E402
 
 PINNED = Path(__file__).parent / "data" / "torchx_k8s_dryrun.yaml"
 
@@ -126,7 +127,10 @@ class FakeKubernetesApi:
 
 def test_dry_run_request_is_accepted_by_torchx_kubernetes_scheduler(k8s_dryrun: str) -> None:
     from kubernetes.client import ApiClient
-    from torchx.schedulers.kubernetes_scheduler import KubernetesJob, KubernetesScheduler
+    from torchx.schedulers.kubernetes_scheduler import (
+        KubernetesJob,
+        KubernetesScheduler,
+    )
     from torchx.specs import AppDryRunInfo
 
     resource = yaml.safe_load(k8s_dryrun)
@@ -201,6 +205,6 @@ def test_missing_package_names_the_torchx_extra(monkeypatch, cluster, hidden, pa
     monkeypatch.setitem(sys.modules, hidden, None)
     spec = k8s_spec(cluster=cluster)
     with pytest.raises(MissingExtraError) as info:
-        torchx_backend.run(spec, dry_run=True)
+        launch(spec, dry_run=True)
     assert f"'{package}'" in str(info.value)
     assert "pip install 'fulmen[torchx]'" in str(info.value)

@@ -9,7 +9,7 @@ pytest.importorskip("torchx")
 from torchx import specs  # noqa: E402
 
 from fulmen.errors import LaunchError  # noqa: E402
-from fulmen.launcher.spec import JobSpec, KubernetesOptions  # noqa: E402
+from fulmen.jobs.spec import JobSpec, KubernetesOptions  # noqa: E402
 from fulmen.launcher.torchx_appdef import (  # noqa: E402
     DEFAULT_RDZV_PORT,
     build_appdef,

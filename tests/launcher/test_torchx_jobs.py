@@ -6,7 +6,6 @@ client's HTTP layer is replaced (FakeKubernetesApi), so what is tested is what r
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
@@ -18,9 +17,12 @@ pytest.importorskip("torchx")
 pytest.importorskip("kubernetes")
 
 from fulmen.errors import LaunchError  # noqa: E402
-from fulmen.launcher import jobs, torchx_jobs  # noqa: E402
+from fulmen.jobs import records  # noqa: E402
+from fulmen.jobs.exit_codes import CANCELLED_EXIT_CODE  # noqa: E402
+from fulmen.jobs.spec import JobSpec  # noqa: E402
 from fulmen.launcher import torchx as torchx_backend  # noqa: E402
-from fulmen.launcher.spec import JobSpec  # noqa: E402
+from fulmen.launcher import torchx_jobs  # noqa: E402
+from fulmen.launcher.backends import launch  # noqa: E402
 
 from .test_torchx import FakeKubernetesApi, k8s_spec  # noqa: E402
 
@@ -36,11 +38,11 @@ def fake_cluster(monkeypatch, tmp_path: Path) -> FakeKubernetesApi:
 
 
 @pytest.fixture
-def submitted(fake_cluster: FakeKubernetesApi, tmp_path: Path, monkeypatch) -> jobs.JobRecord:
+def submitted(fake_cluster: FakeKubernetesApi, tmp_path: Path, monkeypatch) -> records.JobRecord:
     monkeypatch.chdir(tmp_path)
     spec = k8s_spec(run_root="runs")  # relative: pods resolve it under the image's workdir
-    assert torchx_backend.run(spec) == 0
-    return jobs.latest_record()
+    assert launch(spec) == 0
+    return records.latest_record()
 
 
 def test_k8s_run_submits_the_volcano_job_and_records_it(submitted, fake_cluster, tmp_path) -> None:
@@ -67,18 +69,18 @@ def test_k8s_run_submits_the_volcano_job_and_records_it(submitted, fake_cluster,
 )
 def test_status_asks_the_cluster(submitted, fake_cluster, phase, state) -> None:
     fake_cluster.phase = phase
-    assert torchx_backend.status(submitted) == state
+    assert torchx_backend.TorchxBackend("k8s").describe(submitted).state == state
 
 
 def test_logs_of_a_rank_read_its_pod(submitted, fake_cluster) -> None:
-    lines = list(torchx_backend.logs(submitted, rank=9))  # 8 ranks per node: rank 9 is on node 1
+    lines = list(torchx_jobs.logs_of(Path(submitted.run_dir), rank=9))  # 8 ranks per node: rank 9 is on node 1
     assert lines == ["2026-01-01T00:00:00Z epoch 0 loss 1.0"]
     name = submitted.job_id.rsplit(":", 1)[1]
     assert ("GET", f"/api/v1/namespaces/ml/pods/{name}-train-1-0/log", None) in fake_cluster.calls
 
 
 def test_cancel_deletes_the_volcano_job(submitted, fake_cluster) -> None:
-    torchx_backend.cancel(submitted)
+    torchx_backend.TorchxBackend("k8s").cancel(submitted)
     name = submitted.job_id.rsplit(":", 1)[1]
     assert fake_cluster.calls[-1][:2] == ("DELETE", f"/apis/batch.volcano.sh/v1alpha1/namespaces/ml/jobs/{name}")
 
@@ -89,8 +91,8 @@ def test_cancel_deletes_the_volcano_job(submitted, fake_cluster) -> None:
 )
 def test_k8s_wait_follows_the_job_to_its_end(fake_cluster, tmp_path, capsys, phase, code, state) -> None:
     fake_cluster.phase = phase
-    assert torchx_backend.run(k8s_spec(run_root=str(tmp_path / "runs")), wait=True) == code
-    record = jobs.latest_record()
+    assert launch(k8s_spec(run_root=str(tmp_path / "runs")), wait=True) == code
+    record = records.latest_record()
     assert torchx_jobs.TorchxRun.load(Path(record.run_dir)).state == state
     assert f"is {state}" in capsys.readouterr().err
 
@@ -105,7 +107,7 @@ def test_cluster_errors_become_launch_errors_with_a_hint(submitted, monkeypatch)
 
     monkeypatch.setattr(torchx_backend, "open_runner", Unreachable)
     with pytest.raises(LaunchError, match="(?s)ConnectionRefusedError.*HINT: check that kubectl"):
-        torchx_backend.status(submitted)
+        torchx_backend.TorchxBackend("k8s").describe(submitted)
 
 
 def _local_run(run_dir: Path, **fields) -> torchx_jobs.TorchxRun:
@@ -152,42 +154,10 @@ def test_missing_torchx_record_is_a_clear_error(tmp_path: Path) -> None:
         torchx_jobs.status_of(tmp_path)
 
 
-def test_log_follower_echoes_only_new_output(tmp_path: Path) -> None:
-    path = tmp_path / "combined.log"
-    out = io.StringIO()
-    follower = torchx_jobs.LogFollower(path, out)
-    follower.echo()  # not created yet: nothing, no error
-    path.write_text("a\n")
-    follower.echo()
-    with path.open("a") as handle:
-        handle.write("b\n")
-    follower.echo()
-    assert out.getvalue() == "a\nb\n"
-
-
 def test_torchx_record_round_trips(tmp_path: Path) -> None:
     run = _local_run(tmp_path, launcher_pid=7, replica_log_dirs=["/x/0"], state="RUNNING")
     assert torchx_jobs.TorchxRun.load(tmp_path) == run
     assert json.loads((tmp_path / "torchx.json").read_text())["handle"] == run.handle
-
-
-def test_following_a_file_reads_what_is_written_until_the_job_ends(tmp_path: Path) -> None:
-    path = tmp_path / "rank_0.log"
-    path.write_text("first\n")
-    polls = []
-
-    def is_done() -> bool:
-        # the job writes more between two polls, then ends
-        polls.append(1)
-        if len(polls) == 1:
-            with path.open("a") as handle:
-                handle.write("second\nlast without newline")
-            return False
-        return True
-
-    lines = list(torchx_jobs._file_lines(path, follow=True, is_done=is_done, poll_s=0.01))
-    assert lines == ["first", "second", "last without newline"]
-    assert len(polls) == 2
 
 
 def test_ctrl_c_while_waiting_on_k8s_leaves_the_job_running(fake_cluster, tmp_path, monkeypatch, capsys) -> None:
@@ -206,9 +176,9 @@ def test_ctrl_c_while_waiting_on_k8s_leaves_the_job_running(fake_cluster, tmp_pa
     from torchx.runner import get_runner
 
     monkeypatch.setattr(torchx_backend, "open_runner", lambda: get_runner(client=client))
-    code = torchx_backend.run(k8s_spec(run_root=str(tmp_path / "runs")), wait=True)
-    assert code == torchx_backend.CANCELLED_EXIT_CODE
+    code = launch(k8s_spec(run_root=str(tmp_path / "runs")), wait=True)
+    assert code == CANCELLED_EXIT_CODE
     assert "keeps running" in capsys.readouterr().err
     assert not [call for call in fake_cluster.calls if call[0] == "DELETE"]
-    record = jobs.latest_record()
+    record = records.latest_record()
     assert torchx_jobs.TorchxRun.load(Path(record.run_dir)).state == "SUBMITTED"

@@ -14,7 +14,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from fulmen.errors import ClusterMismatchError, MisconfigurationException
-from fulmen.launcher import ports
+from fulmen.jobs import ports
 from fulmen.runtime.data_sharding import distributed_loader
 from fulmen.runtime.distributed import DDPStrategy, resolve_topology, validate_launch
 from fulmen.runtime.ranks import RankInfo

@@ -9,7 +9,8 @@ import types
 
 import pytest
 
-from fulmen.runtime.preemption import HANDLED_SIGNALS, PREEMPTED_EXIT_CODE, PreemptionHandler, hand_off
+from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
+from fulmen.runtime.preemption import HANDLED_SIGNALS, PreemptionHandler, hand_off
 from fulmen.runtime.ranks import RankInfo
 
 

@@ -11,8 +11,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import fulmen as pl
+from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
 from fulmen.runtime.resume_checkpoint import find_resume_checkpoint
-from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
 from tests.core.models import TRAINER_QUIET, regression_data
 
 

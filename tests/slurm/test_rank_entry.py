@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
+from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
+from fulmen.jobs.ports import candidate_port
 from fulmen.slurm import rank_entry, requeue
-from fulmen.slurm.environment import master_port_for_job
 from tests.slurm.test_environment import BATCH_SHELL, STEP_TASK_RANK3
 
 RANK0 = dict(STEP_TASK_RANK3, SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_NODEID="0", SLURMD_NODENAME="n1")
@@ -51,7 +51,7 @@ def test_other_ranks_take_rank0s_port(tmp_path: Path) -> None:
 def test_rank0_moves_past_a_busy_port(tmp_path: Path) -> None:
     import socket
 
-    wanted = master_port_for_job("37", 0)
+    wanted = candidate_port("37", 0)
     with socket.socket() as busy:
         busy.bind(("", wanted))
         busy.listen()
@@ -143,7 +143,7 @@ def test_topology_mismatch_is_one_message_without_traceback_and_no_requeue(
     tmp_path: Path, requeue_calls: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from fulmen.errors import ClusterMismatchError
-    from fulmen.launcher.rank_entry import CONFIGURATION_ERROR_EXIT_CODE
+    from fulmen.jobs.exit_codes import CONFIGURATION_ERROR_EXIT_CODE
 
     def body() -> None:
         raise ClusterMismatchError("Trainer(num_nodes=1) expects 1 node(s), but this SLURM step runs on 2\nHINT: x")

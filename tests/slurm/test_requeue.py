@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fulmen.launcher.rundir import prepare_run_dir
-from fulmen.launcher.spec import JobSpec, SlurmOptions
+from fulmen.jobs.rundir import prepare_run_dir
+from fulmen.jobs.spec import JobSpec, SlurmOptions
 from fulmen.runtime.ranks import RankInfo
 from fulmen.slurm import commands, requeue
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fulmen.launcher.spec import JobSpec, SlurmOptions
+from fulmen.jobs.spec import JobSpec, SlurmOptions
 from fulmen.slurm.sbatch import executor_parameters, render_sbatch
 
 EXPECTED_12_NODES = """\

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import io
-import os
+import dataclasses
 import sys
 from pathlib import Path
 
 import pytest
 
 from fulmen.errors import LaunchError
-from fulmen.launcher.spec import JobSpec, SlurmOptions
+from fulmen.jobs.spec import JobSpec, SlurmOptions
+from fulmen.launcher.backends import launch
 from fulmen.slurm import commands, submit
 from fulmen.slurm.commands import JobState
 
@@ -24,7 +24,7 @@ def test_dry_run_prints_script_and_command_and_creates_nothing(
     run_dir = tmp_path / "runs" / "r1"
     spec = JobSpec(entry="train.py", args=("--lr", "0.1"), cluster="slurm", nodes=2, gpus_per_node=2,
                    run_dir=str(run_dir), slurm=SlurmOptions(partition="debug", time="10"))
-    assert submit.run(spec, dry_run=True) == 0
+    assert launch(spec, dry_run=True) == 0
     out = capsys.readouterr().out
     python = sys.executable
     assert out == (
@@ -49,10 +49,10 @@ def test_dry_run_prints_script_and_command_and_creates_nothing(
 def test_wrong_input_fails_before_anything_is_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(LaunchError, match="does not exist"):
-        submit.run(JobSpec(entry="missing.py", cluster="slurm"))
+        launch(JobSpec(entry="missing.py", cluster="slurm"))
     (tmp_path / "t.py").write_text("")
     with pytest.raises(LaunchError, match="without --gpus or --nproc-per-node"):
-        submit.run(JobSpec(entry="t.py", cluster="slurm", nodes=2))
+        launch(JobSpec(entry="t.py", cluster="slurm", nodes=2))
     assert not (tmp_path / "fulmen_runs").exists()
 
 
@@ -73,17 +73,13 @@ def test_a_preempted_job_queued_again_has_not_ended(monkeypatch: pytest.MonkeyPa
     assert submit.job_has_ended("1") is not None
 
 
-def test_log_follower_follows_a_rotated_log(tmp_path: Path) -> None:
-    log = tmp_path / "rank_0.log"
-    out = io.StringIO()
-    follower = submit.LogFollower(log)
-    follower.pump(out)  # no file yet: nothing, no error
-    log.write_text("run 1 line 1\n")
-    follower.pump(out)
-    with log.open("a") as handle:
-        handle.write("run 1 line 2\n")
-    os.replace(log, tmp_path / "rank_0.attempt_0.log")  # a requeued run rotates the log
-    log.write_text("run 2 line 1\n")
-    follower.pump(out)
-    follower.close()
-    assert out.getvalue() == "run 1 line 1\nrun 1 line 2\nrun 2 line 1\n"
+def test_the_dry_run_script_is_the_script_submitted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """submitit writes the request's own script, not a second rendering of its parameters."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text("")
+    spec = JobSpec(entry="train.py", cluster="slurm", nodes=2, nproc_per_node=2, run_dir=str(tmp_path / "run"))
+    request = submit.SlurmBackend().dryrun(spec)
+    request = dataclasses.replace(request, script=request.script + "# marker\n")
+    executor = submit.make_executor(request)
+    assert executor._make_submission_file_text(executor._submitit_command_str, "uid") == request.script
+    assert request.render().startswith(request.script)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fulmen.errors import LaunchError
-from fulmen.launcher.spec import JobSpec, SlurmOptions
+from fulmen.jobs.spec import JobSpec, SlurmOptions
 from fulmen.slurm.commands import PartitionInfo
 from fulmen.slurm.validation import check_against_cluster, check_spec
 

@@ -14,10 +14,19 @@ from typing import Any
 
 import pytest
 
-from fulmen.launcher import ports
-from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
+from fulmen.jobs import ports
+from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
 
-from .conftest import SCRIPT, child_env, launch_cmd, processes_of_run, results, run, start, wait_for_step
+from .conftest import (
+    SCRIPT,
+    child_env,
+    launch_cmd,
+    processes_of_run,
+    results,
+    run,
+    start,
+    wait_for_step,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fulmen.launcher import ports
+from fulmen.jobs import ports
 
 from .conftest import child_env, launch_cmd, run, start
 

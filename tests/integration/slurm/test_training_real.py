@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fulmen.launcher.jobs import read_record
+from fulmen.jobs.records import read_record
 from fulmen.slurm import commands
 from tests.integration.slurm.conftest import fulmen_cli
 from tests.integration.slurm.test_submit_real import job_id_from, only_run_dir, wait_for_line, wait_until_final

@@ -18,7 +18,7 @@ pytest.importorskip("torchx")
 
 from torchx import specs  # noqa: E402
 
-from fulmen.launcher.spec import JobSpec, KubernetesOptions  # noqa: E402
+from fulmen.jobs.spec import JobSpec, KubernetesOptions  # noqa: E402
 from fulmen.launcher.torchx_appdef import build_appdef  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")

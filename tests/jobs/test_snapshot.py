@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fulmen.errors import LaunchError
-from fulmen.launcher import snapshot
+from fulmen.jobs import snapshot
 
 
 def make_project(root: Path) -> None:

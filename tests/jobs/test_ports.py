@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fulmen.errors import LaunchError
-from fulmen.launcher import ports
+from fulmen.jobs import ports
 
 
 def test_candidates_are_stable_and_in_range() -> None:
@@ -81,3 +81,13 @@ def test_simultaneous_runs_never_collide(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert len(set(chosen)) == 8
+
+
+def test_master_port_is_spread_over_a_wide_range() -> None:
+    chosen = {ports.candidate_port(str(job)) for job in range(1, 2001)}  # SLURM job ids
+    low, high = ports.PORT_RANGE
+    assert all(low <= p < high for p in chosen)
+    # Neighbouring job ids do not share ports, unlike `job_id % N` schemes.
+    assert ports.candidate_port("100") != ports.candidate_port("10100")
+    assert len(chosen) > 1900
+    assert max(chosen) - min(chosen) > (high - low) * 0.9

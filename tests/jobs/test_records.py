@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fulmen.errors import LaunchError
-from fulmen.launcher import jobs
+from fulmen.jobs import records
 
 
 @pytest.fixture(autouse=True)
@@ -15,46 +15,46 @@ def private_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
 
 
-def record_in(tmp_path: Path, job_id: str, name: str, when: float) -> jobs.JobRecord:
+def record_in(tmp_path: Path, job_id: str, name: str, when: float) -> records.JobRecord:
     run_dir = tmp_path / f"{name}-{job_id}"
     run_dir.mkdir()
-    record = jobs.JobRecord(job_id, "slurm", str(run_dir), name, when, {"entry": "t.py"}, {"num_tasks": 4})
-    jobs.write_record(record)
+    record = records.JobRecord(job_id, "slurm", str(run_dir), name, when, {"entry": "t.py"}, {"num_tasks": 4})
+    records.write_record(record)
     return record
 
 
 def test_round_trip(tmp_path: Path) -> None:
     record = record_in(tmp_path, "12", "train", 100.0)
-    assert jobs.read_record(Path(record.run_dir)) == record
-    assert jobs.index_path() == tmp_path / "state" / "fulmen" / "jobs.jsonl"
+    assert records.read_record(Path(record.run_dir)) == record
+    assert records.index_path() == tmp_path / "state" / "fulmen" / "jobs.jsonl"
 
 
 def test_find_by_id_name_or_path_newest_wins(tmp_path: Path) -> None:
     old = record_in(tmp_path, "12", "train", 100.0)
     new = record_in(tmp_path, "13", "train", 200.0)
-    assert jobs.find_record("12") == old
-    assert jobs.find_record("train") == new
-    assert jobs.find_record(old.run_dir) == old
-    assert jobs.find_record(Path(new.run_dir).name) == new
-    assert jobs.latest_record() == new
-    assert [r.job_id for r in jobs.all_records()] == ["12", "13"]
+    assert records.find_record("12") == old
+    assert records.find_record("train") == new
+    assert records.find_record(old.run_dir) == old
+    assert records.find_record(Path(new.run_dir).name) == new
+    assert records.latest_record() == new
+    assert [r.job_id for r in records.all_records()] == ["12", "13"]
 
 
 def test_unknown_job_lists_recent_ones(tmp_path: Path) -> None:
     record_in(tmp_path, "12", "train", 100.0)
     with pytest.raises(LaunchError, match=r"No job '99'.*recent: 12 \(train-12\).*\n.*HINT"):
-        jobs.find_record("99")
+        records.find_record("99")
 
 
 def test_deleted_run_dirs_and_torn_index_lines_are_skipped(tmp_path: Path) -> None:
     gone = record_in(tmp_path, "12", "a", 100.0)
     kept = record_in(tmp_path, "13", "b", 200.0)
-    (Path(gone.run_dir) / jobs.RECORD_FILE).unlink()
-    with jobs.index_path().open("a") as handle:
+    (Path(gone.run_dir) / records.RECORD_FILE).unlink()
+    with records.index_path().open("a") as handle:
         handle.write('{"run_dir": "/x"')  # cut short by a crash
-    assert jobs.all_records() == [kept]
-    assert jobs.latest_record() == kept
+    assert records.all_records() == [kept]
+    assert records.latest_record() == kept
 
 
 def test_no_records() -> None:
-    assert jobs.all_records() == [] and jobs.latest_record() is None
+    assert records.all_records() == [] and records.latest_record() is None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fulmen.launcher import rundir
-from fulmen.launcher.spec import JobSpec
+from fulmen.jobs import rundir
+from fulmen.jobs.spec import JobSpec
 
 
 def test_run_dir_is_named_after_job_and_id(tmp_path: Path) -> None:

@@ -6,6 +6,10 @@ store). Here the first candidate is a hash of an id that is unique per run, spre
 wide range; each candidate is probed by binding it, and a claim file (created with O_EXCL in
 a per-user folder) makes the choice exclusive between fulmen runs on this machine until the
 run releases it. ``MASTER_PORT`` in the environment, or ``--master-port``, overrides all of it.
+
+The one derivation for every backend: the local launcher hashes its run id (``choose_port``);
+SLURM tasks hash the job id and the restart count (``candidate_port(job_id, restart)``, in
+``fulmen.slurm.environment``), so a requeued job meets on a fresh port.
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ MAX_CANDIDATES = 64
 
 
 def candidate_port(run_id: str, attempt: int = 0) -> int:
-    """The ``attempt``-th port to try for ``run_id``: a stable hash into ``PORT_RANGE``."""
+    """The ``attempt``-th port to try for ``run_id``: a stable hash into ``PORT_RANGE``.
+
+    Every process that knows the id arrives at the same port without talking to the others
+    (all tasks of a SLURM job, all nodes of a multi-node local run).
+    """
     digest = hashlib.sha256(f"{run_id}:{attempt}".encode()).digest()
     low, high = PORT_RANGE
     return low + int.from_bytes(digest[:8], "big") % (high - low)

@@ -12,16 +12,22 @@ Every rank finds it through ``FULMEN_RUN_DIR``; the Trainer uses it as its defau
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
-from fulmen.launcher.spec import JobSpec
+from fulmen.jobs.records import JobRecord, new_record, write_record
+from fulmen.jobs.spec import JobSpec
 
 SPEC_FILE = "spec.json"
+# Variables every fulmen launcher sets for each rank (torchrun sets all but the FULMEN_ ones).
+RUN_DIR_VARIABLE = "FULMEN_RUN_DIR"
+RESTART_COUNT_VARIABLE = "FULMEN_RESTART_COUNT"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -36,6 +42,37 @@ def run_dir_for(spec: JobSpec, run_id: str) -> Path:
         return Path(spec.run_dir).resolve()
     name = _UNSAFE.sub("_", spec.job_name) or "run"
     return (Path(spec.run_root) / f"{name}-{run_id}").resolve()
+
+
+@dataclasses.dataclass(frozen=True)
+class NewRun:
+    """A run about to start: its id, its folder, and the spec pinned to that folder.
+
+    The preamble every backend shares: ``new_run(spec)`` decides (no I/O, so a dry run can show
+    it), ``create()`` makes the folder and writes ``spec.json`` once the job really starts, and
+    ``record(job_id, backend)`` writes ``job.json`` once the scheduler has named the job.
+    """
+
+    spec: JobSpec
+    run_id: str
+    run_dir: Path
+
+    def create(self) -> Path:
+        """Create the folders and write ``spec.json`` (safe on a reused run directory)."""
+        return prepare_run_dir(self.spec, self.run_dir)
+
+    def record(self, job_id: str, backend: str, **extra: Any) -> JobRecord:
+        """Write the job record (``job.json`` + the per-user index) and return it."""
+        record = new_record(job_id, backend, self.run_dir, self.spec.job_name, self.spec.to_dict(), **extra)
+        write_record(record)
+        return record
+
+
+def new_run(spec: JobSpec, run_id: str | None = None) -> NewRun:
+    """The run ``spec`` starts: ``--run-dir`` if given, else a fresh folder under the run root."""
+    run_id = run_id or new_run_id()
+    run_dir = run_dir_for(spec, run_id)
+    return NewRun(dataclasses.replace(spec, run_dir=str(run_dir)), run_id, run_dir)
 
 
 def prepare_run_dir(spec: JobSpec, run_dir: Path) -> Path:
