@@ -2,8 +2,9 @@
 
 Life of a rank (the Trainer calls these through the ``Strategy`` seam):
 
-1. ``setup_environment``: check the Trainer's ``devices`` / ``num_nodes`` against how this
-   process was launched (errors with a HINT *before* ``init_process_group``, which would
+1. ``setup_environment``: the cluster environment that launched this rank
+   (``fulmen.runtime.environments``) checks the Trainer's ``devices`` / ``num_nodes`` against
+   the launch (errors with a HINT *before* ``init_process_group``, which would
    otherwise wait for ranks that never come), then init the group: gloo on CPU, nccl on CUDA.
    Values the script did not give (``devices="auto"``, ``num_nodes=None``) are not checked:
    the launcher decides the topology and the ranks take it from the environment.
@@ -32,9 +33,14 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from fulmen.errors import ClusterMismatchError, MisconfigurationException
+from fulmen.runtime.cluster import environment_for
 from fulmen.runtime.data_sharding import distributed_loader
+from fulmen.runtime.environments import ClusterEnvironment
+from fulmen.runtime.environments.base import resolve_topology, validate_launch
 from fulmen.runtime.ranks import RankInfo
 from fulmen.runtime.strategy import Strategy
+
+__all__ = ["DDPStrategy", "resolve_topology", "validate_launch"]
 
 T = TypeVar("T")
 
@@ -55,6 +61,7 @@ class DDPStrategy(Strategy):
         process_group_backend: str | None = None,
         timeout: timedelta = DEFAULT_TIMEOUT,
         rank_info: RankInfo | None = None,
+        cluster_environment: ClusterEnvironment | None = None,
         accelerator: str | None = None,
         devices: Any = None,
         num_nodes: int | None = None,
@@ -75,16 +82,26 @@ class DDPStrategy(Strategy):
         self._owns_process_group = False
         self._claimed_port: int | None = None
         self._control_group: Any = None  # gloo side group for decisions when the main backend is nccl
+        self._cluster_environment = cluster_environment
         self._configured = rank_info is not None
         if rank_info is not None:
             self.configure(rank_info=rank_info, accelerator=self.accelerator, devices=devices,
-                           num_nodes=self.num_nodes_flag, sync_batchnorm=self.sync_batchnorm)
+                           num_nodes=self.num_nodes_flag, sync_batchnorm=self.sync_batchnorm,
+                           cluster_environment=cluster_environment)
 
     def configure(
-        self, *, rank_info: RankInfo, accelerator: str, devices: Any, num_nodes: int | None, sync_batchnorm: bool
+        self,
+        *,
+        rank_info: RankInfo,
+        accelerator: str,
+        devices: Any,
+        num_nodes: int | None,
+        sync_batchnorm: bool,
+        cluster_environment: ClusterEnvironment | None = None,
     ) -> DDPStrategy:
         """Fill in what the Trainer knows (a user-built ``DDPStrategy(...)`` starts without it)."""
         self.rank_info = rank_info
+        self._cluster_environment = cluster_environment
         self.accelerator = accelerator
         self.devices = devices
         self.num_nodes_flag = None if num_nodes is None else int(num_nodes)
@@ -102,6 +119,13 @@ class DDPStrategy(Strategy):
     # --- process group -------------------------------------------------------------------
 
     @property
+    def cluster_environment(self) -> ClusterEnvironment:
+        """The environment that launched this rank (built from ``rank_info`` when none was given)."""
+        if self._cluster_environment is None or self._cluster_environment.rank_info() != self.rank_info:
+            self._cluster_environment = environment_for(self.rank_info)
+        return self._cluster_environment
+
+    @property
     def devices_per_node(self) -> int | None:
         """Ranks per node the Trainer asked for (None: "auto", take what the launcher started)."""
         devices = self.devices
@@ -114,17 +138,11 @@ class DDPStrategy(Strategy):
         return int(devices)
 
     def setup_environment(self) -> None:
-        slurm = _slurm_environment()
-        if self.rank_info.source == "single" and self._expected_world_size() > 1:
-            if slurm is not None:  # inside sbatch/salloc without srun: an error, not a local launch
-                slurm.validate_not_unlaunched_allocation(
-                    os.environ, devices=self.devices_per_node or 1, num_nodes=self.num_nodes_flag or 1
-                )
+        environment = self.cluster_environment
+        # Checked before any rendezvous, in the environment's own words (init_process_group would wait).
+        environment.validate(self.devices_per_node, self.num_nodes_flag)
+        if not environment.creds_from_environment and self._expected_world_size() > 1:
             self._start_ranks_and_exit()
-        if self.rank_info.source == "slurm" and slurm is not None:  # SLURM's own words for its mismatches
-            devices, num_nodes = resolve_topology(self.rank_info, self.devices_per_node, self.num_nodes_flag)
-            slurm.validate_allocation(self.rank_info, devices=devices, num_nodes=num_nodes)
-        validate_launch(self.rank_info, self.devices_per_node, self.num_nodes_flag)
         if self.root_device.type == "cuda":
             torch.cuda.set_device(self.root_device)
         if dist.is_available() and dist.is_initialized():
@@ -275,49 +293,3 @@ class DDPStrategy(Strategy):
     def _collective_device(self) -> torch.device:
         # nccl only moves CUDA tensors; gloo only CPU ones.
         return self.root_device if dist.get_backend() == "nccl" else torch.device("cpu")
-
-
-def _slurm_environment() -> Any:
-    """``fulmen.slurm.environment`` (its allocation checks), or None where it is not installed."""
-    try:
-        from fulmen.slurm import environment
-    except ModuleNotFoundError as exc:
-        if exc.name != "fulmen.slurm.environment":
-            raise
-        return None
-    return environment
-
-
-def resolve_topology(info: RankInfo, devices_per_node: int | None, num_nodes: int | None) -> tuple[int, int]:
-    """(ranks per node, nodes) this rank runs with: the Trainer's explicit values, else the launch's.
-
-    ``None`` means the script did not say (``devices="auto"``, no ``num_nodes``): the launcher
-    decided, so the value comes from the environment. Explicit values are returned as given;
-    ``validate_launch`` checks them.
-    """
-    devices = info.local_world_size if devices_per_node is None else devices_per_node
-    nodes = info.num_nodes if num_nodes is None else num_nodes
-    return devices, nodes
-
-
-def validate_launch(info: RankInfo, devices_per_node: int | None, num_nodes: int | None) -> None:
-    """Explicit ``devices`` / ``num_nodes`` against the launch environment; errors name both.
-
-    ``None`` (not given) always agrees: see ``resolve_topology``.
-    """
-    how = {"env": "launch/torchrun (WORLD_SIZE, LOCAL_WORLD_SIZE)", "slurm": "SLURM (SLURM_NTASKS, ...)"}.get(
-        info.source, info.source
-    )
-    if devices_per_node is not None and devices_per_node != info.local_world_size:
-        raise ClusterMismatchError(
-            f"Trainer(devices={devices_per_node}) asks for {devices_per_node} ranks per node, but this process "
-            f"was launched as one of {info.local_world_size} ranks per node ({info.world_size} in all) by {how}.\n"
-            f"HINT: leave devices out (or devices='auto') to take the launch's {info.local_world_size}, "
-            f"or launch {devices_per_node} ranks per node (launch --nproc-per-node {devices_per_node})."
-        )
-    if num_nodes is not None and num_nodes != info.num_nodes:
-        raise ClusterMismatchError(
-            f"Trainer(num_nodes={num_nodes}) does not match the {info.num_nodes} node(s) this job was launched "
-            f"on by {how}.\n"
-            f"HINT: leave num_nodes out to take the launch's {info.num_nodes}, or launch with --nodes {num_nodes}."
-        )

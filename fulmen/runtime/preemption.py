@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from types import FrameType
 from typing import Any, Protocol
 
+from fulmen.runtime.cluster import environment_for
 from fulmen.runtime.ranks import RankInfo
 
 HANDLED_SIGNALS: tuple[signal.Signals, ...] = tuple(
@@ -110,12 +111,10 @@ class PreemptionHandler:
 def hand_off(rank_info: RankInfo) -> None:
     """After the resume checkpoint is saved: ask the scheduler to run the job again.
 
-    Only SLURM has such a step (``scontrol requeue``), owned by ``fulmen.slurm.requeue``;
+    The cluster environment the rank came from owns this step (SLURM: ``scontrol requeue``);
     local and torchx runs are restarted by their launcher, which sees ``PREEMPTED_EXIT_CODE``.
-    Only global rank 0 requeues: one job, one requeue.
+    Only global rank 0 hands off: one job, one requeue.
     """
-    if rank_info.source != "slurm" or not rank_info.is_global_zero:
+    if not rank_info.is_global_zero:
         return
-    from fulmen.slurm.requeue import requeue_job
-
-    requeue_job(rank_info)
+    environment_for(rank_info).hand_off()

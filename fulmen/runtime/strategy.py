@@ -13,7 +13,6 @@ gradient hooks fire); with one rank it passes the LightningModule itself.
 from __future__ import annotations
 
 import abc
-import os
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -21,6 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from fulmen.errors import MisconfigurationException, close_matches
+from fulmen.runtime.cluster import detect_environment, environment_for
+from fulmen.runtime.environments import ClusterEnvironment
 from fulmen.runtime.ranks import RankInfo
 
 T = TypeVar("T")
@@ -178,12 +179,11 @@ def resolve_accelerator(accelerator: str) -> str:
     return name
 
 
-def _detect_rank_info(environ: Mapping[str, str] | None) -> RankInfo:
-    try:
-        from fulmen.runtime.cluster import detect
-    except ImportError:  # the cluster module is optional until it lands
-        return RankInfo(run_dir=(environ or os.environ).get("FULMEN_RUN_DIR"))
-    return detect(dict(environ if environ is not None else os.environ))
+def _cluster_environment(rank_info: RankInfo | None, environ: Mapping[str, str] | None) -> ClusterEnvironment:
+    """The environment this process was launched by; a given ``rank_info`` is taken as it is."""
+    if rank_info is not None:
+        return environment_for(rank_info, environ)
+    return detect_environment(dict(environ) if environ is not None else None)
 
 
 def select_strategy(
@@ -207,12 +207,14 @@ def select_strategy(
         # A user-built DDPStrategy(...) knows its DDP options but not this launch: fill that in.
         configure = getattr(strategy, "configure", None)
         if callable(configure) and not getattr(strategy, "_configured", True):
+            environment = _cluster_environment(rank_info, environ)
             configure(
-                rank_info=rank_info if rank_info is not None else _detect_rank_info(environ),
+                rank_info=environment.rank_info(),
                 accelerator=resolve_accelerator(accelerator),
                 devices=devices,
                 num_nodes=num_nodes,
                 sync_batchnorm=sync_batchnorm,
+                cluster_environment=environment,
             )
         return strategy
     if str(strategy) not in _STRATEGIES:
@@ -221,7 +223,8 @@ def select_strategy(
             + close_matches(str(strategy), _STRATEGIES)
         )
     device_type = resolve_accelerator(accelerator)
-    info = rank_info if rank_info is not None else _detect_rank_info(environ)
+    environment = _cluster_environment(rank_info, environ)
+    info = environment.rank_info()
     wanted_ranks = _device_count(devices) * int(num_nodes or 1)
     if info.world_size > 1 or wanted_ranks > 1 or str(strategy).startswith("ddp"):
         if wanted_ranks > 1 or info.world_size > 1:
@@ -229,6 +232,7 @@ def select_strategy(
 
             return DDPStrategy(  # type: ignore[call-arg]
                 rank_info=info,
+                cluster_environment=environment,
                 accelerator=device_type,
                 devices=devices,
                 num_nodes=num_nodes,

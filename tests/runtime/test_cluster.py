@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import sys
-import types
+from collections.abc import Mapping
 
 import pytest
 
 from fulmen.errors import ClusterMismatchError
-from fulmen.runtime.cluster import detect, rank_info_from_env
+from fulmen.runtime.cluster import (
+    detect,
+    detect_environment,
+    environment_for,
+    rank_info_from_env,
+)
+from fulmen.runtime.environments import (
+    SingleProcessEnvironment,
+    SLURMEnvironment,
+    TorchElasticEnvironment,
+)
 from fulmen.runtime.ranks import RankInfo
+from tests.slurm.test_environment import BATCH_SHELL, STEP_TASK_RANK3
 
 TORCHRUN_RANK_3_OF_4 = {
     "RANK": "3",
@@ -96,19 +106,19 @@ def test_unknown_override_lists_choices() -> None:
 
 @pytest.fixture
 def fake_slurm_environment(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
-    """A stand-in for fulmen.slurm.environment that records what it was asked."""
+    """A stand-in for the SLURM environment's detection that records what it was asked."""
     seen: list[dict[str, str]] = []
 
-    def rank_info_from_slurm(environ):  # type: ignore[no-untyped-def]
+    def detect_step(cls: type[SLURMEnvironment], environ: Mapping[str, str]) -> bool:
         seen.append(dict(environ))
-        if "SLURM_STEP_ID" not in environ:
-            return None
-        return RankInfo(global_rank=int(environ["SLURM_PROCID"]), world_size=2, local_world_size=2,
-                        local_rank=int(environ["SLURM_PROCID"]), source="slurm")
+        return "SLURM_STEP_ID" in environ
 
-    module = types.ModuleType("fulmen.slurm.environment")
-    module.rank_info_from_slurm = rank_info_from_slurm  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "fulmen.slurm.environment", module)
+    def read_rank_info(self: SLURMEnvironment) -> RankInfo:
+        rank = int(self.environ["SLURM_PROCID"])
+        return RankInfo(global_rank=rank, world_size=2, local_world_size=2, local_rank=rank, source="slurm")
+
+    monkeypatch.setattr(SLURMEnvironment, "detect", classmethod(detect_step))
+    monkeypatch.setattr(SLURMEnvironment, "read_rank_info", read_rank_info)
     return seen
 
 
@@ -131,3 +141,30 @@ def test_launcher_variables_beat_slurm(fake_slurm_environment: list[dict[str, st
 def test_forced_slurm_outside_a_step_has_hint(fake_slurm_environment: list[dict[str, str]]) -> None:
     with pytest.raises(ClusterMismatchError, match="srun"):
         detect({"FULMEN_CLUSTER": "slurm"})
+
+
+# --- the environments behind detect(): one order, each class owns its part ---------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, SingleProcessEnvironment),
+        (BATCH_SHELL, SingleProcessEnvironment),
+        (STEP_TASK_RANK3, SLURMEnvironment),
+        ({**STEP_TASK_RANK3, **TORCHRUN_RANK_3_OF_4}, TorchElasticEnvironment),
+        ({**STEP_TASK_RANK3, "FULMEN_CLUSTER": "single"}, SingleProcessEnvironment),
+    ],
+)
+def test_detect_environment_walks_one_order(environ: dict[str, str], expected: type) -> None:
+    environment = detect_environment(environ)
+    assert type(environment) is expected
+    assert environment.rank_info().source == expected.name
+
+
+def test_environment_for_a_rank_info_describes_that_rank() -> None:
+    info = RankInfo(world_size=2, local_world_size=2, source="slurm")
+    environment = environment_for(info, {})
+    assert isinstance(environment, SLURMEnvironment) and environment.rank_info() is info
+    with pytest.raises(ClusterMismatchError, match="source='k8s'.*single, env, slurm"):
+        environment_for(RankInfo(source="k8s"))

@@ -17,6 +17,7 @@ from fulmen.errors import ClusterMismatchError, MisconfigurationException
 from fulmen.jobs import ports
 from fulmen.runtime.data_sharding import distributed_loader
 from fulmen.runtime.distributed import DDPStrategy, resolve_topology, validate_launch
+from fulmen.runtime.environments import SLURMEnvironment, TorchElasticEnvironment
 from fulmen.runtime.ranks import RankInfo
 from fulmen.runtime.strategy import select_strategy
 
@@ -236,3 +237,32 @@ def test_explicit_num_nodes_under_slurm_uses_slurms_words(monkeypatch: pytest.Mo
     with pytest.raises(ClusterMismatchError, match=r"^Trainer\(num_nodes=1\) expects 1 node\(s\), but this SLURM step"):
         strategy.setup_environment()
     assert not dist.is_initialized()
+
+
+# --- the strategy asks "the" cluster environment -------------------------------------------------
+
+
+class RefusingEnvironment(TorchElasticEnvironment):
+    """An environment with its own rule: the strategy must apply it without knowing its name."""
+
+    def validate(self, devices_per_node: int | None, num_nodes: int | None) -> None:
+        raise ClusterMismatchError(f"refused devices={devices_per_node} num_nodes={num_nodes}")
+
+
+def test_setup_checks_through_the_cluster_environment_before_any_group() -> None:
+    environment = RefusingEnvironment(rank_info=TWO_BY_TWO)
+    strategy = DDPStrategy(rank_info=TWO_BY_TWO, cluster_environment=environment, accelerator="cpu", devices=2)
+    assert strategy.cluster_environment is environment
+    with pytest.raises(ClusterMismatchError, match="^refused devices=2 num_nodes=None$"):
+        strategy.setup_environment()
+    assert not dist.is_initialized()
+
+
+def test_select_strategy_hands_the_detected_environment_to_ddp() -> None:
+    from tests.slurm.test_environment import STEP_TASK_RANK3
+
+    strategy = select_strategy(accelerator="cpu", devices="auto", environ=STEP_TASK_RANK3)
+    assert isinstance(strategy, DDPStrategy) and isinstance(strategy.cluster_environment, SLURMEnvironment)
+    assert strategy.rank_info == strategy.cluster_environment.rank_info()
+    user_built = select_strategy(accelerator="cpu", strategy=DDPStrategy(), environ=STEP_TASK_RANK3)
+    assert isinstance(user_built.cluster_environment, SLURMEnvironment)  # type: ignore[attr-defined]
