@@ -156,17 +156,19 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
         rank_zero_only: bool = False,
     ) -> None:
         """Record a scalar; reduction and routing follow Lightning (see ``fulmen.runtime.results``)."""
-        if self._trainer is not None and self._trainer._current_fx is not None:
+        trainer = self._trainer
+        if trainer is not None and trainer.hook_caller.current_fx is not None:
             from fulmen.runtime.results import check_logging_allowed
 
-            check_logging_allowed(self._trainer._current_fx, name, on_step, on_epoch)
-        if self._trainer is None or self._trainer._results is None:
+            check_logging_allowed(trainer.hook_caller.current_fx, name, on_step, on_epoch)
+        results = trainer.metric_publisher.results if trainer is not None else None
+        if results is None:
             warnings.warn(
                 f"self.log({name!r}) was called outside of a running fit/validate/test; the value is dropped.",
                 stacklevel=2,
             )
             return
-        self._trainer._results.log(
+        results.log(
             name,
             value,
             prog_bar=prog_bar,
@@ -194,7 +196,8 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
     # ---- optimization ----------------------------------------------------------------
     def optimizers(self, use_pl_optimizer: bool = True) -> Any:
         """The optimizer, or the list of them when there are several."""
-        opts = self.trainer.optimizers if use_pl_optimizer is False else self.trainer._lightning_optimizers
+        optimization = self.trainer.optimization
+        opts = optimization.optimizers if use_pl_optimizer is False else optimization.lightning_optimizers
         return opts[0] if len(opts) == 1 else list(opts)
 
     def lr_schedulers(self) -> Any:
@@ -212,7 +215,7 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
                 "manual_backward() was called while automatic_optimization is True.\n"
                 "HINT: set `self.automatic_optimization = False` in __init__ to optimize by hand."
             )
-        self.trainer._backward(loss, None, *args, **kwargs)
+        self.trainer.optimization.backward(loss, None, *args, **kwargs)
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         """Override to customise the backward call (the loss arrives already scaled for AMP)."""

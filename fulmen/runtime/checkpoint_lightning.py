@@ -86,7 +86,8 @@ def scheduler_counts(trainer: Any, automatic: bool) -> list[SchedulerCount]:
 
 def validation_plan(trainer: Any) -> ValidationPlan | None:
     """When ``trainer`` validates during fit (None: never), for ``lightning_fit_progress``."""
-    if getattr(trainer, "_val_enabled", None) is False:
+    data = getattr(trainer, "data_sources", None)
+    if data is not None and data.val_enabled is False:
         return None
     per_run = sum(int(n) for n in getattr(trainer, "num_val_batches", None) or [] if n != float("inf"))
     if per_run <= 0:

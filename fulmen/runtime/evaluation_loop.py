@@ -1,4 +1,8 @@
-"""Validation / test loop and predict loop: one pass over each eval dataloader, no gradients."""
+"""Validation / test loop and predict loop: one pass over each eval dataloader, no gradients.
+
+``EvaluationLoop`` works with the Trainer's collaborators (hook caller, metric publisher,
+batch transfer, precision), not the Trainer; the stage (a ``RunningStage``) names its hooks.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,17 @@ import contextlib
 import inspect
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from fulmen.runtime.batch_transfer import BatchTransfer
+from fulmen.runtime.hook_caller import HookCaller
+from fulmen.runtime.metric_publisher import MetricPublisher
+from fulmen.runtime.precision import PrecisionPlugin
 from fulmen.runtime.results import ResultCollection, to_float_dict
+from fulmen.runtime.stages import RunningStage
 
-if TYPE_CHECKING:  # pragma: no cover
-    from fulmen.runtime.trainer import Trainer
-
-_PREFIX = {"validate": "validation", "test": "test", "predict": "predict"}
 _DATALOADER_SUFFIX = re.compile(r"/dataloader_idx_(\d+)$")
 
 
@@ -36,9 +41,9 @@ def limited_batches(loader: Any, limit: int | float) -> Iterator[tuple[int, Any]
         yield batch_idx, batch
         batch_idx += 1
 
-def _grad_context(trainer: Trainer, in_fit: bool = False) -> contextlib.AbstractContextManager[Any]:
+def _grad_context(inference_mode: bool, in_fit: bool = False) -> contextlib.AbstractContextManager[Any]:
     # validation inside fit never uses inference mode: its tensors may meet training later (Lightning)
-    return torch.inference_mode() if trainer.inference_mode and not in_fit else torch.no_grad()
+    return torch.inference_mode() if inference_mode and not in_fit else torch.no_grad()
 
 
 def _capture_modes(module: torch.nn.Module) -> dict[torch.nn.Module, bool]:
@@ -51,86 +56,138 @@ def _restore_modes(modes: dict[torch.nn.Module, bool]) -> None:
         submodule.training = training
 
 
-def run_evaluation(
-    trainer: Trainer,
-    stage: str,
-    loaders: list[Any],
-    num_batches: list[float],
-    results: ResultCollection,
-    *,
-    in_fit: bool,
-    sanity: bool = False,
-) -> list[dict[str, float]]:
-    """Run ``validation``/``test`` over ``loaders``; returns one metrics dict per loader."""
-    t = trainer
-    prefix = _PREFIX[stage]
-    module = t.lightning_module
-    hooks = t._hooks
-    step_fn = getattr(module, f"{prefix}_step", None)
-    step_end = getattr(module, f"{prefix}_step_end", None)
-    legacy_epoch_end = getattr(module, f"{prefix}_epoch_end", None)
-    legacy_end = getattr(module, "validation_end", None) if stage == "validate" else None
-    collect = callable(legacy_epoch_end) or callable(legacy_end)
-    t._results = results
-    results.reset()
-    results.set_defaults(on_step=False, on_epoch=True)
-    hook_prefix = "validation" if stage == "validate" else "test"
-    modes = _capture_modes(module)
-    t._module_hook(f"on_{hook_prefix}_model_eval")
-    t._call(f"on_{prefix}_start")
-    t._call(f"on_{prefix}_epoch_start")
-    multiple = len(loaders) > 1
-    if multiple and step_fn is not None:
-        _check_takes_dataloader_idx(step_fn, f"{prefix}_step", f"{'val' if stage == 'validate' else stage}_dataloader")
-    all_outputs: list[list[Any]] = []
-    batch_start_cbs = hooks.callbacks(f"on_{prefix}_batch_start")
-    batch_start_mod = hooks.module(f"on_{prefix}_batch_start")
-    batch_end_cbs = hooks.callbacks(f"on_{prefix}_batch_end")
-    batch_end_mod = hooks.module(f"on_{prefix}_batch_end")
-    with _grad_context(t, in_fit):
-        for dl_idx, (loader, limit) in enumerate(zip(loaders, num_batches)):
-            results.dataloader_idx = dl_idx if multiple else None
-            extra = (dl_idx,) if multiple else ()
-            outputs: list[Any] = []
-            for batch_idx, batch in limited_batches(loader, limit):
-                batch = t._transfer_batch(batch, dl_idx)
-                results.new_batch(batch)
-                for fn in batch_start_cbs:
-                    fn(t, module, batch, batch_idx, *extra)
-                if batch_start_mod is not None:
-                    batch_start_mod(batch, batch_idx, *extra)
-                out = None
-                if step_fn is not None:
-                    with t.precision_plugin.forward_context():
-                        out = t._eval_step(step_fn, batch, batch_idx, *extra)
-                    if callable(step_end):
-                        out = step_end(out)
-                if collect:
-                    outputs.append(out)
-                for fn in batch_end_cbs:
-                    fn(t, module, out, batch, batch_idx, *extra)
-                if batch_end_mod is not None:
-                    batch_end_mod(out, batch, batch_idx, *extra)
-                if results.logged_this_batch and not sanity:
-                    t._publish_eval_step_metrics(results)
-            all_outputs.append(outputs)
-    results.dataloader_idx = None
-    if collect:
-        gathered = all_outputs[0] if len(all_outputs) == 1 else all_outputs
-        if callable(legacy_epoch_end):
-            legacy_epoch_end(gathered)
-        if callable(legacy_end):
-            legacy_end(gathered)
-    t._call(f"on_{prefix}_epoch_end")
-    metrics = t._publish_epoch_metrics(results, log=not sanity)
-    t._call(f"on_{prefix}_end")
-    # an overridden *_model_train hook decides; otherwise every submodule gets its mode back (Lightning >= 2.2)
-    train_hook = hooks.module(f"on_{hook_prefix}_model_train")
-    if train_hook is not None:
-        train_hook()
-    else:
+class EvaluationLoop:
+    """Runs validation, test and predict passes over prepared loaders."""
+
+    def __init__(self, hooks: HookCaller, metrics: MetricPublisher, transfer: BatchTransfer,
+                 precision_plugin: PrecisionPlugin, inference_mode: bool) -> None:  # fmt: skip
+        self.hooks = hooks
+        self.metrics = metrics
+        self.transfer = transfer
+        self.precision_plugin = precision_plugin
+        self.inference_mode = inference_mode
+
+    def run(self, stage: RunningStage, loaders: list[Any], num_batches: list[float], *, in_fit: bool,
+            sanity: bool = False) -> list[dict[str, float]]:  # fmt: skip
+        """Run ``validation``/``test`` over ``loaders``; returns one metrics dict per loader."""
+        hooks, metrics = self.hooks, self.metrics
+        module = hooks.lightning_module
+        prefix = stage.hook_prefix
+        results = metrics.for_stage(stage)
+        step_fn = getattr(module, stage.step_name, None)
+        step_end = getattr(module, f"{prefix}_step_end", None)
+        legacy_epoch_end = getattr(module, f"{prefix}_epoch_end", None)
+        legacy_end = getattr(module, "validation_end", None) if stage is RunningStage.VALIDATING else None
+        collect = callable(legacy_epoch_end) or callable(legacy_end)
+        metrics.activate(results)
+        results.reset()
+        results.set_defaults(on_step=False, on_epoch=True)
+        modes = _capture_modes(module)
+        hooks.call_module(f"on_{prefix}_model_eval")
+        hooks.call(f"on_{prefix}_start")
+        hooks.call(f"on_{prefix}_epoch_start")
+        multiple = len(loaders) > 1
+        if multiple and step_fn is not None:
+            _check_takes_dataloader_idx(step_fn, stage.step_name, stage.dataloader_hook)
+        all_outputs = self._run_batches(stage, loaders, num_batches, results, step_fn, step_end, collect,
+                                        in_fit=in_fit, sanity=sanity)  # fmt: skip
+        if collect:
+            gathered = all_outputs[0] if len(all_outputs) == 1 else all_outputs
+            if callable(legacy_epoch_end):
+                legacy_epoch_end(gathered)
+            if callable(legacy_end):
+                legacy_end(gathered)
+        hooks.call(f"on_{prefix}_epoch_end")
+        published = metrics.publish_epoch(results, log=not sanity)
+        hooks.call(f"on_{prefix}_end")
+        # an overridden *_model_train hook decides; otherwise every submodule gets its mode back (Lightning >= 2.2)
+        train_hook = hooks.module(f"on_{prefix}_model_train")
+        if train_hook is not None:
+            train_hook()
+        else:
+            _restore_modes(modes)
+        return split_by_dataloader(published, len(loaders))
+
+    def _run_batches(self, stage: RunningStage, loaders: list[Any], num_batches: list[float],
+                     results: ResultCollection, step_fn: Any, step_end: Any, collect: bool, *, in_fit: bool,
+                     sanity: bool) -> list[list[Any]]:  # fmt: skip
+        """The batches of every loader, with their batch hooks; the step outputs when ``collect``."""
+        hooks = self.hooks
+        trainer, module = hooks.trainer, hooks.lightning_module
+        prefix = stage.hook_prefix
+        batch_start_cbs = hooks.callbacks(f"on_{prefix}_batch_start")
+        batch_start_mod = hooks.module(f"on_{prefix}_batch_start")
+        batch_end_cbs = hooks.callbacks(f"on_{prefix}_batch_end")
+        batch_end_mod = hooks.module(f"on_{prefix}_batch_end")
+        multiple = len(loaders) > 1
+        all_outputs: list[list[Any]] = []
+        with _grad_context(self.inference_mode, in_fit):
+            for dl_idx, (loader, limit) in enumerate(zip(loaders, num_batches)):
+                results.dataloader_idx = dl_idx if multiple else None
+                extra = (dl_idx,) if multiple else ()
+                outputs: list[Any] = []
+                for batch_idx, batch in limited_batches(loader, limit):
+                    batch = self.transfer(batch, dl_idx)
+                    results.new_batch(batch)
+                    for fn in batch_start_cbs:
+                        fn(trainer, module, batch, batch_idx, *extra)
+                    if batch_start_mod is not None:
+                        batch_start_mod(batch, batch_idx, *extra)
+                    out = None
+                    if step_fn is not None:
+                        with self.precision_plugin.forward_context():
+                            out = step_fn(batch, batch_idx, *extra)
+                        if callable(step_end):
+                            out = step_end(out)
+                    if collect:
+                        outputs.append(out)
+                    for fn in batch_end_cbs:
+                        fn(trainer, module, out, batch, batch_idx, *extra)
+                    if batch_end_mod is not None:
+                        batch_end_mod(out, batch, batch_idx, *extra)
+                    if results.logged_this_batch and not sanity:
+                        self.metrics.publish_eval_step(results)
+                all_outputs.append(outputs)
+        results.dataloader_idx = None
+        return all_outputs
+
+    def predict(self, loaders: list[Any], num_batches: list[float], return_predictions: bool) -> Any:
+        """Run ``predict_step`` over ``loaders``; predictions per loader (a flat list for one loader)."""
+        hooks = self.hooks
+        trainer, module = hooks.trainer, hooks.lightning_module
+        modes = _capture_modes(module)  # restored at the end (Lightning >= 2.2)
+        hooks.call_module("on_predict_model_eval")
+        hooks.call("on_predict_start")
+        hooks.call("on_predict_epoch_start")
+        multiple = len(loaders) > 1
+        all_predictions: list[list[Any]] = []
+        with _grad_context(self.inference_mode):
+            for dl_idx, (loader, limit) in enumerate(zip(loaders, num_batches)):
+                extra = (dl_idx,) if multiple else ()
+                predictions: list[Any] = []
+                for batch_idx, batch in limited_batches(loader, limit):
+                    batch = self.transfer(batch, dl_idx)
+                    for fn in hooks.callbacks("on_predict_batch_start"):
+                        fn(trainer, module, batch, batch_idx, *extra)
+                    hook = hooks.module("on_predict_batch_start")
+                    if hook is not None:
+                        hook(batch, batch_idx, *extra)
+                    with self.precision_plugin.forward_context():
+                        out = module.predict_step(batch, batch_idx, *extra)
+                    if return_predictions:
+                        predictions.append(out)
+                    for fn in hooks.callbacks("on_predict_batch_end"):
+                        fn(trainer, module, out, batch, batch_idx, *extra)
+                    hook = hooks.module("on_predict_batch_end")
+                    if hook is not None:
+                        hook(out, batch, batch_idx, *extra)
+                all_predictions.append(predictions)
+        hooks.call("on_predict_epoch_end")
+        hooks.call("on_predict_end")
         _restore_modes(modes)
-    return split_by_dataloader(metrics, len(loaders))
+        if not return_predictions:
+            return None
+        return all_predictions[0] if len(all_predictions) == 1 else all_predictions
 
 
 def _check_takes_dataloader_idx(step_fn: Any, name: str, loader_hook: str) -> None:
@@ -162,43 +219,3 @@ def split_by_dataloader(metrics: dict[str, Any], num_loaders: int) -> list[dict[
             for d in per_loader:
                 d[key] = value
     return per_loader
-
-
-def run_predict(trainer: Trainer, loaders: list[Any], num_batches: list[float], return_predictions: bool) -> Any:
-    """Run ``predict_step`` over ``loaders``; predictions per loader (a flat list for one loader)."""
-    t = trainer
-    module = t.lightning_module
-    hooks = t._hooks
-    modes = _capture_modes(module)  # restored at the end (Lightning >= 2.2)
-    t._module_hook("on_predict_model_eval")
-    t._call("on_predict_start")
-    t._call("on_predict_epoch_start")
-    multiple = len(loaders) > 1
-    all_predictions: list[list[Any]] = []
-    with _grad_context(t):
-        for dl_idx, (loader, limit) in enumerate(zip(loaders, num_batches)):
-            extra = (dl_idx,) if multiple else ()
-            predictions: list[Any] = []
-            for batch_idx, batch in limited_batches(loader, limit):
-                batch = t._transfer_batch(batch, dl_idx)
-                for fn in hooks.callbacks("on_predict_batch_start"):
-                    fn(t, module, batch, batch_idx, *extra)
-                hook = hooks.module("on_predict_batch_start")
-                if hook is not None:
-                    hook(batch, batch_idx, *extra)
-                with t.precision_plugin.forward_context():
-                    out = t._eval_step(module.predict_step, batch, batch_idx, *extra)
-                if return_predictions:
-                    predictions.append(out)
-                for fn in hooks.callbacks("on_predict_batch_end"):
-                    fn(t, module, out, batch, batch_idx, *extra)
-                hook = hooks.module("on_predict_batch_end")
-                if hook is not None:
-                    hook(out, batch, batch_idx, *extra)
-            all_predictions.append(predictions)
-    t._call("on_predict_epoch_end")
-    t._call("on_predict_end")
-    _restore_modes(modes)
-    if not return_predictions:
-        return None
-    return all_predictions[0] if len(all_predictions) == 1 else all_predictions

@@ -1,10 +1,19 @@
 """Trainer: Lightning's flags and entry points (fit / validate / test / predict) on one rank.
 
-A run: attach the module, settle callbacks, set up the strategy, prepare data, call setup,
-configure optimizers, restore a checkpoint when asked, then hand over to the loops
-(``fit_loop.py``, ``evaluation_loop.py``). Everything that depends on the number of ranks
-goes through ``self.strategy``; the per-step services the loops use (batch transfer,
-backward, optimizer step, schedulers, metric publishing) are in ``trainer_services.py``.
+The Trainer owns its collaborators and hands them to the loops; it keeps Lightning's public
+entry points and attributes and delegates (the ``Delegated`` table below):
+
+- ``settings`` (``LoopSettings``): the loop flags, resolved once;
+- ``hook_caller`` (``HookCaller``): user hooks, and which one is running;
+- ``metric_publisher`` (``MetricPublisher``): ``self.log`` results, the metric dicts, the loggers;
+- ``optimization`` (``OptimizationStep``): optimizers, backward, clipping, steps, schedulers;
+- ``checkpoint_flow`` (``CheckpointFlow``): ``ckpt_path`` resolution, save, restore, preemption;
+- ``data_sources`` (``DataSources``) and ``batch_transfer`` (``BatchTransfer``): the batches;
+- ``fit_loop`` (``FitLoop``) and ``evaluation_loop`` (``EvaluationLoop``) on top of them.
+
+A run (``_run``): attach the module, set up the strategy, prepare data, call setup, restore a
+checkpoint when asked, configure optimizers, then hand over to the loops. Everything that
+depends on the number of ranks goes through ``self.strategy``.
 """
 
 from __future__ import annotations
@@ -19,16 +28,20 @@ import torch
 
 from fulmen.core.callback import Callback
 from fulmen.core.datamodule import LightningDataModule
-from fulmen.core.hooks import HookTable, is_overridden
 from fulmen.core.module import LightningModule
 from fulmen.errors import MisconfigurationException
-from fulmen.runtime import evaluation_loop
+from fulmen.runtime.batch_transfer import BatchTransfer
+from fulmen.runtime.checkpoint_flow import CheckpointFlow
+from fulmen.runtime.data_sources import DataSources
+from fulmen.runtime.evaluation_loop import EvaluationLoop
 from fulmen.runtime.fit_loop import FitLoop, estimated_stepping_batches
-from fulmen.runtime.optim import parse_optimizers, validate_multiple_optimizers, wrap_optimizer
+from fulmen.runtime.hook_caller import HookCaller
+from fulmen.runtime.loop_settings import LoopSettings
+from fulmen.runtime.metric_publisher import MetricPublisher
+from fulmen.runtime.optimization_step import OptimizationStep, check_fit_configuration
 from fulmen.runtime.precision import PrecisionPlugin
-from fulmen.runtime.results import ResultCollection
+from fulmen.runtime.stages import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.runtime.strategy import LightningModuleWrapper, select_strategy
-from fulmen.runtime.trainer_data import TrainerData
 from fulmen.runtime.trainer_defaults import (
     apply_determinism,
     build_callbacks,
@@ -38,17 +51,13 @@ from fulmen.runtime.trainer_defaults import (
     print_results,
     warn_legacy_hooks,
 )
-from fulmen.runtime.trainer_flags import (
-    check_flags,
-    parse_loop_limits,
-    parse_max_time,
-    resolve_loop_flags,
-    translate_legacy_flags,
-)
-from fulmen.runtime.trainer_properties import TrainerProperties, TrainerState
-from fulmen.runtime.trainer_services import TrainerServices
+from fulmen.runtime.trainer_flags import check_flags, translate_legacy_flags
+from fulmen.runtime import trainer_properties as views
+from fulmen.runtime.trainer_properties import Delegated
+from fulmen.runtime.training_progress import TrainingProgress
 
-class Trainer(TrainerServices, TrainerData, TrainerProperties):
+
+class Trainer:
     """Runs a LightningModule's training, evaluation and prediction (Lightning 2.x flags).
 
     One deliberate difference: ``num_nodes`` defaults to None, not 1, and like
@@ -56,6 +65,75 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
     srun), so an unchanged script runs under ``launch --nodes 2 --gpus 2``. An explicit value
     that contradicts the launch is an error. Without a launcher both mean one node.
     """
+
+    # ---- Lightning's attributes, each the state of one collaborator (a flat table) --------
+    fast_dev_run = Delegated("settings")
+    overfit_batches = Delegated("settings")
+    limit_train_batches = Delegated("settings")
+    limit_val_batches = Delegated("settings")
+    limit_test_batches = Delegated("settings")
+    limit_predict_batches = Delegated("settings")
+    max_epochs = Delegated("settings")
+    min_epochs = Delegated("settings")
+    max_steps = Delegated("settings")
+    min_steps = Delegated("settings")
+    max_time = Delegated("settings")
+    num_sanity_val_steps = Delegated("settings")
+    val_check_interval = Delegated("settings")
+    check_val_every_n_epoch = Delegated("settings")
+    log_every_n_steps = Delegated("settings")
+    accumulate_grad_batches = Delegated("settings")
+    reload_dataloaders_every_n_epochs = Delegated("settings")
+    use_distributed_sampler = Delegated("settings")
+    inference_mode = Delegated("settings")
+    current_epoch = Delegated("progress", writable=False)
+    global_step = Delegated("progress", writable=False)
+    should_stop = Delegated("progress")
+    lightning_module = Delegated("hook_caller", writable=False)
+    callback_metrics = Delegated("metric_publisher", writable=False)
+    logged_metrics = Delegated("metric_publisher", writable=False)
+    loggers = Delegated("metric_publisher")
+    optimizers = Delegated("optimization")
+    lr_scheduler_configs = Delegated("optimization")
+    gradient_clip_val = Delegated("optimization")
+    gradient_clip_algorithm = Delegated("optimization")
+    track_grad_norm = Delegated("optimization")
+    model = Delegated("optimization", writable=False)
+    ckpt_path = Delegated("checkpoint_flow")
+    datamodule = Delegated("data_sources", writable=False)
+    train_dataloader = Delegated("data_sources")
+    val_dataloaders = Delegated("data_sources", writable=False)
+    num_training_batches = Delegated("data_sources")
+    num_val_batches = Delegated("data_sources")
+    num_test_batches = Delegated("data_sources")
+    num_predict_batches = Delegated("data_sources")
+    num_sanity_val_batches = Delegated("data_sources")
+    val_check_batch = Delegated("data_sources")
+    global_rank = Delegated("strategy", writable=False)
+    local_rank = Delegated("strategy", writable=False)
+    node_rank = Delegated("strategy", writable=False)
+    world_size = Delegated("strategy", writable=False)
+    num_nodes = Delegated("strategy", writable=False)
+    is_global_zero = Delegated("strategy", writable=False)
+    progress_bar_metrics = property(views.progress_bar_metrics)
+    default_root_dir = property(views.default_root_dir)
+    log_dir = property(views.log_dir)
+    num_devices = property(views.num_devices)
+    accelerator = property(views.accelerator)
+    device_ids = property(views.device_ids)
+    checkpoint_callbacks = property(views.checkpoint_callbacks)
+    checkpoint_callback = property(views.checkpoint_callback)
+    early_stopping_callbacks = property(views.early_stopping_callbacks)
+    early_stopping_callback = property(views.early_stopping_callback)
+    progress_bar_callback = property(views.progress_bar_callback)
+    interrupted = property(views.interrupted)
+    training = property(views.training)
+    validating = property(views.validating)
+    testing = property(views.testing)
+    predicting = property(views.predicting)
+    sanity_checking = property(views.sanity_checking)
+    enable_validation = property(views.enable_validation)
+    logger = property(views.first_logger, views.set_logger)
 
     def __init__(
         self,
@@ -118,8 +196,6 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         check_flags(flags)
         self._flags = flags
         self._resume_from_checkpoint = extras.get("resume_from_checkpoint")
-        self.track_grad_norm = extras.get("track_grad_norm", -1)
-
         self.strategy = select_strategy(
             flags["accelerator"], flags["strategy"], flags["devices"], flags["num_nodes"], flags["sync_batchnorm"]
         )
@@ -127,52 +203,41 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         self.precision = self.precision_plugin.precision
         root = flags["default_root_dir"] or self.strategy.rank_info.run_dir or os.getcwd()
         self._default_root_dir = os.fspath(root)
-
         # limits, epochs/steps and validation timing, after fast_dev_run / overfit_batches
-        loop_flags = resolve_loop_flags(flags)
-        for name, value in loop_flags.items():
-            setattr(self, name, value)
-        self.min_epochs = flags["min_epochs"]
-        self.min_steps = flags["min_steps"]
-        self.max_time = parse_max_time(flags["max_time"])
-        self.log_every_n_steps = flags["log_every_n_steps"]
-        self.accumulate_grad_batches = flags["accumulate_grad_batches"]
-        self.gradient_clip_val = flags["gradient_clip_val"]
-        self.gradient_clip_algorithm = flags["gradient_clip_algorithm"]
-        self.inference_mode = flags["inference_mode"]
-        self.use_distributed_sampler = flags["use_distributed_sampler"]
+        self.settings = LoopSettings.from_flags(flags)
         self.detect_anomaly = flags["detect_anomaly"]
-        self.reload_dataloaders_every_n_epochs = flags["reload_dataloaders_every_n_epochs"]
         apply_determinism(flags["deterministic"], flags["benchmark"])
-
         self.callbacks = build_callbacks(flags, extras["extra_callbacks"])
-        if self.fast_dev_run:  # Lightning: a logger that records nothing (none for logger=False)
+        if self.settings.fast_dev_run:  # Lightning: a logger that records nothing (none for logger=False)
             dummy = optional_default("fulmen.loggers.logger", "DummyLogger")
-            self.loggers = [dummy()] if dummy is not None and flags["logger"] is not False else []
+            loggers = [dummy()] if dummy is not None and flags["logger"] is not False else []
         else:
-            self.loggers = build_loggers(flags["logger"], self._default_root_dir)
-
+            loggers = build_loggers(flags["logger"], self._default_root_dir)
         self.state = TrainerState()
-        self.should_stop = False
-        self.ckpt_path: str | None = None
-        self.fit_loop = FitLoop(self)
-        self.lightning_module: LightningModule | None = None
-        self.datamodule: LightningDataModule | None = None
-        self.model: torch.nn.Module | None = None
-        self.optimizers: list[torch.optim.Optimizer] = []
-        self._lightning_optimizers: list[Any] = []
-        self.lr_scheduler_configs: list[Any] = []
-        self._callback_metrics: dict[str, torch.Tensor] = {}
-        self._logged_metrics: dict[str, Any] = {}
-        self._pbar_raw: dict[str, Any] = {}
-        self._results: ResultCollection | None = None
-        reduce = self.strategy.reduce
-        self._train_results = ResultCollection("train", reduce)
-        self._val_results = ResultCollection("validate", reduce)
-        self._test_results = ResultCollection("test", reduce)
-        self._hooks: HookTable | None = None
-        self._init_data_state()
-        self._init_services()
+        self._return_predictions = True
+        self._build_collaborators(loggers, extras.get("track_grad_norm", -1))
+
+    def _build_collaborators(self, loggers: list[Any], track_grad_norm: Any) -> None:
+        """The parts the loops work with, each with its own state, wired once."""
+        flags = self._flags
+        self.progress = TrainingProgress()
+        self.hook_caller = HookCaller(self)
+        self.metric_publisher = MetricPublisher(self.strategy.reduce, loggers, self.progress)
+        self.optimization = OptimizationStep(
+            self.precision_plugin, self.hook_caller, self.metric_publisher, self.progress,
+            flags["gradient_clip_val"], flags["gradient_clip_algorithm"], track_grad_norm,
+        )  # fmt: skip
+        self.checkpoint_flow = CheckpointFlow(self)
+        self.data_sources = DataSources(self.strategy, self.settings)
+        self.batch_transfer = BatchTransfer(self.strategy, self.precision_plugin)
+        self.evaluation_loop = EvaluationLoop(
+            self.hook_caller, self.metric_publisher, self.batch_transfer, self.precision_plugin,
+            self.settings.inference_mode,
+        )  # fmt: skip
+        self.fit_loop = FitLoop(
+            self.settings, self.progress, self.hook_caller, self.metric_publisher, self.optimization,
+            self.data_sources, self.batch_transfer, self.checkpoint_flow, self.strategy, self._validate_in_fit,
+        )  # fmt: skip
 
     # ---- entry points -------------------------------------------------------------------
     def fit(
@@ -186,11 +251,11 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         """Train ``model``; validation runs as configured. ``ckpt_path`` ("last" too) resumes."""
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
-        model = self._model_or_fitted(model, "fit")
+        model = self._model_or_fitted(model, TrainerFn.FITTING)
         if ckpt_path is None and self._resume_from_checkpoint is not None:
             ckpt_path = self._resume_from_checkpoint
-        self._set_sources(model, datamodule, train=train_dataloaders, val=val_dataloaders)
-        self._run("fit", model, ckpt_path)
+        self.data_sources.set_sources(model, datamodule, train=train_dataloaders, val=val_dataloaders)
+        self._run(TrainerFn.FITTING, model, ckpt_path)
 
     def validate(
         self,
@@ -201,7 +266,7 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         datamodule: LightningDataModule | None = None,
     ) -> list[dict[str, float]]:
         """One validation pass; returns one metrics dict per dataloader."""
-        return self._run_eval("validate", model, dataloaders, ckpt_path, verbose, datamodule)
+        return self._run_eval(TrainerFn.VALIDATING, model, dataloaders, ckpt_path, verbose, datamodule)
 
     def test(
         self,
@@ -212,7 +277,7 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         datamodule: LightningDataModule | None = None,
     ) -> list[dict[str, float]]:
         """One test pass (no model: the fitted one, best checkpoint if any); metrics per dataloader."""
-        return self._run_eval("test", model, dataloaders, ckpt_path, verbose, datamodule)
+        return self._run_eval(TrainerFn.TESTING, model, dataloaders, ckpt_path, verbose, datamodule)
 
     def predict(
         self,
@@ -225,79 +290,74 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         """``predict_step`` outputs over the predict loader(s)."""
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
-        model = self._model_or_fitted(model, "predict")
-        self._set_sources(model, datamodule, predict=dataloaders)
+        model = self._model_or_fitted(model, TrainerFn.PREDICTING)
+        self.data_sources.set_sources(model, datamodule, predict=dataloaders)
         self._return_predictions = True if return_predictions is None else return_predictions
-        return self._run("predict", model, ckpt_path)
+        return self._run(TrainerFn.PREDICTING, model, ckpt_path)
 
-    def _run_eval(self, stage: str, model: Any, dataloaders: Any, ckpt_path: Any, verbose: bool, dm: Any) -> Any:
+    def _run_eval(self, fn: TrainerFn, model: Any, dataloaders: Any, ckpt_path: Any, verbose: bool, dm: Any) -> Any:
         if isinstance(dataloaders, LightningDataModule):
             dm, dataloaders = dataloaders, None
         if model is None and ckpt_path is None:
             ckpt_path = "best"  # Lightning: without a model, evaluate the best checkpoint of the fit
-        model = self._model_or_fitted(model, stage)
-        self._set_sources(model, dm, **{"val" if stage == "validate" else "test": dataloaders})
-        results = self._run(stage, model, ckpt_path)
+        model = self._model_or_fitted(model, fn)
+        self.data_sources.set_sources(model, dm, **{fn.stage.dataloader_prefix: dataloaders})
+        results = self._run(fn, model, ckpt_path)
         if verbose and self.is_global_zero:
-            print_results(stage, results)
+            print_results(fn.value, results)
         return results
 
-    def _model_or_fitted(self, model: Any, stage: str) -> LightningModule:
+    def _model_or_fitted(self, model: Any, fn: TrainerFn) -> LightningModule:
         if model is None:
             if self.lightning_module is None:
                 raise TypeError(  # Lightning's type for this mistake
-                    f"trainer.{stage}() got no model and this Trainer has not fitted one.\n"
-                    f"HINT: call trainer.{stage}(model, ...)."
+                    f"trainer.{fn}() got no model and this Trainer has not fitted one.\n"
+                    f"HINT: call trainer.{fn}(model, ...)."
                 )
             return self.lightning_module
         if not isinstance(model, LightningModule):
             raise TypeError(
-                f"trainer.{stage}() expected a LightningModule, got {type(model).__name__}.\n"
+                f"trainer.{fn}() expected a LightningModule, got {type(model).__name__}.\n"
                 "HINT: subclass fulmen.LightningModule (import fulmen as pl; class M(pl.LightningModule))."
             )
         return model
 
     # ---- one run --------------------------------------------------------------------
-    def _run(self, fn: str, model: LightningModule, ckpt_path: Any) -> Any:
-        self.state = TrainerState(status="running", fn=fn)
+    def _run(self, fn: TrainerFn, model: LightningModule, ckpt_path: Any) -> Any:
+        self.state = TrainerState(status=TrainerStatus.RUNNING, fn=fn)
         self.should_stop = False
         self.ckpt_path = None
-        if fn != "fit":
-            self._eval_log_step = 0  # eval step rows count from 0 per validate/test call (Lightning)
-        if fn == "fit":
-            self.min_epochs, self.max_epochs = parse_loop_limits(
-                self.min_steps, self.max_steps, self.min_epochs, self.max_epochs, self.max_time is not None
-            )
-        for metrics in (self._callback_metrics, self._logged_metrics, self._pbar_raw):
-            metrics.clear()  # each run reports its own metrics (Lightning resets them too)
+        fitting = fn is TrainerFn.FITTING
+        if fitting:
+            self.settings.resolve_epoch_limits()
+        else:
+            self.metric_publisher.eval_log_step = 0  # eval step rows count from 0 per call (Lightning)
+        self.metric_publisher.clear()  # each run reports its own metrics (Lightning resets them too)
         self._attach(model)
-        preemption = None
-        if fn == "fit":
-            self._check_fit_configuration(model)
+        if fitting:
+            check_fit_configuration(model, self.gradient_clip_val, self.accumulate_grad_batches)
         try:
             self.strategy.setup_environment()
             self._prepare_data()
-            self._call_setup_hooks("setup", fn)
-            self._module_hook("configure_model")
-            module = self.precision_plugin.convert_module(model)
-            wrapped = LightningModuleWrapper(module) if self.strategy.world_size > 1 else module
-            self.model = self.strategy.setup_module(wrapped)
-            self._module_wrapper = wrapped if wrapped is not module else None
+            self.hook_caller.call_setup("setup", fn.value, self.datamodule)
+            self.hook_caller.call_module("configure_model")
+            self._setup_model(model)
             # Lightning's order: module and callbacks restored before configure_optimizers,
             # training state (loops, optimizers) once the optimizers exist
-            checkpoint = self._restore_before_optimizers(ckpt_path) if ckpt_path is not None or fn == "fit" else None
-            if fn == "fit":
-                self._setup_optimizers(model)
-                self._restore_training_state(checkpoint)
-                preemption = self._install_preemption()
-            self._log_hyperparams(model)
+            checkpoint = None
+            if ckpt_path is not None or fitting:
+                checkpoint = self.checkpoint_flow.restore_before_optimizers(ckpt_path, fn)
+            if fitting:
+                self.optimization.configure_optimizers()
+                self.checkpoint_flow.restore_training_state(checkpoint)
+                self.checkpoint_flow.install_preemption()
+            self.metric_publisher.log_hyperparams(model, self.datamodule)
             anomaly = torch.autograd.set_detect_anomaly(True) if self.detect_anomaly else contextlib.nullcontext()
             with anomaly:
                 output = self._run_stage(fn)
-            self._finish_pending_saves()  # the run's checkpoint files are in place before it returns
-            self._call_setup_hooks("teardown", fn)
-            self.state.status = "finished"
-            self.state.stage = None
+            self.checkpoint_flow.finish_pending_saves()  # the run's files are in place before it returns
+            self.hook_caller.call_setup("teardown", fn.value, self.datamodule)
+            self.state.status, self.state.stage = TrainerStatus.FINISHED, None
             for logger in self.loggers:
                 logger.finalize("success")
             # every rank is done communicating before any tears the process group down: a peer
@@ -305,103 +365,94 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
             self.strategy.barrier("teardown")
             return output
         except BaseException as exc:
-            # Lightning: on_exception, then loggers finalize; no teardown hooks (they mirror a successful setup)
-            self.state.status = "interrupted"
-            self.state.stage = None
-            self._finish_pending_saves(failing=True)
-            self._call("on_exception", exc)
-            if self.datamodule is not None:
-                self.datamodule.on_exception(exc)
-            for logger in self.loggers:
-                with contextlib.suppress(Exception):
-                    logger.finalize("failed")
+            self._on_run_failure(exc)
             raise
         finally:
-            if preemption is not None:
-                preemption.restore()
-            self._preemption = None
+            self.checkpoint_flow.remove_preemption()
             self.strategy.teardown()
 
-    def _run_stage(self, fn: str) -> Any:
-        if fn == "fit":
-            self._call("on_fit_start")
+    def _on_run_failure(self, exc: BaseException) -> None:
+        """Lightning: on_exception, then loggers finalize; no teardown hooks (they mirror a successful setup)."""
+        self.state.status, self.state.stage = TrainerStatus.INTERRUPTED, None
+        self.checkpoint_flow.finish_pending_saves(failing=True)
+        self.hook_caller.call("on_exception", exc)
+        if self.datamodule is not None:
+            self.datamodule.on_exception(exc)
+        for logger in self.loggers:
+            with contextlib.suppress(Exception):
+                logger.finalize("failed")
+
+    def _run_stage(self, fn: TrainerFn) -> Any:
+        if fn is TrainerFn.FITTING:
+            self.hook_caller.call("on_fit_start")
         self.lightning_module.zero_grad()
-        if fn == "fit":
+        if fn is TrainerFn.FITTING:
             from fulmen.utilities.seed import isolate_rng
 
             with isolate_rng():  # an eval loader's iterator draws a seed: keep training's RNG stream as is
                 self._run_sanity_check()
-            self.state.stage = "train"
+            self.state.stage = RunningStage.TRAINING
             self.fit_loop.run()
-            self._call("on_fit_end")
+            self.hook_caller.call("on_fit_end")
             return None
-        self.state.stage = fn
-        step_name = {"validate": "validation_step", "test": "test_step", "predict": "predict_step"}[fn]
-        if getattr(self.lightning_module, step_name, None) is None:
+        stage = self.state.stage = fn.stage
+        if getattr(self.lightning_module, stage.step_name, None) is None:
             raise MisconfigurationException(
-                f"trainer.{fn}() needs {type(self.lightning_module).__name__}.{step_name}, which is not defined.\n"
-                f"HINT: add `def {step_name}(self, batch, batch_idx): ...`."
+                f"trainer.{fn}() needs {type(self.lightning_module).__name__}.{stage.step_name}, which is not defined.\n"
+                f"HINT: add `def {stage.step_name}(self, batch, batch_idx): ...`."
             )
-        loaders, nums = self._eval_loaders(fn)
+        loaders, nums = self.data_sources.eval_loaders(stage)
         if not loaders:
-            hook = {"validate": "val", "test": "test", "predict": "predict"}[fn] + "_dataloader"
+            hook = stage.dataloader_hook
             raise MisconfigurationException(
                 f"trainer.{fn}() found no data: no dataloaders argument, no datamodule and no {hook}().\n"
                 f"HINT: trainer.{fn}(model, dataloaders=DataLoader(...)) or define {hook}()."
             )
-        if fn == "predict":
-            return evaluation_loop.run_predict(self, loaders, nums, self._return_predictions)
-        results = self._val_results if fn == "validate" else self._test_results
-        return evaluation_loop.run_evaluation(self, fn, loaders, nums, results, in_fit=False)
+        if stage is RunningStage.PREDICTING:
+            return self.evaluation_loop.predict(loaders, nums, self._return_predictions)
+        return self.evaluation_loop.run(stage, loaders, nums, in_fit=False)
 
     def _run_sanity_check(self) -> None:
-        if self.num_sanity_val_steps == 0 or not self._val_possible():
+        data = self.data_sources
+        if self.num_sanity_val_steps == 0 or not data.val_possible():
             return
-        self.state.stage = "sanity_check"
-        for fn in self._hooks.callbacks("on_sanity_check_start"):
+        self.state.stage = RunningStage.SANITY_CHECKING
+        for fn in self.hook_caller.callbacks("on_sanity_check_start"):
             fn(self, self.lightning_module)
-        loaders, nums = self._eval_loaders("validate")
-        nums = self.num_sanity_val_batches
+        loaders, _ = data.eval_loaders(RunningStage.VALIDATING)
         if loaders:
-            evaluation_loop.run_evaluation(
-                self, "validate", loaders, nums, self._val_results, in_fit=True, sanity=True
+            self.evaluation_loop.run(
+                RunningStage.VALIDATING, loaders, data.num_sanity_val_batches, in_fit=True, sanity=True
             )
-        for fn in self._hooks.callbacks("on_sanity_check_end"):
+        for fn in self.hook_caller.callbacks("on_sanity_check_end"):
             fn(self, self.lightning_module)
-        # sanity metrics are discarded (Lightning)
-        self._callback_metrics.clear()
-        self._pbar_raw.clear()
-        self._logged_metrics.clear()
-        self._val_results.reset()
-        self.state.stage = "train"
+        self.metric_publisher.clear()  # sanity metrics are discarded (Lightning)
+        self.metric_publisher.val.reset()
+        self.state.stage = RunningStage.TRAINING
 
-    def _run_evaluation(self, stage: str, in_fit: bool) -> list[dict[str, float]]:
-        """Validation inside fit (called by the fit loop when a check is due)."""
-        loaders, nums = self._eval_loaders("validate")
+    def _validate_in_fit(self) -> list[dict[str, float]]:
+        """Validation inside fit (the fit loop calls it when a check is due)."""
+        loaders, nums = self.data_sources.eval_loaders(RunningStage.VALIDATING)
         if not loaders:
             return []
         previous = self.state.stage
-        self.state.stage = "validate"
+        self.state.stage = RunningStage.VALIDATING
         try:
-            return evaluation_loop.run_evaluation(self, stage, loaders, nums, self._val_results, in_fit=in_fit)
+            return self.evaluation_loop.run(RunningStage.VALIDATING, loaders, nums, in_fit=True)
         finally:
             self.state.stage = previous
 
     # ---- run set-up -----------------------------------------------------------------
     def _attach(self, model: LightningModule) -> None:
         model.trainer = self
-        self.lightning_module = model
         if self.datamodule is not None:
             self.datamodule.trainer = self
         warn_legacy_hooks(model)
-        self._collect_train_outputs = callable(getattr(model, "training_epoch_end", None))
-        self._current_fx = "configure_callbacks"
-        try:
+        self.hook_caller.lightning_module = model  # configure_callbacks runs as a hook
+        with self.hook_caller.running("configure_callbacks"):
             self.callbacks = merge_model_callbacks(self.callbacks, model.configure_callbacks())
-        finally:
-            self._current_fx = None
-        self._hooks = HookTable(model, LightningModule, self.callbacks, Callback)
-        self._prepare_services(model)
+        self.hook_caller.attach(model, self.callbacks)
+        self.batch_transfer.attach(self.hook_caller, self.datamodule)
 
     def _prepare_data(self) -> None:
         dm = self.datamodule
@@ -410,47 +461,21 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         if is_preparer:
             if dm is not None:
                 dm.prepare_data()
-            self._module_hook("prepare_data")
+            self.hook_caller.call_module("prepare_data")
         self.strategy.barrier("prepare_data")
 
-    def _call_setup_hooks(self, name: str, stage: str) -> None:
-        self._current_fx = name
-        try:
-            if self.datamodule is not None:
-                getattr(self.datamodule, name)(stage=stage)
-            for fn in self._hooks.callbacks(name):
-                fn(self, self.lightning_module, stage=stage)
-            hook = self._hooks.module(name)
-            if hook is not None:
-                hook(stage=stage)
-        finally:
-            self._current_fx = None
+    def _setup_model(self, model: LightningModule) -> None:
+        """Precision conversion, then the strategy's move and wrap (DDP with several ranks)."""
+        module = self.precision_plugin.convert_module(model)
+        wrapped = LightningModuleWrapper(module) if self.strategy.world_size > 1 else module
+        self.optimization.setup(self.strategy.setup_module(wrapped), wrapped if wrapped is not module else None)
 
-    def _check_fit_configuration(self, model: LightningModule) -> None:
-        """Configuration errors a fit can detect before anything runs (Lightning checks them first too)."""
-        if not is_overridden(model, "training_step", LightningModule):
-            model.training_step()  # raises the "missing training_step" error with its HINT
-        if self.gradient_clip_val and not model.automatic_optimization:
-            raise MisconfigurationException(
-                "Trainer(gradient_clip_val=...) clips automatically, but this module uses manual optimization.\n"
-                "HINT: remove gradient_clip_val and call self.clip_gradients(opt, gradient_clip_val=...) "
-                "in training_step before opt.step()."
-            )
-        if model.automatic_optimization is False and self.accumulate_grad_batches != 1:
-            raise MisconfigurationException(
-                "Trainer(accumulate_grad_batches>1) does not apply to manual optimization.\n"
-                "HINT: accumulate in training_step yourself and step every N batches."
-            )
+    # ---- Lightning's public API besides the entry points -----------------------------
+    def save_checkpoint(self, filepath: str | os.PathLike[str], weights_only: bool = False,
+                        storage_options: Any = None) -> None:  # fmt: skip
+        """Write a checkpoint of the current state (see ``CheckpointFlow.save_checkpoint``)."""
+        self.checkpoint_flow.save_checkpoint(filepath, weights_only=weights_only)
 
-    def _setup_optimizers(self, model: LightningModule) -> None:
-        self.optimizers, self.lr_scheduler_configs = parse_optimizers(self._module_hook("configure_optimizers"))
-        validate_multiple_optimizers(self.optimizers, model.automatic_optimization)
-        self._lightning_optimizers = [wrap_optimizer(o, self._on_optimizer_step) for o in self.optimizers]
-        self._optimizer_index = {id(o): i for i, o in enumerate(self.optimizers)}
-        if len(self.fit_loop.optimizer_steps) != len(self.optimizers):
-            self.fit_loop.optimizer_steps = [0] * len(self.optimizers)
-
-    # ---- misc public API ------------------------------------------------------------
     @contextlib.contextmanager
     def init_module(self, empty_init: bool | None = None) -> Any:
         """Create the model inside this block to get parameters in the training dtype (64-true, bf16-true)."""
@@ -466,8 +491,7 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
     @property
     def estimated_stepping_batches(self) -> float:
         """Optimizer steps the whole fit will take (loads the train dataloader if needed)."""
-        self._load_train_dataloader()
-        return estimated_stepping_batches(self)
+        return estimated_stepping_batches(self.settings, self.data_sources)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         if self.is_global_zero:

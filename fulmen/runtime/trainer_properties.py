@@ -1,186 +1,138 @@
-"""Read-only views of a Trainer's state with Lightning's attribute names.
+"""How the Trainer shows its collaborators' state under Lightning's attribute names.
 
-Kept apart from ``trainer.py`` so that the Trainer's flow stays readable; nothing here
-changes state except the ``should_stop`` setter.
+``Delegated("progress")`` as a class attribute named ``current_epoch`` makes
+``trainer.current_epoch`` read (and, where Lightning allows it, write)
+``trainer.progress.current_epoch``; the functions below are Lightning's computed attributes
+(``log_dir``, ``checkpoint_callback``, ``training``, ...). The Trainer lists both in one flat
+table, and every value lives in exactly one collaborator.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
-
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from fulmen.core.hooks import is_checkpoint_callback
 from fulmen.runtime.results import to_float_dict
+from fulmen.runtime.stages import RunningStage, TrainerStatus
+from fulmen.runtime.trainer_accelerator import accelerator_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.runtime.trainer import Trainer
 
 
-@dataclass
-class TrainerState:
-    """What the Trainer is doing: ``fn`` ("fit", "validate", "test", "predict") and its status."""
+class Delegated:
+    """A Trainer attribute that is an attribute of one of its collaborators."""
 
-    status: str = "initializing"  # "initializing" | "running" | "finished" | "interrupted"
-    fn: str | None = None
-    stage: str | None = None  # "train" | "sanity_check" | "validate" | "test" | "predict"
+    def __init__(self, collaborator: str, name: str | None = None, *, writable: bool = True) -> None:
+        self.collaborator = collaborator
+        self.name = name or ""
+        self.writable = writable
 
-    @property
-    def finished(self) -> bool:
-        return self.status == "finished"
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = self.name or name
 
-    @property
-    def stopped(self) -> bool:
-        return self.status in ("finished", "interrupted")
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return self
+        return getattr(getattr(obj, self.collaborator), self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        if not self.writable:
+            raise AttributeError(f"trainer.{self.name} is read-only (it is {self.collaborator}.{self.name}).")
+        setattr(getattr(obj, self.collaborator), self.name, value)
 
 
-def _has_class(obj: Any, names: tuple[str, ...]) -> bool:
+def has_class(obj: Any, names: tuple[str, ...]) -> bool:
+    """Whether ``obj``'s class or a base is named one of ``names`` (no import of optional callbacks)."""
     return any(k.__name__ in names for k in type(obj).__mro__)
 
 
-class TrainerProperties:
-    """Lightning's Trainer attributes, computed from the loops, strategy and callbacks."""
+def progress_bar_metrics(trainer: Trainer) -> dict[str, float]:
+    """Progress-bar values as floats (reading them is what syncs device values)."""
+    return to_float_dict(trainer.metric_publisher.progress_bar_raw)
 
-    # set by Trainer.__init__ / runs
-    fit_loop: Any
-    strategy: Any
-    callbacks: list[Any]
-    loggers: list[Any]
-    _callback_metrics: dict[str, Tensor]
-    _logged_metrics: dict[str, Any]
-    _pbar_raw: dict[str, Any]
-    _default_root_dir: str
 
-    @property
-    def current_epoch(self) -> int:
-        return self.fit_loop.current_epoch
+def default_root_dir(trainer: Trainer) -> str:
+    return trainer._default_root_dir
 
-    @property
-    def global_step(self) -> int:
-        return self.fit_loop.global_step
 
-    @property
-    def callback_metrics(self) -> dict[str, Tensor]:
-        return self._callback_metrics
+def log_dir(trainer: Trainer) -> str | None:
+    """The first logger's directory (``save_dir`` for loggers without one), else default_root_dir."""
+    if not trainer.loggers:
+        return trainer._default_root_dir
+    first = trainer.loggers[0]
+    path = getattr(first, "log_dir", None) or getattr(first, "save_dir", None)
+    return os.fspath(path) if path is not None else None
 
-    @property
-    def logged_metrics(self) -> dict[str, Any]:
-        return self._logged_metrics
 
-    @property
-    def progress_bar_metrics(self) -> dict[str, float]:
-        """Progress-bar values as floats (reading them is what syncs device values)."""
-        return to_float_dict(self._pbar_raw)
+def num_devices(trainer: Trainer) -> int:
+    return max(trainer.strategy.world_size // max(trainer.strategy.num_nodes, 1), 1)
 
-    @property
-    def global_rank(self) -> int:
-        return self.strategy.global_rank
 
-    @property
-    def local_rank(self) -> int:
-        return self.strategy.local_rank
+def accelerator(trainer: Trainer) -> Any:
+    """CPUAccelerator / CUDAAccelerator / MPSAccelerator for this rank's device."""
+    return accelerator_for(trainer.strategy.root_device)
 
-    @property
-    def node_rank(self) -> int:
-        return self.strategy.node_rank
 
-    @property
-    def world_size(self) -> int:
-        return self.strategy.world_size
+def device_ids(trainer: Trainer) -> list[int]:
+    device = trainer.strategy.root_device
+    return [device.index or 0] if device.type == "cuda" else [0]
 
-    @property
-    def num_nodes(self) -> int:
-        return self.strategy.num_nodes
 
-    @property
-    def num_devices(self) -> int:
-        return max(self.strategy.world_size // max(self.strategy.num_nodes, 1), 1)
+def checkpoint_callbacks(trainer: Trainer) -> list[Any]:
+    return [cb for cb in trainer.callbacks if is_checkpoint_callback(cb)]
 
-    @property
-    def is_global_zero(self) -> bool:
-        return self.strategy.is_global_zero
 
-    @property
-    def accelerator(self) -> Any:
-        """CPUAccelerator / CUDAAccelerator / MPSAccelerator for this rank's device."""
-        from fulmen.runtime.trainer_accelerator import accelerator_for
+def checkpoint_callback(trainer: Trainer) -> Any:
+    found = trainer.checkpoint_callbacks
+    return found[0] if found else None
 
-        return accelerator_for(self.strategy.root_device)
 
-    @property
-    def device_ids(self) -> list[int]:
-        device = self.strategy.root_device
-        return [device.index or 0] if device.type == "cuda" else [0]
+def early_stopping_callbacks(trainer: Trainer) -> list[Any]:
+    return [cb for cb in trainer.callbacks if has_class(cb, ("EarlyStopping",))]
 
-    @property
-    def logger(self) -> Any:
-        return self.loggers[0] if self.loggers else None
 
-    @logger.setter
-    def logger(self, logger: Any) -> None:
-        self.loggers = [] if logger is None else [logger]
+def early_stopping_callback(trainer: Trainer) -> Any:
+    found = trainer.early_stopping_callbacks
+    return found[0] if found else None
 
-    @property
-    def default_root_dir(self) -> str:
-        return self._default_root_dir
 
-    @property
-    def log_dir(self) -> str | None:
-        """The first logger's directory (``save_dir`` for loggers without one), else default_root_dir."""
-        if not self.loggers:
-            return self._default_root_dir
-        first = self.loggers[0]
-        path = getattr(first, "log_dir", None) or getattr(first, "save_dir", None)
-        return os.fspath(path) if path is not None else None
+def progress_bar_callback(trainer: Trainer) -> Any:
+    return next((cb for cb in trainer.callbacks if has_class(cb, ("ProgressBar", "TQDMProgressBar"))), None)
 
-    @property
-    def checkpoint_callbacks(self) -> list[Any]:
-        return [cb for cb in self.callbacks if is_checkpoint_callback(cb)]
 
-    @property
-    def checkpoint_callback(self) -> Any:
-        found = self.checkpoint_callbacks
-        return found[0] if found else None
+def interrupted(trainer: Trainer) -> bool:
+    return trainer.state.status == TrainerStatus.INTERRUPTED
 
-    @property
-    def early_stopping_callbacks(self) -> list[Any]:
-        return [cb for cb in self.callbacks if _has_class(cb, ("EarlyStopping",))]
 
-    @property
-    def early_stopping_callback(self) -> Any:
-        found = self.early_stopping_callbacks
-        return found[0] if found else None
+def training(trainer: Trainer) -> bool:
+    return trainer.state.stage == RunningStage.TRAINING
 
-    @property
-    def progress_bar_callback(self) -> Any:
-        for cb in self.callbacks:
-            if _has_class(cb, ("ProgressBar", "TQDMProgressBar")):
-                return cb
-        return None
 
-    @property
-    def interrupted(self) -> bool:
-        return self.state.status == "interrupted"  # type: ignore[attr-defined]
+def validating(trainer: Trainer) -> bool:
+    return trainer.state.stage == RunningStage.VALIDATING
 
-    @property
-    def training(self) -> bool:
-        return self.state.stage == "train"  # type: ignore[attr-defined]
 
-    @property
-    def validating(self) -> bool:
-        return self.state.stage == "validate"  # type: ignore[attr-defined]
+def testing(trainer: Trainer) -> bool:
+    return trainer.state.stage == RunningStage.TESTING
 
-    @property
-    def testing(self) -> bool:
-        return self.state.stage == "test"  # type: ignore[attr-defined]
 
-    @property
-    def predicting(self) -> bool:
-        return self.state.stage == "predict"  # type: ignore[attr-defined]
+def predicting(trainer: Trainer) -> bool:
+    return trainer.state.stage == RunningStage.PREDICTING
 
-    @property
-    def sanity_checking(self) -> bool:
-        return self.state.stage == "sanity_check"  # type: ignore[attr-defined]
 
-    @property
-    def enable_validation(self) -> bool:
-        return self._val_possible()  # type: ignore[attr-defined]
+def sanity_checking(trainer: Trainer) -> bool:
+    return trainer.state.stage == RunningStage.SANITY_CHECKING
+
+
+def enable_validation(trainer: Trainer) -> bool:
+    return trainer.data_sources.val_possible()
+
+
+def first_logger(trainer: Trainer) -> Any:
+    return trainer.loggers[0] if trainer.loggers else None
+
+
+def set_logger(trainer: Trainer, logger: Any) -> None:
+    trainer.loggers = [] if logger is None else [logger]

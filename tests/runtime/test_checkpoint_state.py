@@ -18,7 +18,7 @@ from fulmen.core.module import LightningModule
 from fulmen.errors import CheckpointError
 from fulmen.runtime import checkpoint as ck
 from fulmen.runtime import checkpoint_state as cs
-from fulmen.runtime.fit_loop import FitLoop
+from fulmen.runtime.trainer import Trainer
 
 
 class Net(LightningModule):
@@ -71,7 +71,7 @@ def _trainer(tmp_path: Path, fn: str = "fit", seed: int = 0) -> SimpleNamespace:
     module = Net()
     optimizer = torch.optim.Adam(module.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
-    loop = FitLoop(None)  # type: ignore[arg-type]
+    loop = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False).fit_loop
     trainer = SimpleNamespace(
         lightning_module=module,
         optimizers=[optimizer],

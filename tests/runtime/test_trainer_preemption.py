@@ -37,7 +37,7 @@ class StopRequest(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.at_step:
-            trainer._preemption.request_stop(signal.SIGTERM)
+            trainer.checkpoint_flow.preemption.request_stop(signal.SIGTERM)
 
 
 def _loader() -> DataLoader:

@@ -1,4 +1,10 @@
-"""Where a Trainer's batches come from: loader sources, limits, counts, validation timing."""
+"""Where a Trainer's batches come from: loader sources, limits, counts, validation timing.
+
+``DataSources`` holds the loaders of one run (from the entry point's arguments, the datamodule
+or the module's ``*_dataloader`` hooks), prepared by the strategy (distributed sampler) and
+capped by the limits; the Trainer shows its counts as Lightning's attributes
+(``num_training_batches``, ``num_val_batches``, ``val_check_batch``, ...).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,11 @@ from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hooks import is_overridden
 from fulmen.errors import MisconfigurationException
 from fulmen.runtime.combined_loader import CombinedLoader
+from fulmen.runtime.loop_settings import LoopSettings
+from fulmen.runtime.stages import RunningStage
+from fulmen.runtime.strategy import Strategy
 from fulmen.runtime.trainer_flags import limited_batches
 
-_HOOK_NAMES = {"train": "train_dataloader", "val": "val_dataloader", "test": "test_dataloader",
-               "predict": "predict_dataloader"}  # fmt: skip
 
 
 def _length(loader: Any) -> float:
@@ -56,22 +63,27 @@ def _without_shuffle(loader: Any) -> Any:
     )
 
 
-class TrainerData:
+class DataSources:
     """Loader sources (arguments, datamodule, module hooks), loading, limits and counts."""
 
-    def _init_data_state(self) -> None:
+    def __init__(self, strategy: Strategy, settings: LoopSettings) -> None:
+        self.strategy = strategy
+        self.settings = settings
+        self.lightning_module: Any = None
+        self.datamodule: LightningDataModule | None = None
         self._sources: dict[str, Any] = {}
         self.train_dataloader: Any = None
         self.num_training_batches: float = float("inf")
-        self._val_loaders: list[Any] | None = None
+        self.val_loaders: list[Any] | None = None  # cached while the val loaders stay the same
         self.num_val_batches: list[float] = []
         self.num_test_batches: list[float] = []
         self.num_predict_batches: list[float] = []
         self.num_sanity_val_batches: list[float] = []
         self.val_check_batch: float = float("inf")
-        self._val_enabled: bool | None = None  # decided once per run
+        self.val_enabled: bool | None = None  # decided once per run (None: not yet)
 
-    def _set_sources(self, model: Any, datamodule: Any, **loaders: Any) -> None:
+    def set_sources(self, model: Any, datamodule: Any, **loaders: Any) -> None:
+        """The sources of the run about to start: ``loaders`` by kind ("train", "val", ...)."""
         if datamodule is not None and not isinstance(datamodule, LightningDataModule):
             raise MisconfigurationException(
                 f"datamodule= expected a LightningDataModule, got {type(datamodule).__name__}."
@@ -81,36 +93,39 @@ class TrainerData:
                 "Dataloaders and a datamodule were both given; the Trainer would not know which to use.\n"
                 "HINT: pass either dataloaders or datamodule=..."
             )
+        self.lightning_module = model
         self.datamodule = datamodule
         self._sources = {k: v for k, v in loaders.items() if v is not None}
         self.train_dataloader = None
-        self._val_loaders = None
-        self._val_enabled = None
+        self.val_loaders = None
+        self.val_enabled = None
 
-    def _hook_source(self, kind: str) -> Any:
-        """The bound ``*_dataloader`` method that supplies ``kind`` loaders, or None."""
-        name = _HOOK_NAMES[kind]
+    def _hook_source(self, stage: RunningStage) -> Any:
+        """The bound ``*_dataloader`` method that supplies ``stage``'s loaders, or None."""
+        name = stage.dataloader_hook
         dm = self.datamodule
         if dm is not None and is_overridden(dm, name, LightningDataModule):
             return getattr(dm, name)
         module = self.lightning_module
         fn = getattr(module, name, None)
-        if fn is None and kind == "train":
+        if fn is None and stage is RunningStage.TRAINING:
             fn = getattr(module, "tng_dataloader", None)
         return fn if callable(fn) else None
 
-    def _loaders_for(self, kind: str) -> list[Any]:
+    def _loaders_for(self, stage: RunningStage) -> list[Any]:
+        kind = stage.dataloader_prefix
         if kind in self._sources:
             return _as_loader_list(self._sources[kind])
-        source = self._hook_source(kind)
+        source = self._hook_source(stage)
         return _as_loader_list(source()) if source is not None else []
 
-    def _load_train_dataloader(self, reload: bool = False) -> None:
+    def load_train_dataloader(self, reload: bool = False) -> None:
+        """Load (or reload) the training loader and derive its batch count and validation timing."""
         if self.train_dataloader is not None and not reload:
             return
         source = self._sources.get("train")
         if source is None:
-            hook = self._hook_source("train")
+            hook = self._hook_source(RunningStage.TRAINING)
             source = hook() if hook is not None else None
         if source is None or (isinstance(source, (list, tuple, Mapping)) and not source):
             raise MisconfigurationException(
@@ -132,19 +147,21 @@ class TrainerData:
         else:
             loader = self._prepare_train_loader(source[0] if isinstance(source, (list, tuple)) else source)
         self.train_dataloader = loader
-        self.num_training_batches = limited_batches(_length(loader), self.limit_train_batches, "limit_train_batches")
+        limit = self.settings.limit_train_batches
+        self.num_training_batches = limited_batches(_length(loader), limit, "limit_train_batches")
         self.val_check_batch = self._compute_val_check_batch()
 
     def _prepare_train_loader(self, loader: Any) -> Any:
-        if self.overfit_batches:
+        if self.settings.overfit_batches:
             loader = _without_shuffle(loader)
-        return self.strategy.process_dataloader(loader, training=True, use_distributed_sampler=self.use_distributed_sampler)
+        use_sampler = self.settings.use_distributed_sampler
+        return self.strategy.process_dataloader(loader, training=True, use_distributed_sampler=use_sampler)
 
     def _compute_val_check_batch(self) -> float:
-        vci = self.val_check_interval
+        vci = self.settings.val_check_interval
         n = self.num_training_batches
         if isinstance(vci, int) and not isinstance(vci, bool):
-            if vci > n and self.check_val_every_n_epoch is not None:
+            if vci > n and self.settings.check_val_every_n_epoch is not None:
                 raise MisconfigurationException(
                     f"Trainer(val_check_interval={vci}) is more than the {int(n)} training batches of an epoch.\n"
                     "HINT: lower it, set check_val_every_n_epoch=None to count batches across epochs, "
@@ -160,50 +177,38 @@ class TrainerData:
             return float("inf")
         return float(max(1, int(n * vci)))
 
-    def _val_possible(self) -> bool:
+    def val_possible(self) -> bool:
+        """Whether this run has validation: a ``validation_step``, val data, and no zero limit."""
         module = self.lightning_module
-        if module is None or getattr(module, "validation_step", None) is None or self.limit_val_batches == 0:
+        if module is None or getattr(module, "validation_step", None) is None or self.settings.limit_val_batches == 0:
             return False
-        return "val" in self._sources or self._hook_source("val") is not None
+        return "val" in self._sources or self._hook_source(RunningStage.VALIDATING) is not None
 
-    def _eval_loaders(self, stage: str) -> tuple[list[Any], list[float]]:
-        """Loaders and batch counts for "validate", "test" or "predict" (val loaders are cached)."""
-        kind = {"validate": "val", "test": "test", "predict": "predict"}[stage]
-        if kind == "val" and self._val_loaders is not None:
-            return self._val_loaders, self.num_val_batches
+    def eval_loaders(self, stage: RunningStage) -> tuple[list[Any], list[float]]:
+        """Loaders and batch counts for validation, test or predict (val loaders are cached)."""
+        validating = stage.dataloader_prefix == "val"
+        if validating and self.val_loaders is not None:
+            return self.val_loaders, self.num_val_batches
+        use_sampler = self.settings.use_distributed_sampler
         loaders = [
-            self.strategy.process_dataloader(loader, training=False, use_distributed_sampler=self.use_distributed_sampler)
-            for loader in self._loaders_for(kind)
+            self.strategy.process_dataloader(loader, training=False, use_distributed_sampler=use_sampler)
+            for loader in self._loaders_for(stage)
         ]
-        limit = getattr(self, f"limit_{kind}_batches")
+        kind = stage.dataloader_prefix
+        limit = self.settings.limit_for(stage)
         nums = [limited_batches(_length(loader), limit, f"limit_{kind}_batches") for loader in loaders]
         setattr(self, f"num_{kind}_batches", nums)
-        if kind == "val":
-            self._val_loaders = loaders
-            steps = float("inf") if self.num_sanity_val_steps == -1 else self.num_sanity_val_steps
+        if validating:
+            self.val_loaders = loaders
+            sanity = self.settings.num_sanity_val_steps
+            steps = float("inf") if sanity == -1 else sanity
             self.num_sanity_val_batches = [min(n, steps) for n in nums]
         return loaders, nums
 
     @property
     def val_dataloaders(self) -> Any:
         """The validation loader (a list when there are several), once loaded."""
-        loaders = self._val_loaders
+        loaders = self.val_loaders
         if not loaders:
             return None
         return loaders[0] if len(loaders) == 1 else loaders
-
-    def _should_validate(self, batch_idx: int, is_last: bool) -> bool:
-        """Whether validation is due after this training batch (Lightning's rules)."""
-        if self._val_enabled is None:
-            self._val_enabled = self._val_possible()
-        if not self._val_enabled:
-            return False
-        n = self.check_val_every_n_epoch
-        if n is not None and (self.current_epoch + 1) % n != 0:
-            return False
-        if self.should_stop and self.fit_loop.can_stop_early:
-            return True
-        if self.val_check_batch == float("inf"):
-            return is_last
-        current = self.fit_loop.total_batch_idx if n is None else batch_idx + 1
-        return current % self.val_check_batch == 0

@@ -1,0 +1,87 @@
+"""Calling user hooks: callbacks first, then the LightningModule, skipping what nobody overrides.
+
+The ``HookCaller`` is the one place that knows which hook is running (``current_fx``):
+``LightningModule.log`` reads it to refuse or restrict logging where Lightning does. Loops
+take the per-step hook lists once per epoch (``callbacks(name)``, ``module(name)``) so a
+hook nobody overrides costs nothing per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from fulmen.core.callback import Callback
+from fulmen.core.hooks import HookTable
+from fulmen.core.module import LightningModule
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.core.datamodule import LightningDataModule
+    from fulmen.runtime.trainer import Trainer
+
+
+class HookCaller:
+    """Calls the hooks of one run's module and callbacks; callbacks receive ``trainer``."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer  # what callback hooks receive as their first argument
+        self.lightning_module: LightningModule | None = None
+        self.current_fx: str | None = None  # the start/end/epoch hook running now (None: a step hook)
+        self._table: HookTable | None = None
+
+    def attach(self, module: LightningModule, callbacks: list[Callback]) -> None:
+        """Decide once per run which hooks are overridden."""
+        self.lightning_module = module
+        self._table = HookTable(module, LightningModule, callbacks, Callback)
+
+    @contextlib.contextmanager
+    def running(self, name: str) -> Iterator[None]:
+        """Mark ``name`` as the running hook (for ``self.log``'s rules) inside the block."""
+        previous, self.current_fx = self.current_fx, name
+        try:
+            yield
+        finally:
+            self.current_fx = previous
+
+    def call(self, name: str, *args: Any) -> None:
+        """Callbacks' ``name`` (in order), then the module's; used for start/end and epoch hooks."""
+        with self.running(name):
+            for fn in self._table.callbacks(name):
+                fn(self.trainer, self.lightning_module, *args)
+            hook = self._table.module(name)
+            if hook is not None:
+                hook(*args)
+
+    def call_module(self, name: str, *args: Any) -> Any:
+        """The module's hook even when it is the base implementation (hooks with a default job)."""
+        with self.running(name):
+            return getattr(self.lightning_module, name)(*args)
+
+    def call_setup(self, name: str, stage: str, datamodule: LightningDataModule | None) -> None:
+        """``setup`` or ``teardown``: datamodule, callbacks, then module (Lightning's order)."""
+        with self.running(name):
+            if datamodule is not None:
+                getattr(datamodule, name)(stage=stage)
+            for fn in self._table.callbacks(name):
+                fn(self.trainer, self.lightning_module, stage=stage)
+            hook = self._table.module(name)
+            if hook is not None:
+                hook(stage=stage)
+
+    # ---- the overridden hooks, for loops that call them per step ----------------------
+    def callbacks(self, name: str) -> list[Callable[..., Any]]:
+        """The callbacks' bound ``name`` hooks that are overridden (call with trainer, module, ...)."""
+        return self._table.callbacks(name)
+
+    def module(self, name: str) -> Callable[..., Any] | None:
+        """The module's bound ``name`` hook when overridden, else None."""
+        return self._table.module(name)
+
+    def any(self, name: str) -> bool:
+        """Whether a callback or the module overrides ``name``."""
+        return self._table.any(name)
+
+    def monitoring_split(self, name: str) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]]]:
+        """Callback hooks split into (others, checkpoint/early-stopping ones), which Lightning runs last."""
+        return self._table.monitoring_split(name)
