@@ -20,10 +20,21 @@ from typing import TYPE_CHECKING, Any
 from fulmen.errors import CheckpointError, MisconfigurationException
 from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
 from fulmen.runtime import checkpoint_saver
-from fulmen.runtime.checkpoint import load_checkpoint, recover_unfinished_saves, save_atomic
-from fulmen.runtime.checkpoint_state import dump_checkpoint, restore_modules_and_callbacks, restore_training_state
+from fulmen.runtime.checkpoint import (
+    load_checkpoint,
+    recover_unfinished_saves,
+    save_atomic,
+)
+from fulmen.runtime.checkpoint_state import (
+    dump_checkpoint,
+    restore_modules_and_callbacks,
+    restore_training_state,
+)
 from fulmen.runtime.preemption import PreemptionHandler, hand_off
-from fulmen.runtime.resume_checkpoint import find_resume_checkpoint, save_resume_checkpoint
+from fulmen.runtime.resume_checkpoint import (
+    find_resume_checkpoint,
+    save_resume_checkpoint,
+)
 from fulmen.runtime.stages import TrainerFn, TrainerStatus
 from fulmen.utilities.rank_zero import rank_zero_info
 

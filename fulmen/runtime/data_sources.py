@@ -25,7 +25,6 @@ from fulmen.runtime.strategy import Strategy
 from fulmen.runtime.trainer_flags import limited_batches
 
 
-
 def _length(loader: Any) -> float:
     try:
         return float(len(loader))

@@ -1,7 +1,9 @@
 """Validation / test loop and predict loop: one pass over each eval dataloader, no gradients.
 
 ``EvaluationLoop`` works with the Trainer's collaborators (hook caller, metric publisher,
-batch transfer, precision), not the Trainer; the stage (a ``RunningStage``) names its hooks.
+data sources, batch transfer, precision, the ``TrainerState`` whose ``stage`` it sets), not
+the Trainer; the stage (a ``RunningStage``) names its hooks. Entry points: ``run_stage``
+(trainer.validate / test / predict), ``sanity_check`` and ``validate_in_fit`` (fit).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from typing import Any
 
 import torch
 
+from fulmen.errors import MisconfigurationException
 from fulmen.runtime.batch_transfer import BatchTransfer
+from fulmen.runtime.data_sources import DataSources
 from fulmen.runtime.hook_caller import HookCaller
 from fulmen.runtime.metric_publisher import MetricPublisher
 from fulmen.runtime.precision import PrecisionPlugin
 from fulmen.runtime.results import ResultCollection, to_float_dict
-from fulmen.runtime.stages import RunningStage
+from fulmen.runtime.stages import RunningStage, TrainerState
 
 _DATALOADER_SUFFIX = re.compile(r"/dataloader_idx_(\d+)$")
 
@@ -59,13 +63,70 @@ def _restore_modes(modes: dict[torch.nn.Module, bool]) -> None:
 class EvaluationLoop:
     """Runs validation, test and predict passes over prepared loaders."""
 
-    def __init__(self, hooks: HookCaller, metrics: MetricPublisher, transfer: BatchTransfer,
-                 precision_plugin: PrecisionPlugin, inference_mode: bool) -> None:  # fmt: skip
+    def __init__(self, hooks: HookCaller, metrics: MetricPublisher, data: DataSources, transfer: BatchTransfer,
+                 precision_plugin: PrecisionPlugin, state: TrainerState) -> None:  # fmt: skip
         self.hooks = hooks
         self.metrics = metrics
+        self.data = data
         self.transfer = transfer
         self.precision_plugin = precision_plugin
-        self.inference_mode = inference_mode
+        self.state = state
+
+    @property
+    def inference_mode(self) -> bool:
+        return self.data.settings.inference_mode
+
+    # ---- the passes a Trainer asks for --------------------------------------------------
+    def run_stage(self, stage: RunningStage, return_predictions: bool) -> Any:
+        """``trainer.validate / test / predict``: the stage's loaders, checked, then one pass."""
+        module = self.hooks.lightning_module
+        self.state.stage = stage
+        if getattr(module, stage.step_name, None) is None:
+            raise MisconfigurationException(
+                f"trainer.{self.state.fn}() needs {type(module).__name__}.{stage.step_name}, which is not defined.\n"
+                f"HINT: add `def {stage.step_name}(self, batch, batch_idx): ...`."
+            )
+        loaders, nums = self.data.eval_loaders(stage)
+        if not loaders:
+            fn, hook = self.state.fn, stage.dataloader_hook
+            raise MisconfigurationException(
+                f"trainer.{fn}() found no data: no dataloaders argument, no datamodule and no {hook}().\n"
+                f"HINT: trainer.{fn}(model, dataloaders=DataLoader(...)) or define {hook}()."
+            )
+        if stage is RunningStage.PREDICTING:
+            return self.predict(loaders, nums, return_predictions)
+        return self.run(stage, loaders, nums, in_fit=False)
+
+    def sanity_check(self) -> None:
+        """A few validation batches before fit trains (``num_sanity_val_steps``); their metrics are discarded."""
+        data, hooks = self.data, self.hooks
+        if data.settings.num_sanity_val_steps == 0 or not data.val_possible():
+            return
+        self.state.stage = RunningStage.SANITY_CHECKING
+        for fn in hooks.callbacks("on_sanity_check_start"):
+            fn(hooks.trainer, hooks.lightning_module)
+        loaders, _ = data.eval_loaders(RunningStage.VALIDATING)
+        if loaders:
+            self.run(RunningStage.VALIDATING, loaders, data.num_sanity_val_batches, in_fit=True, sanity=True)
+        for fn in hooks.callbacks("on_sanity_check_end"):
+            fn(hooks.trainer, hooks.lightning_module)
+        self.metrics.clear()  # sanity metrics are discarded (Lightning)
+        self.metrics.val.reset()
+        self.state.stage = RunningStage.TRAINING
+
+    def validate_in_fit(self) -> list[dict[str, float]]:
+        """Validation inside fit (the fit loop calls it when a check is due)."""
+        loaders, nums = self.data.eval_loaders(RunningStage.VALIDATING)
+        if not loaders:
+            return []
+        previous = self.state.stage
+        self.state.stage = RunningStage.VALIDATING
+        try:
+            return self.run(RunningStage.VALIDATING, loaders, nums, in_fit=True)
+        finally:
+            self.state.stage = previous
+
+    # ---- one pass -----------------------------------------------------------------------
 
     def run(self, stage: RunningStage, loaders: list[Any], num_batches: list[float], *, in_fit: bool,
             sanity: bool = False) -> list[dict[str, float]]:  # fmt: skip

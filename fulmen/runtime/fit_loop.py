@@ -17,7 +17,6 @@ from typing import Any
 
 from torch import Tensor
 
-from fulmen.errors import MisconfigurationException
 from fulmen.runtime.batch_transfer import BatchTransfer
 from fulmen.runtime.checkpoint_flow import CheckpointFlow
 from fulmen.runtime.data_sources import DataSources

@@ -89,6 +89,14 @@ class TrainerState:
     fn: TrainerFn | None = None
     stage: RunningStage | None = None
 
+    def start(self, fn: TrainerFn) -> None:
+        """A run of ``fn`` begins (one state object per Trainer: the loops hold it)."""
+        self.status, self.fn, self.stage = TrainerStatus.RUNNING, fn, None
+
+    def end(self, status: TrainerStatus) -> None:
+        """The run ended with ``status`` (finished or interrupted); no loop is running."""
+        self.status, self.stage = status, None
+
     @property
     def finished(self) -> bool:
         return self.status == TrainerStatus.FINISHED

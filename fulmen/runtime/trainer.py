@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import warnings
 from typing import Any
 
 import torch
@@ -29,12 +28,12 @@ import torch
 from fulmen.core.callback import Callback
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.module import LightningModule
-from fulmen.errors import MisconfigurationException
+from fulmen.runtime import trainer_properties as views
 from fulmen.runtime.batch_transfer import BatchTransfer
 from fulmen.runtime.checkpoint_flow import CheckpointFlow
 from fulmen.runtime.data_sources import DataSources
 from fulmen.runtime.evaluation_loop import EvaluationLoop
-from fulmen.runtime.fit_loop import FitLoop, estimated_stepping_batches
+from fulmen.runtime.fit_loop import FitLoop
 from fulmen.runtime.hook_caller import HookCaller
 from fulmen.runtime.loop_settings import LoopSettings
 from fulmen.runtime.metric_publisher import MetricPublisher
@@ -45,14 +44,12 @@ from fulmen.runtime.strategy import LightningModuleWrapper, select_strategy
 from fulmen.runtime.trainer_defaults import (
     apply_determinism,
     build_callbacks,
-    build_loggers,
+    build_run_loggers,
     merge_model_callbacks,
-    optional_default,
     print_results,
     warn_legacy_hooks,
 )
-from fulmen.runtime.trainer_flags import check_flags, translate_legacy_flags
-from fulmen.runtime import trainer_properties as views
+from fulmen.runtime.trainer_flags import normalize_flags
 from fulmen.runtime.trainer_properties import Delegated
 from fulmen.runtime.training_progress import TrainingProgress
 
@@ -134,6 +131,8 @@ class Trainer:
     sanity_checking = property(views.sanity_checking)
     enable_validation = property(views.enable_validation)
     logger = property(views.first_logger, views.set_logger)
+    estimated_stepping_batches = property(views.estimated_stepping_batches)
+    init_module = views.init_module
 
     def __init__(
         self,
@@ -181,19 +180,7 @@ class Trainer:
     ) -> None:
         flags = {k: v for k, v in locals().items() if k not in ("self", "legacy_flags", "__class__")}
         known = [p for p in inspect.signature(Trainer.__init__).parameters if p not in ("self", "legacy_flags")]
-        extras = translate_legacy_flags(flags, legacy_flags, known)
-        flags["log_every_n_steps"] = 50 if flags["log_every_n_steps"] is None else flags["log_every_n_steps"]
-        if flags["barebones"]:  # Lightning: nothing but the loops
-            for name in ("logger", "enable_checkpointing", "enable_progress_bar", "enable_model_summary"):
-                flags[name] = False
-        for name in ("profiler", "plugins"):
-            if flags[name] is not None:
-                warnings.warn(
-                    f"Trainer({name}=...) is accepted for compatibility, but fulmen does not implement it; "
-                    "it has no effect.",
-                    stacklevel=2,
-                )
-        check_flags(flags)
+        extras = normalize_flags(flags, legacy_flags, known)
         self._flags = flags
         self._resume_from_checkpoint = extras.get("resume_from_checkpoint")
         self.strategy = select_strategy(
@@ -208,11 +195,7 @@ class Trainer:
         self.detect_anomaly = flags["detect_anomaly"]
         apply_determinism(flags["deterministic"], flags["benchmark"])
         self.callbacks = build_callbacks(flags, extras["extra_callbacks"])
-        if self.settings.fast_dev_run:  # Lightning: a logger that records nothing (none for logger=False)
-            dummy = optional_default("fulmen.loggers.logger", "DummyLogger")
-            loggers = [dummy()] if dummy is not None and flags["logger"] is not False else []
-        else:
-            loggers = build_loggers(flags["logger"], self._default_root_dir)
+        loggers = build_run_loggers(flags["logger"], self.settings.fast_dev_run, self._default_root_dir)
         self.state = TrainerState()
         self._return_predictions = True
         self._build_collaborators(loggers, extras.get("track_grad_norm", -1))
@@ -231,12 +214,13 @@ class Trainer:
         self.data_sources = DataSources(self.strategy, self.settings)
         self.batch_transfer = BatchTransfer(self.strategy, self.precision_plugin)
         self.evaluation_loop = EvaluationLoop(
-            self.hook_caller, self.metric_publisher, self.batch_transfer, self.precision_plugin,
-            self.settings.inference_mode,
+            self.hook_caller, self.metric_publisher, self.data_sources, self.batch_transfer, self.precision_plugin,
+            self.state,
         )  # fmt: skip
         self.fit_loop = FitLoop(
             self.settings, self.progress, self.hook_caller, self.metric_publisher, self.optimization,
-            self.data_sources, self.batch_transfer, self.checkpoint_flow, self.strategy, self._validate_in_fit,
+            self.data_sources, self.batch_transfer, self.checkpoint_flow, self.strategy,
+            self.evaluation_loop.validate_in_fit,
         )  # fmt: skip
 
     # ---- entry points -------------------------------------------------------------------
@@ -324,7 +308,7 @@ class Trainer:
 
     # ---- one run --------------------------------------------------------------------
     def _run(self, fn: TrainerFn, model: LightningModule, ckpt_path: Any) -> Any:
-        self.state = TrainerState(status=TrainerStatus.RUNNING, fn=fn)
+        self.state.start(fn)
         self.should_stop = False
         self.ckpt_path = None
         fitting = fn is TrainerFn.FITTING
@@ -357,7 +341,7 @@ class Trainer:
                 output = self._run_stage(fn)
             self.checkpoint_flow.finish_pending_saves()  # the run's files are in place before it returns
             self.hook_caller.call_setup("teardown", fn.value, self.datamodule)
-            self.state.status, self.state.stage = TrainerStatus.FINISHED, None
+            self.state.end(TrainerStatus.FINISHED)
             for logger in self.loggers:
                 logger.finalize("success")
             # every rank is done communicating before any tears the process group down: a peer
@@ -373,7 +357,7 @@ class Trainer:
 
     def _on_run_failure(self, exc: BaseException) -> None:
         """Lightning: on_exception, then loggers finalize; no teardown hooks (they mirror a successful setup)."""
-        self.state.status, self.state.stage = TrainerStatus.INTERRUPTED, None
+        self.state.end(TrainerStatus.INTERRUPTED)
         self.checkpoint_flow.finish_pending_saves(failing=True)
         self.hook_caller.call("on_exception", exc)
         if self.datamodule is not None:
@@ -390,57 +374,12 @@ class Trainer:
             from fulmen.utilities.seed import isolate_rng
 
             with isolate_rng():  # an eval loader's iterator draws a seed: keep training's RNG stream as is
-                self._run_sanity_check()
+                self.evaluation_loop.sanity_check()
             self.state.stage = RunningStage.TRAINING
             self.fit_loop.run()
             self.hook_caller.call("on_fit_end")
             return None
-        stage = self.state.stage = fn.stage
-        if getattr(self.lightning_module, stage.step_name, None) is None:
-            raise MisconfigurationException(
-                f"trainer.{fn}() needs {type(self.lightning_module).__name__}.{stage.step_name}, which is not defined.\n"
-                f"HINT: add `def {stage.step_name}(self, batch, batch_idx): ...`."
-            )
-        loaders, nums = self.data_sources.eval_loaders(stage)
-        if not loaders:
-            hook = stage.dataloader_hook
-            raise MisconfigurationException(
-                f"trainer.{fn}() found no data: no dataloaders argument, no datamodule and no {hook}().\n"
-                f"HINT: trainer.{fn}(model, dataloaders=DataLoader(...)) or define {hook}()."
-            )
-        if stage is RunningStage.PREDICTING:
-            return self.evaluation_loop.predict(loaders, nums, self._return_predictions)
-        return self.evaluation_loop.run(stage, loaders, nums, in_fit=False)
-
-    def _run_sanity_check(self) -> None:
-        data = self.data_sources
-        if self.num_sanity_val_steps == 0 or not data.val_possible():
-            return
-        self.state.stage = RunningStage.SANITY_CHECKING
-        for fn in self.hook_caller.callbacks("on_sanity_check_start"):
-            fn(self, self.lightning_module)
-        loaders, _ = data.eval_loaders(RunningStage.VALIDATING)
-        if loaders:
-            self.evaluation_loop.run(
-                RunningStage.VALIDATING, loaders, data.num_sanity_val_batches, in_fit=True, sanity=True
-            )
-        for fn in self.hook_caller.callbacks("on_sanity_check_end"):
-            fn(self, self.lightning_module)
-        self.metric_publisher.clear()  # sanity metrics are discarded (Lightning)
-        self.metric_publisher.val.reset()
-        self.state.stage = RunningStage.TRAINING
-
-    def _validate_in_fit(self) -> list[dict[str, float]]:
-        """Validation inside fit (the fit loop calls it when a check is due)."""
-        loaders, nums = self.data_sources.eval_loaders(RunningStage.VALIDATING)
-        if not loaders:
-            return []
-        previous = self.state.stage
-        self.state.stage = RunningStage.VALIDATING
-        try:
-            return self.evaluation_loop.run(RunningStage.VALIDATING, loaders, nums, in_fit=True)
-        finally:
-            self.state.stage = previous
+        return self.evaluation_loop.run_stage(fn.stage, self._return_predictions)
 
     # ---- run set-up -----------------------------------------------------------------
     def _attach(self, model: LightningModule) -> None:
@@ -475,23 +414,6 @@ class Trainer:
                         storage_options: Any = None) -> None:  # fmt: skip
         """Write a checkpoint of the current state (see ``CheckpointFlow.save_checkpoint``)."""
         self.checkpoint_flow.save_checkpoint(filepath, weights_only=weights_only)
-
-    @contextlib.contextmanager
-    def init_module(self, empty_init: bool | None = None) -> Any:
-        """Create the model inside this block to get parameters in the training dtype (64-true, bf16-true)."""
-        dtype = {"64-true": torch.float64, "bf16-true": torch.bfloat16}.get(self.precision)
-        previous = torch.get_default_dtype()
-        if dtype is not None:
-            torch.set_default_dtype(dtype)
-        try:
-            yield
-        finally:
-            torch.set_default_dtype(previous)
-
-    @property
-    def estimated_stepping_batches(self) -> float:
-        """Optimizer steps the whole fit will take (loads the train dataloader if needed)."""
-        return estimated_stepping_batches(self.settings, self.data_sources)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         if self.is_global_zero:

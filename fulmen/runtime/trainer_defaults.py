@@ -107,6 +107,15 @@ def build_loggers(logger: Any, default_root_dir: str) -> list[Any]:
     return list(logger) if isinstance(logger, (list, tuple)) else [logger]
 
 
+def build_run_loggers(logger: Any, fast_dev_run: int | bool, default_root_dir: str) -> list[Any]:
+    """The Trainer's loggers; under ``fast_dev_run`` a logger that records nothing (Lightning),
+    none for ``logger=False``."""
+    if not fast_dev_run:
+        return build_loggers(logger, default_root_dir)
+    dummy = optional_default("fulmen.loggers.logger", "DummyLogger")
+    return [dummy()] if dummy is not None and logger is not False else []
+
+
 def optional_default(module: str, name: str) -> Any:
     """A default callback/logger class from another part of fulmen, or None (warned) when absent."""
     try:

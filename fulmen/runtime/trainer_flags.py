@@ -165,6 +165,28 @@ def check_flags(flags: dict[str, Any]) -> None:
         raise MisconfigurationException(f"Trainer(fast_dev_run={fdr!r}): expected a bool or an int >= 0.")
 
 
+def normalize_flags(flags: dict[str, Any], legacy: Mapping[str, Any], known: list[str]) -> dict[str, Any]:
+    """Turn ``Trainer(...)``'s arguments into checked flags, in place: legacy names, Lightning's
+    defaults that depend on other flags (``barebones``), warnings for accepted no-op flags.
+
+    Returns the extras of ``translate_legacy_flags``.
+    """
+    extras = translate_legacy_flags(flags, legacy, known)
+    flags["log_every_n_steps"] = 50 if flags["log_every_n_steps"] is None else flags["log_every_n_steps"]
+    if flags["barebones"]:  # Lightning: nothing but the loops
+        for name in ("logger", "enable_checkpointing", "enable_progress_bar", "enable_model_summary"):
+            flags[name] = False
+    for name in ("profiler", "plugins"):
+        if flags[name] is not None:
+            warnings.warn(
+                f"Trainer({name}=...) is accepted for compatibility, but fulmen does not implement it; "
+                "it has no effect.",
+                stacklevel=3,
+            )
+    check_flags(flags)
+    return extras
+
+
 def resolve_loop_flags(flags: dict[str, Any]) -> dict[str, Any]:
     """Loop settings after Lightning's defaults, ``fast_dev_run`` and ``overfit_batches`` apply.
 

@@ -9,10 +9,17 @@ table, and every value lives in exactly one collaborator.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from fulmen.core.hooks import is_checkpoint_callback
+from fulmen.runtime.fit_loop import (
+    estimated_stepping_batches as _estimated_stepping_batches,
+)
 from fulmen.runtime.results import to_float_dict
 from fulmen.runtime.stages import RunningStage, TrainerStatus
 from fulmen.runtime.trainer_accelerator import accelerator_for
@@ -136,3 +143,21 @@ def first_logger(trainer: Trainer) -> Any:
 
 def set_logger(trainer: Trainer, logger: Any) -> None:
     trainer.loggers = [] if logger is None else [logger]
+
+
+def estimated_stepping_batches(trainer: Trainer) -> float:
+    """Optimizer steps the whole fit will take (loads the train dataloader if needed)."""
+    return _estimated_stepping_batches(trainer.settings, trainer.data_sources)
+
+
+@contextlib.contextmanager
+def init_module(trainer: Trainer, empty_init: bool | None = None) -> Iterator[None]:
+    """``with trainer.init_module():`` create the model with parameters in the training dtype (64-true, bf16-true)."""
+    dtype = {"64-true": torch.float64, "bf16-true": torch.bfloat16}.get(trainer.precision)
+    previous = torch.get_default_dtype()
+    if dtype is not None:
+        torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
