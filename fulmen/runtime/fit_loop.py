@@ -259,9 +259,11 @@ class FitLoop:
         accumulate = settings.accumulate_grad_batches
         should_accumulate = (batch_idx + 1) % accumulate != 0 and not is_last
         if module.automatic_optimization:
-            output, loss = self._automatic_step(batch, batch_idx, should_accumulate)
+            output, loss = optimization.automatic_step(
+                batch, batch_idx, should_accumulate, accumulate, self._silent_zero_grad
+            )
         else:
-            output, loss = self._manual_step(batch, batch_idx)
+            output, loss = optimization.manual_step(batch, batch_idx)
         # detaching and packing the outputs costs a tensor op: only when someone reads them
         outputs = (
             _batch_outputs(output, loss, module.automatic_optimization, accumulate) if self._need_outputs else None
@@ -273,6 +275,28 @@ class FitLoop:
                 optimization.step_schedulers("step", batch_idx, plateau=False)
             if is_last:
                 optimization.step_schedulers("epoch", batch_idx, plateau=False)
+        self._end_batch(outputs, batch, batch_idx, should_accumulate and module.automatic_optimization)
+        # the guards below keep per-step costs at zero for features that are off
+        if self.data.val_enabled is not False and self._validation_due(batch_idx, is_last):
+            if not should_accumulate:
+                hooks.call_module("on_validation_model_zero_grad")
+            self.validate()
+            self.metrics.activate(results)
+        if optimization.lr_scheduler_configs:
+            optimization.step_schedulers("step", batch_idx, plateau=True)
+        if not should_accumulate:
+            progress.batches_that_stepped += 1
+        if settings.max_time is not None:
+            self._check_max_time()
+        if self.checkpoints.preemption is not None:
+            self.checkpoints.check_preemption()
+        return None
+
+    def _end_batch(self, outputs: Any, batch: Any, batch_idx: int, accumulating: bool) -> None:
+        """The batch is done: progress, on_train_batch_end, step metrics (not sent while accumulating)."""
+        hooks, progress, settings = self.hooks, self.progress, self.settings
+        trainer, module = hooks.trainer, hooks.lightning_module
+        results = self.metrics.train
         # the batch counts as finished from here: a checkpoint saved by on_train_batch_end resumes after it
         progress.batch_idx = batch_idx + 1
         progress.total_batch_idx += 1
@@ -290,35 +314,12 @@ class FitLoop:
         finally:
             self.batch_end_running = False
         # Lightning sends nothing to the loggers on batches that only accumulate gradients
-        accumulating = should_accumulate and module.automatic_optimization
         if results.logged_this_batch:
             self.metrics.publish_step(
                 should_log=not accumulating and (progress.batches_that_stepped + 1) % settings.log_every_n_steps == 0,
                 accumulating=accumulating,
                 force_log=bool(settings.fast_dev_run),
             )
-        # the guards below keep per-step costs at zero for features that are off
-        if self.data.val_enabled is not False and self._validation_due(batch_idx, is_last):
-            if not should_accumulate:
-                hooks.call_module("on_validation_model_zero_grad")
-            self.validate()
-            self.metrics.activate(results)
-        if optimization.lr_scheduler_configs:
-            optimization.step_schedulers("step", batch_idx, plateau=True)
-        if not should_accumulate:
-            progress.batches_that_stepped += 1
-        if settings.max_time is not None:
-            self._check_max_time()
-        if self.checkpoints.preemption is not None:
-            self.checkpoints.check_preemption()
-        return None
-    def _automatic_step(self, batch: Any, batch_idx: int, should_accumulate: bool) -> tuple[Any, Tensor | None]:
-        return self.optimization.automatic_step(
-            batch, batch_idx, should_accumulate, self.settings.accumulate_grad_batches, self._silent_zero_grad
-        )
-
-    def _manual_step(self, batch: Any, batch_idx: int) -> tuple[Any, None]:
-        return self.optimization.manual_step(batch, batch_idx)
 
     def _on_epoch_end(self) -> None:
         hooks, progress, metrics = self.hooks, self.progress, self.metrics
