@@ -28,6 +28,8 @@ STDOUT, STDERR = 1, 2
 FINISH_TIMEOUT_S = 5.0  # after the ranks are gone: how long a pipe may stay open (a straggling grandchild)
 _READ_SIZE = 65536
 _ERROR_LINE = re.compile(r"Traceback \(most recent call last\)|\b[A-Za-z_][\w.]*(Error|Exception)\b: ")
+_TRACEBACK_HEADER = "Traceback (most recent call last)"
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 _TRACEBACK_CONTINUES = ("During handling of the above exception", "The above exception was the direct cause")
 
 
@@ -226,13 +228,16 @@ class ErrorTail(threading.Thread):
             except OSError:
                 continue
             self._offsets[rank] += len(data)
-            lines = (self._partial[rank] + data).split(b"\n")
-            self._partial[rank] = b"" if final else lines.pop()
+            lines = _LINE_END.split(self._partial[rank] + data)  # a redrawn (\r) line counts as one too
+            self._partial[rank] = lines.pop()
+            if final and self._partial[rank]:
+                lines.append(self._partial[rank])  # the last words, even without a newline
             for raw in lines:
-                line = raw.decode("utf-8", errors="replace").rstrip("\r")
-                if self._filters[rank].keep(line):
+                line = raw.decode("utf-8", errors="replace")
+                shown = self._filters[rank].shown_part(line)
+                if shown is not None:
                     self.shown.add(rank)
-                    self._console.note(f"[rank{rank}]:{line}")
+                    self._console.note(f"[rank{rank}]:{shown}")
 
 
 class TracebackFilter:
@@ -242,17 +247,23 @@ class TracebackFilter:
         self._in_traceback = False
         self._after_exception = False
 
-    def keep(self, line: str) -> bool:
-        """Whether ``line`` (the next line of the rank's output) belongs to an error."""
-        if line.startswith("Traceback (most recent call last)"):
+    def shown_part(self, line: str) -> str | None:
+        """What of ``line`` (the next line of the rank's output) to show as part of an error, if any.
+
+        A traceback may follow output that did not end its line; it is shown from its header on.
+        """
+        start = line.find(_TRACEBACK_HEADER)
+        if start >= 0:
             self._in_traceback, self._after_exception = True, False
-            return True
+            return line[start:]
         if self._in_traceback:
             if not line.strip() or line[:1].isspace() or line.startswith(_TRACEBACK_CONTINUES):
-                return True
+                return line
             self._in_traceback, self._after_exception = False, True
-            return True  # the exception line ends the traceback
-        if self._after_exception and (line.startswith(("HINT", *_TRACEBACK_CONTINUES)) or not line.strip()):
-            return True  # the rest of a message, or a chained exception coming
+            return line  # the exception line ends the traceback
+        if not line.strip():
+            return None
+        if self._after_exception and line.startswith(("HINT", *_TRACEBACK_CONTINUES)):
+            return line  # the rest of a message, or a chained exception coming
         self._after_exception = False
-        return is_error_line(line)
+        return line if is_error_line(line) else None
