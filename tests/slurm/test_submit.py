@@ -84,3 +84,13 @@ def test_log_follower_follows_a_rotated_log(tmp_path: Path) -> None:
     follower.pump(out)
     follower.close()
     assert out.getvalue() == "run 1 line 1\nrun 1 line 2\nrun 2 line 1\n"
+
+
+def test_log_follower_passes_carriage_returns_through(tmp_path: Path) -> None:
+    log = tmp_path / "rank_0.log"
+    log.write_bytes("\r 10%|█ \r 20%|██\r\ndone ✓".encode())
+    out = io.StringIO(newline="")
+    follower = submit.LogFollower(log)
+    follower.pump(out)
+    follower.close()
+    assert out.getvalue() == "\r 10%|█ \r 20%|██\r\ndone ✓"  # a tqdm bar redraws in place
