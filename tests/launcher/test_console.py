@@ -6,7 +6,16 @@ import io
 import os
 from pathlib import Path
 
-from fulmen.launcher.console import STDERR, STDOUT, Console, ConsoleRank, ErrorTail, TracebackFilter, _prefixed
+from fulmen.launcher.console import (
+    STDERR,
+    STDOUT,
+    Console,
+    ConsoleRank,
+    ErrorTail,
+    TracebackFilter,
+    _prefixed,
+    is_error_line,
+)
 
 
 def console() -> tuple[Console, io.BytesIO, io.BytesIO]:
@@ -96,3 +105,11 @@ def test_error_tail_shows_other_ranks_errors_once_and_remembers_them(tmp_path: P
         "[rank1]:Traceback (most recent call last):\n[rank1]:  File \"x\"\n[rank1]:ValueError: boom\n"
     )
     assert tail.shown == {1}
+
+
+def test_error_lines_of_other_ranks() -> None:
+    assert is_error_line("Traceback (most recent call last):")
+    assert is_error_line("[rank1]: fulmen.errors.ClusterMismatchError: Trainer(devices=4) asks for")
+    assert is_error_line("RuntimeError: Connection closed by peer")
+    assert not is_error_line("epoch 1 step 3 loss 0.25")
+    assert not is_error_line("using ErrorCorrection module")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from torch.distributed.elastic.agent.server.api import RunResult, WorkerState
 
-from fulmen.launcher.console import Console, is_error_line
+from fulmen.launcher.console import Console
 from fulmen.launcher.local_agent import RunDirLogs, _report, describe_exit
 from fulmen.launcher.process_tree import ProcessTreeMonitor
 from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
@@ -98,11 +98,3 @@ def test_report_names_first_failure_with_log_tail(tmp_path: Path, capsys: pytest
     assert f"its output is above; all of it is in {tmp_path / 'logs' / 'rank_1.log'}" in err
     signalled = FakeAgent({0: -15, 1: -9}, first_failure=(1, 4242, -9))
     assert _report(signalled, _result(True), None, tmp_path) == 137  # type: ignore[arg-type]
-
-
-def test_error_lines_of_other_ranks() -> None:
-    assert is_error_line("Traceback (most recent call last):")
-    assert is_error_line("[rank1]: fulmen.errors.ClusterMismatchError: Trainer(devices=4) asks for")
-    assert is_error_line("RuntimeError: Connection closed by peer")
-    assert not is_error_line("epoch 1 step 3 loss 0.25")
-    assert not is_error_line("using ErrorCorrection module")

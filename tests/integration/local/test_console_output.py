@@ -119,7 +119,7 @@ def test_failing_other_ranks_traceback_reaches_the_console_once(
     done = run_bytes(launch_cmd("--nproc-per-node", "2", str(SCRIPT), "--fail-rank", "1"), tmp_path)
     assert done.returncode == 1
     assert done.stdout == reference.stdout
-    own_stderr, added = without_added_lines(done.stderr)
+    own_stderr, _ = without_added_lines(done.stderr)
     assert own_stderr == reference.stderr
     text = done.stderr.decode()
     assert text.count("Traceback (most recent call last)") == 1
