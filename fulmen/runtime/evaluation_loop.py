@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fulmen.runtime.results import ResultCollection, to_float_dict
+from fulmen.runtime.results import EVERY_LOADER, ResultCollection, to_float_dict
 
 if TYPE_CHECKING:  # pragma: no cover
     from fulmen.runtime.trainer import Trainer
@@ -111,9 +111,13 @@ def run_evaluation(
                     fn(t, module, out, batch, batch_idx, *extra)
                 if batch_end_mod is not None:
                     batch_end_mod(out, batch, batch_idx, *extra)
-                if results.logged_this_batch and not sanity:
-                    t._publish_eval_step_metrics(results)
+                if results.logged_this_batch:
+                    t._publish_eval_step_metrics(results, sanity=sanity)
             all_outputs.append(outputs)
+            if multiple and not sanity:
+                # this loader has ended: its epoch values are published now, for every hook that
+                # runs after it (Lightning; the sanity check publishes none)
+                t._publish_epoch_metrics(results, log=False, loader=dl_idx)
     results.dataloader_idx = None
     if collect:
         gathered = all_outputs[0] if len(all_outputs) == 1 else all_outputs
@@ -121,8 +125,9 @@ def run_evaluation(
             legacy_epoch_end(gathered)
         if callable(legacy_end):
             legacy_end(gathered)
-    t._call(f"on_{prefix}_epoch_end")
-    metrics = t._publish_epoch_metrics(results, log=not sanity)
+    _run_epoch_end_hooks(t, f"on_{prefix}_epoch_end", results)
+    # the sanity check shows only what was logged outside the loaders' steps (Lightning)
+    metrics = t._publish_epoch_metrics(results, log=not sanity, loader=None if sanity else EVERY_LOADER)
     t._call(f"on_{prefix}_end")
     # an overridden *_model_train hook decides; otherwise every submodule gets its mode back (Lightning >= 2.2)
     train_hook = hooks.module(f"on_{hook_prefix}_model_train")
@@ -131,6 +136,29 @@ def run_evaluation(
     else:
         _restore_modes(modes)
     return split_by_dataloader(metrics, len(loaders))
+
+
+def _run_epoch_end_hooks(trainer: Trainer, name: str, results: ResultCollection) -> None:
+    """The callbacks' ``name`` hooks, then the module's, each seeing the epoch's values.
+
+    Once an eval epoch has ended, Lightning's metric dicts hold its epoch values (its
+    ``epoch_end_reached``): a module or callback reading ``callback_metrics["val_loss"]`` here
+    gets this epoch's value. A single loader's values, and anything logged outside the loaders'
+    steps (by these hooks too), are published before each hook; several loaders' values were
+    published as each loader ended. What the module's hook logs is published by the caller.
+    """
+    module = trainer.lightning_module
+    previous, trainer._current_fx = trainer._current_fx, name
+    try:
+        trainer._publish_epoch_metrics(results, log=False, loader=None)
+        for fn in trainer._hooks.callbacks(name):
+            fn(trainer, module)
+            trainer._publish_epoch_metrics(results, log=False, loader=None)
+        hook = trainer._hooks.module(name)
+        if hook is not None:
+            hook()
+    finally:
+        trainer._current_fx = previous
 
 
 def _check_takes_dataloader_idx(step_fn: Any, name: str, loader_hook: str) -> None:

@@ -17,7 +17,7 @@ from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hooks import is_overridden, move_data_to_device
 from fulmen.errors import CheckpointError, MisconfigurationException
 from fulmen.runtime.optim import clip_gradients
-from fulmen.runtime.results import ResultCollection, to_float_dict
+from fulmen.runtime.results import EVERY_LOADER, EveryLoader, ResultCollection, to_float_dict
 from fulmen.utilities.rank_zero import rank_zero_info
 
 _TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
@@ -218,17 +218,23 @@ class TrainerServices:
         if log and not accumulating and (should_log or self.should_stop or self.fast_dev_run):
             self._log_to_loggers(log, self.fit_loop.batches_that_stepped)
 
-    def _publish_eval_step_metrics(self, results: ResultCollection) -> None:
+    def _publish_eval_step_metrics(self, results: ResultCollection, sanity: bool = False) -> None:
+        """An eval batch's step values: progress bar and logged_metrics, and the loggers unless
+        this is the sanity check (whose values are shown while it runs, never logged: Lightning)."""
         _, log, pbar = results.step_metrics()
         self._pbar_raw.update(pbar)
-        if log:
+        if sanity:
+            self._logged_metrics.update(log)
+        elif log:
             self._log_to_loggers(log, self._eval_log_step, add_epoch=False)
             self._eval_log_step += 1
 
-    def _publish_epoch_metrics(self, results: ResultCollection, log: bool, step: int | None = None) -> dict[str, Tensor]:
+    def _publish_epoch_metrics(self, results: ResultCollection, log: bool, step: int | None = None,
+                               loader: int | None | EveryLoader = EVERY_LOADER) -> dict[str, Tensor]:  # fmt: skip
         """Epoch values into the metric dicts (and the loggers when ``log``); returns what validate/test
-        return to the caller: the epoch values meant for loggers (Lightning)."""
-        callback, logged, pbar = results.epoch_metrics()
+        return to the caller: the epoch values meant for loggers (Lightning). ``loader``: only the
+        values logged while that eval loader ran (see ``ResultCollection.epoch_metrics``)."""
+        callback, logged, pbar = results.epoch_metrics(loader)
         self._callback_metrics.update(callback)
         self._pbar_raw.update(pbar)
         self._logged_metrics.update(logged)  # readable before the loggers get them (Lightning's property)
