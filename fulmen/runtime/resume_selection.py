@@ -202,3 +202,21 @@ def resumed_message(choice: ResumeChoice, restart_count: int) -> str:
     if progress is not None and choice.newest_known_step is not None:
         redone = max(0, choice.newest_known_step - progress.global_step)
     return f"Resumed from {choice.path} at {where} (restart {restart_count}, {redone} steps redone)"
+
+
+def restore_start_message(choice: ResumeChoice | None, path: str) -> str | None:
+    """What rank 0 prints before loading ``path``: why it was chosen when another candidate was
+    passed over; Lightning's line for a plain ``ckpt_path``; nothing for an uncontested resume."""
+    if choice is not None and choice.automatic:
+        return f"Chose {path}: {choice.reason}." if choice.compared else None
+    return f"Restoring states from the checkpoint path at {path}"  # Lightning's words
+
+
+def restore_end_message(choice: ResumeChoice | None, path: str, fn: str, restart_count: int) -> str:
+    """What rank 0 prints once ``path`` is restored: the resume line on an automatic resume,
+    else Lightning's ("Restored all states" when fitting, "Loaded model weights" otherwise)."""
+    if fn != "fit":
+        return f"Loaded model weights from the checkpoint at {path}"
+    if choice is not None and choice.automatic:
+        return resumed_message(choice, restart_count)
+    return f"Restored all states from the checkpoint at {path}"

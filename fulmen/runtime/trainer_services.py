@@ -393,16 +393,24 @@ class TrainerServices:
         from fulmen.runtime.checkpoint_state import restore_modules_and_callbacks
 
         self.ckpt_path = path
-        if self._resume_choice is not None and self._resume_choice.automatic:
-            if self._resume_choice.compared:
-                rank_zero_info(f"Chose {path}: {self._resume_choice.reason}.")
-        else:
-            rank_zero_info(f"Restoring states from the checkpoint path at {path}")  # Lightning's words
+        self._announce_restore(start=True)
         checkpoint = load_checkpoint(path, map_location=self.strategy.root_device)
         restore_modules_and_callbacks(self, checkpoint, source=path)
         if self.state.fn != "fit":
-            rank_zero_info(f"Loaded model weights from the checkpoint at {path}")
+            self._announce_restore(start=False)
         return checkpoint
+
+    def _announce_restore(self, start: bool) -> None:
+        """Rank 0 says which file it restores and why (``resume_selection``), before and after."""
+        from fulmen.runtime import resume_selection as rs
+
+        if start:
+            message = rs.restore_start_message(self._resume_choice, self.ckpt_path)
+        else:
+            restarts = self.strategy.rank_info.restart_count
+            message = rs.restore_end_message(self._resume_choice, self.ckpt_path, self.state.fn, restarts)
+        if message is not None:
+            rank_zero_info(message)
 
     def _restore_training_state(self, checkpoint: dict[str, Any] | None) -> None:
         """Lightning's second phase while fitting: precision, loop progress, optimizers, schedulers."""
@@ -411,13 +419,7 @@ class TrainerServices:
         from fulmen.runtime.checkpoint_state import restore_training_state
 
         restore_training_state(self, checkpoint, source=self.ckpt_path)
-        choice = self._resume_choice
-        if choice is not None and choice.automatic:
-            from fulmen.runtime.resume_selection import resumed_message
-
-            rank_zero_info(resumed_message(choice, self.strategy.rank_info.restart_count))
-        else:
-            rank_zero_info(f"Restored all states from the checkpoint at {self.ckpt_path}")  # Lightning's words
+        self._announce_restore(start=False)
 
     def _drop_resume_checkpoint(self) -> None:
         """After a completed fit: remove the run's resume checkpoint (rank 0), now that every

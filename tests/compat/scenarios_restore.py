@@ -9,9 +9,10 @@ fulmen or pytorch_lightning.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from tests.compat.models import base_module, loader, trainer_kwargs
 
