@@ -119,6 +119,12 @@ class FitLoop:
             self.fetcher.load_state_dict(data)
         self._restored_mid_epoch = self.batch_idx > 0
 
+    @property
+    def restarted_mid_epoch(self) -> bool:
+        """True from a mid-epoch restore until that epoch continues; its ``on_train_epoch_start``
+        does not run again (Lightning), so the progress bar sets itself up in ``on_train_start``."""
+        return self._restored_mid_epoch
+
     # ---- stopping ------------------------------------------------------------------
     @property
     def max_steps_reached(self) -> bool:

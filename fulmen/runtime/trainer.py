@@ -295,6 +295,8 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
             with anomaly:
                 output = self._run_stage(fn)
             self._finish_pending_saves()  # the run's checkpoint files are in place before it returns
+            if fn == "fit":
+                self._drop_resume_checkpoint()  # completed: nothing left to resume (kept on failure)
             self._call_setup_hooks("teardown", fn)
             self.state.status = "finished"
             self.state.stage = None

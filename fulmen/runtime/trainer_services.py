@@ -34,6 +34,7 @@ class TrainerServices:
         self._eval_log_step = 0
         self._current_fx: str | None = None  # the start/end/epoch hook running now (None: a step hook)
         self._return_predictions = True
+        self._resume_choice: Any = None  # the ResumeChoice of the current fit, if it restored one
 
     def _prepare_services(self, module: Any) -> None:
         dm = self.datamodule
@@ -332,8 +333,9 @@ class TrainerServices:
         except CheckpointError as err:
             warnings.warn(str(err), RuntimeWarning, stacklevel=2)
 
-    def _resolve_ckpt_path(self, ckpt_path: Any) -> str | None:
-        """A checkpoint file for ``ckpt_path``: a path, "best" or "last" (Lightning's meanings)."""
+    def _resolve_ckpt_path(self, ckpt_path: Any, warn_if_no_last: bool = True, last_dirs: Any = ()) -> str | None:
+        """A checkpoint file for ``ckpt_path``: a path, "best" or "last" (Lightning's meanings);
+        ``last_dirs``: more folders to search for "last" (those the resumed run saved into)."""
         if ckpt_path == "best":
             cb = self.checkpoint_callback
             path = getattr(cb, "best_model_path", "") if cb is not None else ""
@@ -350,8 +352,7 @@ class TrainerServices:
             from fulmen.runtime.checkpoint import recover_unfinished_saves
 
             candidates = set()
-            for cb in self.checkpoint_callbacks:
-                dirpath = getattr(cb, "dirpath", None)
+            for dirpath in [getattr(cb, "dirpath", None) for cb in self.checkpoint_callbacks] + list(last_dirs):
                 if dirpath and os.path.isdir(dirpath):
                     recover_unfinished_saves(dirpath)  # a last.ckpt a killed run wrote but did not rename
                     candidates |= {
@@ -360,6 +361,8 @@ class TrainerServices:
                         if name.startswith("last") and name.endswith(".ckpt")
                     }
             if not candidates:
+                if not warn_if_no_last:  # the run's resume checkpoint is loaded instead
+                    return None
                 self._warn_once(
                     'ckpt_path="last" is set, but there is no last checkpoint; nothing is loaded.\n'
                     "HINT: ModelCheckpoint(save_last=True)."
@@ -368,30 +371,52 @@ class TrainerServices:
             return max(candidates, key=os.path.getmtime)
         return os.fspath(ckpt_path) if ckpt_path is not None else None
 
-    def _fit_checkpoint_path(self, ckpt_path: Any) -> str | None:
-        """The file fit resumes from: this run's resume checkpoint beats ``ckpt_path`` (DESIGN)."""
-        run_dir = self.strategy.rank_info.run_dir
-        if run_dir:
-            from fulmen.runtime.resume_checkpoint import find_resume_checkpoint
+    def _fit_checkpoint_choice(self, ckpt_path: Any) -> Any:
+        """The file fit continues from: this run's resume checkpoint or ``ckpt_path``'s file,
+        the newest progress among the run's own files (``resume_selection``)."""
+        from fulmen.runtime.resume_checkpoint import find_resume_checkpoint
+        from fulmen.runtime.resume_selection import recorded_checkpoint_dirs, select_fit_checkpoint
 
-            found = find_resume_checkpoint(run_dir)
-            if found is not None:
-                return os.fspath(found)
-        return self._resolve_ckpt_path(ckpt_path)
+        run_dir = self.strategy.rank_info.run_dir
+        resume = find_resume_checkpoint(run_dir) if run_dir else None
+        last_dirs = recorded_checkpoint_dirs(resume) if resume is not None and ckpt_path == "last" else []
+        requested = self._resolve_ckpt_path(ckpt_path, warn_if_no_last=resume is None, last_dirs=last_dirs)
+        label = f'ckpt_path="{ckpt_path}"' if ckpt_path in ("last", "best") else "ckpt_path"
+        return select_fit_checkpoint(run_dir, resume, requested, label, ckpt_path == "last")
 
     def _restore_before_optimizers(self, ckpt_path: Any) -> dict[str, Any] | None:
         """Lightning's first restore phase (module, datamodule, loggers, callbacks); returns the
         checkpoint for ``_restore_training_state`` once the optimizers exist, or None."""
-        path = self._fit_checkpoint_path(ckpt_path) if self.state.fn == "fit" else self._resolve_ckpt_path(ckpt_path)
+        self._resume_choice = None
+        if self.state.fn == "fit":
+            self._resume_choice = self._fit_checkpoint_choice(ckpt_path)
+            path = self._resume_choice.path if self._resume_choice is not None else None
+        else:
+            path = self._resolve_ckpt_path(ckpt_path)
         if path is None:
             return None
         from fulmen.runtime.checkpoint import load_checkpoint
         from fulmen.runtime.checkpoint_state import restore_modules_and_callbacks
 
         self.ckpt_path = path
+        self._announce_restore(start=True)
         checkpoint = load_checkpoint(path, map_location=self.strategy.root_device)
         restore_modules_and_callbacks(self, checkpoint, source=path)
+        if self.state.fn != "fit":
+            self._announce_restore(start=False)
         return checkpoint
+
+    def _announce_restore(self, start: bool) -> None:
+        """Rank 0 says which file it restores and why (``resume_selection``), before and after."""
+        from fulmen.runtime import resume_selection as rs
+
+        if start:
+            message = rs.restore_start_message(self._resume_choice, self.ckpt_path)
+        else:
+            restarts = self.strategy.rank_info.restart_count
+            message = rs.restore_end_message(self._resume_choice, self.ckpt_path, self.state.fn, restarts)
+        if message is not None:
+            rank_zero_info(message)
 
     def _restore_training_state(self, checkpoint: dict[str, Any] | None) -> None:
         """Lightning's second phase while fitting: precision, loop progress, optimizers, schedulers."""
@@ -400,6 +425,16 @@ class TrainerServices:
         from fulmen.runtime.checkpoint_state import restore_training_state
 
         restore_training_state(self, checkpoint, source=self.ckpt_path)
+        self._announce_restore(start=False)
+
+    def _drop_resume_checkpoint(self) -> None:
+        """After a completed fit: remove the run's resume checkpoint (rank 0), now that every
+        checkpoint the run saved is durable (``_finish_pending_saves`` ran before)."""
+        if not self.is_global_zero:
+            return
+        from fulmen.runtime.resume_checkpoint import remove_resume_checkpoints
+
+        remove_resume_checkpoints(self.strategy.rank_info.run_dir or self.default_root_dir)
 
     # ---- preemption -------------------------------------------------------------------
     def _install_preemption(self) -> Any:

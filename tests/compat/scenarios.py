@@ -35,6 +35,7 @@ from tests.compat import (
     scenarios_loggers,
     scenarios_logging,
     scenarios_optim,
+    scenarios_restore,
     scenarios_trainer,
     scenarios_utilities,
 )
@@ -321,6 +322,7 @@ SCENARIOS: dict[str, Scenario] = {
     "iterable_dataset": iterable_dataset,
     **scenarios_artifacts.SCENARIOS,
     **scenarios_loggers.SCENARIOS,
+    **scenarios_restore.SCENARIOS,
     **scenarios_checkpoints.SCENARIOS,
     **scenarios_trainer.SCENARIOS,
     **scenarios_optim.SCENARIOS,

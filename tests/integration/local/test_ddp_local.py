@@ -217,7 +217,8 @@ def test_preempted_group_with_restarts_left_resumes_in_place(tmp_path: Path, uni
         proc.kill()
     assert proc.returncode == 0, stderr[-3000:]
     assert "exited with exit code 75; restarting all ranks" in stderr
-    assert len(list((run_dir / "checkpoints" / "resume").glob("*.ckpt"))) >= 1
+    assert "Resumed from " in (run_dir / "logs" / "rank_0.log").read_text()
+    assert not (run_dir / "checkpoints").exists()  # the completed run dropped its resume checkpoint
     final = results(out)[0]
     assert 0 < len(final["seen"]) < EPOCHS * SAMPLES // 2  # the restarted attempt resumed, not started over
     assert final["weights"] == uninterrupted["results"][0]["weights"]
