@@ -310,7 +310,8 @@ def _load_diagnosed(file: Path, map_location: Any, unsafe_full_unpickle: bool) -
             f"containers{f' ({blocked})' if blocked else ''}, which the safe loader "
             "(torch.load(weights_only=True)) refuses because unpickling them can run code.\n"
             "HINT: if you trust the file, pass unsafe_full_unpickle=True (for example "
-            "Model.load_from_checkpoint(path, unsafe_full_unpickle=True)), or allow just the "
+            "Model.load_from_checkpoint(path, unsafe_full_unpickle=True) or "
+            "trainer.fit(model, ckpt_path=..., unsafe_full_unpickle=True)), or allow just the "
             f"classes it needs, which also covers trainer.fit(ckpt_path=...): "
             f"torch.serialization.add_safe_globals([{blocked or '<the class>'}])."
         ) from err
