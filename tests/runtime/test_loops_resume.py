@@ -100,8 +100,8 @@ class NetWithOpaqueHparams(Net):
 
 def test_fit_resumes_a_checkpoint_with_pickled_objects_only_with_the_explicit_opt_in(tmp_path) -> None:
     trainer = pl.Trainer(max_steps=2, **TRAINER_QUIET)
+    trainer.fit(NetWithOpaqueHparams(Opaque(0.5)), DataLoader(regression_data(32), batch_size=8))
     with pytest.warns(UserWarning, match=r"hparams\['extra'\]: .*Opaque(.|\n)*unsafe_full_unpickle=True"):
-        trainer.fit(NetWithOpaqueHparams(Opaque(0.5)), DataLoader(regression_data(32), batch_size=8))
         trainer.save_checkpoint(tmp_path / "opaque.ckpt")
     # as Lightning writes it: the Namespace pickled as a Python object
     checkpoint = torch.load(tmp_path / "opaque.ckpt", weights_only=False)

@@ -20,8 +20,6 @@ import torch
 
 from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
 
-
-
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 SCRIPT = Path(__file__).with_name("accumulation_script.py")
@@ -48,7 +46,7 @@ def _run(world_size: int, run_dir: Path, out: Path, env: dict[str, str], *args: 
     for name in ("RANK", "WORLD_SIZE", "MASTER_PORT", "LOCAL_RANK"):
         env.pop(name, None)
     return subprocess.run(_command(world_size, run_dir, out, *args), env=env, capture_output=True, text=True,
-                          timeout=180)
+                          timeout=180, check=False)
 
 
 def _batches(out: Path, rank: int) -> list[list]:
