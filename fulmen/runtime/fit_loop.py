@@ -284,7 +284,9 @@ class FitLoop:
             self.batches_that_stepped += 1
         if t.max_time is not None:
             self._check_max_time()
-        if t._preemption is not None:
+        # gradients accumulated in this window are in no checkpoint (and under DDP's no_sync
+        # they differ per rank): a stop waits for the window's optimizer step to be exact
+        if t._preemption is not None and not should_accumulate:
             t._check_preemption()
         return None
 

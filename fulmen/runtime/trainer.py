@@ -182,15 +182,24 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         val_dataloaders: Any = None,
         datamodule: LightningDataModule | None = None,
         ckpt_path: str | os.PathLike[str] | None = None,
+        *,
+        unsafe_full_unpickle: bool = False,
     ) -> None:
-        """Train ``model``; validation runs as configured. ``ckpt_path`` ("last" too) resumes."""
+        """Train ``model``; validation runs as configured. ``ckpt_path`` ("last" too) resumes.
+
+        Checkpoints load with the safe loader (``torch.load(weights_only=True)``), which every
+        file fulmen writes passes unless its hyperparameters hold custom objects;
+        ``unsafe_full_unpickle=True`` loads those (and such files from Lightning) with the full
+        unpickler, which can run code from the file: only for files you trust. It applies to
+        the run's resume checkpoint as well.
+        """
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
         model = self._model_or_fitted(model, "fit")
         if ckpt_path is None and self._resume_from_checkpoint is not None:
             ckpt_path = self._resume_from_checkpoint
         self._set_sources(model, datamodule, train=train_dataloaders, val=val_dataloaders)
-        self._run("fit", model, ckpt_path)
+        self._run("fit", model, ckpt_path, unsafe_full_unpickle=unsafe_full_unpickle)
 
     def validate(
         self,
@@ -258,10 +267,11 @@ class Trainer(TrainerServices, TrainerData, TrainerProperties):
         return model
 
     # ---- one run --------------------------------------------------------------------
-    def _run(self, fn: str, model: LightningModule, ckpt_path: Any) -> Any:
+    def _run(self, fn: str, model: LightningModule, ckpt_path: Any, unsafe_full_unpickle: bool = False) -> Any:
         self.state = TrainerState(status="running", fn=fn)
         self.should_stop = False
         self.ckpt_path = None
+        self._unsafe_full_unpickle = unsafe_full_unpickle  # read by _restore_before_optimizers
         if fn != "fit":
             self._eval_log_step = 0  # eval step rows count from 0 per validate/test call (Lightning)
         if fn == "fit":

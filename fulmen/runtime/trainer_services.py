@@ -29,6 +29,7 @@ class TrainerServices:
     def _init_services(self) -> None:
         self._warned: set[str] = set()
         self._preemption: Any = None
+        self._unsafe_full_unpickle = False  # fit(unsafe_full_unpickle=True): full unpickler for its checkpoint
         self._module_wrapper: Any = None
         self._optimizer_index: dict[int, int] = {}
         self._eval_log_step = 0
@@ -400,7 +401,9 @@ class TrainerServices:
 
         self.ckpt_path = path
         self._announce_restore(start=True)
-        checkpoint = load_checkpoint(path, map_location=self.strategy.root_device)
+        checkpoint = load_checkpoint(
+            path, map_location=self.strategy.root_device, unsafe_full_unpickle=self._unsafe_full_unpickle
+        )
         restore_modules_and_callbacks(self, checkpoint, source=path)
         if self.state.fn != "fit":
             self._announce_restore(start=False)
