@@ -178,10 +178,19 @@ class TQDMProgressBar(ProgressBar):
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self.train_progress_bar = self.init_train_tqdm()
+        fit_loop = getattr(trainer, "fit_loop", None)
+        if getattr(fit_loop, "restarted_mid_epoch", False):
+            # the resumed epoch gets no on_train_epoch_start: without this the bar would read
+            # "Training: k/?" (as Lightning's does) instead of "Epoch E: k/N"
+            self._start_train_epoch(trainer)
+            _update_n(self.train_progress_bar, fit_loop.batch_idx)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         if self._leave:
             self.train_progress_bar = self.init_train_tqdm()
+        self._start_train_epoch(trainer)
+
+    def _start_train_epoch(self, trainer: Any) -> None:
         bar = self.train_progress_bar
         total = convert_inf(self.total_train_batches)
         bar.reset()

@@ -4,7 +4,10 @@ The hook order of one ``trainer.fit(model)`` with validation, written once as ps
 For hooks that both a callback and the module define, the callbacks run first (in the
 order of ``trainer.callbacks``), then the module; the datamodule's ``setup``/``teardown``
 run before both. Monitoring callbacks (checkpointing, early stopping) run their
-``on_train_epoch_end`` *after* the module's so that they see what it logged.
+``on_train_epoch_end`` *after* the module's so that they see what it logged. Every
+``on_{train,validation,test}_epoch_end`` hook already finds the epoch's values (e.g.
+``val_loss`` logged in ``validation_step``) in ``trainer.callback_metrics``,
+``logged_metrics`` and ``progress_bar_metrics``, as in Lightning.
 
 ::
 

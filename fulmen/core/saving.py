@@ -22,6 +22,7 @@ import torch
 from fulmen.core.hparams import AttributeDict
 from fulmen.errors import CheckpointError
 from fulmen.runtime.checkpoint import load_checkpoint, require_keys
+from fulmen.runtime.checkpoint_hparams import decode_checkpoint_hparams
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 T = TypeVar("T")
@@ -111,6 +112,7 @@ def load_from_checkpoint(
     from fulmen.core.datamodule import LightningDataModule
 
     checkpoint = load_checkpoint(checkpoint_path, map_location, unsafe_full_unpickle=unsafe_full_unpickle)
+    decode_checkpoint_hparams(checkpoint)  # the Namespaces / dataclasses / enums / paths that were saved
     is_datamodule = issubclass(cls, LightningDataModule)
     hp_key, name_key = _DATAMODULE_KEYS if is_datamodule else _MODULE_KEYS
     if hparams_file is not None:

@@ -50,7 +50,8 @@ class LogFollower:
                 self._handle = None
         if self._handle is None and inode is not None:
             try:
-                self._handle = open(self.path, encoding="utf-8", errors="replace")  # noqa: SIM115 - kept open
+                # newline="": a progress bar's \r must reach the console as \r (redrawn in place), not as \n.
+                self._handle = open(self.path, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115 - kept open
             except FileNotFoundError:
                 return  # removed between stat and open: the next pump sees its successor
             self._inode = inode

@@ -5,7 +5,8 @@ Layout (docs/internals.md, "Run directory")::
     <run_dir>/spec.json          the JobSpec that started the run
     <run_dir>/logs/rank_N.log    each rank's stdout and stderr (latest attempt)
     <run_dir>/logs/rank_N.attempt_K.log   earlier attempts, kept when a restart reuses the name
-    <run_dir>/checkpoints/       checkpoints; checkpoints/resume/ holds the resume checkpoint
+    <run_dir>/checkpoints/resume/   the run's resume checkpoint, only while the run is unfinished
+    <run_dir>/lightning_logs/version_N/checkpoints/   ModelCheckpoint files (Lightning's place)
 
 Every rank finds it through ``FULMEN_RUN_DIR``; the Trainer uses it as its default root dir.
 """
@@ -76,9 +77,12 @@ def new_run(spec: JobSpec, run_id: str | None = None) -> NewRun:
 
 
 def prepare_run_dir(spec: JobSpec, run_dir: Path) -> Path:
-    """Create the folders and write ``spec.json`` (atomically); safe to call on a reused run dir."""
+    """Create the folders and write ``spec.json`` (atomically); safe to call on a reused run dir.
+
+    No ``checkpoints/`` folder up front: the Trainer creates ``checkpoints/resume/`` when it
+    saves a resume checkpoint, and ModelCheckpoint writes where Lightning does.
+    """
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-    (run_dir / "checkpoints").mkdir(exist_ok=True)
     write_spec(run_dir, spec)
     return run_dir
 

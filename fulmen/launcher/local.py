@@ -11,8 +11,8 @@ What fulmen adds on top of the agent, and why:
 - preemption: ranks that exit with ``PREEMPTED_EXIT_CODE`` are given time to finish, signals
   to the launcher (TERM/INT/USR1/USR2) are forwarded to the ranks, which checkpoint and exit,
   and the launcher then exits with ``PREEMPTED_EXIT_CODE`` too;
-- the console shows rank 0's output live and the error lines of every other rank (all of
-  each rank's output is in ``logs/rank_N.log``);
+- the console shows rank 0's output unchanged, byte for byte, and the errors of every other
+  rank (all of each rank's output is in ``logs/rank_N.log``);
 - psutil cleanup of every process of the run (DataLoader workers included) and a one-line
   resource summary per rank; a failure report naming the first failing rank, its exit code
   and the tail of its log.

@@ -8,7 +8,6 @@ must not pay for that.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sys
 import time
@@ -30,7 +29,6 @@ from torch.distributed.elastic.multiprocessing import (
     LogsSpecs,
     SignalException,
 )
-from torch.distributed.elastic.multiprocessing.tail_log import TailLog
 from torch.distributed.elastic.rendezvous import (
     RendezvousHandler,
     RendezvousInfo,
@@ -41,6 +39,7 @@ from fulmen.jobs import rundir
 from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
 from fulmen.jobs.rundir import RESTART_COUNT_VARIABLE
 from fulmen.jobs.spec import JobSpec
+from fulmen.launcher.console import Console, ConsoleRank, ErrorTail
 from fulmen.launcher.process_tree import ExitClock, ProcessTreeMonitor, stop_ranks
 from fulmen.jobs.exit_codes import CONFIGURATION_ERROR_EXIT_CODE
 
@@ -107,12 +106,21 @@ class PerAttemptRendezvous(RendezvousHandler):
 
 
 class RunDirLogs(LogsSpecs):
-    """``logs/rank_N.log`` per rank (previous attempts moved aside); local rank 0 on the console."""
+    """``logs/rank_N.log`` per rank (previous attempts moved aside); local rank 0 on the console.
 
-    def __init__(self, run_dir: Path, console_local_ranks: frozenset[int] = frozenset({0})) -> None:
+    The console rank writes into pipes that the launcher copies unchanged to its own stdout and
+    stderr and into the log (``console.ConsoleRank``); the others write into their log files,
+    stderr and stdout together (the rank entry joins them).
+    """
+
+    def __init__(
+        self, run_dir: Path, console: Console | None = None, console_local_ranks: frozenset[int] = frozenset({0})
+    ) -> None:
         super().__init__(log_dir=str(run_dir / "logs"))
         self._run_dir = run_dir
-        self._console = console_local_ranks
+        self._console = console
+        self._console_local_ranks = console_local_ranks
+        self.console_ranks: list[ConsoleRank] = []  # of the latest attempt
 
     @property
     def root_log_dir(self) -> str:
@@ -120,47 +128,54 @@ class RunDirLogs(LogsSpecs):
 
     def reify(self, envs: dict[int, dict[str, str]]) -> LogsDest:
         dest = LogsDest()
+        self.console_ranks = []
         for local_rank, env in envs.items():
-            path = str(rundir.rotate_rank_log(self._run_dir, int(env["RANK"])))
-            dest.stdouts[local_rank] = path
-            dest.stderrs[local_rank] = ""  # the rank entry sends stderr into the same file
+            rank = int(env["RANK"])
+            path = rundir.rotate_rank_log(self._run_dir, rank)
             dest.error_files[local_rank] = "/dev/null"
-            if local_rank in self._console:
-                dest.tee_stdouts[local_rank] = path
+            if local_rank in self._console_local_ranks:
+                console = self._console or Console()
+                shown = ConsoleRank(console, path, prefix="" if rank == 0 else f"[rank{rank}]:")
+                self.console_ranks.append(shown)
+                dest.stdouts[local_rank], dest.stderrs[local_rank] = shown.stdout_path, shown.stderr_path
+            else:
+                dest.stdouts[local_rank] = str(path)
+                dest.stderrs[local_rank] = ""  # the rank entry sends stderr into the same file
         return dest
 
+    def started(self) -> None:
+        """The latest attempt's ranks are running (they hold their pipe ends)."""
+        for shown in self.console_ranks:
+            shown.started()
 
-_ERROR_LINE = re.compile(r"Traceback \(most recent call last\)|\b[A-Za-z_][\w.]*(Error|Exception)\b: ")
-
-
-def is_error_line(line: str) -> bool:
-    """Lines of other ranks' logs worth showing live: a traceback starts, or an error is named."""
-    return bool(_ERROR_LINE.search(line))
+    def finish(self) -> None:
+        """The latest attempt's ranks are gone: copy the rest of their console output."""
+        for shown in self.console_ranks:
+            shown.finish()
+        self.console_ranks = []
 
 
 class FulmenAgent(LocalElasticAgent):
     """LocalElasticAgent with fulmen's failure, preemption and bookkeeping rules (module docstring)."""
 
-    def __init__(self, spec: WorkerSpec, logs_specs: LogsSpecs, run_dir: Path) -> None:
-        super().__init__(
-            spec,
-            logs_specs,
-            start_method="spawn",
-            log_line_prefix_template="[rank${rank}]:",  # the global rank, also on nodes other than 0
-            shutdown_timeout=SHUTDOWN_GRACE_S,
-        )
+    def __init__(self, spec: WorkerSpec, logs_specs: RunDirLogs, run_dir: Path, console: Console) -> None:
+        super().__init__(spec, logs_specs, start_method="spawn", shutdown_timeout=SHUTDOWN_GRACE_S)
         self.run_dir = run_dir
+        self.logs = logs_specs
+        self.console = console
         self.monitor = ProcessTreeMonitor()
         self.first_failure: tuple[int, int, int] | None = None  # (global rank, pid, exit code)
+        self.shown_on_console: set[int] = set()  # global ranks whose output or errors the console showed
         self._rank_of_local: dict[int, int] = {}
         self._preempted_since: float | None = None
         self._exit_clock = ExitClock()
-        self._error_tail: TailLog | None = None
+        self._error_tail: ErrorTail | None = None
 
     def _start_workers(self, worker_group: WorkerGroup) -> dict[int, Any]:
         restart = worker_group.spec.max_restarts - self._remaining_restarts
         os.environ[RESTART_COUNT_VARIABLE] = str(restart)  # the ranks inherit the agent's environment
         pids = super()._start_workers(worker_group)
+        self.logs.started()
         self._rank_of_local = {w.local_rank: w.global_rank for w in worker_group.workers}
         self.monitor.track({self._rank_of_local[lr]: pid for lr, pid in pids.items()})
         self._exit_clock = ExitClock()
@@ -168,27 +183,31 @@ class FulmenAgent(LocalElasticAgent):
             self._exit_clock.watch(local_rank, pid)
         self.first_failure = None
         self._preempted_since = None
+        self.shown_on_console = {w.global_rank for w in worker_group.workers if w.local_rank == 0}
         self._start_error_tail(worker_group)
         return pids
 
     def _start_error_tail(self, worker_group: WorkerGroup) -> None:
-        """Show other ranks' errors on the console as they happen (rank 0 is shown in full)."""
+        """Show other ranks' errors on the console as they happen (the console rank is shown in full)."""
         self._stop_error_tail()
-        others = [w for w in worker_group.workers if w.local_rank not in (0,)]
-        if not others:
-            return
-        files = {w.local_rank: str(rundir.rank_log_path(self.run_dir, w.global_rank)) for w in others}
-        prefixes = {w.local_rank: f"[rank{w.global_rank}]:" for w in others}
-        self._error_tail = TailLog("errors", files, sys.stderr, prefixes, log_line_filter=is_error_line).start()
+        others = [w for w in worker_group.workers if w.local_rank != 0]
+        if others:
+            logs = {w.global_rank: rundir.rank_log_path(self.run_dir, w.global_rank) for w in others}
+            self._error_tail = ErrorTail(self.console, logs)
+            self._error_tail.start()
 
     def _stop_error_tail(self) -> None:
         if self._error_tail is not None:
             self._error_tail.stop()
+            self.shown_on_console |= self._error_tail.shown
             self._error_tail = None
 
     def _shutdown(self, death_sig: signal.Signals = signal.SIGTERM, timeout: int = 30) -> None:
         super()._shutdown(death_sig, timeout)
-        self._stop_error_tail()  # after the processes are gone, so their last lines are read
+        # After the processes are gone, so their last bytes are read; the console rank first,
+        # so errors held back for its unfinished line come out after it.
+        self.logs.finish()
+        self._stop_error_tail()
 
     def _monitor_workers(self, worker_group: WorkerGroup) -> RunResult:
         self.monitor.sample()
@@ -251,7 +270,8 @@ def run_agent(
         max_restarts=spec.max_restarts,
         monitor_interval=0.1,
     )
-    agent = FulmenAgent(worker_spec, RunDirLogs(run_dir), run_dir)
+    console = Console()
+    agent = FulmenAgent(worker_spec, RunDirLogs(run_dir, console), run_dir, console)
     _say(f"run dir {run_dir} | {spec.ranks_per_node} rank(s) here, world size {spec.world_size}")
     received: signal.Signals | None = None
     result: RunResult | None = None
@@ -297,9 +317,12 @@ def _report(agent: FulmenAgent, result: RunResult | None, received: signal.Signa
         return code
     log = rundir.rank_log_path(run_dir, rank)
     _say(f"rank {rank} (pid {pid}) failed first, with {describe_exit(code)}; the other ranks were stopped.")
-    _say(f"last lines of {log}:")
-    for line in rundir.tail(log, 20).splitlines():
-        print(f"    {line}", file=sys.stderr)
+    if rank in agent.shown_on_console:
+        _say(f"its output is above; all of it is in {log}")  # a traceback is printed once
+    else:
+        _say(f"last lines of {log}:")
+        for line in rundir.tail(log, 20).splitlines():
+            print(f"    {line}", file=sys.stderr)
     for other, other_code in sorted(codes.items()):
         # Ranks that failed by themselves (not stopped by us): their last words, one line each.
         if other != rank and other_code is not None and other_code > 0 and other_code != PREEMPTED_EXIT_CODE:

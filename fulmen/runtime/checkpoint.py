@@ -9,8 +9,9 @@ Why each piece is here:
   it over the final name and fsyncs the folder. A process killed at any moment leaves either
   the previous file or the new one under the final name, never a truncated one.
 - ``load_checkpoint`` uses ``torch.load(weights_only=True)`` so that a file from an untrusted
-  source cannot run code. Checkpoints holding arbitrary Python objects (an ``argparse.Namespace``
-  in the hyperparameters, custom classes) need ``unsafe_full_unpickle=True``, which runs the
+  source cannot run code. Checkpoints holding arbitrary Python objects (custom classes, or an
+  ``argparse.Namespace`` pickled by Lightning; fulmen stores those as plain data, see
+  ``checkpoint_hparams``) need ``unsafe_full_unpickle=True``, which runs the
   full pickle machinery: only for files you trust.
 - Torch checkpoints are zip archives whose records carry CRC32 checksums that ``torch.load``
   does not verify; ``verify_checksums=True`` checks them (about 3 GB/s), which the resume
@@ -310,7 +311,8 @@ def _load_diagnosed(file: Path, map_location: Any, unsafe_full_unpickle: bool) -
             f"containers{f' ({blocked})' if blocked else ''}, which the safe loader "
             "(torch.load(weights_only=True)) refuses because unpickling them can run code.\n"
             "HINT: if you trust the file, pass unsafe_full_unpickle=True (for example "
-            "Model.load_from_checkpoint(path, unsafe_full_unpickle=True)), or allow just the "
+            "Model.load_from_checkpoint(path, unsafe_full_unpickle=True) or "
+            "trainer.fit(model, ckpt_path=..., unsafe_full_unpickle=True)), or allow just the "
             f"classes it needs, which also covers trainer.fit(ckpt_path=...): "
             f"torch.serialization.add_safe_globals([{blocked or '<the class>'}])."
         ) from err

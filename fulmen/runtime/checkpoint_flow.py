@@ -1,10 +1,12 @@
 """A run's checkpoints: which file a run starts from, saving, restoring, the preemption stop.
 
-Following ``ckpt_path`` from ``Trainer.fit``: ``restore_before_optimizers(ckpt_path)`` picks the
-file (``checkpoint_for_run``: this run's resume checkpoint first, DESIGN "Resume precedence",
-then ``resolve_ckpt_path``: a path, "best" or "last"), loads it, restores module, datamodule,
-loggers and callbacks; once the optimizers exist ``restore_training_state`` puts back
-precision, loop progress, optimizers and schedulers.
+Following ``ckpt_path`` from ``Trainer.fit``: ``restore_before_optimizers(ckpt_path, fn)`` picks
+the file (``fit_checkpoint_choice``: this run's resume checkpoint or ``ckpt_path``'s file, the
+newest progress among the run's own files, see ``resume_selection``; ``resolve_ckpt_path``
+turns a path, "best" or "last" into a file), says so on rank 0, loads it and restores module,
+datamodule, loggers and callbacks; once the optimizers exist ``restore_training_state`` puts
+back precision, loop progress, optimizers and schedulers. A completed fit then drops the run's
+resume checkpoint (``drop_resume_checkpoint``).
 
 The checkpoint dict itself is built and read by ``checkpoint_state`` from the Trainer's
 public accessors (docs/internals.md "Trainer <-> checkpoints"), which is why this object
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from fulmen.errors import CheckpointError, MisconfigurationException
 from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
-from fulmen.runtime import checkpoint_saver
+from fulmen.runtime import checkpoint_saver, resume_selection
 from fulmen.runtime.checkpoint import (
     load_checkpoint,
     recover_unfinished_saves,
@@ -33,6 +35,7 @@ from fulmen.runtime.checkpoint_state import (
 from fulmen.runtime.preemption import PreemptionHandler, hand_off
 from fulmen.runtime.resume_checkpoint import (
     find_resume_checkpoint,
+    remove_resume_checkpoints,
     save_resume_checkpoint,
 )
 from fulmen.runtime.stages import TrainerFn, TrainerStatus
@@ -49,40 +52,76 @@ class CheckpointFlow:
         self.trainer = trainer  # the state checkpoints describe (read through its public accessors)
         self.ckpt_path: str | None = None  # the file this run restored from (Lightning's trainer.ckpt_path)
         self.preemption: PreemptionHandler | None = None  # installed while fit runs
+        self.resume_choice: resume_selection.ResumeChoice | None = None  # what this fit restored, and why
         self._warned: set[str] = set()
 
     # ---- which file a run starts from --------------------------------------------------
-    def restore_before_optimizers(self, ckpt_path: Any, fn: TrainerFn) -> dict[str, Any] | None:
+    def restore_before_optimizers(self, ckpt_path: Any, fn: TrainerFn,
+                                  unsafe_full_unpickle: bool = False) -> dict[str, Any] | None:  # fmt: skip
         """Lightning's first restore phase (module, datamodule, loggers, callbacks); returns the
-        checkpoint for ``restore_training_state`` once the optimizers exist, or None."""
-        path = self.checkpoint_for_run(ckpt_path) if fn is TrainerFn.FITTING else self.resolve_ckpt_path(ckpt_path)
+        checkpoint for ``restore_training_state`` once the optimizers exist, or None.
+
+        ``unsafe_full_unpickle``: load with the full unpickler (``fit(unsafe_full_unpickle=True)``).
+        """
+        self.resume_choice = None
+        if fn is TrainerFn.FITTING:
+            self.resume_choice = self.fit_checkpoint_choice(ckpt_path)
+            path = self.resume_choice.path if self.resume_choice is not None else None
+        else:
+            path = self.resolve_ckpt_path(ckpt_path)
         if path is None:
             return None
         self.ckpt_path = path
-        checkpoint = load_checkpoint(path, map_location=self.trainer.strategy.root_device)
+        self._announce_restore(start=True)
+        strategy = self.trainer.strategy
+        checkpoint = load_checkpoint(path, map_location=strategy.root_device, unsafe_full_unpickle=unsafe_full_unpickle)
         restore_modules_and_callbacks(self.trainer, checkpoint, source=path)
+        if fn is not TrainerFn.FITTING:
+            self._announce_restore(start=False)
         return checkpoint
 
     def restore_training_state(self, checkpoint: dict[str, Any] | None) -> None:
         """Lightning's second phase while fitting: precision, loop progress, optimizers, schedulers."""
-        if checkpoint is not None:
-            restore_training_state(self.trainer, checkpoint, source=self.ckpt_path)
+        if checkpoint is None:
+            return
+        restore_training_state(self.trainer, checkpoint, source=self.ckpt_path)
+        self._announce_restore(start=False)
 
-    def checkpoint_for_run(self, ckpt_path: Any) -> str | None:
-        """The file fit resumes from: this run's resume checkpoint beats ``ckpt_path`` (DESIGN)."""
+    def fit_checkpoint_choice(self, ckpt_path: Any) -> resume_selection.ResumeChoice | None:
+        """The file fit continues from: this run's resume checkpoint or ``ckpt_path``'s file,
+        the newest progress among the run's own files (``resume_selection``)."""
         run_dir = self.trainer.strategy.rank_info.run_dir
-        if run_dir:
-            found = find_resume_checkpoint(run_dir)
-            if found is not None:
-                return os.fspath(found)
-        return self.resolve_ckpt_path(ckpt_path)
+        resume = find_resume_checkpoint(run_dir) if run_dir else None
+        last_dirs = resume_selection.recorded_checkpoint_dirs(resume) if resume is not None and ckpt_path == "last" else []
+        requested = self.resolve_ckpt_path(ckpt_path, warn_if_no_last=resume is None, last_dirs=last_dirs)
+        label = f'ckpt_path="{ckpt_path}"' if ckpt_path in ("last", "best") else "ckpt_path"
+        return resume_selection.select_fit_checkpoint(run_dir, resume, requested, label, ckpt_path == "last")
 
-    def resolve_ckpt_path(self, ckpt_path: Any) -> str | None:
-        """A checkpoint file for ``ckpt_path``: a path, "best" or "last" (Lightning's meanings)."""
+    def _announce_restore(self, start: bool) -> None:
+        """Rank 0 says which file it restores and why (``resume_selection``), before and after."""
+        if start:
+            message = resume_selection.restore_start_message(self.resume_choice, self.ckpt_path)
+        else:
+            trainer = self.trainer
+            restarts = trainer.strategy.rank_info.restart_count
+            fn = trainer.state.fn.value if trainer.state.fn is not None else None
+            message = resume_selection.restore_end_message(self.resume_choice, self.ckpt_path, fn, restarts)
+        if message is not None:
+            rank_zero_info(message)
+
+    def drop_resume_checkpoint(self) -> None:
+        """After a completed fit: remove the run's resume checkpoint (rank 0), now that every
+        checkpoint the run saved is durable (``finish_pending_saves`` ran before)."""
+        if self.trainer.is_global_zero:
+            remove_resume_checkpoints(self.trainer.strategy.rank_info.run_dir or self.trainer.default_root_dir)
+
+    def resolve_ckpt_path(self, ckpt_path: Any, warn_if_no_last: bool = True, last_dirs: Any = ()) -> str | None:
+        """A checkpoint file for ``ckpt_path``: a path, "best" or "last" (Lightning's meanings);
+        ``last_dirs``: more folders to search for "last" (those the resumed run saved into)."""
         if ckpt_path == "best":
             return self._best_checkpoint()
         if ckpt_path == "last":
-            return self._last_checkpoint()
+            return self._last_checkpoint(warn_if_no_last, last_dirs)
         return os.fspath(ckpt_path) if ckpt_path is not None else None
 
     def _best_checkpoint(self) -> str:
@@ -97,11 +136,10 @@ class CheckpointFlow:
             )
         return os.fspath(path)
 
-    def _last_checkpoint(self) -> str | None:
+    def _last_checkpoint(self, warn_if_missing: bool, more_dirs: Any) -> str | None:
         """The newest last*.ckpt of any checkpoint callback (Lightning's _find_last_checkpoints)."""
         candidates = set()
-        for cb in self.trainer.checkpoint_callbacks:
-            dirpath = getattr(cb, "dirpath", None)
+        for dirpath in [getattr(cb, "dirpath", None) for cb in self.trainer.checkpoint_callbacks] + list(more_dirs):
             if dirpath and os.path.isdir(dirpath):
                 recover_unfinished_saves(dirpath)  # a last.ckpt a killed run wrote but did not rename
                 candidates |= {
@@ -110,6 +148,8 @@ class CheckpointFlow:
                     if name.startswith("last") and name.endswith(".ckpt")
                 }
         if not candidates:
+            if not warn_if_missing:  # the run's resume checkpoint is loaded instead
+                return None
             message = ('ckpt_path="last" is set, but there is no last checkpoint; nothing is loaded.\n'
                        "HINT: ModelCheckpoint(save_last=True).")  # fmt: skip
             if message not in self._warned:

@@ -32,6 +32,11 @@ import torch
 
 from fulmen.errors import CheckpointError
 from fulmen.runtime import checkpoint as ckpt_io
+from fulmen.runtime.checkpoint_hparams import (
+    decode_checkpoint_hparams,
+    encode_hparams,
+    opaque_hparams,
+)
 from fulmen.runtime.checkpoint_lightning import (
     FULMEN_LOOP_KEY,
     LIGHTNING_LAYOUT_VERSION,
@@ -85,9 +90,26 @@ def decode_arrays(obj: Any) -> Any:
     return obj
 
 
+_warned_opaque: set[str] = set()
+
+
 def _plain_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
-    # Lightning stores dict(hparams): a plain dict, never the AttributeDict subclass
-    return dict(hparams)
+    # Lightning stores dict(hparams): a plain dict, never the AttributeDict subclass; Namespaces,
+    # dataclasses, enums and paths inside become tagged plain data, so the file loads safely
+    encoded = encode_hparams(dict(hparams))
+    opaque = [line for line in opaque_hparams(encoded) if line not in _warned_opaque]
+    if opaque:
+        _warned_opaque.update(opaque)
+        from fulmen.utilities.rank_zero import rank_zero_warn
+
+        rank_zero_warn(
+            "Checkpoints will hold hyperparameters that the safe loader (torch.load(weights_only=True)) "
+            f"refuses: {'; '.join(opaque)}. Loading such a file, resuming from it included, needs the "
+            "full unpickler.\nHINT: keep hyperparameters to numbers, strings, containers, Namespaces, "
+            "dataclasses, enums and paths, or load with trainer.fit(..., unsafe_full_unpickle=True) / "
+            "Model.load_from_checkpoint(path, unsafe_full_unpickle=True) (trusted files only)."
+        )
+    return encoded
 
 
 def _fit_loop_entry(trainer: Any) -> dict[str, Any]:
@@ -200,6 +222,7 @@ def restore_modules_and_callbacks(
     ckpt_io.require_keys(checkpoint, ("state_dict",), source, "restore the model")
     if fitting:
         ckpt_io.require_keys(checkpoint, TRAINING_STATE_KEYS, source, "resume training")
+    decode_checkpoint_hparams(checkpoint)  # hooks see the Namespaces / dataclasses that were saved
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"], strict=getattr(module, "strict_loading", True))
     if datamodule is not None:

@@ -19,6 +19,7 @@ from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hooks import is_overridden
 from fulmen.errors import MisconfigurationException
 from fulmen.runtime.combined_loader import CombinedLoader
+from fulmen.runtime.hook_caller import HookCaller
 from fulmen.runtime.loop_settings import LoopSettings
 from fulmen.runtime.stages import RunningStage
 from fulmen.runtime.strategy import Strategy
@@ -98,6 +99,17 @@ class DataSources:
         self.train_dataloader = None
         self.val_loaders = None
         self.val_enabled = None
+
+    def prepare_data(self, hooks: HookCaller) -> None:
+        """``prepare_data`` of the datamodule and the module, once per node (or once in all), then a barrier."""
+        dm = self.datamodule
+        per_node = dm.prepare_data_per_node if dm is not None else True
+        is_preparer = self.strategy.local_rank == 0 if per_node else self.strategy.global_rank == 0
+        if is_preparer:
+            if dm is not None:
+                dm.prepare_data()
+            hooks.call_module("prepare_data")
+        self.strategy.barrier("prepare_data")
 
     def _hook_source(self, stage: RunningStage) -> Any:
         """The bound ``*_dataloader`` method that supplies ``stage``'s loaders, or None."""

@@ -22,7 +22,7 @@ from fulmen.runtime.data_sources import DataSources
 from fulmen.runtime.hook_caller import HookCaller
 from fulmen.runtime.metric_publisher import MetricPublisher
 from fulmen.runtime.precision import PrecisionPlugin
-from fulmen.runtime.results import ResultCollection, to_float_dict
+from fulmen.runtime.results import EVERY_LOADER, ResultCollection, to_float_dict
 from fulmen.runtime.stages import RunningStage, TrainerState
 
 _DATALOADER_SUFFIX = re.compile(r"/dataloader_idx_(\d+)$")
@@ -158,8 +158,9 @@ class EvaluationLoop:
                 legacy_epoch_end(gathered)
             if callable(legacy_end):
                 legacy_end(gathered)
-        hooks.call(f"on_{prefix}_epoch_end")
-        published = metrics.publish_epoch(results, log=not sanity)
+        self._run_epoch_end_hooks(f"on_{prefix}_epoch_end", results)
+        # the sanity check shows only what was logged outside the loaders' steps (Lightning)
+        published = metrics.publish_epoch(results, log=not sanity, loader=None if sanity else EVERY_LOADER)
         hooks.call(f"on_{prefix}_end")
         # an overridden *_model_train hook decides; otherwise every submodule gets its mode back (Lightning >= 2.2)
         train_hook = hooks.module(f"on_{prefix}_model_train")
@@ -168,6 +169,25 @@ class EvaluationLoop:
         else:
             _restore_modes(modes)
         return split_by_dataloader(published, len(loaders))
+
+    def _run_epoch_end_hooks(self, name: str, results: ResultCollection) -> None:
+        """The callbacks' ``name`` hooks, then the module's, each seeing the epoch's values.
+
+        Once an eval epoch has ended, Lightning's metric dicts hold its epoch values (its
+        ``epoch_end_reached``): a module or callback reading ``callback_metrics["val_loss"]`` here
+        gets this epoch's value. A single loader's values, and anything logged outside the loaders'
+        steps (by these hooks too), are published before each hook; several loaders' values were
+        published as each loader ended. What the module's hook logs is published by the caller.
+        """
+        hooks, metrics = self.hooks, self.metrics
+        with hooks.running(name):
+            metrics.publish_epoch(results, log=False, loader=None)
+            for fn in hooks.callbacks(name):
+                fn(hooks.trainer, hooks.lightning_module)
+                metrics.publish_epoch(results, log=False, loader=None)
+            hook = hooks.module(name)
+            if hook is not None:
+                hook()
 
     def _run_batches(self, stage: RunningStage, loaders: list[Any], num_batches: list[float],
                      results: ResultCollection, step_fn: Any, step_end: Any, collect: bool, *, in_fit: bool,
@@ -206,9 +226,13 @@ class EvaluationLoop:
                         fn(trainer, module, out, batch, batch_idx, *extra)
                     if batch_end_mod is not None:
                         batch_end_mod(out, batch, batch_idx, *extra)
-                    if results.logged_this_batch and not sanity:
-                        self.metrics.publish_eval_step(results)
+                    if results.logged_this_batch:
+                        self.metrics.publish_eval_step(results, sanity=sanity)
                 all_outputs.append(outputs)
+                if multiple and not sanity:
+                    # this loader has ended: its epoch values are published now, for every hook that
+                    # runs after it (Lightning; the sanity check publishes none)
+                    self.metrics.publish_epoch(results, log=False, loader=dl_idx)
         results.dataloader_idx = None
         return all_outputs
 

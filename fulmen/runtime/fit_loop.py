@@ -131,6 +131,12 @@ class FitLoop:
             self.fetcher.load_state_dict(data)
         self._restored_mid_epoch = p.batch_idx > 0
 
+    @property
+    def restarted_mid_epoch(self) -> bool:
+        """True from a mid-epoch restore until that epoch continues; its ``on_train_epoch_start``
+        does not run again (Lightning), so the progress bar sets itself up in ``on_train_start``."""
+        return self._restored_mid_epoch
+
     # ---- stopping ------------------------------------------------------------------
     @property
     def max_steps_reached(self) -> bool:
@@ -288,7 +294,9 @@ class FitLoop:
             progress.batches_that_stepped += 1
         if settings.max_time is not None:
             self._check_max_time()
-        if self.checkpoints.preemption is not None:
+        # gradients accumulated in this window are in no checkpoint (and under DDP's no_sync
+        # they differ per rank): a stop waits for the window's optimizer step to be exact
+        if self.checkpoints.preemption is not None and not should_accumulate:
             self.checkpoints.check_preemption()
         return None
 

@@ -14,7 +14,12 @@ from typing import Any
 from torch import Tensor
 
 from fulmen.errors import MisconfigurationException
-from fulmen.runtime.results import ResultCollection, to_float_dict
+from fulmen.runtime.results import (
+    EVERY_LOADER,
+    EveryLoader,
+    ResultCollection,
+    to_float_dict,
+)
 from fulmen.runtime.stages import RunningStage
 from fulmen.runtime.training_progress import TrainingProgress
 
@@ -65,18 +70,23 @@ class MetricPublisher:
         if log and not accumulating and (should_log or force_log or self.progress.should_stop):
             self.log_to_loggers(log, self.progress.batches_that_stepped)
 
-    def publish_eval_step(self, results: ResultCollection) -> None:
-        """An eval batch's step values: progress bar, and the loggers at the eval step counter."""
+    def publish_eval_step(self, results: ResultCollection, sanity: bool = False) -> None:
+        """An eval batch's step values: progress bar and logged_metrics, and the loggers at the eval
+        step counter unless this is the sanity check (shown while it runs, never logged: Lightning)."""
         _, log, pbar = results.step_metrics()
         self.progress_bar_raw.update(pbar)
-        if log:
+        if sanity:
+            self.logged_metrics.update(log)
+        elif log:
             self.log_to_loggers(log, self.eval_log_step, add_epoch=False)
             self.eval_log_step += 1
 
-    def publish_epoch(self, results: ResultCollection, log: bool, step: int | None = None) -> dict[str, Tensor]:
+    def publish_epoch(self, results: ResultCollection, log: bool, step: int | None = None,
+                      loader: int | None | EveryLoader = EVERY_LOADER) -> dict[str, Tensor]:  # fmt: skip
         """Epoch values into the dicts (and the loggers when ``log``); returns what validate/test
-        return to the caller: the epoch values meant for loggers (Lightning)."""
-        callback, logged, pbar = results.epoch_metrics()
+        return to the caller: the epoch values meant for loggers (Lightning). ``loader``: only the
+        values logged while that eval loader ran (see ``ResultCollection.epoch_metrics``)."""
+        callback, logged, pbar = results.epoch_metrics(loader)
         self.callback_metrics.update(callback)
         self.progress_bar_raw.update(pbar)
         self.logged_metrics.update(logged)  # readable before the loggers get them (Lightning's property)

@@ -6,9 +6,10 @@ The flow (docs/internals.md, "Preemption"):
    SIGUSR1 and SIGUSR2 with one that only records the signal. No I/O, no collectives, no
    exceptions inside a handler: those deadlock or corrupt state when they interrupt a
    collective or a checkpoint write. A second signal is harmless (it sets the same flag).
-2. The fit loop calls ``stop_requested(strategy)`` at every step boundary. With several ranks
-   it is a collective (``reduce_boolean_decision(any)``), so a signal that reached one rank
-   stops all of them after the same step.
+2. The fit loop calls ``stop_requested(strategy)`` at every optimizer-step boundary (with
+   gradient accumulation: only after a window's last batch, so no accumulated gradient is
+   lost). With several ranks it is a collective (``reduce_boolean_decision(any)``), so a
+   signal that reached one rank stops all of them after the same step.
 3. The Trainer then saves the resume checkpoint, calls ``hand_off(rank_info)`` (SLURM requeue,
    rank 0 only), tears down and exits with ``PREEMPTED_EXIT_CODE``.
 4. ``restore()`` puts the previous handlers back.

@@ -11,6 +11,7 @@ Epoch means are weighted by ``batch_size`` (given, or the size of the current ba
 
 from __future__ import annotations
 
+import enum
 import numbers
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,15 @@ _REDUCE_NAMES = {"mean": "mean", "avg": "mean", "sum": "sum", "max": "max", "min
 _REDUCE_CALLABLES: dict[Any, str] = {torch.mean: "mean", torch.sum: "sum", torch.max: "max", torch.min: "min"}
 
 Metrics = dict[str, Tensor]
+
+
+class EveryLoader(enum.Enum):
+    """``epoch_metrics(loader=EVERY_LOADER)``: no filter by eval loader."""
+
+    token = 0
+
+
+EVERY_LOADER = EveryLoader.token
 
 
 def extract_batch_size(batch: Any) -> int:
@@ -223,13 +233,19 @@ class ResultCollection:
                 pbar[forked] = value
         return callback, log, pbar
 
-    def epoch_metrics(self) -> tuple[Metrics, Metrics, Metrics]:
-        """(callback, logger, progress-bar) epoch values of everything logged with on_epoch."""
+    def epoch_metrics(self, loader: int | None | EveryLoader = EVERY_LOADER) -> tuple[Metrics, Metrics, Metrics]:
+        """(callback, logger, progress-bar) epoch values of everything logged with on_epoch.
+
+        ``loader`` keeps only the names logged while that eval loader ran (None: logged outside
+        any loader's steps, e.g. in an epoch-end hook): Lightning publishes each loader's values
+        when it ends, and an epoch-end hook sees only the others as they are logged.
+        """
         callback: Metrics = {}
         log: Metrics = {}
         pbar: Metrics = {}
+        every = loader is EVERY_LOADER
         for entry in self.entries.values():
-            if not entry.on_epoch:
+            if not entry.on_epoch or not (every or entry.dl_idx == loader):
                 continue
             value = entry.epoch_value(self._reduce_fn)
             if value is None:

@@ -1,8 +1,9 @@
 """The resume checkpoint of a run: where it lives, how it is saved, how the newest valid one is found.
 
 The launchers restart a preempted or failed run in the same run directory; the Trainer then
-resumes from ``<run_dir>/checkpoints/resume/resume-step=<global_step>.ckpt`` ahead of any
-``ckpt_path`` (DESIGN: resume precedence). Next to the files a ``last`` pointer names the
+resumes from ``<run_dir>/checkpoints/resume/resume-step=<global_step>.ckpt``, or from the
+``ckpt_path`` of this run when that one is newer (``resume_selection.py``). Once the run has
+completed the resume checkpoint is removed; a failed or preempted run keeps it. Next to the files a ``last`` pointer names the
 newest one and is itself replaced atomically. ``find_resume_checkpoint`` trusts the pointer
 first and falls back to the newest valid file, skipping broken ones with a warning, because a
 kill can land between writing a file and moving the pointer.
@@ -59,6 +60,12 @@ def read_last_pointer(directory: PathLike) -> Path | None:
     return Path(directory) / name
 
 
+def resume_checkpoint_step(path: PathLike) -> int | None:
+    """The global step in a resume checkpoint's file name, or None for another name."""
+    match = _RESUME_NAME.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
 def list_resume_checkpoints(directory: PathLike) -> list[Path]:
     """Resume checkpoint files in ``directory``, newest (highest global step) first."""
     folder = Path(directory)
@@ -110,3 +117,28 @@ def save_resume_checkpoint(checkpoint: Mapping[str, Any], run_dir: PathLike, *, 
             older.unlink(missing_ok=True)
     remove_stale_temp_files(directory)
     return path
+
+
+def remove_resume_checkpoints(run_dir: PathLike) -> list[Path]:
+    """Delete the resume checkpoints of a run that has completed (issue #14: none stays behind).
+
+    Removes the files, the ``last`` pointer and leftover temp files, then the ``resume`` folder
+    and ``checkpoints/`` above it when they are empty (ModelCheckpoint files with
+    ``logger=False`` live there and stay). Call it only once every checkpoint the run saved is
+    durable: until then the resume checkpoint may be the newest progress there is.
+    Returns the checkpoint files removed.
+    """
+    directory = resume_checkpoint_dir(run_dir)
+    if not directory.is_dir():
+        return []
+    removed = list_resume_checkpoints(directory)
+    for path in removed:
+        path.unlink(missing_ok=True)
+    (directory / LAST_POINTER_NAME).unlink(missing_ok=True)
+    remove_stale_temp_files(directory)
+    for folder in (directory, directory.parent):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (a temp file of a live writer, ModelCheckpoint files): keep it
+            break
+    return removed

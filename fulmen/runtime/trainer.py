@@ -231,15 +231,24 @@ class Trainer:
         val_dataloaders: Any = None,
         datamodule: LightningDataModule | None = None,
         ckpt_path: str | os.PathLike[str] | None = None,
+        *,
+        unsafe_full_unpickle: bool = False,
     ) -> None:
-        """Train ``model``; validation runs as configured. ``ckpt_path`` ("last" too) resumes."""
+        """Train ``model``; validation runs as configured. ``ckpt_path`` ("last" too) resumes.
+
+        Checkpoints load with the safe loader (``torch.load(weights_only=True)``), which every
+        file fulmen writes passes unless its hyperparameters hold custom objects;
+        ``unsafe_full_unpickle=True`` loads those (and such files from Lightning) with the full
+        unpickler, which can run code from the file: only for files you trust. It applies to
+        the run's resume checkpoint as well.
+        """
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
         model = self._model_or_fitted(model, TrainerFn.FITTING)
         if ckpt_path is None and self._resume_from_checkpoint is not None:
             ckpt_path = self._resume_from_checkpoint
         self.data_sources.set_sources(model, datamodule, train=train_dataloaders, val=val_dataloaders)
-        self._run(TrainerFn.FITTING, model, ckpt_path)
+        self._run(TrainerFn.FITTING, model, ckpt_path, unsafe_full_unpickle=unsafe_full_unpickle)
 
     def validate(
         self,
@@ -307,7 +316,7 @@ class Trainer:
         return model
 
     # ---- one run --------------------------------------------------------------------
-    def _run(self, fn: TrainerFn, model: LightningModule, ckpt_path: Any) -> Any:
+    def _run(self, fn: TrainerFn, model: LightningModule, ckpt_path: Any, unsafe_full_unpickle: bool = False) -> Any:
         self.state.start(fn)
         self.should_stop = False
         self.ckpt_path = None
@@ -322,7 +331,7 @@ class Trainer:
             check_fit_configuration(model, self.gradient_clip_val, self.accumulate_grad_batches)
         try:
             self.strategy.setup_environment()
-            self._prepare_data()
+            self.data_sources.prepare_data(self.hook_caller)
             self.hook_caller.call_setup("setup", fn.value, self.datamodule)
             self.hook_caller.call_module("configure_model")
             self._setup_model(model)
@@ -330,7 +339,7 @@ class Trainer:
             # training state (loops, optimizers) once the optimizers exist
             checkpoint = None
             if ckpt_path is not None or fitting:
-                checkpoint = self.checkpoint_flow.restore_before_optimizers(ckpt_path, fn)
+                checkpoint = self.checkpoint_flow.restore_before_optimizers(ckpt_path, fn, unsafe_full_unpickle)
             if fitting:
                 self.optimization.configure_optimizers()
                 self.checkpoint_flow.restore_training_state(checkpoint)
@@ -340,6 +349,8 @@ class Trainer:
             with anomaly:
                 output = self._run_stage(fn)
             self.checkpoint_flow.finish_pending_saves()  # the run's files are in place before it returns
+            if fitting:
+                self.checkpoint_flow.drop_resume_checkpoint()  # completed: nothing left to resume (kept on failure)
             self.hook_caller.call_setup("teardown", fn.value, self.datamodule)
             self.state.end(TrainerStatus.FINISHED)
             for logger in self.loggers:
@@ -392,16 +403,6 @@ class Trainer:
             self.callbacks = merge_model_callbacks(self.callbacks, model.configure_callbacks())
         self.hook_caller.attach(model, self.callbacks)
         self.batch_transfer.attach(self.hook_caller, self.datamodule)
-
-    def _prepare_data(self) -> None:
-        dm = self.datamodule
-        per_node = dm.prepare_data_per_node if dm is not None else True
-        is_preparer = self.local_rank == 0 if per_node else self.global_rank == 0
-        if is_preparer:
-            if dm is not None:
-                dm.prepare_data()
-            self.hook_caller.call_module("prepare_data")
-        self.strategy.barrier("prepare_data")
 
     def _setup_model(self, model: LightningModule) -> None:
         """Precision conversion, then the strategy's move and wrap (DDP with several ranks)."""

@@ -252,3 +252,21 @@ def test_tqdm_miniters_raises_the_refresh_rate(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("TQDM_MINITERS", "7")
     assert TQDMProgressBar().refresh_rate == 7
     assert TQDMProgressBar(refresh_rate=10).refresh_rate == 10
+
+
+def test_bar_after_a_mid_epoch_resume_shows_epoch_and_total(capsys: pytest.CaptureFixture[str]) -> None:
+    # the resumed epoch gets no on_train_epoch_start (Lightning): the bar must still know its total
+    bar = TQDMProgressBar()
+    trainer = FakeTrainer()
+    trainer.current_epoch = 1
+    trainer.fit_loop = SimpleNamespace(restarted_mid_epoch=True, batch_idx=2)
+    module = object()
+    bar.setup(trainer, module, "fit")
+    bar.on_train_start(trainer, module)
+    for i in (2, 3):
+        bar.on_train_batch_end(trainer, module, None, None, i)
+    frames = [f for f in re.split(r"[\r\n]", capsys.readouterr().out) if f.strip()]
+    train_frames = [f for f in frames if f.startswith(("Epoch", "Training"))]
+    assert train_frames[-1].startswith("Epoch 1: 100%") and "4/4" in train_frames[-1]
+    assert any("Epoch 1:  50%" in f and "2/4" in f for f in train_frames)  # starts at the batches done
+    assert not any("/?" in f for f in train_frames[-3:])

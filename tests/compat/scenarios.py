@@ -10,6 +10,7 @@ This module holds the loop scenarios (hook order, batch counts, accumulation, wh
 runs, batch size inference, iterable datasets); the others, all collected in ``SCENARIOS``:
 
 - ``scenarios_logging.py``: self.log options and reductions, where it may be called, value types
+- ``scenarios_eval_epoch_end.py``: the metric dicts seen by on_{validation,test}_epoch_end
 - ``scenarios_loggers.py``: metrics.csv rows, TensorBoard scalars, logger names and versions
 - ``scenarios_artifacts.py``: log-dir layout, hyperparameters, fast_dev_run, test()/validate()
 - ``scenarios_checkpoints.py``: checkpoint contents, ModelCheckpoint names, EarlyStopping
@@ -30,9 +31,11 @@ from torch.utils.data import DataLoader
 from tests.compat import (
     scenarios_artifacts,
     scenarios_checkpoints,
+    scenarios_eval_epoch_end,
     scenarios_loggers,
     scenarios_logging,
     scenarios_optim,
+    scenarios_restore,
     scenarios_trainer,
     scenarios_utilities,
 )
@@ -319,9 +322,11 @@ SCENARIOS: dict[str, Scenario] = {
     "iterable_dataset": iterable_dataset,
     **scenarios_artifacts.SCENARIOS,
     **scenarios_loggers.SCENARIOS,
+    **scenarios_restore.SCENARIOS,
     **scenarios_checkpoints.SCENARIOS,
     **scenarios_trainer.SCENARIOS,
     **scenarios_optim.SCENARIOS,
     **scenarios_utilities.SCENARIOS,
     **scenarios_logging.SCENARIOS,
+    **scenarios_eval_epoch_end.SCENARIOS,
 }

@@ -169,3 +169,33 @@ def test_datamodule_classmethod_loads_from_checkpoint_like_lightning(tmp_path: P
     )
     data = Data.load_from_checkpoint(path, batch_size=16)
     assert isinstance(data, Data) and data.hparams.batch_size == 16
+
+
+class WithConfig(LightningModule):
+    def __init__(self, args: argparse.Namespace, config: Any, mode: Any, root: Path) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = nn.Linear(2, args.width)
+
+
+def test_fulmen_checkpoint_with_namespace_dataclass_enum_and_path_loads_safely_with_same_types(tmp_path: Path) -> None:
+    import fulmen as pl
+    from tests.runtime.test_checkpoint_hparams import Config, Mode, Optim
+
+    model = WithConfig(argparse.Namespace(width=3), Config(name="c", optim=Optim(lr=0.7)), Mode.SLOW, tmp_path)
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 2)), batch_size=2)
+    model.training_step = lambda batch, idx: model.layer(batch[0]).sum()  # type: ignore[method-assign]
+    model.configure_optimizers = lambda: torch.optim.SGD(model.parameters(), lr=0.1)  # type: ignore[method-assign]
+    trainer.fit(model, data)
+    path = tmp_path / "objects.ckpt"
+    trainer.save_checkpoint(path)
+    torch.load(path, weights_only=True)  # the safe loader accepts the whole file
+
+    loaded = WithConfig.load_from_checkpoint(path)
+    assert type(loaded.hparams.args) is argparse.Namespace and loaded.hparams.args.width == 3
+    assert type(loaded.hparams.config) is Config and loaded.hparams.config == Config(name="c", optim=Optim(lr=0.7))
+    assert loaded.hparams.mode is Mode.SLOW
+    assert type(loaded.hparams.root) is type(tmp_path) and loaded.hparams.root == tmp_path
+    assert torch.equal(loaded.layer.weight, model.layer.weight)

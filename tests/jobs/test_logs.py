@@ -25,6 +25,16 @@ def test_log_follower_follows_a_rotated_log(tmp_path: Path) -> None:
     assert out.getvalue() == "run 1 line 1\nrun 1 line 2\nrun 2 line 1\n"
 
 
+def test_log_follower_passes_carriage_returns_through(tmp_path: Path) -> None:
+    log = tmp_path / "rank_0.log"
+    log.write_bytes("\r 10%|█ \r 20%|██\r\ndone ✓".encode())
+    out = io.StringIO(newline="")
+    follower = LogFollower(log)
+    follower.pump(out)
+    follower.close()
+    assert out.getvalue() == "\r 10%|█ \r 20%|██\r\ndone ✓"  # a tqdm bar redraws in place
+
+
 def test_log_follower_echoes_only_new_output(tmp_path: Path) -> None:
     path = tmp_path / "combined.log"
     out = io.StringIO()

@@ -26,7 +26,8 @@ def test_run_ids_are_unique() -> None:
 def test_prepare_writes_layout_and_spec_round_trips(tmp_path: Path) -> None:
     spec = JobSpec(entry="t.py", args=("--lr", "0.1"), nproc_per_node=2, env=(("A", "1"),))
     run_dir = rundir.prepare_run_dir(spec, tmp_path / "run")
-    assert (run_dir / "logs").is_dir() and (run_dir / "checkpoints").is_dir()
+    assert (run_dir / "logs").is_dir()
+    assert not (run_dir / "checkpoints").exists()  # no empty folder next to lightning_logs/ (issue #14)
     assert rundir.read_spec(run_dir) == spec
     rundir.prepare_run_dir(spec, run_dir)  # reusing a run dir (restart, relaunch) is fine
     assert not list(run_dir.glob(".spec.json*"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import signal
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,23 +12,27 @@ import pytest
 from torch.distributed.elastic.agent.server.api import RunResult, WorkerState
 
 from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
-from fulmen.launcher.local_agent import (
-    RunDirLogs,
-    _report,
-    describe_exit,
-    is_error_line,
-)
+from fulmen.launcher.console import Console
+from fulmen.launcher.local_agent import RunDirLogs, _report, describe_exit
 from fulmen.launcher.process_tree import ProcessTreeMonitor
 
 
 def test_logs_go_to_run_dir_and_only_local_rank_zero_to_console(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "rank_3.log").write_text("previous attempt\n")
-    dest = RunDirLogs(tmp_path).reify({0: {"RANK": "2"}, 1: {"RANK": "3"}})
-    assert dest.stdouts == {0: str(tmp_path / "logs" / "rank_2.log"), 1: str(tmp_path / "logs" / "rank_3.log")}
-    assert dest.stderrs == {0: "", 1: ""}
-    assert dest.tee_stdouts == {0: dest.stdouts[0]}
+    out, err = io.BytesIO(), io.BytesIO()
+    logs = RunDirLogs(tmp_path, Console(out, err))  # type: ignore[arg-type]
+    dest = logs.reify({0: {"RANK": "2"}, 1: {"RANK": "3"}})
+    assert dest.stdouts[1] == str(tmp_path / "logs" / "rank_3.log") and dest.stderrs[1] == ""
+    assert dest.tee_stdouts == {} and dest.tee_stderrs == {}  # nothing is read back out of a file
     assert (tmp_path / "logs" / "rank_3.attempt_0.log").read_text() == "previous attempt\n"
+    # local rank 0 writes into pipes that the launcher copies to the console and to rank_2.log
+    with open(dest.stdouts[0], "wb") as stdout, open(dest.stderrs[0], "wb") as stderr:
+        stdout.write(b"out\r")
+        stderr.write(b"err\n")
+    logs.finish()
+    assert out.getvalue() == b"[rank2]:out\r" and err.getvalue() == b"[rank2]:err\n"  # not global rank 0
+    assert (tmp_path / "logs" / "rank_2.log").read_bytes() in (b"out\rerr\n", b"err\nout\r")  # unprefixed
 
 
 def test_describe_exit() -> None:
@@ -40,9 +45,13 @@ def test_describe_exit() -> None:
 class FakeAgent:
     """What _report reads from the agent: final exit codes, first failure, usage samples."""
 
-    def __init__(self, codes: dict[int, int | None], first_failure: tuple[int, int, int] | None = None) -> None:
+    def __init__(
+        self, codes: dict[int, int | None], first_failure: tuple[int, int, int] | None = None,
+        shown_on_console: frozenset[int] = frozenset(),
+    ) -> None:
         self._codes = codes
         self.first_failure = first_failure
+        self.shown_on_console = shown_on_console
         self.monitor = ProcessTreeMonitor()
 
     def final_exit_codes(self) -> dict[int, int | None]:
@@ -82,13 +91,10 @@ def test_report_names_first_failure_with_log_tail(tmp_path: Path, capsys: pytest
     assert "rank 1 (pid 4242) failed first, with exit code 3" in err and "    RuntimeError: boom" in err
     assert "rank 2 also failed, with exit code 1: RuntimeError: Connection closed by peer" in err
     assert "rank 0 also failed" not in err  # stopped by us (signal), not its own failure
+    shown = FakeAgent({0: -9, 1: 3}, first_failure=(1, 4242, 3), shown_on_console=frozenset({0, 1}))
+    assert _report(shown, _result(True), None, tmp_path) == 3  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert "RuntimeError: boom" not in err  # its error is on the console already: printed once
+    assert f"its output is above; all of it is in {tmp_path / 'logs' / 'rank_1.log'}" in err
     signalled = FakeAgent({0: -15, 1: -9}, first_failure=(1, 4242, -9))
     assert _report(signalled, _result(True), None, tmp_path) == 137  # type: ignore[arg-type]
-
-
-def test_error_lines_of_other_ranks() -> None:
-    assert is_error_line("Traceback (most recent call last):")
-    assert is_error_line("[rank1]: fulmen.errors.ClusterMismatchError: Trainer(devices=4) asks for")
-    assert is_error_line("RuntimeError: Connection closed by peer")
-    assert not is_error_line("epoch 1 step 3 loss 0.25")
-    assert not is_error_line("using ErrorCorrection module")

@@ -1,4 +1,4 @@
-"""The rank entry runs a script or module exactly like python would, with stderr merged into stdout."""
+"""The rank entry runs a script or module exactly like python would; a log file gets stderr too."""
 
 from __future__ import annotations
 
@@ -25,7 +25,18 @@ def test_script_sees_main_argv_and_its_folder(tmp_path: Path, subprocess_env: di
     done = _run([str(script), "--lr", "0.1"], subprocess_env, tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"name __main__ argv ['{script}', '--lr', '0.1'] path0 {script.parent}" in done.stdout
-    assert "to stderr" in done.stdout and done.stderr == ""  # one stream, one log file
+    assert "to stderr" in done.stderr and "to stderr" not in done.stdout  # a pipe: the streams stay apart
+
+
+def test_stderr_joins_a_log_file(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(PROBE)
+    log = tmp_path / "rank_1.log"
+    with log.open("wb") as stdout:
+        done = subprocess.run([sys.executable, "-u", "-m", "fulmen.launcher.rank_entry", str(script)],
+                              env=subprocess_env, cwd=tmp_path, stdout=stdout, stderr=subprocess.PIPE, timeout=60)
+    assert done.returncode == 0 and done.stderr == b""
+    assert log.read_text().splitlines()[1] == "to stderr"  # in order, after the first print
 
 
 def test_module_runs_as_main(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
@@ -42,9 +53,13 @@ def test_exit_code_and_traceback_pass_through(tmp_path: Path, subprocess_env: di
     script = tmp_path / "fail.py"
     script.write_text("raise SystemExit(75)\n")
     assert _run([str(script)], subprocess_env, tmp_path).returncode == 75
-    script.write_text("raise ValueError('boom')\n")
+    script.write_text("def f():\n    raise ValueError('boom')\nf()\n")
     done = _run([str(script)], subprocess_env, tmp_path)
-    assert done.returncode == 1 and "ValueError: boom" in done.stdout
+    as_python = subprocess.run([sys.executable, str(script)], env=subprocess_env, cwd=tmp_path,
+                               capture_output=True, text=True, timeout=60)
+    assert done.returncode == as_python.returncode == 1
+    assert done.stderr == as_python.stderr  # no frames of the rank entry or runpy
+    assert done.stderr.count("File ") == 2 and done.stderr.endswith("ValueError: boom\n")
 
 
 def test_topology_mismatch_prints_one_message_on_local_rank0_and_none_elsewhere(
@@ -60,7 +75,8 @@ def test_topology_mismatch_prints_one_message_on_local_rank0_and_none_elsewhere(
     outputs = {}
     for local_rank in ("0", "1"):
         done = _run([str(script)], dict(subprocess_env, LOCAL_RANK=local_rank), tmp_path)
-        assert done.returncode == CONFIGURATION_ERROR_EXIT_CODE, done.stdout
-        outputs[local_rank] = done.stdout
+        assert done.returncode == CONFIGURATION_ERROR_EXIT_CODE, done.stderr
+        assert done.stdout == ""
+        outputs[local_rank] = done.stderr
     assert outputs["0"] == "fulmen: error: Trainer(num_nodes=1) does not match the 2 node(s)\nHINT: leave it out\n"
     assert outputs["1"] == ""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 import fulmen as pl
+from fulmen.errors import CheckpointError
 from tests.core.models import TRAINER_QUIET, regression_data
 
 
@@ -79,3 +83,36 @@ def test_fit_loop_state_dict_has_the_progress_checkpoints_need() -> None:
     assert state["optimizer_steps"] == [10]
     assert state["epoch"] == 2  # max_steps ended epoch 1 mid-way; its end hooks ran (Lightning)
     assert {"epoch_start", "batches_done", "rng_at_save"} <= set(state["data"])
+
+
+class Opaque:
+    """A hyperparameter value that neither Lightning nor fulmen stores as plain data."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+
+class NetWithOpaqueHparams(Net):
+    def __init__(self, extra: Opaque) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+
+
+def test_fit_resumes_a_checkpoint_with_pickled_objects_only_with_the_explicit_opt_in(tmp_path) -> None:
+    trainer = pl.Trainer(max_steps=2, **TRAINER_QUIET)
+    trainer.fit(NetWithOpaqueHparams(Opaque(0.5)), DataLoader(regression_data(32), batch_size=8))
+    with pytest.warns(UserWarning, match=r"hparams\['extra'\]: .*Opaque(.|\n)*unsafe_full_unpickle=True"):
+        trainer.save_checkpoint(tmp_path / "opaque.ckpt")
+    # as Lightning writes it: the Namespace pickled as a Python object
+    checkpoint = torch.load(tmp_path / "opaque.ckpt", weights_only=False)
+    checkpoint["hyper_parameters"] = {"args": argparse.Namespace(lr=0.1)}
+    torch.save(checkpoint, tmp_path / "lightning.ckpt")
+
+    for name, blocked in (("opaque.ckpt", "Opaque"), ("lightning.ckpt", r"argparse\.Namespace")):
+        with pytest.raises(CheckpointError, match=rf"{name}(.|\n)*{blocked}(.|\n)*trainer\.fit\(model, ckpt_path=\.\.\., unsafe_full_unpickle=True\)"):
+            pl.Trainer(max_steps=4, **TRAINER_QUIET).fit(Net(), DataLoader(regression_data(32), batch_size=8),
+                                                         ckpt_path=tmp_path / name)
+        resumed = pl.Trainer(max_steps=4, **TRAINER_QUIET)
+        resumed.fit(Net(), DataLoader(regression_data(32), batch_size=8), ckpt_path=tmp_path / name,
+                    unsafe_full_unpickle=True)
+        assert resumed.global_step == 4

@@ -292,3 +292,17 @@ def test_epoch_values_are_visible_to_every_on_train_epoch_end_hook() -> None:
     callback_keys, pbar_keys = seen[0]
     assert {"train_loss", "train_loss_step", "train_loss_epoch"} <= callback_keys
     assert {"train_loss_step", "train_loss_epoch"} <= pbar_keys
+
+
+def test_epoch_metrics_of_one_loader_hold_only_what_was_logged_while_it_ran() -> None:
+    res = _collection()
+    kwargs = dict(prog_bar=True, logger=True, on_step=None, on_epoch=None, reduce_fx="mean", enable_graph=False,
+                  sync_dist=False, add_dataloader_idx=True, batch_size=None, rank_zero_only=False)  # fmt: skip
+    for loader in (0, 1, None):  # None: logged outside the loaders' steps (an epoch-end hook)
+        res.dataloader_idx = loader
+        res.new_batch(torch.zeros(2, 2))
+        res.log("v", float(-1 if loader is None else loader), **kwargs)
+    for loader, expected in ((0, {"v/dataloader_idx_0": 0.0}), (1, {"v/dataloader_idx_1": 1.0}), (None, {"v": -1.0})):
+        assert all({k: v.item() for k, v in d.items()} == expected for d in res.epoch_metrics(loader)), loader
+    callback, _, _ = res.epoch_metrics()
+    assert sorted(callback) == ["v", "v/dataloader_idx_0", "v/dataloader_idx_1"]

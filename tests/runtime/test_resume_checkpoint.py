@@ -82,3 +82,20 @@ def test_find_resume_recovers_the_newest_unfinished_save(tmp_path: Path) -> None
     with pytest.warns(RuntimeWarning, match="Recovered checkpoint"):
         found = rc.find_resume_checkpoint(tmp_path)
     assert found == directory / rc.resume_checkpoint_name(6)
+
+
+def test_remove_resume_checkpoints_clears_files_pointer_and_empty_folders(tmp_path: Path) -> None:
+    rc.save_resume_checkpoint(_payload(4), tmp_path)
+    rc.save_resume_checkpoint(_payload(8), tmp_path)
+    removed = rc.remove_resume_checkpoints(tmp_path)
+    assert sorted(p.name for p in removed) == [rc.resume_checkpoint_name(4), rc.resume_checkpoint_name(8)]
+    assert not (tmp_path / "checkpoints").exists()
+    assert rc.remove_resume_checkpoints(tmp_path) == []  # nothing left: a no-op
+
+
+def test_remove_resume_checkpoints_keeps_model_checkpoint_files_beside_them(tmp_path: Path) -> None:
+    rc.save_resume_checkpoint(_payload(4), tmp_path)
+    kept = tmp_path / "checkpoints" / "epoch=0-step=4.ckpt"  # ModelCheckpoint's place with logger=False
+    torch.save(_payload(4), kept)
+    rc.remove_resume_checkpoints(tmp_path)
+    assert not rc.resume_checkpoint_dir(tmp_path).exists() and kept.exists()

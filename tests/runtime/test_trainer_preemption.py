@@ -72,3 +72,157 @@ def test_stop_request_saves_resume_checkpoint_exits_75_and_next_start_resumes(tm
     assert trainer.global_step == 12
     for key, value in reference.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+class CrashAt(pl.Callback):
+    """Raises at the start of the batch after optimizer step ``at_step`` (a crash, not a preemption)."""
+
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.at_step:
+            raise RuntimeError(f"crash at step {self.at_step}")
+
+
+def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("fulmen")]
+
+
+def _preempt(run_dir, monkeypatch, at_step: int) -> None:
+    monkeypatch.setenv("FULMEN_RUN_DIR", str(run_dir))
+    with pytest.raises(SystemExit):
+        pl.Trainer(max_epochs=2, callbacks=[StopRequest(at_step=at_step)], **TRAINER_QUIET).fit(Net(), _loader())
+
+
+def test_resume_line_is_printed_and_a_completed_fit_drops_the_resume_checkpoint(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    _preempt(tmp_path, monkeypatch, at_step=4)
+    found = find_resume_checkpoint(tmp_path)
+    assert found is not None
+    monkeypatch.setenv("FULMEN_RESTART_COUNT", "1")
+    with caplog.at_level("INFO"):
+        pl.Trainer(max_epochs=2, **TRAINER_QUIET).fit(Net(), _loader())
+    assert f"Resumed from {found} at epoch 0, step 4 (restart 1, 0 steps redone)" in _messages(caplog)
+    assert find_resume_checkpoint(tmp_path) is None
+    assert not (tmp_path / "checkpoints").exists()  # nothing left behind after success (issue #14)
+
+
+def test_a_failed_fit_keeps_the_resume_checkpoint(tmp_path, monkeypatch) -> None:
+    _preempt(tmp_path, monkeypatch, at_step=4)
+    found = find_resume_checkpoint(tmp_path)
+    with pytest.raises(RuntimeError, match="crash at step 6"):
+        pl.Trainer(max_epochs=2, callbacks=[CrashAt(6)], **TRAINER_QUIET).fit(Net(), _loader())
+    assert find_resume_checkpoint(tmp_path) == found
+
+
+def test_newer_last_checkpoint_of_the_run_beats_a_stale_resume_checkpoint(tmp_path, monkeypatch, caplog) -> None:
+    _preempt(tmp_path, monkeypatch, at_step=3)
+    stale = find_resume_checkpoint(tmp_path)
+    flags = {**TRAINER_QUIET, "enable_checkpointing": True}
+
+    def checkpoint() -> pl.callbacks.ModelCheckpoint:
+        return pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpts", every_n_train_steps=1, save_last=True)
+
+    with pytest.raises(RuntimeError, match="crash at step 9"):
+        pl.Trainer(max_epochs=2, callbacks=[checkpoint(), CrashAt(9)], **flags).fit(Net(), _loader(), ckpt_path="last")
+    trainer = pl.Trainer(max_epochs=2, callbacks=[checkpoint()], **flags)
+    starts: list[int] = []
+    trainer.callbacks.append(_FirstStep(starts))
+    with caplog.at_level("INFO"):
+        trainer.fit(Net(), _loader(), ckpt_path="last")
+    assert starts == [9]  # continued at step 9, not at the resume checkpoint's step 3
+    last = str(tmp_path / "ckpts" / "last.ckpt")
+    messages = _messages(caplog)
+    assert any(m.startswith(f"Chose {last}: ") and str(stale) in m for m in messages), messages
+    assert f"Resumed from {last} at epoch 1, step 9 (restart 0, 0 steps redone)" in messages
+
+
+class _FirstStep(pl.Callback):
+    def __init__(self, out: list[int]) -> None:
+        self.out = out
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if not self.out:
+            self.out.append(trainer.global_step)
+
+
+class ValNet(Net):
+    def validation_step(self, batch, batch_idx):
+        return self.training_step(batch, batch_idx)
+
+
+def test_explicit_ckpt_path_prints_lightnings_restore_lines(tmp_path, caplog) -> None:
+    first = pl.Trainer(max_steps=2, **TRAINER_QUIET)
+    first.fit(Net(), _loader())
+    path = tmp_path / "a.ckpt"
+    first.save_checkpoint(path)
+    with caplog.at_level("INFO"):
+        pl.Trainer(max_steps=3, **TRAINER_QUIET).fit(Net(), _loader(), ckpt_path=path)
+        pl.Trainer(**TRAINER_QUIET).validate(ValNet(), _loader(), ckpt_path=path, verbose=False)
+    restore = [m for m in _messages(caplog) if "checkpoint" in m]
+    assert restore == [
+        f"Restoring states from the checkpoint path at {path}",
+        f"Restored all states from the checkpoint at {path}",
+        f"Restoring states from the checkpoint path at {path}",
+        f"Loaded model weights from the checkpoint at {path}",
+    ]
+
+
+class StopRequestAtBatch(pl.Callback):
+    """Acts like a SIGTERM arriving while batch ``batch_idx`` of epoch ``epoch`` runs; records
+    the batches that finished after it (the delay until the agreed stop)."""
+
+    def __init__(self, epoch: int, batch_idx: int) -> None:
+        self.at = (epoch, batch_idx)
+        self.finished: list[tuple[int, int]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.finished.append((trainer.current_epoch, batch_idx))
+        if (trainer.current_epoch, batch_idx) == self.at:
+            trainer.checkpoint_flow.preemption.request_stop(signal.SIGTERM)
+
+
+ACCUMULATE = 3
+BATCHES_PER_EPOCH = 7  # windows [0 1 2] [3 4 5] [6]: the last one is partial and ends with the epoch
+
+
+def _accumulation_run(**trainer_kwargs) -> pl.Trainer:
+    return pl.Trainer(max_epochs=2, accumulate_grad_batches=ACCUMULATE, **TRAINER_QUIET, **trainer_kwargs)
+
+
+def _accumulation_loader() -> DataLoader:
+    return DataLoader(regression_data(8 * BATCHES_PER_EPOCH), batch_size=8, shuffle=True)
+
+
+@pytest.mark.parametrize(
+    ("signal_batch", "stop_batch"),
+    [(3, 5), (4, 5), (5, 5), (6, 6)],
+    ids=["1st-of-window", "2nd-of-window", "3rd-of-window", "partial-window-at-epoch-end"],
+)
+def test_stop_during_gradient_accumulation_waits_for_the_optimizer_step_and_resumes_exactly(
+    tmp_path, monkeypatch, signal_batch: int, stop_batch: int
+) -> None:
+    torch.manual_seed(0)
+    reference = Net()
+    _accumulation_run().fit(reference, _accumulation_loader())
+
+    monkeypatch.setenv("FULMEN_RUN_DIR", str(tmp_path))
+    torch.manual_seed(0)
+    stop = StopRequestAtBatch(epoch=0, batch_idx=signal_batch)
+    trainer = _accumulation_run(callbacks=[stop])
+    with pytest.raises(SystemExit) as exit_info:
+        trainer.fit(Net(), _accumulation_loader())
+    assert exit_info.value.code == PREEMPTED_EXIT_CODE
+    # the stop came at the end of the signal's accumulation window, after its optimizer step
+    assert stop.finished[-1] == (0, stop_batch)
+    assert trainer.global_step == stop_batch // ACCUMULATE + 1
+
+    torch.manual_seed(99)
+    resumed = Net()
+    trainer = _accumulation_run()
+    trainer.fit(resumed, _accumulation_loader())
+    assert trainer.global_step == 2 * 3
+    for key, value in reference.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key

@@ -1,11 +1,12 @@
 """One phase of the exact-resume experiment, run as its own process by test_exact_resume.py.
 
     python resume_script.py OUT_DIR --max-epochs N [--ckpt PATH] [--every-n-steps K]
-                            [--kill-at-step S] [--signal-at-step S] [--hold-renames]
+                            [--kill-at-step S] [--signal-at-step S] [--crash-at-step S] [--hold-renames]
 
 Shuffled data, dropout, Adam and a per-step StepLR. Each optimizer step appends
 ``{"step", "loss", "lr"}`` to OUT_DIR/steps.jsonl (flushed at once, so a killed process keeps
-its records); ``--hold-renames`` makes every background checkpoint rename wait forever (a
+its records); ``--crash-at-step`` raises once per OUT_DIR (a marker file remembers it, so a
+restarted attempt runs on); ``--hold-renames`` makes every background checkpoint rename wait forever (a
 disk that has not finished the fsync when the kill comes); the final weights go to OUT_DIR/final.pt and the number of training samples read
 to OUT_DIR/reads.txt (one line per process) when the phase ends normally.
 """
@@ -74,6 +75,19 @@ class SignalAt(pl.Callback):
             os.kill(os.getpid(), self.sig)
 
 
+class CrashOnceAt(pl.Callback):
+    """Raise at the start of the batch after optimizer step ``step``, the first time only."""
+
+    def __init__(self, step: int, marker: Path) -> None:
+        self.step = step
+        self.marker = marker
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step == self.step and not self.marker.exists():
+            self.marker.touch()
+            raise RuntimeError(f"crash at step {self.step}")
+
+
 class CountingDataset(TensorDataset):
     """Counts item reads, to show that a resumed epoch does not read its finished batches again."""
 
@@ -101,6 +115,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--every-n-steps", type=int, default=None)
     parser.add_argument("--kill-at-step", type=int, default=None)
     parser.add_argument("--signal-at-step", type=int, default=None)
+    parser.add_argument("--crash-at-step", type=int, default=None)
     parser.add_argument("--hold-renames", action="store_true")
     args = parser.parse_args(argv)
     if args.hold_renames:
@@ -125,6 +140,8 @@ def main(argv: list[str]) -> int:
         callbacks.append(SignalAt(args.kill_at_step, signal.SIGKILL))
     if args.signal_at_step is not None:
         callbacks.append(SignalAt(args.signal_at_step, signal.SIGTERM))
+    if args.crash_at_step is not None:
+        callbacks.append(CrashOnceAt(args.crash_at_step, args.out / "crashed"))
     trainer = pl.Trainer(
         max_epochs=args.max_epochs,
         callbacks=callbacks,
