@@ -1,9 +1,10 @@
 """Calling user hooks: callbacks first, then the LightningModule, skipping what nobody overrides.
 
 The ``HookCaller`` is the one place that knows which hook is running (``current_fx``):
-``LightningModule.log`` reads it to refuse or restrict logging where Lightning does. Loops
-take the per-step hook lists once per epoch (``callbacks(name)``, ``module(name)``) so a
-hook nobody overrides costs nothing per step.
+``LightningModule.log`` reads it to refuse or restrict logging where Lightning does. Loops ask
+``callbacks(name)`` / ``module(name)`` for the overridden hooks, so a hook nobody overrides
+costs nothing per step; those two are the run's ``HookTable`` lookups themselves, bound in
+``attach`` (no wrapper call on the per-step path).
 """
 
 from __future__ import annotations
@@ -28,12 +29,23 @@ class HookCaller:
         self.trainer = trainer  # what callback hooks receive as their first argument
         self.lightning_module: LightningModule | None = None
         self.current_fx: str | None = None  # the start/end/epoch hook running now (None: a step hook)
-        self._table: HookTable | None = None
+        self._bind(HookTable(None, LightningModule, [], Callback))  # no run yet: nothing overridden
 
     def attach(self, module: LightningModule, callbacks: list[Callback]) -> None:
         """Decide once per run which hooks are overridden."""
         self.lightning_module = module
-        self._table = HookTable(module, LightningModule, callbacks, Callback)
+        self._bind(HookTable(module, LightningModule, callbacks, Callback))
+
+    def _bind(self, table: HookTable) -> None:
+        self._table = table
+        # the callbacks' bound ``name`` hooks that are overridden (call them with trainer, module, ...)
+        self.callbacks: Callable[[str], list[Callable[..., Any]]] = table.callbacks
+        # the module's bound ``name`` hook when overridden, else None
+        self.module: Callable[[str], Callable[..., Any] | None] = table.module
+        # whether a callback or the module overrides ``name``
+        self.any: Callable[[str], bool] = table.any
+        # callback hooks split into (others, checkpoint/early-stopping ones), which Lightning runs last
+        self.monitoring_split = table.monitoring_split
 
     @contextlib.contextmanager
     def running(self, name: str) -> Iterator[None]:
@@ -68,20 +80,3 @@ class HookCaller:
             hook = self._table.module(name)
             if hook is not None:
                 hook(stage=stage)
-
-    # ---- the overridden hooks, for loops that call them per step ----------------------
-    def callbacks(self, name: str) -> list[Callable[..., Any]]:
-        """The callbacks' bound ``name`` hooks that are overridden (call with trainer, module, ...)."""
-        return self._table.callbacks(name)
-
-    def module(self, name: str) -> Callable[..., Any] | None:
-        """The module's bound ``name`` hook when overridden, else None."""
-        return self._table.module(name)
-
-    def any(self, name: str) -> bool:
-        """Whether a callback or the module overrides ``name``."""
-        return self._table.any(name)
-
-    def monitoring_split(self, name: str) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]]]:
-        """Callback hooks split into (others, checkpoint/early-stopping ones), which Lightning runs last."""
-        return self._table.monitoring_split(name)

@@ -10,6 +10,7 @@ loop decides when a step is due (accumulation); ``LightningModule.manual_backwar
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from typing import Any
 
@@ -223,7 +224,7 @@ class OptimizationStep:
         """What ``LightningOptimizer.step`` does: precision step with hooks and clipping after the closure."""
         automatic = self.hooks.lightning_module.automatic_optimization
         result = self.precision_plugin.optimizer_step(
-            optimizer, closure, lambda: self._after_closure(optimizer, automatic), automatic=automatic
+            optimizer, closure, functools.partial(self._after_closure, optimizer, automatic), automatic=automatic
         )
         self.progress.count_optimizer_step(self._optimizer_index.get(id(optimizer), 0))
         return result
