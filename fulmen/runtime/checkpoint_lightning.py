@@ -37,7 +37,10 @@ file without that key, and at 2.0.0 none of its format migrations apply to our f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.runtime.trainer import Trainer
 
 LIGHTNING_LAYOUT_VERSION = "2.0.0"
 FULMEN_LOOP_KEY = "fulmen"
@@ -71,7 +74,7 @@ class ValidationPlan(NamedTuple):
     check_every_n_epoch: int | None
 
 
-def scheduler_counts(trainer: Any, automatic: bool) -> list[SchedulerCount]:
+def scheduler_counts(trainer: Trainer, automatic: bool) -> list[SchedulerCount]:
     """The schedulers the fit loop of ``trainer`` steps, for ``lightning_fit_progress``."""
     if not automatic:  # Lightning steps (and counts) no scheduler under manual optimization
         return []
@@ -84,7 +87,7 @@ def scheduler_counts(trainer: Any, automatic: bool) -> list[SchedulerCount]:
     return counts
 
 
-def validation_plan(trainer: Any) -> ValidationPlan | None:
+def validation_plan(trainer: Trainer) -> ValidationPlan | None:
     """When ``trainer`` validates during fit (None: never), for ``lightning_fit_progress``."""
     data = getattr(trainer, "data_sources", None)
     if data is not None and data.val_enabled is False:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -46,6 +46,9 @@ from fulmen.runtime.checkpoint_lightning import (
     scheduler_counts,
     validation_plan,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.runtime.trainer import Trainer
 
 _NDARRAY_TAG = "__fulmen_ndarray__"
 TRAINING_STATE_KEYS = ("optimizer_states", "lr_schedulers")
@@ -112,7 +115,7 @@ def _plain_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
     return encoded
 
 
-def _fit_loop_entry(trainer: Any) -> dict[str, Any]:
+def _fit_loop_entry(trainer: Trainer) -> dict[str, Any]:
     """Lightning's progress counters (so Lightning can resume the file), with our own loop state
     in the fit loop's ``state_dict`` (where Lightning's FitLoop keeps its own extras; it reads
     only the keys it knows from there)."""
@@ -130,7 +133,7 @@ def _fit_loop_entry(trainer: Any) -> dict[str, Any]:
     return entry
 
 
-def _fit_loop_state(trainer: Any, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+def _fit_loop_state(trainer: Trainer, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     """Our fit loop state from a fulmen checkpoint, or translated from a Lightning one."""
     entry = (checkpoint.get("loops") or {}).get("fit_loop") or {}
     ours = (entry.get("state_dict") or {}).get(FULMEN_LOOP_KEY, entry.get(FULMEN_LOOP_KEY))
@@ -143,7 +146,7 @@ def _fit_loop_state(trainer: Any, checkpoint: Mapping[str, Any]) -> dict[str, An
     return fit_state_from_lightning(dict(checkpoint), capture_rng_states(), len(list(trainer.optimizers)))
 
 
-def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
+def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, Any]:
     """The checkpoint dict of ``trainer`` now (tensors are shared, not copied)."""
     module = trainer.lightning_module
     datamodule = getattr(trainer, "datamodule", None)
@@ -187,12 +190,12 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
     return checkpoint
 
 
-def _trainer_fn(trainer: Any) -> str:
+def _trainer_fn(trainer: Trainer) -> str:
     fn = getattr(getattr(trainer, "state", None), "fn", "fit")
     return str(getattr(fn, "value", fn))
 
 
-def restore_checkpoint(trainer: Any, checkpoint: dict[str, Any], source: str | os.PathLike[str] | None = None) -> None:
+def restore_checkpoint(trainer: Trainer, checkpoint: dict[str, Any], source: str | os.PathLike[str] | None = None) -> None:
     """Put ``checkpoint`` back into ``trainer``: weights always; while fitting, training state too.
 
     Both phases of Lightning's restore in one call, for a trainer whose optimizers already
@@ -204,7 +207,7 @@ def restore_checkpoint(trainer: Any, checkpoint: dict[str, Any], source: str | o
 
 
 def restore_modules_and_callbacks(
-    trainer: Any, checkpoint: dict[str, Any], source: str | os.PathLike[str] | None = None
+    trainer: Trainer, checkpoint: dict[str, Any], source: str | os.PathLike[str] | None = None
 ) -> None:
     """Lightning's first restore phase: module (``on_load_checkpoint``, then weights), datamodule,
     and while fitting the loggers (a resumed run keeps its ``version_N``, and callbacks that
@@ -238,7 +241,7 @@ def restore_modules_and_callbacks(
 
 
 def restore_training_state(
-    trainer: Any, checkpoint: dict[str, Any], source: str | os.PathLike[str] | None = None
+    trainer: Trainer, checkpoint: dict[str, Any], source: str | os.PathLike[str] | None = None
 ) -> None:
     """Lightning's second phase, fit only, once the optimizers exist: precision (GradScaler),
     loop progress, optimizer and scheduler states."""
@@ -252,11 +255,11 @@ def restore_training_state(
     _restore_optimizers(trainer, checkpoint, source)
 
 
-def _source(trainer: Any, source: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
+def _source(trainer: Trainer, source: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
     return source or getattr(trainer, "ckpt_path", None) or "<the checkpoint being restored>"
 
 
-def restore_callbacks(trainer: Any, checkpoint: Mapping[str, Any]) -> None:
+def restore_callbacks(trainer: Trainer, checkpoint: Mapping[str, Any]) -> None:
     """Every callback's ``on_load_checkpoint``, then each one's state stored under its ``state_key``.
 
     Like Lightning, a state saved under the bare class name (older files, or a callback whose
@@ -272,7 +275,7 @@ def restore_callbacks(trainer: Any, checkpoint: Mapping[str, Any]) -> None:
             callback.load_state_dict(dict(state))
 
 
-def _restore_optimizers(trainer: Any, checkpoint: Mapping[str, Any], source: Any) -> None:
+def _restore_optimizers(trainer: Trainer, checkpoint: Mapping[str, Any], source: Any) -> None:
     optimizers = list(trainer.optimizers)
     saved = checkpoint["optimizer_states"]
     if len(saved) != len(optimizers):
@@ -295,7 +298,7 @@ def _restore_optimizers(trainer: Any, checkpoint: Mapping[str, Any], source: Any
         config.scheduler.load_state_dict(state)
 
 
-def restore_loggers(trainer: Any, checkpoint: Mapping[str, Any]) -> None:
+def restore_loggers(trainer: Trainer, checkpoint: Mapping[str, Any]) -> None:
     """Give each logger its saved state (its version), so a resumed run logs into the same folder."""
     for logger, state in zip(trainer.loggers, checkpoint.get("loggers") or []):
         if hasattr(logger, "load_state_dict"):
