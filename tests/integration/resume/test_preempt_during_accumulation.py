@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fulmen.runtime.preemption import PREEMPTED_EXIT_CODE
+from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
