@@ -21,6 +21,10 @@ CONFIGURATION_ERROR_EXIT_CODE = 78
 """Exit code of every rank that stopped on a configuration error found before any rendezvous
 (a topology that contradicts the launch): 78 is EX_CONFIG. Not restarted, not requeued."""
 
+RENDEZVOUS_TIMEOUT_EXIT_CODE = 69
+"""Exit code of a launcher whose other nodes did not join the rendezvous within
+``--rdzv-timeout``: 69 is EX_UNAVAILABLE (a peer it needs is not there). No rank was started."""
+
 
 def final_state_for(exit_code: int) -> str:
     """The state a foreground launcher records for the exit code its ranks ended with."""

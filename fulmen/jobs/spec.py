@@ -77,6 +77,7 @@ class JobSpec:
     node_rank: int = 0
     master_addr: str | None = None
     master_port: int | None = None
+    rdzv_timeout: float = 900.0  # seconds the nodes of a local multi-node launch wait for each other
     name: str | None = None
     run_root: str = "fulmen_runs"
     run_dir: str | None = None
@@ -102,6 +103,8 @@ class JobSpec:
                 raise LaunchError(f"{flag} must be >= 1, got {value}")
         if not 0 <= self.node_rank < self.nodes:
             raise LaunchError(f"--node-rank must be in [0, {self.nodes}), got {self.node_rank}")
+        if not self.rdzv_timeout > 0:
+            raise LaunchError(f"--rdzv-timeout must be > 0 seconds, got {self.rdzv_timeout:g}")
         if self.max_restarts < 0:
             raise LaunchError(f"--max-restarts must be >= 0, got {self.max_restarts}")
 

@@ -8,11 +8,12 @@ the SLURM one submitit, k8s torchx), so ``launch --help`` and argument errors ar
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from fulmen.errors import FulmenError, LaunchError
 from fulmen.jobs.spec import CLUSTERS, JobSpec, KubernetesOptions, SlurmOptions
@@ -30,14 +31,68 @@ examples:
   launch --cluster slurm --dry-run train.py      print the sbatch script, submit nothing
   launch --cluster k8s --image repo/img:tag --nodes 2 --gpus 8 train.py
 
+torchrun's spellings work too: --nproc_per_node, --nnodes, --node_rank, --master_addr,
+--master_port, --rdzv-endpoint HOST:PORT, --standalone.
+
 exit codes: 0 success; 75 the ranks were preempted and saved a resume checkpoint (relaunch to
-continue); 2 a usage error; otherwise the first failing rank's exit code (128+N for signal N).
+continue); 69 the other nodes did not join within --rdzv-timeout; 2 a usage error; otherwise the
+first failing rank's exit code (128+N for signal N).
 """
+
+
+class ShortErrorParser(argparse.ArgumentParser):
+    """argparse that answers a mistake in one or two lines instead of the whole usage block.
+
+    An unknown option gets the closest known one ("did you mean --nproc-per-node?"), because
+    the usual cause is a typo or another launcher's spelling. Abbreviations are off: with
+    torchrun's aliases most prefixes would be ambiguous, and a guessed expansion is worse than
+    a suggestion.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\nHINT: `{self.prog} --help` lists the options.\n")
+
+    def reject_unknown(self, extras: Sequence[str]) -> None:
+        """Exit 2 naming the first unknown option (and a close known one), if ``extras`` has one."""
+        unknown = [arg for arg in extras if arg.startswith("-") and arg != "-"]
+        if not unknown and extras:
+            self.error(f"unexpected argument {extras[0]!r} (options go before the script, its arguments after it)")
+        if unknown:
+            flag = unknown[0].split("=", 1)[0]
+            guess = suggest_option(flag, self._option_string_actions)
+            self.error(f"unknown option {flag}" + (f"; did you mean {guess}?" if guess else ""))
+
+
+def suggest_option(flag: str, known: dict[str, argparse.Action]) -> str | None:
+    """The known long option closest to ``flag`` (underscores count as dashes), or None.
+
+    Answers with an action's first spelling, so torchrun's aliases are never suggested over
+    ours.
+    """
+    def norm(option: str) -> str:
+        return option.lstrip("-").replace("_", "-").lower()
+
+    canonical = {norm(option): action.option_strings[0] for option, action in known.items() if option.startswith("--")}
+    word = norm(flag)
+    # A shortened or lengthened name ("--gpu", "--nnode"), then the longest shared start
+    # ("--nprocs" -> nproc-per-node, not nodes), then plain similarity ("--dryrun").
+    close = [name for name in canonical if name.startswith(word) or word.startswith(name)]
+    if not close:
+        shared = {name: len(os.path.commonprefix([name, word])) for name in canonical}
+        best = max(shared.values(), default=0)
+        close = [name for name, length in shared.items() if length == best and best >= 4]
+    if not close:
+        close = difflib.get_close_matches(word, list(canonical), n=1, cutoff=0.6)
+    return canonical[close[0]] if close else None
 
 
 def build_launch_parser(prog: str = "launch") -> argparse.ArgumentParser:
     """The argument parser of ``launch`` (also used by ``fulmen launch``)."""
-    parser = argparse.ArgumentParser(
+    parser = ShortErrorParser(
         prog=prog,
         description="Run a training script as one process, N DDP ranks, or a cluster job.",
         epilog=LAUNCH_EXAMPLES,
@@ -45,13 +100,22 @@ def build_launch_parser(prog: str = "launch") -> argparse.ArgumentParser:
     )
     where = parser.add_argument_group("where and how many")
     where.add_argument("--cluster", choices=CLUSTERS, default="local", help="backend (default: local)")
-    where.add_argument("--nodes", type=int, default=1, help="machines (default: 1)")
+    where.add_argument("--nodes", "--nnodes", type=int, default=1, help="machines (default: 1)")
     where.add_argument("--gpus", type=int, dest="gpus_per_node", metavar="N", help="GPU ranks per node, one per GPU")
-    where.add_argument("--nproc-per-node", type=int, metavar="N", help="ranks per node on any accelerator (CPU here)")
-    where.add_argument("--node-rank", type=int, default=0, help="this machine's node index (local, multi-node)")
-    where.add_argument("--master-addr", help="node 0's address (local, multi-node)")
-    where.add_argument("--master-port", type=int, help="rendezvous port (default: derived per run; MASTER_PORT)")
-    where.add_argument("--max-restarts", type=int, default=0, help="restart the ranks this often after a failure")
+    where.add_argument("--nproc-per-node", "--nproc_per_node", type=int, metavar="N",
+                       help="ranks per node on any accelerator (CPU here)")
+    where.add_argument("--node-rank", "--node_rank", type=int, default=0,
+                       help="this machine's node index (local, multi-node)")
+    where.add_argument("--master-addr", "--master_addr", help="node 0's address (local, multi-node)")
+    where.add_argument("--master-port", "--master_port", type=int,
+                       help="rendezvous port (default: derived per run; MASTER_PORT)")
+    where.add_argument("--rdzv-endpoint", "--rdzv_endpoint", metavar="HOST:PORT",
+                       help="torchrun's spelling of --master-addr HOST --master-port PORT")
+    where.add_argument("--rdzv-timeout", "--rdzv_timeout", type=float, default=JobSpec.rdzv_timeout, metavar="S",
+                       help=f"seconds the nodes wait for each other (default: {JobSpec.rdzv_timeout:g})")
+    where.add_argument("--standalone", action="store_true", help="torchrun's one-node mode (the default here)")
+    where.add_argument("--max-restarts", "--max_restarts", type=int, default=0,
+                       help="restart the ranks this often after a failure")
 
     run = parser.add_argument_group("the run")
     run.add_argument("--name", "--job-name", dest="name", help="job name (default: the script's name)")
@@ -100,7 +164,9 @@ def parse_launch_args(argv: Sequence[str], prog: str = "launch") -> tuple[JobSpe
         module_args = argv[at + 2 :]
         argv = argv[: at + 2]
     parser = build_launch_parser(prog)
-    ns = parser.parse_args(argv)
+    ns, extras = parser.parse_known_args(argv)
+    parser.reject_unknown(extras)
+    master_addr, master_port = _rendezvous_address(ns)
     if ns.module:
         entry, args, is_module = ns.module, list(module_args or []), True
     elif ns.entry:
@@ -116,8 +182,9 @@ def parse_launch_args(argv: Sequence[str], prog: str = "launch") -> tuple[JobSpe
         gpus_per_node=ns.gpus_per_node,
         nproc_per_node=ns.nproc_per_node,
         node_rank=ns.node_rank,
-        master_addr=ns.master_addr,
-        master_port=ns.master_port,
+        master_addr=master_addr,
+        master_port=master_port,
+        rdzv_timeout=ns.rdzv_timeout,
         name=ns.name,
         run_root=ns.run_root,
         run_dir=ns.run_dir,
@@ -140,6 +207,30 @@ def parse_launch_args(argv: Sequence[str], prog: str = "launch") -> tuple[JobSpe
         k8s=KubernetesOptions(image=ns.image, namespace=ns.namespace, queue=ns.queue),
     )
     return spec, ns.dry_run, ns.wait
+
+
+def _rendezvous_address(ns: argparse.Namespace) -> tuple[str | None, int | None]:
+    """(master address, port) from --master-addr/--master-port or torchrun's --rdzv-endpoint."""
+    addr, port = ns.master_addr, ns.master_port
+    if ns.standalone and (ns.nodes > 1 or ns.rdzv_endpoint):
+        raise LaunchError(
+            f"--standalone is torchrun's one-node mode, but --nodes {ns.nodes}"
+            + (f" --rdzv-endpoint {ns.rdzv_endpoint}" if ns.rdzv_endpoint else "") + " was given too.\n"
+            "HINT: drop --standalone (one node needs no rendezvous settings here), or drop the multi-node options."
+        )
+    if ns.rdzv_endpoint:
+        host, sep, port_text = ns.rdzv_endpoint.rpartition(":")
+        if not sep or not host or not port_text.isdigit():
+            raise LaunchError(
+                f"--rdzv-endpoint {ns.rdzv_endpoint!r} is not HOST:PORT.\nHINT: e.g. --rdzv-endpoint node-a:29400"
+            )
+        if (addr is not None and addr != host) or (port is not None and port != int(port_text)):
+            raise LaunchError(
+                f"--rdzv-endpoint {ns.rdzv_endpoint} disagrees with --master-addr {addr} --master-port {port}.\n"
+                "HINT: give one of the two spellings."
+            )
+        addr, port = host, int(port_text)
+    return addr, port
 
 
 def _key_values(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
@@ -166,7 +257,7 @@ def _job_commands() -> Any:
 
 def build_main_parser() -> argparse.ArgumentParser:
     """``fulmen`` with its subcommands (``launch`` is parsed by its own parser)."""
-    parser = argparse.ArgumentParser(
+    parser = ShortErrorParser(
         prog="fulmen",
         description="Launch training runs and look after them.",
         formatter_class=argparse.RawDescriptionHelpFormatter,

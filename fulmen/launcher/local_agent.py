@@ -12,11 +12,9 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from torch.distributed import PrefixStore, TCPStore
 from torch.distributed.elastic.agent.server.api import (
     RunResult,
     WorkerGroup,
@@ -29,80 +27,19 @@ from torch.distributed.elastic.multiprocessing import (
     LogsSpecs,
     SignalException,
 )
-from torch.distributed.elastic.rendezvous import (
-    RendezvousHandler,
-    RendezvousInfo,
-    RendezvousStoreInfo,
-)
 
 from fulmen.jobs import rundir
-from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
+from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE, RENDEZVOUS_TIMEOUT_EXIT_CODE
 from fulmen.jobs.rundir import RESTART_COUNT_VARIABLE
 from fulmen.jobs.spec import JobSpec
 from fulmen.launcher.console import Console, ConsoleRank, ErrorTail
 from fulmen.launcher.process_tree import ExitClock, ProcessTreeMonitor, stop_ranks
+from fulmen.launcher.rendezvous import PerAttemptRendezvous, RendezvousTimeoutError
 from fulmen.jobs.exit_codes import CONFIGURATION_ERROR_EXIT_CODE
 
 KILL_GRACE_S = 2.0  # survivors of a crashed rank: SIGTERM, then SIGKILL after this
 PREEMPT_GRACE_S = 120.0  # ranks that exit 75 first: how long the others get to finish saving
 SHUTDOWN_GRACE_S = 60  # signal to the launcher: how long ranks get to checkpoint and exit
-RENDEZVOUS_TIMEOUT_S = 900
-
-
-class PerAttemptRendezvous(RendezvousHandler):
-    """torchrun's static rendezvous, except that every attempt gets a fresh store on a fresh port.
-
-    With one store for the whole run (torchrun's static backend), the ranks of a restarted
-    group find the previous attempt's keys (gloo addresses of dead processes) and fail to
-    connect; the workers use the store without a per-attempt prefix. A new store per attempt
-    has no stale keys. Node 0 hosts the store; on the other nodes ``port_for_attempt`` must
-    give the same ports (the local backend uses ``master_port + attempt`` there).
-    """
-
-    def __init__(
-        self, master_addr: str, port_for_attempt: Callable[[int], int], node_rank: int, nodes: int, run_id: str
-    ) -> None:
-        self.master_addr = master_addr
-        self._port_for_attempt = port_for_attempt
-        self.node_rank, self.nodes, self.run_id = node_rank, nodes, run_id
-        self._attempt = 0
-
-    def get_backend(self) -> str:
-        return "fulmen-static"
-
-    @property
-    def use_agent_store(self) -> bool:
-        return True
-
-    def next_rendezvous(self) -> RendezvousInfo:
-        port = self._port_for_attempt(self._attempt)
-        self._attempt += 1
-        store = TCPStore(
-            self.master_addr,
-            port,
-            self.nodes,
-            self.node_rank == 0,
-            timedelta(seconds=RENDEZVOUS_TIMEOUT_S),
-            multi_tenant=True,
-        )
-        return RendezvousInfo(
-            PrefixStore(self.run_id, store), self.node_rank, self.nodes, RendezvousStoreInfo(self.master_addr, port)
-        )
-
-    def is_closed(self) -> bool:
-        return False
-
-    def set_closed(self) -> None:
-        pass
-
-    def num_nodes_waiting(self) -> int:
-        return 0
-
-    def get_run_id(self) -> str:
-        return self.run_id
-
-    def shutdown(self) -> bool:
-        return True
 
 
 class RunDirLogs(LogsSpecs):
@@ -266,7 +203,9 @@ def run_agent(
         local_world_size=spec.ranks_per_node,
         entrypoint=command[0],
         args=tuple(command[1:]),
-        rdzv_handler=PerAttemptRendezvous(master_addr, port_for_attempt, spec.node_rank, spec.nodes, rdzv_id),
+        rdzv_handler=PerAttemptRendezvous(
+            master_addr, port_for_attempt, spec.node_rank, spec.nodes, rdzv_id, timeout_s=spec.rdzv_timeout, say=_say
+        ),
         max_restarts=spec.max_restarts,
         monitor_interval=0.1,
     )
@@ -277,6 +216,9 @@ def run_agent(
     result: RunResult | None = None
     try:
         result = agent.run()
+    except RendezvousTimeoutError as exc:
+        _say(f"error: {exc}")
+        return RENDEZVOUS_TIMEOUT_EXIT_CODE  # no rank started; nothing to report or clean
     except SignalException as exc:
         received = exc.sigval
         # Repeats (a second Ctrl-C, SLURM's TERM after USR1) must not abort the checkpointing.
