@@ -29,13 +29,16 @@ from torch.distributed.elastic.multiprocessing import (
 )
 
 from fulmen.jobs import rundir
-from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE, RENDEZVOUS_TIMEOUT_EXIT_CODE
+from fulmen.jobs.exit_codes import (
+    CONFIGURATION_ERROR_EXIT_CODE,
+    PREEMPTED_EXIT_CODE,
+    RENDEZVOUS_TIMEOUT_EXIT_CODE,
+)
 from fulmen.jobs.rundir import RESTART_COUNT_VARIABLE
 from fulmen.jobs.spec import JobSpec
 from fulmen.launcher.console import Console, ConsoleRank, ErrorTail
 from fulmen.launcher.process_tree import ExitClock, ProcessTreeMonitor, stop_ranks
 from fulmen.launcher.rendezvous import PerAttemptRendezvous, RendezvousTimeoutError
-from fulmen.jobs.exit_codes import CONFIGURATION_ERROR_EXIT_CODE
 
 KILL_GRACE_S = 2.0  # survivors of a crashed rank: SIGTERM, then SIGKILL after this
 PREEMPT_GRACE_S = 120.0  # ranks that exit 75 first: how long the others get to finish saving
