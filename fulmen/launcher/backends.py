@@ -9,10 +9,13 @@ needs torch, the SLURM one submitit, the torchx ones torchx, and ``launch --help
 from __future__ import annotations
 
 import importlib
+import shutil
 import sys
+from pathlib import Path
 
 from fulmen.errors import LaunchError
-from fulmen.jobs.backend import Backend
+from fulmen.jobs.backend import Backend, Request, Submitted
+from fulmen.jobs.records import RECORD_FILE
 from fulmen.jobs.spec import JobSpec
 
 #: backend name -> "module:class" of its Backend.
@@ -57,7 +60,27 @@ def launch(spec: JobSpec, *, dry_run: bool = False, wait: bool = False) -> int:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         sys.stdout.flush()
         return 0
-    submitted = backend.submit(request)
+    submitted = submit_or_clean_up(backend, request)
     if submitted.exit_code is not None:
         return submitted.exit_code
     return backend.wait(submitted) if wait else 0
+
+
+def submit_or_clean_up(backend: Backend, request: Request) -> Submitted:
+    """``backend.submit(request)``; if it fails before the job was recorded, remove the run dir it made.
+
+    A submission that sbatch (or torchx, or a missing extra) refuses would otherwise leave a
+    folder with a spec and a code snapshot but no job: ``fulmen list`` cannot show it, and the
+    next look at ``fulmen_runs/`` finds a run that never ran. A run dir that existed before
+    (``--run-dir``, a relaunch) or that holds a job record (the job exists) is kept.
+    """
+    run_dir = Path(request.spec.run_dir) if request.spec.run_dir else None
+    existed = run_dir is not None and run_dir.exists()
+    try:
+        return backend.submit(request)
+    except BaseException:
+        if run_dir is not None and not existed and run_dir.is_dir() and not (run_dir / RECORD_FILE).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+            print(f"fulmen: the submission failed; removed its unfinished run dir {run_dir}",
+                  file=sys.stderr, flush=True)
+        raise

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fulmen.errors import MissingExtraError
 from fulmen.jobs.spec import JobSpec
 
 SUBMITIT_FOLDER = "submitit"
@@ -82,7 +83,10 @@ def submitit_command(python: str | None = None) -> str:
 
 def render_sbatch(spec: JobSpec, run_dir: Path, python: str | None = None) -> str:
     """The sbatch script submitit will write for ``spec`` when the run lives in ``run_dir``."""
-    from submitit.slurm.slurm import _make_sbatch_string
+    try:
+        from submitit.slurm.slurm import _make_sbatch_string
+    except ImportError as exc:  # the same answer as a real submission (submit.make_executor)
+        raise MissingExtraError("submitit", "slurm", "Submitting to SLURM") from exc
 
     folder = submitit_folder(run_dir)
     params = {k: v for k, v in executor_parameters(spec).items()}

@@ -62,6 +62,74 @@ def test_missing_entry_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
     assert exc.value.code == 2 and "give the script" in capsys.readouterr().err
 
 
+def test_torchrun_spellings_give_the_same_spec_as_ours() -> None:
+    ours, _, _ = cli.parse_launch_args(
+        ["--nproc-per-node", "2", "--nodes", "2", "--node-rank", "1", "--master-addr", "h", "--master-port", "29400",
+         "--max-restarts", "1", "t.py"])
+    torchrun, _, _ = cli.parse_launch_args(
+        ["--nproc_per_node", "2", "--nnodes", "2", "--node_rank", "1", "--master_addr", "h", "--master_port", "29400",
+         "--max_restarts", "1", "t.py"])
+    endpoint, _, _ = cli.parse_launch_args(
+        ["--nproc_per_node=2", "--nnodes=2", "--node_rank=1", "--rdzv-endpoint", "h:29400", "--max_restarts=1", "t.py"])
+    assert ours == torchrun == endpoint
+    standalone, _, _ = cli.parse_launch_args(["--standalone", "--nproc_per_node", "2", "t.py"])
+    assert (standalone.nodes, standalone.nproc_per_node, standalone.master_addr) == (1, 2, None)
+
+
+def test_rendezvous_timeout_flag_reaches_the_spec() -> None:
+    assert cli.parse_launch_args(["t.py"])[0].rdzv_timeout == 900
+    assert cli.parse_launch_args(["--rdzv-timeout", "2.5", "t.py"])[0].rdzv_timeout == 2.5
+    with pytest.raises(LaunchError, match="must be > 0"):
+        cli.parse_launch_args(["--rdzv-timeout", "0", "t.py"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--rdzv-endpoint", "h", "t.py"], "is not HOST:PORT"),
+        (["--rdzv_endpoint", "h:1", "--master-addr", "other", "t.py"], "disagrees with --master-addr other"),
+        (["--standalone", "--nnodes", "2", "t.py"], "--standalone is torchrun's one-node mode"),
+    ],
+)
+def test_contradicting_rendezvous_spellings_are_refused(argv: list[str], message: str) -> None:
+    with pytest.raises(LaunchError, match=message):
+        cli.parse_launch_args(argv)
+
+
+@pytest.mark.parametrize(
+    ("flag", "suggested"),
+    [("--nprocs", "--nproc-per-node"), ("--gpu", "--gpus"), ("--partiton", "--partition"),
+     ("--dryrun", "--dry-run"), ("--max-restart=2", "--max-restarts"), ("--nproc_per_nodes", "--nproc-per-node")],
+)
+def test_unknown_option_is_answered_with_a_close_one_in_two_lines(
+    flag: str, suggested: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.parse_launch_args([flag, "2", "t.py"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.splitlines() == [
+        f"launch: error: unknown option {flag.split('=')[0]}; did you mean {suggested}?",
+        "HINT: `launch --help` lists the options.",
+    ]
+
+
+def test_unknown_option_without_a_close_one_and_bad_values_stay_short(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--frobnicate", "t.py"], ["--nodes", "two", "t.py"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.parse_launch_args(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and len(err.splitlines()) == 2 and "usage:" not in err
+    with pytest.raises(SystemExit):
+        cli.parse_launch_args(["--frobnicate", "t.py"])
+    assert "unknown option --frobnicate\n" in capsys.readouterr().err
+
+
+def test_options_after_the_script_still_belong_to_the_script() -> None:
+    spec, _, _ = cli.parse_launch_args(["t.py", "--nprocs", "4", "--nnodes", "3"])
+    assert spec.args == ("--nprocs", "4", "--nnodes", "3") and spec.nodes == 1
+
+
 def test_dispatches_to_the_cluster_backend(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI finds the backend by cluster name; --dry-run prints the request, a run submits that request."""
     seen: list[tuple[str, object]] = []
@@ -141,70 +209,3 @@ def test_help_has_examples_and_is_fast(subprocess_env: dict[str, str]) -> None:
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           env=subprocess_env, timeout=60).stdout.strip() == "False"
 
-
-def test_torchrun_spellings_give_the_same_spec_as_ours() -> None:
-    ours, _, _ = cli.parse_launch_args(
-        ["--nproc-per-node", "2", "--nodes", "2", "--node-rank", "1", "--master-addr", "h", "--master-port", "29400",
-         "--max-restarts", "1", "t.py"])
-    torchrun, _, _ = cli.parse_launch_args(
-        ["--nproc_per_node", "2", "--nnodes", "2", "--node_rank", "1", "--master_addr", "h", "--master_port", "29400",
-         "--max_restarts", "1", "t.py"])
-    endpoint, _, _ = cli.parse_launch_args(
-        ["--nproc_per_node=2", "--nnodes=2", "--node_rank=1", "--rdzv-endpoint", "h:29400", "--max_restarts=1", "t.py"])
-    assert ours == torchrun == endpoint
-    standalone, _, _ = cli.parse_launch_args(["--standalone", "--nproc_per_node", "2", "t.py"])
-    assert (standalone.nodes, standalone.nproc_per_node, standalone.master_addr) == (1, 2, None)
-
-
-def test_rendezvous_timeout_flag_reaches_the_spec() -> None:
-    assert cli.parse_launch_args(["t.py"])[0].rdzv_timeout == 900
-    assert cli.parse_launch_args(["--rdzv-timeout", "2.5", "t.py"])[0].rdzv_timeout == 2.5
-    with pytest.raises(LaunchError, match="must be > 0"):
-        cli.parse_launch_args(["--rdzv-timeout", "0", "t.py"])
-
-
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["--rdzv-endpoint", "h", "t.py"], "is not HOST:PORT"),
-        (["--rdzv_endpoint", "h:1", "--master-addr", "other", "t.py"], "disagrees with --master-addr other"),
-        (["--standalone", "--nnodes", "2", "t.py"], "--standalone is torchrun's one-node mode"),
-    ],
-)
-def test_contradicting_rendezvous_spellings_are_refused(argv: list[str], message: str) -> None:
-    with pytest.raises(LaunchError, match=message):
-        cli.parse_launch_args(argv)
-
-
-@pytest.mark.parametrize(
-    ("flag", "suggested"),
-    [("--nprocs", "--nproc-per-node"), ("--gpu", "--gpus"), ("--partiton", "--partition"),
-     ("--dryrun", "--dry-run"), ("--max-restart=2", "--max-restarts"), ("--nproc_per_nodes", "--nproc-per-node")],
-)
-def test_unknown_option_is_answered_with_a_close_one_in_two_lines(
-    flag: str, suggested: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli.parse_launch_args([flag, "2", "t.py"])
-    err = capsys.readouterr().err
-    assert exc.value.code == 2
-    assert err.splitlines() == [
-        f"launch: error: unknown option {flag.split('=')[0]}; did you mean {suggested}?",
-        "HINT: `launch --help` lists the options.",
-    ]
-
-
-def test_unknown_option_without_a_close_one_and_bad_values_stay_short(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["--frobnicate", "t.py"], ["--nodes", "two", "t.py"]):
-        with pytest.raises(SystemExit) as exc:
-            cli.parse_launch_args(argv)
-        err = capsys.readouterr().err
-        assert exc.value.code == 2 and len(err.splitlines()) == 2 and "usage:" not in err
-    with pytest.raises(SystemExit):
-        cli.parse_launch_args(["--frobnicate", "t.py"])
-    assert "unknown option --frobnicate\n" in capsys.readouterr().err
-
-
-def test_options_after_the_script_still_belong_to_the_script() -> None:
-    spec, _, _ = cli.parse_launch_args(["t.py", "--nprocs", "4", "--nnodes", "3"])
-    assert spec.args == ("--nprocs", "4", "--nnodes", "3") and spec.nodes == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,30 @@ BIG = JobSpec(
         extra=(("mail-type", "END"), ("hint", "nomultithread")),
     ),
 )
+
+
+def test_dry_run_without_submitit_names_the_extra_to_install(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """submitit hidden from the import system: the same clean error as a real submission, no traceback."""
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    hide = (
+        "import sys\n"
+        "class HideSubmitit:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'submitit':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, HideSubmitit())\n"
+        "from fulmen.launcher.cli import launch_main\n"
+        "sys.exit(launch_main(sys.argv[1:]))\n"
+    )
+    for extra in (["--dry-run"], []):
+        proc = subprocess.run([sys.executable, "-c", hide, "--cluster", "slurm", *extra, "train.py"], cwd=tmp_path,
+                              env=subprocess_env, capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == (
+            "error: Submitting to SLURM needs the 'submitit' package, which is not installed.\n"
+            "HINT: pip install 'fulmen[slurm]'\n"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.py"]  # no run dir
 
 
 def test_render_sbatch_pins_every_option() -> None:

@@ -88,6 +88,18 @@ def test_wrong_input_fails_at_submit_time(project: Path, job_env: dict[str, str]
     assert not (project / "fulmen_runs").exists()
 
 
+def test_a_submission_sbatch_refuses_leaves_no_run_dir(project: Path, job_env: dict[str, str]) -> None:
+    (project / "t.py").write_text("print('never runs')\n")
+    proc = fulmen_cli(["launch", "--cluster", "slurm", "--constraint", "no-such-feature", "--time", "2", "t.py"],
+                      job_env, project, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "sbatch refused the job" in proc.stderr and "Invalid feature specification" in proc.stderr
+    assert "removed its unfinished run dir" in proc.stderr and "Traceback" not in proc.stderr
+    assert list((project / "fulmen_runs").iterdir()) == []  # no spec, snapshot or submitit folder left
+    listed = fulmen_cli(["list"], job_env, project, timeout=60)
+    assert listed.returncode == 0 and "no jobs" in listed.stdout + listed.stderr
+
+
 def test_missing_script_fails_at_submit_time(project: Path, job_env: dict[str, str]) -> None:
     proc = fulmen_cli(["launch", "--cluster", "slurm", "nope.py"], job_env, project, timeout=60)
     assert proc.returncode != 0 and "'nope.py' does not exist" in proc.stderr
