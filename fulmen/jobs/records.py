@@ -36,6 +36,7 @@ class JobRecord:
     submit_time: float
     spec: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific facts
+    launch_dir: str = ""  # where `launch` was called ("" in records written before it was kept)
 
     @property
     def path(self) -> Path:
@@ -47,7 +48,17 @@ class JobRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobRecord:
         known = {k: data[k] for k in ("job_id", "backend", "run_dir", "name", "submit_time") if k in data}
-        return cls(**known, spec=data.get("spec", {}), extra=data.get("extra", {}))
+        return cls(**known, spec=data.get("spec", {}), extra=data.get("extra", {}),
+                   launch_dir=data.get("launch_dir", ""))
+
+    def launched_under(self, directory: Path) -> bool:
+        """Whether this job was launched in ``directory`` or below it, or keeps its run dir there.
+
+        The run dir counts too, so that records written before ``launch_dir`` was kept (their
+        run dirs default to ``<launch dir>/fulmen_runs/...``) and ``cd fulmen_runs`` still find them.
+        """
+        places = [Path(self.run_dir)] + ([Path(self.launch_dir)] if self.launch_dir else [])
+        return any(_within(place, directory) for place in places)
 
 
 def index_path() -> Path:
@@ -70,7 +81,8 @@ def write_record(record: JobRecord) -> Path:
 
 
 def new_record(job_id: str, backend: str, run_dir: Path, name: str, spec: dict[str, Any], **extra: Any) -> JobRecord:
-    return JobRecord(job_id, backend, str(run_dir), name, time.time(), spec, dict(extra))
+    """A record of a job submitted now, from the current directory."""
+    return JobRecord(job_id, backend, str(run_dir), name, time.time(), spec, dict(extra), launch_dir=os.getcwd())
 
 
 def read_record(run_dir: Path) -> JobRecord:
@@ -123,10 +135,19 @@ def find_record(job: str) -> JobRecord:
     return matches[-1]
 
 
-def latest_record() -> JobRecord | None:
-    """The most recently submitted job, or None when there is no record."""
-    records = all_records()
+def records_under(directory: Path) -> list[JobRecord]:
+    """The recorded jobs launched from ``directory``'s tree (``JobRecord.launched_under``), oldest first."""
+    return [record for record in all_records() if record.launched_under(directory)]
+
+
+def latest_record(under: Path | None = None) -> JobRecord | None:
+    """The most recently submitted job (launched under ``under`` when given), or None."""
+    records = all_records() if under is None else records_under(under)
     return records[-1] if records else None
+
+
+def _within(path: Path, directory: Path) -> bool:
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(directory))
 
 
 def pid_alive(pid: int) -> bool:

@@ -265,15 +265,18 @@ def build_main_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("launch", help="run a script (same as the `launch` command)", add_help=False)
-    status = sub.add_parser("status", help="state of a job (default: the latest)")
+    status = sub.add_parser("status", help="state of a job (default: the latest launched under this folder)")
     status.add_argument("job", nargs="?", help="job id, run name or run directory")
     logs = sub.add_parser("logs", help="print a rank's log")
-    logs.add_argument("job")
+    logs.add_argument("job", nargs="?", help="job id, run name or run directory (default: the latest here)")
     logs.add_argument("--rank", type=int, default=None, help="global rank (default 0)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     cancel = sub.add_parser("cancel", help="cancel a job")
-    cancel.add_argument("job")
-    sub.add_parser("list", help="list recorded jobs")
+    cancel.add_argument("job", nargs="?", help="job id, run name or run directory (default: the latest here)")
+    listing = sub.add_parser("list", help="list the jobs launched under this folder")
+    for command in (status, logs, cancel, listing):
+        command.add_argument("--all", dest="all_jobs", action="store_true",
+                             help="every recorded job, not only those launched under the current folder")
     return parser
 
 
@@ -285,12 +288,12 @@ def run_main(argv: Sequence[str]) -> int:
     ns = build_main_parser().parse_args(argv)
     commands = _job_commands()
     if ns.command == "status":
-        return int(commands.status(ns.job))
+        return int(commands.status(ns.job, all_jobs=ns.all_jobs))
     if ns.command == "logs":
-        return int(commands.logs(ns.job, rank=ns.rank, follow=ns.follow))
+        return int(commands.logs(ns.job, rank=ns.rank, follow=ns.follow, all_jobs=ns.all_jobs))
     if ns.command == "cancel":
-        return int(commands.cancel(ns.job))
-    return int(commands.list_jobs())
+        return int(commands.cancel(ns.job, all_jobs=ns.all_jobs))
+    return int(commands.list_jobs(all_jobs=ns.all_jobs))
 
 
 def _entry_point(body: Callable[[Sequence[str]], int], argv: Sequence[str] | None) -> int:

@@ -3,14 +3,18 @@
 Each function prints to stdout (errors to stderr) and returns the command's exit code, so
 ``fulmen/launcher/cli.py`` only parses argv and calls one of:
 
-- ``status(job: str | None) -> int``: scheduler state of JOB (default: the latest job);
+- ``status(job: str | None) -> int``: scheduler state of JOB;
   exit 0 when the state is known, 1 when the job is not found.
-- ``logs(job: str, rank: int | None = None, follow: bool = False) -> int``: print rank N's
+- ``logs(job: str | None, rank: int | None = None, follow: bool = False) -> int``: print rank N's
   log (default rank 0); ``follow`` keeps printing until the job ends (``tail -F``).
-- ``cancel(job: str) -> int``: cancel the job (``scancel`` for SLURM).
+- ``cancel(job: str | None) -> int``: cancel the job (``scancel`` for SLURM).
 - ``list_jobs() -> int``: one line per recorded job: id, backend, state, name, run dir.
 
-JOB is a job id, a run name or a run-directory path (see ``fulmen.jobs.records``). Everything
+JOB is a job id, a run name or a run-directory path (see ``fulmen.jobs.records``), looked up
+among all recorded jobs. Without a JOB, a command takes the latest job launched from the current
+directory tree and says which one it took (the per-user records hold every project's jobs, and
+"the latest" of all of them is usually another project's); ``all_jobs=True`` (``--all``) widens
+that, and ``list_jobs`` alike, to every recorded job. Everything
 about a job's state, log and cancellation comes from its backend, looked up by the record's
 ``backend`` name (``fulmen.launcher.backends.backend_for``): for SLURM that is sacct (squeue
 when accounting is off), for torchx jobs torchx's runner, for local runs the record itself.
@@ -20,10 +24,38 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
-from fulmen.errors import FulmenError
+from fulmen.errors import FulmenError, LaunchError
 from fulmen.jobs.records import JobRecord, all_records, find_record, latest_record
 from fulmen.launcher.backends import backend_for
+
+ALL_HINT = "fulmen list --all for others"
+
+
+def pick_record(job: str | None, *, all_jobs: bool = False) -> JobRecord:
+    """JOB's record; without JOB the latest job launched under the current directory (all: of all).
+
+    Says on stderr which job it took, since the user did not name it. LaunchError when there is
+    none, naming how many jobs live elsewhere.
+    """
+    if job:
+        return find_record(job)
+    here = Path.cwd()
+    record = latest_record(None if all_jobs else here)
+    if record is None:
+        if all_jobs:
+            raise LaunchError("no jobs recorded yet (submit one with `launch`).")
+        elsewhere = len(all_records())
+        raise LaunchError(
+            f"no jobs launched under {here}"
+            + (f" ({elsewhere} elsewhere: fulmen list --all)." if elsewhere else " (submit one with `launch`).")
+            + "\nHINT: name the job (job id, run name or run dir), run from the folder you launched it in, "
+            "or pass --all."
+        )
+    where = "of all recorded jobs" if all_jobs else f"launched under {here}"
+    print(f"latest job {where}: {record.job_id} ({ALL_HINT})", file=sys.stderr, flush=True)
+    return record
 
 
 def job_state(record: JobRecord) -> str:
@@ -34,15 +66,12 @@ def job_state(record: JobRecord) -> str:
         return "UNKNOWN"
 
 
-def status(job: str | None = None) -> int:
+def status(job: str | None = None, *, all_jobs: bool = False) -> int:
     """Print one job's state, restarts, nodes and run directory."""
     try:
-        record = find_record(job) if job else latest_record()
+        record = pick_record(job, all_jobs=all_jobs)
     except FulmenError as exc:
         print(f"fulmen status: {exc}", file=sys.stderr)
-        return 1
-    if record is None:
-        print("fulmen status: no jobs recorded yet (submit one with `launch`).", file=sys.stderr)
         return 1
     lines = [f"job {record.job_id} ({record.backend}) {record.name}"]
     try:
@@ -57,10 +86,10 @@ def status(job: str | None = None) -> int:
     return 0
 
 
-def logs(job: str, rank: int | None = None, follow: bool = False) -> int:
+def logs(job: str | None = None, rank: int | None = None, follow: bool = False, *, all_jobs: bool = False) -> int:
     """Print rank ``rank``'s log of ``job`` (all attempts, oldest first); ``follow`` tails it."""
     try:
-        record = find_record(job)
+        record = pick_record(job, all_jobs=all_jobs)
     except FulmenError as exc:
         print(f"fulmen logs: {exc}", file=sys.stderr)
         return 1
@@ -80,10 +109,10 @@ def logs(job: str, rank: int | None = None, follow: bool = False) -> int:
     return 0
 
 
-def cancel(job: str) -> int:
+def cancel(job: str | None = None, *, all_jobs: bool = False) -> int:
     """Cancel ``job``; exit 0 when the scheduler accepted the request."""
     try:
-        record = find_record(job)
+        record = pick_record(job, all_jobs=all_jobs)
         backend_for(record.backend).cancel(record)
     except FulmenError as exc:
         print(f"fulmen cancel: {exc}", file=sys.stderr)
@@ -92,12 +121,20 @@ def cancel(job: str) -> int:
     return 0
 
 
-def list_jobs() -> int:
-    """One line per recorded job, oldest first."""
-    records = all_records()
+def list_jobs(*, all_jobs: bool = False) -> int:
+    """One line per job launched under the current directory (``all_jobs``: every recorded job), oldest first."""
+    here, everything = Path.cwd(), all_records()
+    records = everything if all_jobs else [record for record in everything if record.launched_under(here)]
     if not records:
-        print("no jobs recorded yet (submit one with `launch`).")
+        elsewhere = len(everything) - len(records)
+        if elsewhere:
+            print(f"no jobs launched under {here}; {elsewhere} elsewhere (fulmen list --all).")
+        else:
+            print("no jobs recorded yet (submit one with `launch`).")
         return 0
+    if not all_jobs:
+        others = len(everything) - len(records)
+        print(f"jobs launched under {here}" + (f" ({others} elsewhere: fulmen list --all)" if others else "") + ":")
     rows = [("JOB", "BACKEND", "STATE", "NAME", "SUBMITTED", "RUN DIR")]
     for record in records:
         submitted = time.strftime("%m-%d %H:%M", time.localtime(record.submit_time))

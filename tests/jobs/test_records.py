@@ -58,3 +58,29 @@ def test_deleted_run_dirs_and_torn_index_lines_are_skipped(tmp_path: Path) -> No
 
 def test_no_records() -> None:
     assert records.all_records() == [] and records.latest_record() is None
+
+
+def test_a_record_keeps_where_it_was_launched_and_is_found_under_that_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project, other = tmp_path / "project", tmp_path / "other"
+    (project / "scripts").mkdir(parents=True)
+    other.mkdir()
+    monkeypatch.chdir(project / "scripts")
+    run_dir = tmp_path / "scratch" / "run-1"  # a --run-root outside the project
+    run_dir.mkdir(parents=True)
+    record = records.new_record("7", "slurm", run_dir, "t", {})
+    records.write_record(record)
+    assert record.launch_dir == str(project / "scripts")
+    assert records.read_record(run_dir).launch_dir == record.launch_dir
+    assert records.records_under(project) == [record] and records.latest_record(project) == record
+    assert records.records_under(project / "scripts") == [record]
+    assert records.records_under(other) == [] and records.latest_record(other) is None
+    assert records.records_under(tmp_path / "scratch") == [record]  # where its run dir lives counts too
+    assert not record.launched_under(tmp_path / "proj")  # a name prefix is not a parent folder
+
+
+def test_records_from_before_launch_dir_are_placed_by_their_run_dir(tmp_path: Path) -> None:
+    old = record_in(tmp_path, "12", "train", 100.0)  # no launch_dir, as older fulmen wrote them
+    assert old.launch_dir == "" and records.read_record(Path(old.run_dir)).launch_dir == ""
+    assert records.records_under(tmp_path) == [old] and records.records_under(tmp_path / "elsewhere") == []

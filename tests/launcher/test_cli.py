@@ -186,19 +186,25 @@ def test_gpus_beyond_this_machine_suggests_nproc_per_node(tmp_path: Path, capsys
 def test_job_commands_are_wired(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, tuple[object, ...]]] = []
     fake = types.SimpleNamespace(
-        status=lambda job: calls.append(("status", (job,))) or 0,
-        logs=lambda job, rank=None, follow=False: calls.append(("logs", (job, rank, follow))) or 0,
-        cancel=lambda job: calls.append(("cancel", (job,))) or 0,
-        list_jobs=lambda: calls.append(("list", ())) or 3,
+        status=lambda job, all_jobs: calls.append(("status", (job, all_jobs))) or 0,
+        logs=lambda job, rank=None, follow=False, all_jobs=False: calls.append(("logs", (job, rank, follow, all_jobs)))
+        or 0,
+        cancel=lambda job, all_jobs: calls.append(("cancel", (job, all_jobs))) or 0,
+        list_jobs=lambda all_jobs: calls.append(("list", (all_jobs,))) or 3,
     )
     monkeypatch.setattr(cli, "_job_commands", lambda: fake)
     assert cli.main(["status"]) == 0
     assert cli.main(["status", "123"]) == 0
+    assert cli.main(["status", "--all"]) == 0
     assert cli.main(["logs", "123", "--rank", "1", "--follow"]) == 0
+    assert cli.main(["logs", "--all"]) == 0
     assert cli.main(["cancel", "123"]) == 0
+    assert cli.main(["cancel"]) == 0
     assert cli.main(["list"]) == 3
-    assert calls == [("status", (None,)), ("status", ("123",)), ("logs", ("123", 1, True)),
-                     ("cancel", ("123",)), ("list", ())]
+    assert cli.main(["list", "--all"]) == 3
+    assert calls == [("status", (None, False)), ("status", ("123", False)), ("status", (None, True)),
+                     ("logs", ("123", 1, True, False)), ("logs", (None, None, False, True)),
+                     ("cancel", ("123", False)), ("cancel", (None, False)), ("list", (False,)), ("list", (True,))]
 
 
 def test_help_has_examples_and_is_fast(subprocess_env: dict[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,14 @@ def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return run
 
 
-def test_status_reports_state_restarts_and_run_dir(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_reports_state_restarts_and_run_dir(
+    run_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert job_commands.status("21") == 0
     out = capsys.readouterr().out
     assert "state: COMPLETED  (from sacct)" in out and "restarts: 1" in out and f"run dir: {run_dir}" in out
-    assert job_commands.status(None) == 0  # the latest job
+    monkeypatch.chdir(run_dir.parent)
+    assert job_commands.status(None) == 0  # the latest job launched here
     assert job_commands.status("nope") == 1
 
 
@@ -62,7 +66,7 @@ def test_cancel_calls_scancel(run_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_list_shows_one_line_per_job(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert job_commands.list_jobs() == 0
+    assert job_commands.list_jobs(all_jobs=True) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:4] == ["JOB", "BACKEND", "STATE", "NAME"]
     assert lines[1].split()[:4] == ["21", "slurm", "COMPLETED", "train"]
@@ -132,3 +136,70 @@ def test_a_local_run_whose_launcher_died_is_lost_not_running(tmp_path, monkeypat
     assert job_state(alive) == "RUNNING"
     assert job_state(elsewhere) == "RUNNING"  # another host's launcher cannot be checked from here
     assert job_state(finished) == "COMPLETED"
+
+
+@pytest.fixture
+def two_projects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """Jobs launched from two project folders (ours older than theirs), the SLURM states faked."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(commands, "job_state", lambda j: JobState(j, "RUNNING", source="sacct"))
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    for project, job_id, when in ((ours, "31", 1.0), (ours / "sub", "32", 2.0), (theirs, "41", 3.0)):
+        run = project / "fulmen_runs" / f"train-{job_id}"
+        (run / "logs").mkdir(parents=True)
+        (run / "logs" / "rank_0.log").write_text(f"log of {job_id}\n")
+        monkeypatch.chdir(project)
+        record = records.new_record(job_id, "slurm", run, "train", {}, num_tasks=1)
+        records.write_record(dataclasses.replace(record, submit_time=when))
+    return ours, theirs
+
+
+def test_without_a_job_the_commands_take_the_latest_launched_under_this_folder(
+    two_projects: tuple[Path, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours, theirs = two_projects
+    monkeypatch.chdir(ours)
+    assert job_commands.status() == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("job 32 (slurm) train\n")  # not 41, the newer job of the other project
+    assert captured.err == f"latest job launched under {ours}: 32 (fulmen list --all for others)\n"
+    assert job_commands.logs() == 0
+    assert capsys.readouterr().out == "log of 32\n"
+    cancelled: list[str] = []
+    monkeypatch.setattr(commands, "cancel", lambda job_id, **kw: cancelled.append(job_id))
+    assert job_commands.cancel() == 0 and cancelled == ["32"]
+    assert job_commands.status(all_jobs=True) == 0
+    captured = capsys.readouterr()
+    assert "job 41 (slurm)" in captured.out and "latest job of all recorded jobs: 41" in captured.err
+    monkeypatch.chdir(ours / "sub")
+    assert job_commands.status() == 0 and "job 32 " in capsys.readouterr().out
+    assert job_commands.status("41") == 0  # a named job is found wherever it was launched
+    assert "job 41 " in capsys.readouterr().out
+
+
+def test_list_shows_this_folders_jobs_and_counts_the_others(
+    two_projects: tuple[Path, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours, theirs = two_projects
+    monkeypatch.chdir(ours)
+    assert job_commands.list_jobs() == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"jobs launched under {ours} (1 elsewhere: fulmen list --all):"
+    assert [line.split()[0] for line in lines[2:]] == ["31", "32"]
+    assert job_commands.list_jobs(all_jobs=True) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["31", "32", "41"]
+
+
+def test_a_folder_without_jobs_says_where_the_others_are(
+    two_projects: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    assert job_commands.status() == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"fulmen status: no jobs launched under {empty} (3 elsewhere: fulmen list --all).\nHINT:")
+    assert job_commands.logs() == 1 and job_commands.cancel() == 1
+    capsys.readouterr()
+    assert job_commands.list_jobs() == 0
+    assert capsys.readouterr().out == f"no jobs launched under {empty}; 3 elsewhere (fulmen list --all).\n"
