@@ -157,7 +157,7 @@ def two_projects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path,
 def test_without_a_job_the_commands_take_the_latest_launched_under_this_folder(
     two_projects: tuple[Path, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ours, theirs = two_projects
+    ours, _ = two_projects
     monkeypatch.chdir(ours)
     assert job_commands.status() == 0
     captured = capsys.readouterr()
@@ -180,7 +180,7 @@ def test_without_a_job_the_commands_take_the_latest_launched_under_this_folder(
 def test_list_shows_this_folders_jobs_and_counts_the_others(
     two_projects: tuple[Path, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ours, theirs = two_projects
+    ours, _ = two_projects
     monkeypatch.chdir(ours)
     assert job_commands.list_jobs() == 0
     lines = capsys.readouterr().out.splitlines()
