@@ -117,14 +117,11 @@ class CSVLogger(VersionedFolderLogger):
     """Log to ``save_dir/name/version_N/metrics.csv`` (and ``hparams.yaml``), like Lightning's CSVLogger.
 
     Args:
-        save_dir: root folder of all experiments.
-        name: experiment folder under ``save_dir`` (``""`` or None: write straight into ``save_dir``).
-        version: int -> ``version_<int>``; str -> that folder name; None -> next free ``version_N``.
+        save_dir, name, version: where ``metrics.csv`` goes, ``save_dir/name/version_N`` (see
+            ``VersionedFolderLogger``: None picks the next free ``version_N``).
         prefix: prepended to every metric name, joined with ``-``.
         flush_logs_every_n_steps: write buffered rows to disk when ``(step + 1)`` is a multiple of this.
     """
-
-    LOGGER_JOIN_CHAR = "-"
 
     def __init__(
         self,

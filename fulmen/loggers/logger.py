@@ -172,6 +172,8 @@ class VersionedFolderLogger(Logger):
         version: int -> ``version_<int>``; str -> that folder name; None -> next free ``version_N``.
     """
 
+    LOGGER_JOIN_CHAR = "-"  # between ``prefix`` and a metric name, as in Lightning's file loggers
+
     def __init__(self, save_dir: str | os.PathLike[str], name: str | None, version: int | str | None) -> None:
         super().__init__()
         self._save_dir = os.fspath(save_dir)

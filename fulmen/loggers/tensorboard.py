@@ -27,9 +27,8 @@ class TensorBoardLogger(VersionedFolderLogger):
     """Log to ``save_dir/name/version/sub_dir`` in TensorBoard's format.
 
     Args:
-        save_dir: root folder of all experiments.
-        name: experiment folder under ``save_dir`` (``""`` or None: write straight into ``save_dir``).
-        version: int -> ``version_<int>``; str -> that folder name; None -> next free ``version_N``.
+        save_dir, name, version: the folder ``save_dir/name/version_N`` (``VersionedFolderLogger``;
+            a str version is the folder name itself).
         log_graph: add the model graph (needs ``example_input_array``) when the Trainer starts.
         default_hp_metric: log ``hp_metric = -1`` with the hyperparameters so the HParams tab
             shows the run even when no metric is passed to ``log_hyperparams``.
@@ -39,7 +38,6 @@ class TensorBoardLogger(VersionedFolderLogger):
     """
 
     NAME_HPARAMS_FILE = "hparams.yaml"
-    LOGGER_JOIN_CHAR = "-"
 
     def __init__(
         self,
