@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulmen.callbacks.checkpoint_paths import link_atomic
 from fulmen.callbacks.checkpoint_schedule import broadcast
 from fulmen.loggers.logger import Logger
 from fulmen.runtime.checkpoint_saver import after_pending_saves, exists_after_pending_saves, wait_for_pending_saves
 
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.runtime.trainer import Trainer
 
-def exists_on_rank_zero(trainer: Any, filepath: str | os.PathLike[str]) -> bool:
+
+def exists_on_rank_zero(trainer: Trainer, filepath: str | os.PathLike[str]) -> bool:
     """Whether ``filepath`` exists once pending saves are done, as rank 0 sees it."""
     return bool(broadcast(trainer, exists_after_pending_saves(filepath)))
 
@@ -46,13 +49,13 @@ def is_removable(previous: str, current: str, dirpath: str | None, resumed: str 
     return Path(dirpath).absolute() in previous_abs.parents
 
 
-def remove_checkpoint(trainer: Any, filepath: str) -> None:
+def remove_checkpoint(trainer: Trainer, filepath: str) -> None:
     """Delete ``filepath`` (rank 0) once the file that replaces it is in place."""
     if getattr(trainer, "is_global_zero", True):
         after_pending_saves(lambda: _remove_if_present(filepath), f"deleting {filepath!r}", filepath, False)
 
 
-def link_checkpoint(trainer: Any, filepath: str, linkpath: str) -> None:
+def link_checkpoint(trainer: Trainer, filepath: str, linkpath: str) -> None:
     """Point the symlink ``linkpath`` at ``filepath`` (rank 0, behind its save); then all ranks meet."""
     if getattr(trainer, "is_global_zero", True):
         after_pending_saves(
@@ -63,7 +66,7 @@ def link_checkpoint(trainer: Any, filepath: str, linkpath: str) -> None:
         strategy.barrier()
 
 
-def notify_loggers(trainer: Any, checkpoint_callback: Any) -> None:
+def notify_loggers(trainer: Trainer, checkpoint_callback: Any) -> None:
     """Call every logger's ``after_save_checkpoint`` (rank 0), as Lightning does after each save.
 
     Only a logger that overrides the hook waits for pending saves first: the base class's hook

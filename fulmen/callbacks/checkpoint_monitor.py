@@ -6,7 +6,7 @@ of the monitored score, so both are read through ``monitor_candidates``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -14,8 +14,11 @@ from torch import Tensor
 from fulmen.errors import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.runtime.trainer import Trainer
 
-def monitor_candidates(trainer: Any) -> dict[str, Any]:
+
+def monitor_candidates(trainer: Trainer) -> dict[str, Any]:
     """``trainer.callback_metrics`` with integer ``epoch`` and ``step`` (logged ones, else the trainer's)."""
     candidates = dict(trainer.callback_metrics)
     # self.log("epoch", 3) arrives as a float tensor: names want integers

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.runtime.trainer import Trainer
 
 
 def interpolate_filename(
@@ -44,7 +47,7 @@ def interpolate_filename(
     return filename
 
 
-def default_checkpoint_dir(trainer: Any) -> str:
+def default_checkpoint_dir(trainer: Trainer) -> str:
     """``<save_dir>/<name>/version_N/checkpoints`` of the first logger, else ``<default_root_dir>/checkpoints``."""
     loggers = getattr(trainer, "loggers", None) or []
     if loggers:

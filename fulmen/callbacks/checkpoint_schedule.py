@@ -6,28 +6,31 @@ any object that has them (tests use small fakes).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.runtime.trainer import Trainer
 
 
-def trainer_fn(trainer: Any) -> str:
+def trainer_fn(trainer: Trainer) -> str:
     """What the trainer is running: "fit", "validate", "test" or "predict"."""
     fn = getattr(getattr(trainer, "state", None), "fn", "fit")
     return str(getattr(fn, "value", fn))
 
 
-def broadcast(trainer: Any, obj: Any) -> Any:
+def broadcast(trainer: Trainer, obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank (ranks' clocks and file views differ)."""
     strategy = getattr(trainer, "strategy", None)
     return strategy.broadcast(obj) if strategy is not None else obj
 
 
-def agree(trainer: Any, decision: bool) -> bool:
+def agree(trainer: Trainer, decision: bool) -> bool:
     """True only if every rank decided True, so all ranks keep the same bookkeeping."""
     strategy = getattr(trainer, "strategy", None)
     return strategy.reduce_boolean_decision(decision) if strategy is not None else decision
 
 
-def skips_saving(trainer: Any, last_step_saved: int) -> bool:
+def skips_saving(trainer: Trainer, last_step_saved: int) -> bool:
     """No checkpoint with fast_dev_run, outside fit, during the sanity check, or twice per step."""
     return (
         bool(getattr(trainer, "fast_dev_run", False))
@@ -37,7 +40,7 @@ def skips_saving(trainer: Any, last_step_saved: int) -> bool:
     )
 
 
-def validation_once_per_epoch_end(trainer: Any) -> bool:
+def validation_once_per_epoch_end(trainer: Trainer) -> bool:
     """Whether validation (if any) runs exactly once, at the end of every training epoch.
 
     Then end-of-epoch checks can run at train epoch end; otherwise they belong after each
@@ -53,7 +56,7 @@ def validation_once_per_epoch_end(trainer: Any) -> bool:
     return getattr(trainer, "val_check_interval", 1.0) == 1.0
 
 
-def validation_follows(trainer: Any) -> bool:
+def validation_follows(trainer: Trainer) -> bool:
     """Whether the batch that just ended is the epoch's last and validation runs right after it."""
     fit_loop = getattr(trainer, "fit_loop", None)
     num_batches = getattr(trainer, "num_training_batches", float("inf"))
@@ -66,7 +69,7 @@ def validation_follows(trainer: Any) -> bool:
     return bool(num_val_batches) and (every is None or (trainer.current_epoch + 1) % every == 0)
 
 
-def saves_on_exception(trainer: Any, last_step_saved: int) -> bool:
+def saves_on_exception(trainer: Trainer, last_step_saved: int) -> bool:
     """An exception checkpoint: not with fast_dev_run, in the sanity check, or twice per step."""
     return (
         not bool(getattr(trainer, "fast_dev_run", False))

@@ -126,7 +126,7 @@ class EarlyStopping(Callback):
         self.stopping_reason = EarlyStoppingReason(state_dict.get("stopping_reason", EarlyStoppingReason.NOT_STOPPED.value))
         self.stopping_reason_message = state_dict.get("stopping_reason_message")
 
-    def _should_skip_check(self, trainer: Any) -> bool:
+    def _should_skip_check(self, trainer: Trainer) -> bool:
         return trainer_fn(trainer) != "fit" or bool(getattr(trainer, "sanity_checking", False))
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -154,7 +154,7 @@ class EarlyStopping(Callback):
             rank_zero_warn(message, category=RuntimeWarning)
         return False
 
-    def _run_early_stopping_check(self, trainer: Any) -> None:
+    def _run_early_stopping_check(self, trainer: Trainer) -> None:
         logs = trainer.callback_metrics
         if getattr(trainer, "fast_dev_run", False) or not self._validate_condition_metric(logs):
             return
@@ -213,7 +213,7 @@ class EarlyStopping(Callback):
             )
         return f"Metric {self.monitor} improved. New best score: {float(current):.3f}"
 
-    def _log_info(self, trainer: Any, message: str) -> None:
+    def _log_info(self, trainer: Trainer, message: str) -> None:
         world_size = getattr(trainer, "world_size", 1)
         rank = getattr(trainer, "global_rank", 0)
         if world_size > 1:

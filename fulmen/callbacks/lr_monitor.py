@@ -86,22 +86,22 @@ class LearningRateMonitor(Callback):
             self._log(trainer, "epoch" if self.logging_interval is None else "any")
 
     @staticmethod
-    def _logging_step(trainer: Any) -> int:
+    def _logging_step(trainer: Trainer) -> int:
         # Lightning logs against the number of batches that stepped an optimizer, which differs
         # from global_step when several optimizers step per batch (manual optimization)
         return int(getattr(getattr(trainer, "fit_loop", None), "batches_that_stepped", trainer.global_step))
 
-    def _should_update_logs(self, trainer: Any) -> bool:
+    def _should_update_logs(self, trainer: Trainer) -> bool:
         every = max(1, int(getattr(trainer, "log_every_n_steps", 50)))
         return (self._logging_step(trainer) + 1) % every == 0 or bool(getattr(trainer, "should_stop", False))
 
-    def _log(self, trainer: Any, interval: str) -> None:
+    def _log(self, trainer: Trainer, interval: str) -> None:
         stats = self._extract_stats(trainer, interval)
         if stats:
             for logger in trainer.loggers:
                 logger.log_metrics(stats, step=self._logging_step(trainer))
 
-    def _extract_stats(self, trainer: Any, interval: str) -> dict[str, float]:
+    def _extract_stats(self, trainer: Trainer, interval: str) -> dict[str, float]:
         """Current values of every optimizer due at ``interval`` (``"any"``: all of them)."""
         stats: dict[str, float] = {}
         for config, (optimizer, names) in self._named_optimizers(trainer):
@@ -121,7 +121,7 @@ class LearningRateMonitor(Callback):
         trainer.callback_metrics.update({k: torch.tensor(v, device=device) for k, v in stats.items()})
         return stats
 
-    def _named_optimizers(self, trainer: Any) -> list[tuple[Any, tuple[Optimizer, list[str]]]]:
+    def _named_optimizers(self, trainer: Trainer) -> list[tuple[Any, tuple[Optimizer, list[str]]]]:
         """(scheduler config or None, (optimizer, one name per param group)) in Lightning's order."""
         seen: list[Optimizer] = []
         seen_types: defaultdict[type, int] = defaultdict(int)

@@ -260,15 +260,15 @@ class ModelCheckpoint(Callback):
 
     # ---- decisions ----------------------------------------------------------------------
 
-    def _should_skip_saving_checkpoint(self, trainer: Any) -> bool:
+    def _should_skip_saving_checkpoint(self, trainer: Trainer) -> bool:
         return schedule.skips_saving(trainer, self._last_global_step_saved)
 
-    def _should_save_on_train_epoch_end(self, trainer: Any) -> bool:
+    def _should_save_on_train_epoch_end(self, trainer: Trainer) -> bool:
         if self._save_on_train_epoch_end is not None:
             return self._save_on_train_epoch_end
         return schedule.validation_once_per_epoch_end(trainer)
 
-    def check_monitor_top_k(self, trainer: Any, current: Tensor | None = None) -> bool:
+    def check_monitor_top_k(self, trainer: Trainer, current: Tensor | None = None) -> bool:
         """Whether ``current`` makes it into the top ``save_top_k`` (all ranks agree)."""
         if current is None:
             return False
@@ -276,12 +276,12 @@ class ModelCheckpoint(Callback):
             return True
         return schedule.agree(trainer, topk.is_better(current, self.best_k_models[self.kth_best_model_path], self.mode))
 
-    def _monitor_candidates(self, trainer: Any) -> dict[str, Any]:
+    def _monitor_candidates(self, trainer: Trainer) -> dict[str, Any]:
         return monitor_candidates(trainer)
 
     # ---- saving -------------------------------------------------------------------------
 
-    def _save_topk_checkpoint(self, trainer: Any, candidates: dict[str, Any]) -> None:
+    def _save_topk_checkpoint(self, trainer: Trainer, candidates: dict[str, Any]) -> None:
         if self.save_top_k == 0:
             return
         if self.monitor is None:
@@ -290,7 +290,7 @@ class ModelCheckpoint(Callback):
         check_monitor_logged(self.monitor, candidates, self._validation_ran)
         self._save_monitor_checkpoint(trainer, candidates)
 
-    def _save_monitor_checkpoint(self, trainer: Any, candidates: dict[str, Any]) -> None:
+    def _save_monitor_checkpoint(self, trainer: Trainer, candidates: dict[str, Any]) -> None:
         current = monitored_score(candidates, self.monitor)  # type: ignore[arg-type]
         if self.check_monitor_top_k(trainer, current):
             assert current is not None
@@ -301,7 +301,7 @@ class ModelCheckpoint(Callback):
                 f"{self.monitor!r} was not in top {self.save_top_k}"
             )
 
-    def _save_none_monitor_checkpoint(self, trainer: Any, candidates: dict[str, Any]) -> None:
+    def _save_none_monitor_checkpoint(self, trainer: Trainer, candidates: dict[str, Any]) -> None:
         filepath = self._get_metric_interpolated_filepath_name(candidates, trainer, self.best_model_path)
         # the path is part of this callback's state, so it is set before the file is written
         previous, self.best_model_path = self.best_model_path, filepath
@@ -309,7 +309,7 @@ class ModelCheckpoint(Callback):
         if self.save_top_k == 1 and previous and self._should_remove_checkpoint(trainer, previous, filepath):
             self._remove_checkpoint(trainer, previous)
 
-    def _update_best_and_save(self, current: Tensor, trainer: Any, candidates: dict[str, Any]) -> None:
+    def _update_best_and_save(self, current: Tensor, trainer: Trainer, candidates: dict[str, Any]) -> None:
         k = topk.slots(self.save_top_k, len(self.best_k_models))
         del_filepath = topk.make_room(self.best_k_models, self.kth_best_model_path, k)
         current = topk.without_nan(current, self.mode)
@@ -326,7 +326,7 @@ class ModelCheckpoint(Callback):
         if del_filepath and self._should_remove_checkpoint(trainer, del_filepath, filepath):
             self._remove_checkpoint(trainer, del_filepath)
 
-    def _save_last_checkpoint(self, trainer: Any, candidates: dict[str, Any]) -> None:
+    def _save_last_checkpoint(self, trainer: Trainer, candidates: dict[str, Any]) -> None:
         if not self.save_last:
             return
         filepath = self._free_filepath(candidates, trainer, self.last_model_path, self.CHECKPOINT_NAME_LAST)
@@ -338,7 +338,7 @@ class ModelCheckpoint(Callback):
         if previous and self._should_remove_checkpoint(trainer, previous, filepath):
             self._remove_checkpoint(trainer, previous)
 
-    def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
+    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         trainer.save_checkpoint(filepath, self.save_weights_only)
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
@@ -348,14 +348,14 @@ class ModelCheckpoint(Callback):
     # that a subclass overriding Lightning's private hooks still takes effect
 
     @staticmethod
-    def _link_checkpoint(trainer: Any, filepath: str, linkpath: str) -> None:
+    def _link_checkpoint(trainer: Trainer, filepath: str, linkpath: str) -> None:
         files.link_checkpoint(trainer, filepath, linkpath)
 
-    def _should_remove_checkpoint(self, trainer: Any, previous: str, current: str) -> bool:
+    def _should_remove_checkpoint(self, trainer: Trainer, previous: str, current: str) -> bool:
         """Never delete the file just written, one outside ``dirpath`` or the one resumed from."""
         return files.is_removable(previous, current, self.dirpath, getattr(trainer, "ckpt_path", None))
 
-    def _remove_checkpoint(self, trainer: Any, filepath: str) -> None:
+    def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         files.remove_checkpoint(trainer, filepath)
 
     # ---- names --------------------------------------------------------------------------
@@ -378,12 +378,12 @@ class ModelCheckpoint(Callback):
         return os.path.join(self.dirpath, name) if self.dirpath else name
 
     def _get_metric_interpolated_filepath_name(
-        self, candidates: dict[str, Any], trainer: Any, del_filepath: str | None = None
+        self, candidates: dict[str, Any], trainer: Trainer, del_filepath: str | None = None
     ) -> str:
         return self._free_filepath(candidates, trainer, del_filepath)
 
     def _free_filepath(
-        self, candidates: dict[str, Any], trainer: Any, replaced: str | None, filename: str | None = None
+        self, candidates: dict[str, Any], trainer: Trainer, replaced: str | None, filename: str | None = None
     ) -> str:
         """The name for ``candidates``, with ``-v1``, ``-v2``... while it clashes with an existing file.
 
@@ -396,11 +396,11 @@ class ModelCheckpoint(Callback):
             version += 1
         return filepath
 
-    def file_exists(self, filepath: str | os.PathLike[str], trainer: Any) -> bool:
+    def file_exists(self, filepath: str | os.PathLike[str], trainer: Trainer) -> bool:
         """Whether ``filepath`` exists, as rank 0 sees it (so ranks keep the same bookkeeping)."""
         return files.exists_on_rank_zero(trainer, filepath)
 
-    def _resolve_dirpath(self, trainer: Any) -> str:
+    def _resolve_dirpath(self, trainer: Trainer) -> str:
         return self.dirpath if self.dirpath is not None else default_checkpoint_dir(trainer)
 
     def to_yaml(self, filepath: str | os.PathLike[str] | None = None) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulmen.core.callback import Callback
 from fulmen.utilities.model_summary import ModelSummary as _Summary
 from fulmen.utilities.model_summary import _format_summary_table
 from fulmen.utilities.rank_zero import rank_zero_info
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.core.module import LightningModule
+    from fulmen.runtime.trainer import Trainer
 
 __all__ = ["ModelSummary"]
 
@@ -29,7 +33,7 @@ class ModelSummary(Callback):
         self._max_depth = max_depth
         self._summarize_kwargs = summarize_kwargs
 
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._max_depth:
             return
         # Built on every rank (the forward pass must not diverge between ranks), printed on zero.

@@ -25,6 +25,8 @@ from fulmen.utilities.rank_zero import rank_zero_debug
 
 if TYPE_CHECKING:  # pragma: no cover
     from fulmen.callbacks._tqdm import Tqdm
+    from fulmen.core.module import LightningModule
+    from fulmen.runtime.trainer import Trainer
 
 __all__ = ["ProgressBar", "TQDMProgressBar", "get_standard_metrics"]
 
@@ -168,15 +170,15 @@ class TQDMProgressBar(ProgressBar):
 
     # -- hooks -------------------------------------------------------------------------------
 
-    def on_sanity_check_start(self, trainer: Any, pl_module: Any) -> None:
+    def on_sanity_check_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.val_progress_bar = self.init_sanity_tqdm()
         self.train_progress_bar = self._new_bar(disable=True)  # placeholder until on_train_start
 
-    def on_sanity_check_end(self, trainer: Any, pl_module: Any) -> None:
+    def on_sanity_check_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.val_progress_bar.close()
         self.train_progress_bar.close()
 
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.train_progress_bar = self.init_train_tqdm()
         fit_loop = getattr(trainer, "fit_loop", None)
         if getattr(fit_loop, "restarted_mid_epoch", False):
@@ -185,12 +187,12 @@ class TQDMProgressBar(ProgressBar):
             self._start_train_epoch(trainer)
             _update_n(self.train_progress_bar, fit_loop.batch_idx)
 
-    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._leave:
             self.train_progress_bar = self.init_train_tqdm()
         self._start_train_epoch(trainer)
 
-    def _start_train_epoch(self, trainer: Any) -> None:
+    def _start_train_epoch(self, trainer: Trainer) -> None:
         bar = self.train_progress_bar
         total = convert_inf(self.total_train_batches)
         bar.reset()
@@ -198,28 +200,28 @@ class TQDMProgressBar(ProgressBar):
         bar.initial = 0
         bar.set_description(f"Epoch {trainer.current_epoch}")
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         n = batch_idx + 1
         bar = self._train_progress_bar
         if bar is not None and self._should_update(n, bar.total):
             _update_n(bar, n)
             bar.set_postfix(self.get_metrics(trainer, pl_module))
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.train_progress_bar.disable:
             self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
         if self._leave:
             self.train_progress_bar.close()
 
-    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.train_progress_bar.close()
 
-    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
             self.val_progress_bar = self.init_validation_tqdm()
 
     def on_validation_batch_start(
-        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         if not self.has_dataloader_changed(dataloader_idx):
             return
@@ -232,13 +234,13 @@ class TQDMProgressBar(ProgressBar):
         bar.set_description(f"{desc} DataLoader {dataloader_idx}")
 
     def on_validation_batch_end(
-        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         n = batch_idx + 1
         if self._should_update(n, self.val_progress_bar.total):
             _update_n(self.val_progress_bar, n)
 
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.val_progress_bar.close()
         self.reset_dataloader_idx_tracker()
         train_bar = self._train_progress_bar
@@ -246,11 +248,11 @@ class TQDMProgressBar(ProgressBar):
         if train_bar is not None and not train_bar.disable and _stage(trainer) == "fit":
             train_bar.set_postfix(self.get_metrics(trainer, pl_module))
 
-    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.test_progress_bar = self.init_test_tqdm()
 
     def on_test_batch_start(
-        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         if not self.has_dataloader_changed(dataloader_idx):
             return
@@ -262,21 +264,21 @@ class TQDMProgressBar(ProgressBar):
         bar.set_description(f"{self.test_description} DataLoader {dataloader_idx}")
 
     def on_test_batch_end(
-        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         n = batch_idx + 1
         if self._should_update(n, self.test_progress_bar.total):
             _update_n(self.test_progress_bar, n)
 
-    def on_test_end(self, trainer: Any, pl_module: Any) -> None:
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.test_progress_bar.close()
         self.reset_dataloader_idx_tracker()
 
-    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.predict_progress_bar = self.init_predict_tqdm()
 
     def on_predict_batch_start(
-        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         if not self.has_dataloader_changed(dataloader_idx):
             return
@@ -288,17 +290,17 @@ class TQDMProgressBar(ProgressBar):
         bar.set_description(f"{self.predict_description} DataLoader {dataloader_idx}")
 
     def on_predict_batch_end(
-        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         n = batch_idx + 1
         if self._should_update(n, self.predict_progress_bar.total):
             _update_n(self.predict_progress_bar, n)
 
-    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.predict_progress_bar.close()
         self.reset_dataloader_idx_tracker()
 
-    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         # Close open bars so the traceback starts on a clean line.
         for bar in (self._train_progress_bar, self._val_progress_bar, self._test_progress_bar,
                     self._predict_progress_bar):  # fmt: skip

@@ -5,21 +5,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulmen.core.callback import Callback
 from fulmen.utilities.rank_zero import rank_zero_warn
 
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.core.module import LightningModule
+    from fulmen.runtime.trainer import Trainer
+
 __all__ = ["ProgressBar", "get_standard_metrics"]
 
 
-def _stage(trainer: Any) -> str | None:
+def _stage(trainer: Trainer) -> str | None:
     """``trainer.state.fn`` as a plain string ("fit", "validate", "test", "predict")."""
     fn = getattr(getattr(trainer, "state", None), "fn", None)
     return getattr(fn, "value", fn)
 
 
-def _sanity_val_batches(trainer: Any) -> Any:
+def _sanity_val_batches(trainer: Trainer) -> Any:
     """``trainer.num_sanity_val_batches``, or the same derived from ``num_sanity_val_steps``."""
     batches = getattr(trainer, "num_sanity_val_batches", None)
     if batches is not None:
@@ -36,11 +40,11 @@ class ProgressBar(Callback):
     """Base class for progress bars: bookkeeping of totals and the metrics to display."""
 
     def __init__(self) -> None:
-        self._trainer: Any = None
+        self._trainer: Trainer | None = None
         self._current_eval_dataloader_idx: int | None = None
 
     @property
-    def trainer(self) -> Any:
+    def trainer(self) -> Trainer:
         if self._trainer is None:
             raise TypeError(
                 f"The `{type(self).__name__}._trainer` reference has not been set yet.\n"
@@ -127,12 +131,12 @@ class ProgressBar(Callback):
         """Print without breaking the bars (``LightningModule.print`` goes through here)."""
         print(*args, **kwargs)
 
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._trainer = trainer
         if not trainer.is_global_zero:
             self.disable()
 
-    def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, int | str | float | dict[str, float]]:
+    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, int | str | float | dict[str, float]]:
         """What the postfix shows: ``v_num`` plus ``trainer.progress_bar_metrics``. Override to change it."""
         standard = get_standard_metrics(trainer)
         pbar_metrics = trainer.progress_bar_metrics
@@ -146,7 +150,7 @@ class ProgressBar(Callback):
         return {**standard, **pbar_metrics}
 
 
-def get_standard_metrics(trainer: Any) -> dict[str, int | str]:
+def get_standard_metrics(trainer: Trainer) -> dict[str, int | str]:
     """``{"v_num": version}`` when the trainer has loggers (the last 4 characters of a string version)."""
     loggers = getattr(trainer, "loggers", None) or []
     if not loggers:

@@ -14,21 +14,9 @@ from collections.abc import Iterable, Mapping
 from types import FrameType
 from typing import Any
 
-
-class AttributeDict(dict):
-    """A dict whose keys are also attributes (``hparams.lr`` and ``hparams["lr"]``)."""
-
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return self[key]
-        except KeyError as err:
-            raise AttributeError(f"'AttributeDict' has no attribute {key!r}; keys: {sorted(self)}") from err
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        self[key] = value
-
-    def __delattr__(self, key: str) -> None:
-        del self[key]
+# AttributeDict lives with the hparams files (utilities.parsing, Lightning's import path); the
+# name stays importable from here, where older fulmen checkpoints and user code find it.
+from fulmen.utilities.parsing import AttributeDict
 
 
 def _init_args_of(frame: FrameType) -> dict[str, Any]:

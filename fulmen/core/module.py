@@ -158,9 +158,7 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
         """Record a scalar; reduction and routing follow Lightning (see ``fulmen.runtime.results``)."""
         trainer = self._trainer
         if trainer is not None and trainer.hook_caller.current_fx is not None:
-            from fulmen.runtime.results import check_logging_allowed
-
-            check_logging_allowed(trainer.hook_caller.current_fx, name, on_step, on_epoch)
+            trainer.hook_caller.check_logging_allowed(name, on_step, on_epoch)
         results = trainer.metric_publisher.results if trainer is not None else None
         if results is None:
             warnings.warn(
@@ -259,9 +257,7 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
         gradient_clip_algorithm: str | None = None,
     ) -> None:
         """Clip the gradients of ``optimizer``'s parameters by norm (default) or value."""
-        from fulmen.runtime.optim import clip_gradients
-
-        clip_gradients(self.trainer.precision_plugin, optimizer, gradient_clip_val, gradient_clip_algorithm)
+        self.trainer.optimization.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_gradient_clipping(
         self,

@@ -19,13 +19,7 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
-from fulmen.loggers.logger import (
-    Logger,
-    next_version,
-    rank_zero_experiment,
-    resumable_version,
-    version_folder_name,
-)
+from fulmen.loggers.logger import VersionedFolderLogger, rank_zero_experiment
 from fulmen.loggers.params import add_prefix, convert_params
 from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
@@ -119,18 +113,15 @@ class ExperimentWriter:
         os.replace(tmp_path, self.metrics_file_path)
 
 
-class CSVLogger(Logger):
+class CSVLogger(VersionedFolderLogger):
     """Log to ``save_dir/name/version_N/metrics.csv`` (and ``hparams.yaml``), like Lightning's CSVLogger.
 
     Args:
-        save_dir: root folder of all experiments.
-        name: experiment folder under ``save_dir`` (``""`` or None: write straight into ``save_dir``).
-        version: int -> ``version_<int>``; str -> that folder name; None -> next free ``version_N``.
+        save_dir, name, version: where ``metrics.csv`` goes, ``save_dir/name/version_N`` (see
+            ``VersionedFolderLogger``: None picks the next free ``version_N``).
         prefix: prepended to every metric name, joined with ``-``.
         flush_logs_every_n_steps: write buffered rows to disk when ``(step + 1)`` is a multiple of this.
     """
-
-    LOGGER_JOIN_CHAR = "-"
 
     def __init__(
         self,
@@ -140,45 +131,16 @@ class CSVLogger(Logger):
         prefix: str = "",
         flush_logs_every_n_steps: int = 100,
     ) -> None:
-        super().__init__()
         if flush_logs_every_n_steps < 1:
             raise ValueError(
                 f"CSVLogger(flush_logs_every_n_steps={flush_logs_every_n_steps}) must be >= 1.\n"
                 "HINT: use 1 to write every step, or a larger number to write less often."
             )
-        self._save_dir = os.fspath(save_dir)
-        self._name = name or ""
-        self._version = version
-        self._version_given = version is not None
+        super().__init__(save_dir, name, version)
         self._prefix = prefix
         self._flush_logs_every_n_steps = flush_logs_every_n_steps
         self._experiment: ExperimentWriter | None = None
         self._resume_rows: int | None = None
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def version(self) -> int | str:
-        """The version; on first access without one, the next free ``version_N`` number."""
-        if self._version is None:
-            self._version = next_version(self.root_dir)
-        return self._version
-
-    @property
-    def save_dir(self) -> str:
-        return self._save_dir
-
-    @property
-    def root_dir(self) -> str:
-        """``save_dir/name``: the folder holding every version of this experiment."""
-        return os.path.join(self._save_dir, self._name)
-
-    @property
-    def log_dir(self) -> str:
-        """``save_dir/name/version_N``."""
-        return os.path.join(self.root_dir, version_folder_name(self.version))
 
     @property
     @rank_zero_experiment
@@ -223,17 +185,12 @@ class CSVLogger(Logger):
         if self._experiment is not None:
             self._experiment.save()
             rows = self._experiment.rows_written
-        return {"save_dir": self.save_dir, "name": self.name, "version": self.version, "rows_written": rows}
+        return {**super().state_dict(), "rows_written": rows}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Continue in the checkpointed version folder, dropping rows written after the checkpoint.
-
-        Ignored when the state belongs to another experiment or ``version`` was given explicitly
-        (see ``resumable_version``).
-        """
-        version = resumable_version(
-            state_dict, save_dir=self.save_dir, name=self.name, version_given=self._version_given
-        )
+        """Continue in the checkpointed version folder (where ``_resumed_version`` allows), dropping
+        rows written after the checkpoint."""
+        version = self._resumed_version(state_dict)
         if version is None:
             return
         if self._experiment is not None:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from fulmen.utilities.rank_zero import rank_zero_only
 
-__all__ = ["Logger", "DummyLogger", "DummyExperiment", "rank_zero_experiment"]
+__all__ = ["Logger", "DummyLogger", "DummyExperiment", "VersionedFolderLogger", "rank_zero_experiment"]
 
 T = TypeVar("T")
 
@@ -157,6 +157,65 @@ class DummyLogger(Logger):
             return None
 
         return method
+
+
+class VersionedFolderLogger(Logger):
+    """A file logger writing into ``save_dir/name/version_N``: the folder properties and the resume rule.
+
+    CSVLogger and TensorBoardLogger share this layout (Lightning's); the version is chosen on
+    first use (the next free ``version_N``) unless given, and a restore continues the saved
+    version only where ``resumable_version`` allows it.
+
+    Args:
+        save_dir: root folder of all experiments.
+        name: experiment folder under ``save_dir`` (``""`` or None: write straight into ``save_dir``).
+        version: int -> ``version_<int>``; str -> that folder name; None -> next free ``version_N``.
+    """
+
+    LOGGER_JOIN_CHAR = "-"  # between ``prefix`` and a metric name, as in Lightning's file loggers
+
+    def __init__(self, save_dir: str | os.PathLike[str], name: str | None, version: int | str | None) -> None:
+        super().__init__()
+        self._save_dir = os.fspath(save_dir)
+        self._name = name or ""
+        self._version = version
+        self._version_given = version is not None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> int | str:
+        """The version; on first access without one, the next free ``version_N`` number."""
+        if self._version is None:
+            self._version = next_version(self.root_dir)
+        return self._version
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def root_dir(self) -> str:
+        """``save_dir/name``: the folder holding every version of this experiment."""
+        return os.path.join(self._save_dir, self._name)
+
+    @property
+    def log_dir(self) -> str:
+        """``save_dir/name/version_N``."""
+        return os.path.join(self.root_dir, version_folder_name(self.version))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this run writes: ``save_dir``, ``name`` and the resolved ``version``."""
+        return {"save_dir": self.save_dir, "name": self.name, "version": self.version}
+
+    def _resumed_version(self, state_dict: Mapping[str, Any]) -> int | str | None:
+        """The saved version this logger should continue, or None: ignored when the state belongs to
+        another experiment or ``version`` was given explicitly (``resumable_version``)."""
+        return resumable_version(
+            state_dict, save_dir=self.save_dir, name=self.name, version_given=self._version_given
+        )
 
 
 def next_version(root_dir: str) -> int:

@@ -16,26 +16,19 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
-from fulmen.loggers.logger import (
-    Logger,
-    next_version,
-    rank_zero_experiment,
-    resumable_version,
-    version_folder_name,
-)
+from fulmen.loggers.logger import VersionedFolderLogger, rank_zero_experiment
 from fulmen.loggers.params import add_prefix, convert_params, flatten_dict, sanitize_params
 from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 __all__ = ["TensorBoardLogger"]
 
 
-class TensorBoardLogger(Logger):
+class TensorBoardLogger(VersionedFolderLogger):
     """Log to ``save_dir/name/version/sub_dir`` in TensorBoard's format.
 
     Args:
-        save_dir: root folder of all experiments.
-        name: experiment folder under ``save_dir`` (``""`` or None: write straight into ``save_dir``).
-        version: int -> ``version_<int>``; str -> that folder name; None -> next free ``version_N``.
+        save_dir, name, version: the folder ``save_dir/name/version_N`` (``VersionedFolderLogger``;
+            a str version is the folder name itself).
         log_graph: add the model graph (needs ``example_input_array``) when the Trainer starts.
         default_hp_metric: log ``hp_metric = -1`` with the hyperparameters so the HParams tab
             shows the run even when no metric is passed to ``log_hyperparams``.
@@ -45,7 +38,6 @@ class TensorBoardLogger(Logger):
     """
 
     NAME_HPARAMS_FILE = "hparams.yaml"
-    LOGGER_JOIN_CHAR = "-"
 
     def __init__(
         self,
@@ -58,11 +50,7 @@ class TensorBoardLogger(Logger):
         sub_dir: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self._save_dir = os.fspath(save_dir)
-        self._name = name or ""
-        self._version = version
-        self._version_given = version is not None
+        super().__init__(save_dir, name, version)
         self._log_graph = log_graph
         self._default_hp_metric = default_hp_metric
         self._prefix = prefix
@@ -77,29 +65,9 @@ class TensorBoardLogger(Logger):
     # -- where things go -------------------------------------------------------------------
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def version(self) -> int | str:
-        """The version; on first access without one, the next free ``version_N`` number."""
-        if self._version is None:
-            self._version = next_version(self.root_dir)
-        return self._version
-
-    @property
-    def save_dir(self) -> str:
-        return self._save_dir
-
-    @property
-    def root_dir(self) -> str:
-        """``save_dir/name``: the folder holding every version of this experiment."""
-        return os.path.join(self._save_dir, self._name)
-
-    @property
     def log_dir(self) -> str:
         """``save_dir/name/version_N[/sub_dir]``, with ``~`` and ``$VARS`` expanded."""
-        log_dir = os.path.join(self.root_dir, version_folder_name(self.version))
+        log_dir = super().log_dir
         if self._sub_dir is not None:
             log_dir = os.path.join(log_dir, self._sub_dir)
         return os.path.expanduser(os.path.expandvars(log_dir))
@@ -231,17 +199,12 @@ class TensorBoardLogger(Logger):
         """Name, version and last logged step; flushes pending events so the file matches the checkpoint."""
         if self._experiment is not None:
             self._experiment.flush()
-        return {"save_dir": self.save_dir, "name": self.name, "version": self.version, "last_step": self._last_step}
+        return {**super().state_dict(), "last_step": self._last_step}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Continue writing into the checkpointed run's version folder, hiding events logged after it.
-
-        Ignored when the state belongs to another experiment or ``version`` was given explicitly
-        (see ``resumable_version``).
-        """
-        version = resumable_version(
-            state_dict, save_dir=self.save_dir, name=self.name, version_given=self._version_given
-        )
+        """Continue writing into the checkpointed run's version folder (where ``_resumed_version``
+        allows), hiding events logged after it."""
+        version = self._resumed_version(state_dict)
         if version is None:
             return
         if self._experiment is not None and version != self._version:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulmen.loggers.logger import Logger
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.runtime.trainer import Trainer
 
 __all__ = ["logger_version", "logger_name", "log_hyperparams"]
 
@@ -24,7 +27,7 @@ def logger_name(loggers: Sequence[Logger], separator: str = "_") -> str:
     return separator.join(dict.fromkeys(str(logger.name) for logger in loggers))
 
 
-def log_hyperparams(trainer: Any) -> None:
+def log_hyperparams(trainer: Trainer) -> None:
     """What Lightning does when a run starts: hparams, graph and a save() on every logger.
 
     The module's ``hparams_initial`` (from ``save_hyperparameters``) and the datamodule's are

@@ -141,7 +141,7 @@ def _fit_loop_state(trainer: Trainer, checkpoint: Mapping[str, Any]) -> dict[str
         return decode_arrays(ours)
     if "fulmen_version" in checkpoint and "epoch_progress" not in entry:  # files from before the counters
         return decode_arrays(entry)
-    from fulmen.runtime.fetcher import capture_rng_states
+    from fulmen.utilities.seed import capture_rng_states
 
     return fit_state_from_lightning(dict(checkpoint), capture_rng_states(), len(list(trainer.optimizers)))
 

@@ -14,29 +14,12 @@ changes their meaning; the user shards them).
 
 from __future__ import annotations
 
-import inspect
 import os
-import warnings
 from typing import Any
 
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, IterableDataset, RandomSampler, SequentialSampler
 
-# DataLoader.__init__ arguments that are copied to the rebuilt loader (the sampler is replaced).
-_LOADER_ARGS = (
-    "batch_size",
-    "num_workers",
-    "collate_fn",
-    "pin_memory",
-    "drop_last",
-    "timeout",
-    "worker_init_fn",
-    "multiprocessing_context",
-    "generator",
-    "prefetch_factor",
-    "persistent_workers",
-    "pin_memory_device",
-    "in_order",
-)
+from fulmen.runtime.loader_rebuild import rebuild_loader
 
 
 def shuffle_seed(sampler: Any) -> int:
@@ -73,29 +56,6 @@ def distributed_loader(loader: Any, *, num_replicas: int, rank: int) -> Any:
         seed=shuffle_seed(sampler) if shuffle else 0,
         drop_last=False,
     )
-    kwargs = {name: getattr(loader, name) for name in _LOADER_ARGS if hasattr(loader, name)}
-    if batch_sampler is None:  # batch_size=None: the loader yields single samples
-        kwargs["batch_size"] = None
-    else:
-        kwargs["batch_size"] = batch_sampler.batch_size
-        kwargs["drop_last"] = batch_sampler.drop_last
-    if kwargs.get("num_workers", 0) == 0:
-        kwargs.pop("prefetch_factor", None)  # DataLoader rejects it without workers
-        kwargs.pop("persistent_workers", None)
-    return _rebuild(loader, new_sampler, kwargs)
-
-
-def _rebuild(loader: DataLoader, sampler: DistributedSampler, kwargs: dict[str, Any]) -> DataLoader:
-    accepted = set(inspect.signature(DataLoader.__init__).parameters)
-    kwargs = {k: v for k, v in kwargs.items() if k in accepted}
-    cls = type(loader)
-    if cls is not DataLoader:
-        try:
-            return cls(loader.dataset, sampler=sampler, **kwargs)
-        except TypeError:
-            warnings.warn(
-                f"{cls.__name__} could not be rebuilt with a DistributedSampler; using a plain DataLoader "
-                "with the same settings. HINT: shard it yourself and pass Trainer(use_distributed_sampler=False).",
-                stacklevel=3,
-            )
-    return DataLoader(loader.dataset, sampler=sampler, **kwargs)
+    return rebuild_loader(
+        loader, new_sampler, hint="shard it yourself and pass Trainer(use_distributed_sampler=False)."
+    )

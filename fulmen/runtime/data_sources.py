@@ -20,6 +20,7 @@ from fulmen.core.hooks import is_overridden
 from fulmen.errors import MisconfigurationException
 from fulmen.runtime.combined_loader import CombinedLoader
 from fulmen.runtime.hook_caller import HookCaller
+from fulmen.runtime.loader_rebuild import rebuild_loader
 from fulmen.runtime.loop_settings import LoopSettings
 from fulmen.runtime.stages import RunningStage
 from fulmen.runtime.strategy import Strategy
@@ -50,16 +51,8 @@ def _without_shuffle(loader: Any) -> Any:
     if isinstance(loader.dataset, torch.utils.data.IterableDataset):
         return loader
     warnings.warn("overfit_batches is set: the training dataloader's shuffling is turned off.", stacklevel=3)
-    return DataLoader(
-        loader.dataset,
-        batch_size=loader.batch_size,
-        shuffle=False,
-        num_workers=loader.num_workers,
-        collate_fn=loader.collate_fn,
-        pin_memory=loader.pin_memory,
-        drop_last=loader.drop_last,
-        timeout=loader.timeout,
-        worker_init_fn=loader.worker_init_fn,
+    return rebuild_loader(
+        loader, SequentialSampler(loader.dataset), hint="pass a loader without shuffling to use overfit_batches."
     )
 
 

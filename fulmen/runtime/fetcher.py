@@ -15,37 +15,12 @@ an exhausted iterator (which would advance samplers and generators an extra step
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-
-def capture_rng_states() -> dict[str, Any]:
-    """Global RNG states of torch (CPU and, when initialised, CUDA), python and numpy."""
-    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    try:
-        import numpy as np
-
-        states["numpy"] = np.random.get_state()
-    except ImportError:  # numpy is optional
-        pass
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def restore_rng_states(states: dict[str, Any]) -> None:
-    """Put back what ``capture_rng_states`` returned."""
-    torch.set_rng_state(states["torch"])
-    random.setstate(states["python"])
-    if "numpy" in states:
-        import numpy as np
-
-        np.random.set_state(states["numpy"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+from fulmen.utilities.seed import capture_rng_states, restore_rng_states
 
 
 def _generators(loader: Any) -> list[torch.Generator | None]:

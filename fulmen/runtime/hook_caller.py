@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fulmen.core.callback import Callback
 from fulmen.core.hooks import HookTable
 from fulmen.core.module import LightningModule
+from fulmen.runtime.results import check_logging_allowed
 
 if TYPE_CHECKING:  # pragma: no cover
     from fulmen.core.datamodule import LightningDataModule
@@ -55,6 +56,14 @@ class HookCaller:
             yield
         finally:
             self.current_fx = previous
+
+    def check_logging_allowed(self, name: str, on_step: bool | None, on_epoch: bool | None) -> None:
+        """Refuse ``self.log(name, ...)`` where Lightning refuses it in the running hook.
+
+        ``LightningModule.log`` calls this through its trainer, so the module never imports the
+        runtime's logging rules itself.
+        """
+        check_logging_allowed(self.current_fx, name, on_step, on_epoch)
 
     def call(self, name: str, *args: Any) -> None:
         """Callbacks' ``name`` (in order), then the module's; used for start/end and epoch hooks."""

@@ -229,6 +229,11 @@ class OptimizationStep:
         self.progress.count_optimizer_step(self._optimizer_index.get(id(optimizer), 0))
         return result
 
+    def clip_gradients(self, optimizer: Any, gradient_clip_val: float | None,
+                       gradient_clip_algorithm: str | None) -> None:
+        """Clip ``optimizer``'s gradients (what ``LightningModule.clip_gradients`` does through its trainer)."""
+        clip_gradients(self.precision_plugin, optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def _after_closure(self, optimizer: torch.optim.Optimizer, automatic: bool) -> None:
         hooks = self.hooks
         for fn in hooks.callbacks("on_before_optimizer_step"):

@@ -15,11 +15,27 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-# One AttributeDict class for the whole package (``hparams`` are instances of it); this is
-# Lightning's import path for it.
-from fulmen.core.hparams import AttributeDict
-
 __all__ = ["AttributeDict", "save_hparams_to_yaml", "load_hparams_from_yaml"]
+
+
+class AttributeDict(dict):
+    """A dict whose keys are also attributes (``hparams.lr`` and ``hparams["lr"]``).
+
+    One class for the whole package (``hparams`` are instances of it), here at Lightning's import
+    path and below ``fulmen.core``, which re-exports it.
+    """
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError as err:
+            raise AttributeError(f"'AttributeDict' has no attribute {key!r}; keys: {sorted(self)}") from err
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self[key] = value
+
+    def __delattr__(self, key: str) -> None:
+        del self[key]
 
 
 def _yaml_ready(value: Any) -> Any:

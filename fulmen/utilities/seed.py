@@ -29,6 +29,8 @@ __all__ = [
     "reset_seed",
     "pl_worker_init_function",
     "isolate_rng",
+    "capture_rng_states",
+    "restore_rng_states",
     "max_seed_value",
     "min_seed_value",
 ]
@@ -152,14 +154,20 @@ def isolate_rng(include_cuda: bool = True) -> Iterator[None]:
     numpy's global generator and Python's ``random``: e.g. drawing a validation sample inside
     a hook leaves the training data order unchanged.
     """
-    states = _collect_rng_states(include_cuda)
+    states = capture_rng_states(include_cuda)
     try:
         yield
     finally:
-        _set_rng_states(states)
+        restore_rng_states(states)
 
 
-def _collect_rng_states(include_cuda: bool) -> dict[str, Any]:
+def capture_rng_states(include_cuda: bool = True) -> dict[str, Any]:
+    """The global RNG states: ``torch`` (CPU), ``python``, ``numpy`` and, when initialised, ``cuda``.
+
+    The one capture of the process's generators, used by ``isolate_rng`` and by the data fetcher,
+    whose checkpoints persist these keys (``loops.fit_loop.state_dict.fulmen``): renaming one
+    would make older checkpoints restore without it.
+    """
     states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
     try:
         import numpy as np
@@ -168,16 +176,21 @@ def _collect_rng_states(include_cuda: bool) -> dict[str, Any]:
     except ImportError:  # pragma: no cover - numpy is a dependency
         pass
     if include_cuda and torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["torch.cuda"] = torch.cuda.get_rng_state_all()
+        states["cuda"] = torch.cuda.get_rng_state_all()
     return states
 
 
-def _set_rng_states(states: dict[str, Any]) -> None:
+def restore_rng_states(states: dict[str, Any]) -> None:
+    """Put back what ``capture_rng_states`` returned.
+
+    A ``cuda`` entry is skipped on a machine without CUDA, so a checkpoint taken on a GPU still
+    resumes on a CPU-only machine.
+    """
     torch.set_rng_state(states["torch"])
     random.setstate(states["python"])
     if "numpy" in states:
         import numpy as np
 
         np.random.set_state(states["numpy"])
-    if "torch.cuda" in states:
-        torch.cuda.set_rng_state_all(states["torch.cuda"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

@@ -12,7 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from fulmen.loggers.logger import DummyExperiment, DummyLogger, Logger, next_version, rank_zero_experiment
+from fulmen.loggers.csv_logs import CSVLogger
+from fulmen.loggers.logger import (
+    DummyExperiment,
+    DummyLogger,
+    Logger,
+    VersionedFolderLogger,
+    next_version,
+    rank_zero_experiment,
+)
+from fulmen.loggers.tensorboard import TensorBoardLogger
 from fulmen.loggers.params import add_prefix, convert_params, flatten_dict, sanitize_params
 from fulmen.loggers.utilities import log_hyperparams, logger_name, logger_version
 from fulmen.utilities.rank_zero import rank_zero_only
@@ -147,3 +156,20 @@ def test_log_hyperparams_conflicting_keys_is_an_error() -> None:
     trainer = _fake_trainer({"lr": 0.1}, {"lr": 0.2}, [RecordingLogger()])
     with pytest.raises(RuntimeError, match=r"(?s)\[.lr.\].*HINT"):
         log_hyperparams(trainer)
+
+
+@pytest.mark.parametrize("logger_cls", [CSVLogger, TensorBoardLogger])
+def test_file_loggers_share_the_versioned_folder_layout_and_resume_rule(logger_cls: type, tmp_path: Path) -> None:
+    assert issubclass(logger_cls, VersionedFolderLogger)
+    (tmp_path / "exp" / "version_4").mkdir(parents=True)
+    logger = logger_cls(tmp_path, name="exp")
+    assert (logger.version, logger.root_dir) == (5, str(tmp_path / "exp"))
+    assert logger.log_dir == str(tmp_path / "exp" / "version_5")
+    assert {k: logger.state_dict()[k] for k in ("save_dir", "name", "version")} == {
+        "save_dir": str(tmp_path), "name": "exp", "version": 5,
+    }
+    logger.load_state_dict({"save_dir": str(tmp_path), "name": "exp", "version": 2})
+    assert logger.log_dir == str(tmp_path / "exp" / "version_2")
+    pinned = logger_cls(tmp_path, name="", version="mine")
+    pinned.load_state_dict({"save_dir": str(tmp_path), "name": "", "version": 2})  # a given version is kept
+    assert pinned.log_dir == str(tmp_path / "mine")

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from fulmen.utilities.seed import isolate_rng, pl_worker_init_function, reset_seed, seed_everything
+from fulmen.utilities.seed import (
+    capture_rng_states,
+    isolate_rng,
+    pl_worker_init_function,
+    reset_seed,
+    restore_rng_states,
+    seed_everything,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -95,4 +102,29 @@ def test_isolate_rng_restores_every_generator() -> None:
     with isolate_rng():
         _draws()
         _draws()
+    assert _draws() == expected
+
+
+def test_captured_rng_keys_are_the_ones_checkpoints_persist() -> None:
+    # fit_loop.state_dict.fulmen stores these dicts: a renamed key would make older files resume without it
+    states = capture_rng_states()
+    expected = {"torch", "python", "numpy"} | ({"cuda"} if torch.cuda.is_initialized() else set())
+    assert set(states) == expected
+
+
+def test_restore_puts_back_what_capture_took() -> None:
+    seed_everything(11)
+    states = capture_rng_states()
+    expected = _draws()
+    _draws()
+    restore_rng_states(states)
+    assert _draws() == expected
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine restoring a GPU run's states")
+def test_restore_skips_cuda_states_on_a_machine_without_cuda() -> None:
+    seed_everything(3)
+    states = {**capture_rng_states(), "cuda": [torch.zeros(16, dtype=torch.uint8)]}
+    expected = _draws()
+    restore_rng_states(states)
     assert _draws() == expected
