@@ -33,6 +33,7 @@ class SlurmOptions:
     max_requeues: int = 3
     requeue_on_failure: bool = False
     extra: tuple[tuple[str, str], ...] = ()
+    setup: tuple[str, ...] = ()  # shell lines run in the batch script before srun (`module load cuda`)
 
     def __post_init__(self) -> None:
         if not _SIGNAL_SPEC.match(self.signal):
@@ -44,6 +45,12 @@ class SlurmOptions:
             raise LaunchError(f"--max-requeues must be >= 0, got {self.max_requeues}")
         if self.cpus_per_task is not None and self.cpus_per_task < 1:
             raise LaunchError(f"--cpus-per-task must be >= 1, got {self.cpus_per_task}")
+        for line in self.setup:
+            if "\n" in line or "\r" in line:
+                raise LaunchError(
+                    f"--setup {line!r} holds a line break; each --setup value is one line of the batch script.\n"
+                    "HINT: repeat the flag, one line each: --setup 'module load cuda' --setup 'source venv/bin/activate'"
+                )
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,7 @@ class JobSpec:
         data = dict(data)
         slurm = dict(data.pop("slurm", {}) or {})
         slurm["extra"] = tuple(tuple(kv) for kv in slurm.get("extra", ()))
+        slurm["setup"] = tuple(slurm.get("setup", ()))
         k8s = dict(data.pop("k8s", {}) or {})
         data["args"] = tuple(data.get("args", ()))
         data["env"] = tuple(tuple(kv) for kv in data.get("env", ()))

@@ -28,6 +28,7 @@ examples:
   launch --nodes 2 --node-rank 0 --master-addr node-a --master-port 29400 --gpus 8 train.py   (on node-a, then node-rank 1 on node-b)
   launch --cluster slurm --nodes 2 --gpus 4 --partition gpu --time 4:00:00 train.py
   launch --cluster slurm --dry-run train.py      print the sbatch script, submit nothing
+  launch --cluster slurm --setup 'module load cuda' --setup 'source venv/bin/activate' --gpus 4 train.py
   launch --cluster k8s --image repo/img:tag --nodes 2 --gpus 8 train.py
 
 exit codes: 0 success; 75 the ranks were preempted and saved a resume checkpoint (relaunch to
@@ -76,6 +77,8 @@ def build_launch_parser(prog: str = "launch") -> argparse.ArgumentParser:
                        help=f"warning signal before the time limit (default: {SlurmOptions.signal})")
     slurm.add_argument("--max-requeues", type=int, default=SlurmOptions.max_requeues)
     slurm.add_argument("--requeue-on-failure", action="store_true", help="requeue after crashes too, not only preemption")
+    slurm.add_argument("--setup", action="append", default=[], metavar="LINE",
+                       help="shell line run before the ranks start, e.g. 'module load cuda' (repeat)")
 
     k8s = parser.add_argument_group("Kubernetes (--cluster k8s)")
     k8s.add_argument("--image", help="container image with fulmen and the code")
@@ -136,6 +139,7 @@ def parse_launch_args(argv: Sequence[str], prog: str = "launch") -> tuple[JobSpe
             max_requeues=ns.max_requeues,
             requeue_on_failure=ns.requeue_on_failure,
             extra=tuple(_key_values(ns.sbatch_arg, "--sbatch-arg")),
+            setup=tuple(ns.setup),
         ),
         k8s=KubernetesOptions(image=ns.image, namespace=ns.namespace, queue=ns.queue),
     )

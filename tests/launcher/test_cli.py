@@ -140,3 +140,18 @@ def test_help_has_examples_and_is_fast(subprocess_env: dict[str, str]) -> None:
     probe = "import sys; from fulmen.launcher import cli; cli.build_launch_parser(); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           env=subprocess_env, timeout=60).stdout.strip() == "False"
+
+
+def test_setup_is_repeatable_and_dry_run_shows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.py").write_text("")
+    argv = ["--cluster", "slurm", "--setup", "module load cuda", "--setup", "export FOO='a b'", "--dry-run", "t.py"]
+    spec, _, _ = cli.parse_launch_args(argv)
+    assert spec.slurm.setup == ("module load cuda", "export FOO='a b'")
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+    assert cli.launch_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "\n# setup\nmodule load cuda\nexport FOO='a b'\n\n# command\n" in out
+    assert out.index("# setup") < out.index("\nsrun ")
