@@ -15,7 +15,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fulmen.errors import FulmenError, LaunchError
-from fulmen.jobs.spec import CLUSTERS, JobSpec, KubernetesOptions, SlurmOptions
+from fulmen.jobs.spec import (
+    CLUSTERS,
+    JobSpec,
+    KubernetesOptions,
+    SlurmOptions,
+    parse_memory_mb,
+    parse_volume,
+)
 
 LAUNCH_EXAMPLES = """\
 examples:
@@ -30,6 +37,7 @@ examples:
   launch --cluster slurm --dry-run train.py      print the sbatch script, submit nothing
   launch --cluster slurm --setup 'module load cuda' --setup 'source venv/bin/activate' --gpus 4 train.py
   launch --cluster k8s --image repo/img:tag --nodes 2 --gpus 8 train.py
+  launch --cluster k8s --image repo/img:tag --volume runs-pvc:/mnt/runs --cpu 16 --memory 64G --max-restarts 3 train.py
 
 exit codes: 0 success; 75 the ranks were preempted and saved a resume checkpoint (relaunch to
 continue); 2 a usage error; otherwise the first failing rank's exit code (128+N for signal N).
@@ -84,6 +92,10 @@ def build_launch_parser(prog: str = "launch") -> argparse.ArgumentParser:
     k8s.add_argument("--image", help="container image with fulmen and the code")
     k8s.add_argument("--namespace", default=KubernetesOptions.namespace)
     k8s.add_argument("--queue", help="Volcano queue")
+    k8s.add_argument("--volume", action="append", default=[], metavar="CLAIM:/PATH",
+                     help="mount a PersistentVolumeClaim in every pod; the run dir goes on the first (repeat)")
+    k8s.add_argument("--cpu", type=int, default=KubernetesOptions.cpu, help="CPUs per replica (pod)")
+    k8s.add_argument("--memory", metavar="SIZE", help=f"memory per replica, e.g. 64G (default: {KubernetesOptions.mem_mb}M)")
 
     parser.add_argument("-m", dest="module", metavar="MODULE", help="run a module (like python -m) instead of a script")
     parser.add_argument("entry", nargs="?", help="the script to run (or the first module argument with -m)")
@@ -141,7 +153,11 @@ def parse_launch_args(argv: Sequence[str], prog: str = "launch") -> tuple[JobSpe
             extra=tuple(_key_values(ns.sbatch_arg, "--sbatch-arg")),
             setup=tuple(ns.setup),
         ),
-        k8s=KubernetesOptions(image=ns.image, namespace=ns.namespace, queue=ns.queue),
+        k8s=KubernetesOptions(
+            image=ns.image, namespace=ns.namespace, queue=ns.queue, cpu=ns.cpu,
+            mem_mb=KubernetesOptions.mem_mb if ns.memory is None else parse_memory_mb(ns.memory),
+            volumes=tuple(parse_volume(item) for item in ns.volume),
+        ),
     )
     return spec, ns.dry_run, ns.wait
 

@@ -224,11 +224,11 @@ sys.stderr.write("last words without newline"); sys.stderr.flush()
 def test_wait_console_is_exactly_what_rank_0_prints(project: Path, job_env: dict[str, str]) -> None:
     (project / "two_streams.py").write_text(TWO_STREAMS)
     plain = subprocess.run([sys.executable, "two_streams.py"], cwd=project, env={**job_env, "FOO": "bar"},
-                           capture_output=True, timeout=60)
+                           capture_output=True, timeout=60, check=True)
     proc = subprocess.run(
         [sys.executable, "-m", "fulmen.launcher", "launch", "--cluster", "slurm", "--nodes", "1",
          "--nproc-per-node", "2", "--time", "5", "--setup", "export FOO=bar", "--wait", "two_streams.py"],
-        cwd=project, env=job_env, capture_output=True, timeout=300,
+        cwd=project, env=job_env, capture_output=True, timeout=300, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout == plain.stdout  # bytes: \r, the unfinished last line, nothing of fulmen's or submitit's
@@ -239,7 +239,7 @@ def test_wait_console_is_exactly_what_rank_0_prints(project: Path, job_env: dict
     assert proc.stderr == submitted + plain.stderr
     # `fulmen logs` still tells the whole story: fulmen's line and both streams, interleaved.
     logs = fulmen_cli(["logs", job_id, "--rank", "0"], job_env, project)
-    assert re.search(r"^fulmen: rank 0/2 .* started at", logs.stdout, re.M), logs.stdout
+    assert re.search(r"^fulmen: rank 0/2 .* started at", logs.stdout, re.MULTILINE), logs.stdout
     assert "first line\n" in logs.stdout and "a warning\n" in logs.stdout and "FOO=bar\n" in logs.stdout
     rank1 = (run_dir / "logs" / "rank_1.log").read_text()
     assert "FOO=bar\n" in rank1 and "last words without newline" in rank1
