@@ -67,7 +67,7 @@ def one_round(folder: Path, nodes: int, per_node: int, env: dict[str, str]) -> t
         [sys.executable, "-m", "fulmen.launcher", "--cluster", "slurm", "--nodes", str(nodes),
          "--nproc-per-node", str(per_node), "fit.py", str(nodes), str(per_node), "0.1"],
         cwd=folder, env=env, capture_output=True, text=True, check=True,
-    ).stdout
+    ).stderr  # the launcher's own lines ("Submitted SLURM job N") are on stderr
     job_id = re.search(r"Submitted SLURM job (\d+)", out).group(1)
     run_dir = next((folder / "fulmen_runs").iterdir())
     log = run_dir / "logs" / "rank_0.log"

@@ -33,6 +33,7 @@ class SlurmOptions:
     max_requeues: int = 3
     requeue_on_failure: bool = False
     extra: tuple[tuple[str, str], ...] = ()
+    setup: tuple[str, ...] = ()  # shell lines run in the batch script before srun (`module load cuda`)
 
     def __post_init__(self) -> None:
         if not _SIGNAL_SPEC.match(self.signal):
@@ -44,17 +45,79 @@ class SlurmOptions:
             raise LaunchError(f"--max-requeues must be >= 0, got {self.max_requeues}")
         if self.cpus_per_task is not None and self.cpus_per_task < 1:
             raise LaunchError(f"--cpus-per-task must be >= 1, got {self.cpus_per_task}")
+        for line in self.setup:
+            if "\n" in line or "\r" in line:
+                raise LaunchError(
+                    f"--setup {line!r} holds a line break; each --setup value is one line of the batch script.\n"
+                    "HINT: repeat the flag, one line each: --setup 'module load cuda' --setup 'source venv/bin/activate'"
+                )
 
 
 @dataclass(frozen=True)
 class KubernetesOptions:
-    """Settings for the torchx kubernetes scheduler (``--cluster k8s``)."""
+    """Settings for the torchx kubernetes scheduler (``--cluster k8s``).
+
+    ``cpu`` / ``mem_mb`` are per replica (one pod per node). ``volumes`` are
+    PersistentVolumeClaims as (claim name, mount path); the run directory goes on the first one
+    (``fulmen.launcher.torchx_appdef.pod_run_dir``), so checkpoints outlive a pod.
+    """
 
     image: str | None = None
     namespace: str = "default"
     queue: str | None = None  # Volcano queue
     cpu: int = 4
     mem_mb: int = 16_384
+    volumes: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.cpu < 1:
+            raise LaunchError(f"--cpu must be >= 1 (CPUs per replica), got {self.cpu}")
+        if self.mem_mb < 1:
+            raise LaunchError(f"--memory must be at least 1M per replica, got {self.mem_mb} MiB")
+        for claim, mount in self.volumes:
+            parse_volume(f"{claim}:{mount}")
+        mounts = [mount for _, mount in self.volumes]
+        if len(set(mounts)) != len(mounts):
+            raise LaunchError(f"--volume: two claims are mounted at the same path ({', '.join(mounts)}).\n"
+                              "HINT: give each --volume its own mount path.")
+
+
+_CLAIM_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]i?)?B?$", re.IGNORECASE)
+_MIB_PER_UNIT = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+
+
+def parse_volume(text: str) -> tuple[str, str]:
+    """``--volume CLAIM:/mount/path`` -> (claim, path): a PersistentVolumeClaim mounted in every pod."""
+    claim, sep, mount = text.partition(":")
+    problem = None
+    if not sep or not claim or not mount:
+        problem = "it is not CLAIM:/MOUNT/PATH"
+    elif not _CLAIM_NAME.match(claim):
+        problem = f"{claim!r} is not a Kubernetes claim name (lowercase letters, digits, '-' and '.')"
+    elif not mount.startswith("/"):
+        problem = f"the mount path {mount!r} is not absolute"
+    if problem:
+        raise LaunchError(
+            f"--volume {text!r}: {problem}.\n"
+            "Expected the name of a PersistentVolumeClaim, a colon and an absolute path in the pod.\n"
+            "HINT: e.g. --volume runs-pvc:/mnt/runs (the run directory, with its checkpoints, goes there)."
+        )
+    return claim, mount.rstrip("/") or "/"
+
+
+def parse_memory_mb(text: str) -> int:
+    """``--memory 64G`` -> MiB per replica. Units K, M, G, T (binary, as sbatch: 1G = 1024M; ``Gi``
+    and a trailing ``B`` mean the same); a bare number is MiB."""
+    match = _MEMORY.match(text.strip())
+    if not match:
+        raise LaunchError(
+            f"--memory {text!r} is not a memory size.\n"
+            "Expected a number with an optional unit M, G or T (1G = 1024M; a bare number is M).\n"
+            "HINT: e.g. --memory 64G or --memory 500M."
+        )
+    number, unit = match.groups()
+    return round(float(number) * _MIB_PER_UNIT[(unit or "")[:1].upper()])
 
 
 @dataclass(frozen=True)
@@ -107,6 +170,11 @@ class JobSpec:
             raise LaunchError(f"--rdzv-timeout must be > 0 seconds, got {self.rdzv_timeout:g}")
         if self.max_restarts < 0:
             raise LaunchError(f"--max-restarts must be >= 0, got {self.max_restarts}")
+        if self.k8s.volumes and self.cluster != "k8s":
+            raise LaunchError(
+                f"--volume is for --cluster k8s (a PersistentVolumeClaim); this job runs on --cluster {self.cluster}.\n"
+                "HINT: elsewhere, put the run directory on shared storage with --run-root PATH."
+            )
 
     @property
     def ranks_per_node(self) -> int:
@@ -137,7 +205,9 @@ class JobSpec:
         data = dict(data)
         slurm = dict(data.pop("slurm", {}) or {})
         slurm["extra"] = tuple(tuple(kv) for kv in slurm.get("extra", ()))
+        slurm["setup"] = tuple(slurm.get("setup", ()))
         k8s = dict(data.pop("k8s", {}) or {})
+        k8s["volumes"] = tuple(tuple(kv) for kv in k8s.get("volumes", ()))
         data["args"] = tuple(data.get("args", ()))
         data["env"] = tuple(tuple(kv) for kv in data.get("env", ()))
         return cls(**data, slurm=SlurmOptions(**slurm), k8s=KubernetesOptions(**k8s))

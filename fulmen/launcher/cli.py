@@ -16,7 +16,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from fulmen.errors import FulmenError, LaunchError
-from fulmen.jobs.spec import CLUSTERS, JobSpec, KubernetesOptions, SlurmOptions
+from fulmen.jobs.spec import (
+    CLUSTERS,
+    JobSpec,
+    KubernetesOptions,
+    SlurmOptions,
+    parse_memory_mb,
+    parse_volume,
+)
 
 LAUNCH_EXAMPLES = """\
 examples:
@@ -29,7 +36,9 @@ examples:
   launch --nodes 2 --node-rank 0 --master-addr node-a --master-port 29400 --gpus 8 train.py   (on node-a, then node-rank 1 on node-b)
   launch --cluster slurm --nodes 2 --gpus 4 --partition gpu --time 4:00:00 train.py
   launch --cluster slurm --dry-run train.py      print the sbatch script, submit nothing
+  launch --cluster slurm --setup 'module load cuda' --setup 'source venv/bin/activate' --gpus 4 train.py
   launch --cluster k8s --image repo/img:tag --nodes 2 --gpus 8 train.py
+  launch --cluster k8s --image repo/img:tag --volume runs-pvc:/mnt/runs --cpu 16 --memory 64G --max-restarts 3 train.py
 
 torchrun's spellings work too: --nproc_per_node, --nnodes, --node_rank, --master_addr,
 --master_port, --rdzv-endpoint HOST:PORT, --standalone.
@@ -98,7 +107,17 @@ def build_launch_parser(prog: str = "launch") -> argparse.ArgumentParser:
         epilog=LAUNCH_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    where = parser.add_argument_group("where and how many")
+    _add_topology_options(parser.add_argument_group("where and how many"))
+    _add_run_options(parser.add_argument_group("the run"))
+    _add_slurm_options(parser.add_argument_group("SLURM (--cluster slurm)"))
+    _add_kubernetes_options(parser.add_argument_group("Kubernetes (--cluster k8s)"))
+    parser.add_argument("-m", dest="module", metavar="MODULE", help="run a module (like python -m) instead of a script")
+    parser.add_argument("entry", nargs="?", help="the script to run (or the first module argument with -m)")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    return parser
+
+
+def _add_topology_options(where: argparse._ArgumentGroup) -> None:
     where.add_argument("--cluster", choices=CLUSTERS, default="local", help="backend (default: local)")
     where.add_argument("--nodes", "--nnodes", type=int, default=1, help="machines (default: 1)")
     where.add_argument("--gpus", type=int, dest="gpus_per_node", metavar="N", help="GPU ranks per node, one per GPU")
@@ -117,7 +136,8 @@ def build_launch_parser(prog: str = "launch") -> argparse.ArgumentParser:
     where.add_argument("--max-restarts", "--max_restarts", type=int, default=0,
                        help="restart the ranks this often after a failure")
 
-    run = parser.add_argument_group("the run")
+
+def _add_run_options(run: argparse._ArgumentGroup) -> None:
     run.add_argument("--name", "--job-name", dest="name", help="job name (default: the script's name)")
     run.add_argument("--run-root", default="fulmen_runs", help="folder for new run directories")
     run.add_argument("--run-dir", help="use this run directory (relaunch/resume an existing run)")
@@ -125,7 +145,8 @@ def build_launch_parser(prog: str = "launch") -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print what would run or be submitted; start nothing")
     run.add_argument("--wait", action="store_true", help="cluster backends: wait for the job to end")
 
-    slurm = parser.add_argument_group("SLURM (--cluster slurm)")
+
+def _add_slurm_options(slurm: argparse._ArgumentGroup) -> None:
     slurm.add_argument("--partition")
     slurm.add_argument("--time", help="time limit, sbatch syntax (60, 1:00:00, 2-00:00:00)")
     slurm.add_argument("--account")
@@ -140,16 +161,18 @@ def build_launch_parser(prog: str = "launch") -> argparse.ArgumentParser:
                        help=f"warning signal before the time limit (default: {SlurmOptions.signal})")
     slurm.add_argument("--max-requeues", type=int, default=SlurmOptions.max_requeues)
     slurm.add_argument("--requeue-on-failure", action="store_true", help="requeue after crashes too, not only preemption")
+    slurm.add_argument("--setup", action="append", default=[], metavar="LINE",
+                       help="shell line run before the ranks start, e.g. 'module load cuda' (repeat)")
 
-    k8s = parser.add_argument_group("Kubernetes (--cluster k8s)")
+
+def _add_kubernetes_options(k8s: argparse._ArgumentGroup) -> None:
     k8s.add_argument("--image", help="container image with fulmen and the code")
     k8s.add_argument("--namespace", default=KubernetesOptions.namespace)
     k8s.add_argument("--queue", help="Volcano queue")
-
-    parser.add_argument("-m", dest="module", metavar="MODULE", help="run a module (like python -m) instead of a script")
-    parser.add_argument("entry", nargs="?", help="the script to run (or the first module argument with -m)")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
-    return parser
+    k8s.add_argument("--volume", action="append", default=[], metavar="CLAIM:/PATH",
+                     help="mount a PersistentVolumeClaim in every pod; the run dir goes on the first (repeat)")
+    k8s.add_argument("--cpu", type=int, default=KubernetesOptions.cpu, help="CPUs per replica (pod)")
+    k8s.add_argument("--memory", metavar="SIZE", help=f"memory per replica, e.g. 64G (default: {KubernetesOptions.mem_mb}M)")
 
 
 def parse_launch_args(argv: Sequence[str], prog: str = "launch") -> tuple[JobSpec, bool, bool]:
@@ -203,8 +226,13 @@ def parse_launch_args(argv: Sequence[str], prog: str = "launch") -> tuple[JobSpe
             max_requeues=ns.max_requeues,
             requeue_on_failure=ns.requeue_on_failure,
             extra=tuple(_key_values(ns.sbatch_arg, "--sbatch-arg")),
+            setup=tuple(ns.setup),
         ),
-        k8s=KubernetesOptions(image=ns.image, namespace=ns.namespace, queue=ns.queue),
+        k8s=KubernetesOptions(
+            image=ns.image, namespace=ns.namespace, queue=ns.queue, cpu=ns.cpu,
+            mem_mb=KubernetesOptions.mem_mb if ns.memory is None else parse_memory_mb(ns.memory),
+            volumes=tuple(parse_volume(item) for item in ns.volume),
+        ),
     )
     return spec, ns.dry_run, ns.wait
 

@@ -69,12 +69,14 @@ def pod_run_dir(spec: JobSpec, run_dir_name: str) -> str:
 
     ``run_dir_name`` is the run folder's name on the submitting machine (``<job>-<run id>``), so
     both sides talk about the same run. An absolute ``run_root`` (a volume mounted at the same
-    path in every pod) is kept; a relative one is resolved against the image's working directory,
-    where it lasts only as long as the pod unless a volume is mounted there.
+    path in every pod) is kept; a relative one goes on the first ``--volume`` (a
+    PersistentVolumeClaim: checkpoints outlive the pod, so a restarted pod resumes), and without
+    one under the image's working directory, where it lasts only as long as the pod.
     """
     root = PurePosixPath(spec.run_root)
     if not root.is_absolute():
-        root = PurePosixPath(POD_WORKDIR) / root
+        volumes = spec.k8s.volumes
+        root = PurePosixPath(volumes[0][1] if volumes else POD_WORKDIR) / root
     return str(root / run_dir_name)
 
 
@@ -193,5 +195,6 @@ def build_appdef(
             memMB=spec.k8s.mem_mb,
         ),
         port_map={RDZV_PORT_NAME: port},
+        mounts=[specs.VolumeMount(src=claim, dst_path=mount) for claim, mount in spec.k8s.volumes],
     )
     return specs.AppDef(name=dns_label(spec.job_name), roles=[role])

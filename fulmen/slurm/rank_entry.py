@@ -8,7 +8,8 @@ script.py``) or a :class:`CallableTask` (``fulmen.launcher.api.submit``). Both:
    first run), ``MASTER_ADDR`` (first host of the step nodelist) and ``MASTER_PORT`` (derived
    from the job id, probed by rank 0 and shared through the run directory);
 2. send this rank's stdout and stderr to ``<run_dir>/logs/rank_N.log`` (earlier attempts are
-   kept as ``rank_N.attempt_K.log``);
+   kept as ``rank_N.attempt_K.log``), and rank 0's also, each alone, to the files ``launch
+   --wait`` copies to its console (``fulmen.slurm.task_output``);
 3. install a fallback handler for SIGTERM and the warning signal: a signal that arrives
    outside ``Trainer.fit`` (whose own handler takes over during fit and is restored after)
    stops the script, requeues the job from rank 0 and exits with ``PREEMPTED_EXIT_CODE``;
@@ -38,6 +39,7 @@ from typing import Any
 
 from fulmen.runtime.ranks import RankInfo
 from fulmen.slurm import environment
+from fulmen.slurm.task_output import TaskOutput, capture_task_output
 
 PORT_WAIT_S = 120.0
 INHERITED_LAUNCH_VARIABLES = (
@@ -125,21 +127,6 @@ def agree_on_port(info: RankInfo, run_dir: Path) -> int:
     )
 
 
-def redirect_output(run_dir: Path, rank: int) -> Path:
-    """Point fds 1 and 2 at ``logs/rank_N.log`` (C extensions and subprocesses included)."""
-    from fulmen.jobs.rundir import rotate_rank_log
-
-    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-    path = rotate_rank_log(run_dir, rank)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    return path
-
-
 def _raise_signal_stop(signum: int, frame: FrameType | None) -> None:
     raise SignalStop(signum)
 
@@ -203,8 +190,7 @@ def run_guarded(
         code = report_configuration_error(exc, local_rank=0 if info is None else info.local_rank)
         error = exc if reraise else None
     except Exception as exc:  # noqa: BLE001 - the traceback goes to the rank's log, the code to SLURM
-        if not reraise:  # submitit prints (and pickles) the traceback of what we re-raise
-            traceback.print_exc()
+        traceback.print_exc()  # what we re-raise, submitit prints only into its own files
         code, error = 1, exc
     if info is not None and code == PREEMPTED_EXIT_CODE and info.is_global_zero:
         requeue_job(info, reason="preempted or near the time limit")
@@ -240,11 +226,14 @@ def run_in_task(
     if early is not None:
         early = dataclasses.replace(early, run_dir=str(run_dir))
 
+    outputs: list[TaskOutput] = []
+
     def set_up_then_body() -> Any:
         try:
             info = prepare_rank(run_dir, extra_env=extra_env)
-            redirect_output(run_dir, info.global_rank if info else 0)
-            print(f"fulmen: {_restart_note(info)} started at {time.time():.3f}", file=sys.stderr, flush=True)
+            output = capture_task_output(run_dir, info.global_rank if info else 0, info.job_id if info else None)
+            outputs.append(output)
+            output.note(f"fulmen: {_restart_note(info)} started at {time.time():.3f}")
             return body()
         finally:
             # From here on only the ending is handled (requeue, exit): the SIGTERM that SLURM
@@ -252,9 +241,12 @@ def run_in_task(
             ignore_late_signals(warning)
 
     try:
+        # The ending (a traceback, the requeue) is still written to the rank's output.
         return run_guarded(set_up_then_body, early, requeue_on_failure, reraise=reraise)
     finally:
         ignore_late_signals(warning)
+        for output in outputs:
+            output.close()
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ Mapping (sbatch flag <- JobSpec field):
 - ``--requeue`` always (a preempted job may be requeued even where JobRequeue=0),
   ``--open-mode=append`` always (a requeued run must not truncate its output files)
 - any ``--sbatch-arg KEY=VALUE`` last, so it can override the above
+- ``--setup LINE`` (repeatable) <- ``spec.slurm.setup``: lines of the batch script before
+  ``srun`` (submitit's ``setup``), e.g. ``module load cuda``; srun's tasks inherit what they export
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def executor_parameters(spec: JobSpec) -> dict[str, Any]:
     params.update({k: v for k, v in optional.items() if v is not None})
     if slurm.exclusive:
         params["exclusive"] = True
+    if slurm.setup:
+        params["setup"] = list(slurm.setup)
     additional: dict[str, Any] = {"signal": slurm.signal, "requeue": True, "open-mode": "append"}
     for key, value in slurm.extra:
         additional[key.lstrip("-").replace("_", "-")] = True if value == "" else value

@@ -8,7 +8,9 @@ Order of work, so that wrong input fails before anything is created or queued:
 2. ``dryrun``: render the sbatch script (``--dry-run`` prints it; ``submit`` sends the same text);
 3. partition / node-count checks against the controller;
 4. run directory (``spec.json``), code snapshot, submitit submission, job record (``job.json``);
-5. with ``--wait``: stream rank 0's log until the job ends; the exit code follows the job.
+5. with ``--wait``: copy rank 0's stdout and stderr to ours until the job ends; the exit code
+   follows the job. The launcher's own lines (``Submitted SLURM job ...``) go to stderr, so
+   stdout is the script's alone.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fulmen.errors import LaunchError, MissingExtraError
 from fulmen.jobs.backend import JobDescription, Submitted
@@ -32,6 +34,7 @@ from fulmen.jobs.spec import JobSpec, ranks_see
 from fulmen.slurm import commands, validation
 from fulmen.slurm.rank_entry import ScriptTask
 from fulmen.slurm.sbatch import executor_parameters, render_sbatch, submitit_folder
+from fulmen.slurm.task_output import console_stream_path
 
 POLL_INTERVAL_S = 1.0
 
@@ -101,7 +104,7 @@ class SlurmBackend:
                 f"Submitted SLURM job {job_id} ({spec.nodes} node(s) x {spec.ranks_per_node} rank(s)); "
                 f"run dir {run.run_dir}\n"
                 f"  fulmen status {job_id}   fulmen logs {job_id} --rank N   fulmen cancel {job_id}",
-                flush=True,
+                file=sys.stderr, flush=True,
             )
         return Submitted(job_id, run.run_dir)
 
@@ -226,14 +229,61 @@ def follow_job(job_id: str, run_dir: Path, *, rank: int = 0) -> Generator[str, N
         follower.close()
 
 
-def wait_for_job(job_id: str, run_dir: Path, *, rank: int = 0, out: Any = None) -> int:
-    """Stream ``logs/rank_N.log`` to ``out`` until the job ends; return its exit code."""
-    stream = sys.stdout if out is None else out
-    chunks = follow_job(job_id, run_dir, rank=rank)
+def wait_for_job(job_id: str, run_dir: Path, *, out: BinaryIO | None = None, err: BinaryIO | None = None) -> int:
+    """Copy rank 0's stdout and stderr, byte for byte, to ours until the job ends; its exit code.
+
+    The files are rank 0's streams alone (``fulmen.slurm.task_output``), so the console shows
+    what the script printed and nothing of fulmen's or submitit's. A job that did not complete
+    gets one ``fulmen: job ... ended`` line on stderr, on a line of its own.
+    """
+    streams = ConsoleStreams(run_dir, job_id, out or sys.stdout.buffer, err or sys.stderr.buffer)
     while True:
-        try:
-            text = next(chunks)
-        except StopIteration as end:
-            return int(end.value)
-        stream.write(text)
+        streams.pump()
+        ended = job_has_ended(job_id)
+        if ended is not None:
+            time.sleep(0.2)  # the last bytes may land just after the state changes
+            streams.pump()
+            if ended.state != "COMPLETED":
+                streams.note(f"fulmen: job {job_id} ended: {ended.state} (exit {ended.exit_code})")
+            return exit_code_for(ended)
+        time.sleep(POLL_INTERVAL_S)
+
+
+class ConsoleStreams:
+    """Rank 0's ``.stdout`` / ``.stderr`` files of one job, copied as they grow to two byte streams."""
+
+    def __init__(self, run_dir: Path, job_id: str, out: BinaryIO, err: BinaryIO) -> None:
+        self._copies = [
+            [console_stream_path(run_dir, job_id, "stdout"), out, 0],
+            [console_stream_path(run_dir, job_id, "stderr"), err, 0],
+        ]
+        self._err = err
+        self._mid_line = False
+
+    def pump(self) -> None:
+        """Copy what each file gained since the last call."""
+        for copy in self._copies:
+            path, stream, offset = copy
+            try:
+                with open(path, "rb") as handle:
+                    handle.seek(offset)
+                    data = handle.read()
+            except FileNotFoundError:
+                continue  # not started yet
+            if data:
+                copy[2] = offset + len(data)
+                self._mid_line = not data.endswith((b"\n", b"\r"))
+                _write_flushed(stream, data)
+
+    def note(self, line: str) -> None:
+        """One line of the launcher's on stderr, starting a new line if the script left one open."""
+        _write_flushed(self._err, (b"\n" if self._mid_line else b"") + line.encode() + b"\n")
+        self._mid_line = False
+
+
+def _write_flushed(stream: BinaryIO, data: bytes) -> None:
+    try:
+        stream.write(data)
         stream.flush()
+    except (BrokenPipeError, ValueError):
+        pass  # the console went away (`| head`); the run's files keep everything

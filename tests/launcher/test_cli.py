@@ -215,3 +215,48 @@ def test_help_has_examples_and_is_fast(subprocess_env: dict[str, str]) -> None:
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           env=subprocess_env, timeout=60).stdout.strip() == "False"
 
+
+def test_setup_is_repeatable_and_dry_run_shows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.py").write_text("")
+    argv = ["--cluster", "slurm", "--setup", "module load cuda", "--setup", "export FOO='a b'", "--dry-run", "t.py"]
+    spec, _, _ = cli.parse_launch_args(argv)
+    assert spec.slurm.setup == ("module load cuda", "export FOO='a b'")
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+    assert cli.launch_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "\n# setup\nmodule load cuda\nexport FOO='a b'\n\n# command\n" in out
+    assert out.index("# setup") < out.index("\nsrun ")
+
+
+def test_kubernetes_volume_cpu_and_memory_flags() -> None:
+    spec, _, _ = cli.parse_launch_args(["--cluster", "k8s", "--volume", "runs-pvc:/mnt/runs/", "--volume", "d:/data",
+                                        "--cpu", "16", "--memory", "1.5Ti", "t.py"])
+    assert spec.k8s.volumes == (("runs-pvc", "/mnt/runs"), ("d", "/data"))
+    assert (spec.k8s.cpu, spec.k8s.mem_mb) == (16, int(1.5 * 1024 * 1024))
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--volume", "foo"], r"--volume 'foo': it is not CLAIM:/MOUNT/PATH\.\nExpected the name of a PersistentVolumeClaim"),
+        (["--volume", "Runs_PVC:/mnt"], r"'Runs_PVC' is not a Kubernetes claim name"),
+        (["--volume", "runs:mnt/runs"], r"the mount path 'mnt/runs' is not absolute"),
+        (["--volume", "a:/m", "--volume", "b:/m"], r"two claims are mounted at the same path"),
+        (["--memory", "12XB"], r"--memory '12XB' is not a memory size\.\nExpected a number with an optional unit M, G or T"),
+        (["--memory", "0"], r"--memory must be at least 1M"),
+        (["--cpu", "0"], r"--cpu must be >= 1"),
+    ],
+)
+def test_bad_kubernetes_values_say_what_was_expected(argv: list[str], message: str) -> None:
+    with pytest.raises(LaunchError, match=message) as caught:
+        cli.parse_launch_args(["--cluster", "k8s", *argv, "t.py"])
+    assert "HINT" in str(caught.value) or "must be" in str(caught.value)
+
+
+def test_volume_outside_kubernetes_is_refused() -> None:
+    with pytest.raises(LaunchError, match=r"--volume is for --cluster k8s.*\nHINT: .*--run-root"):
+        cli.parse_launch_args(["--cluster", "slurm", "--volume", "runs:/mnt/runs", "t.py"])

@@ -208,3 +208,27 @@ def test_missing_package_names_the_torchx_extra(monkeypatch, cluster, hidden, pa
         launch(spec, dry_run=True)
     assert f"'{package}'" in str(info.value)
     assert "pip install 'fulmen[torchx]'" in str(info.value)
+
+
+def test_k8s_dry_run_mounts_the_claim_and_asks_for_cpu_memory_and_retries(capsys) -> None:
+    from fulmen.launcher import cli
+
+    spec, _, _ = cli.parse_launch_args([
+        "--cluster", "k8s", "--image", "img:1", "--nodes", "2", "--gpus", "1", "--volume", "runs-pvc:/mnt/runs",
+        "--cpu", "6", "--memory", "12G", "--max-restarts", "3", "train.py",
+    ])
+    job = yaml.safe_load(torchx_backend.render_dryrun(spec))
+    assert job["spec"]["maxRetry"] == 3
+    for task in job["spec"]["tasks"]:
+        assert task["maxRetry"] == 3 and {"event": "PodFailed", "action": "RestartJob"} in task["policies"]
+        pod = task["template"]["spec"]
+        (container,) = pod["containers"]
+        (volume,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+        assert volume["persistentVolumeClaim"] == {"claimName": "runs-pvc"}
+        assert {"name": volume["name"], "mountPath": "/mnt/runs", "readOnly": False} in container["volumeMounts"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["FULMEN_RUN_DIR"] == "/mnt/runs/fulmen_runs/train-dry-run"
+        assert "--run-dir /mnt/runs/fulmen_runs/train-dry-run" in container["command"][2]
+        assert container["resources"]["requests"]["cpu"].endswith("m")  # torchx reserves a little for the kubelet
+        assert container["resources"]["limits"]["cpu"] == "6000m"
+        assert container["resources"]["limits"]["memory"] == f"{12 * 1024}M"

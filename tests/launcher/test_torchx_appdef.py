@@ -153,3 +153,15 @@ def test_long_job_names_keep_pod_host_names_within_63_characters() -> None:
     pod = f"{app.name}-{suffix}-{app.roles[0].name}-{spec.nodes - 1}-0"
     assert len(pod) <= 63
     assert app.name.startswith("a-really-long") and app.roles[0].name.startswith("areallylong")
+
+
+def test_volume_is_mounted_in_every_replica_and_holds_the_run_dir() -> None:
+    spec = _k8s_spec(k8s=KubernetesOptions(image="i", volumes=(("runs-pvc", "/mnt/runs"), ("data", "/data"))))
+    run_dir = pod_run_dir(spec, "train-20260101")
+    assert run_dir == "/mnt/runs/fulmen_runs/train-20260101"
+    (role,) = build_appdef(spec, image="i", run_dir=run_dir).roles
+    assert role.mounts == [specs.VolumeMount(src="runs-pvc", dst_path="/mnt/runs"),
+                           specs.VolumeMount(src="data", dst_path="/data")]
+    assert role.env["FULMEN_RUN_DIR"] == "/mnt/runs/fulmen_runs/train-20260101"
+    # an absolute --run-root is the user's choice and stays
+    assert pod_run_dir(_k8s_spec(run_root="/shared/runs", k8s=spec.k8s), "r") == "/shared/runs/r"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fulmen.errors import LaunchError
 from fulmen.jobs.spec import JobSpec, SlurmOptions
 from fulmen.slurm.sbatch import executor_parameters, render_sbatch
 
@@ -105,3 +106,23 @@ def test_sbatch_arg_overrides_and_flag_without_value() -> None:
 def test_time_is_passed_through_in_sbatch_syntax(time: str, rendered: str) -> None:
     spec = JobSpec(entry="t.py", cluster="slurm", slurm=SlurmOptions(time=time))
     assert f"#SBATCH {rendered}\n" in render_sbatch(spec, Path("/r"), python="PY")
+
+
+def test_setup_lines_run_in_the_batch_script_before_srun() -> None:
+    spec = JobSpec(entry="t.py", cluster="slurm",
+                   slurm=SlurmOptions(setup=("module load cuda/12.1", "source /opt/venv/bin/activate")))
+    script = render_sbatch(spec, Path("/r"), python="PY")
+    assert script.endswith(
+        "#SBATCH --wckey=submitit\n\n"
+        "# setup\nmodule load cuda/12.1\nsource /opt/venv/bin/activate\n\n"
+        "# command\nexport SUBMITIT_EXECUTOR=slurm\n"
+        "srun --unbuffered --output /r/submitit/%j_%t_log.out --error /r/submitit/%j_%t_log.err "
+        "PY -u -m submitit.core._submit /r/submitit\n"
+    )
+    assert "# setup" not in render_sbatch(JobSpec(entry="t.py", cluster="slurm"), Path("/r"), python="PY")
+
+
+@pytest.mark.parametrize("line", ["module load cuda\nmodule load nccl", "export A=1\r"])
+def test_a_setup_value_with_a_line_break_is_refused(line: str) -> None:
+    with pytest.raises(LaunchError, match=r"(?s)holds a line break.*HINT: repeat the flag"):
+        SlurmOptions(setup=(line,))

@@ -37,9 +37,9 @@ def only_run_dir(project: Path) -> Path:
     return runs[0]
 
 
-def job_id_from(stdout: str) -> str:
-    match = re.search(r"Submitted SLURM job (\d+)", stdout)
-    assert match, stdout
+def job_id_from(stderr: str) -> str:
+    match = re.search(r"Submitted SLURM job (\d+)", stderr)
+    assert match, stderr
     return match.group(1)
 
 
@@ -48,9 +48,10 @@ def test_two_nodes_two_gpus_each_rank_knows_its_place(project: Path, job_env: di
     proc = fulmen_cli(["launch", "--cluster", "slurm", "--nodes", "2", "--gpus", "2", "--time", "5", "--wait",
                        "whoami.py", "--flag", "x"], job_env, project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    job_id = job_id_from(proc.stdout)
-    # --wait streamed rank 0's output.
-    assert '"rank": 0' in proc.stdout and f"job {job_id} ended: COMPLETED" in proc.stdout
+    job_id = job_id_from(proc.stderr)
+    # --wait streamed rank 0's output, and only that: a completed job needs no last word.
+    assert proc.stdout.startswith("WHOAMI ") and proc.stdout.count("\n") == 1 and '"rank": 0' in proc.stdout
+    assert "ended" not in proc.stderr
     run_dir = only_run_dir(project)
     seen = []
     for rank in range(4):
@@ -109,7 +110,8 @@ def test_failing_script_fails_the_job_and_the_wait(project: Path, job_env: dict[
     (project / "bad.py").write_text("import sys\nprint('about to fail', flush=True)\nsys.exit(3)\n")
     proc = fulmen_cli(["launch", "--cluster", "slurm", "--nproc-per-node", "1", "--wait", "bad.py"], job_env, project)
     assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "about to fail" in proc.stdout and "FAILED" in proc.stdout
+    assert proc.stdout == "about to fail\n"
+    assert re.search(r"^fulmen: job \d+ ended: FAILED \(exit 3:0\)$", proc.stderr, re.M), proc.stderr
 
 
 def test_callable_result_is_fetched(project: Path, job_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,7 +155,7 @@ def test_signal_requeues_and_the_requeued_run_uses_the_snapshot(project: Path, j
     (project / "sleeper.py").write_text(SLEEPER)
     proc = fulmen_cli(["launch", "--cluster", "slurm", "--nproc-per-node", "1", "sleeper.py"], job_env, project)
     assert proc.returncode == 0, proc.stderr
-    job_id = job_id_from(proc.stdout)
+    job_id = job_id_from(proc.stderr)
     run_dir = only_run_dir(project)
     log = run_dir / "logs" / "rank_0.log"
     wait_for_line(log, r"VERSION A restart=0", 60)
@@ -193,7 +195,7 @@ def test_max_requeues_zero_lets_a_signalled_job_end(project: Path, job_env: dict
     (project / "sleeper.py").write_text(SLEEPER)
     proc = fulmen_cli(["launch", "--cluster", "slurm", "--nproc-per-node", "1", "--max-requeues", "0", "sleeper.py"],
                       job_env, project)
-    job_id = job_id_from(proc.stdout)
+    job_id = job_id_from(proc.stderr)
     log = only_run_dir(project) / "logs" / "rank_0.log"
     wait_for_line(log, r"VERSION A restart=0", 60)
     commands.cancel(job_id, signal="USR2")
@@ -205,7 +207,7 @@ def test_max_requeues_zero_lets_a_signalled_job_end(project: Path, job_env: dict
 
 def test_cancel_and_follow_from_the_job_commands(project: Path, job_env: dict[str, str]) -> None:
     (project / "sleeper.py").write_text(SLEEPER)
-    job_id = job_id_from(fulmen_cli(["launch", "--cluster", "slurm", "sleeper.py"], job_env, project).stdout)
+    job_id = job_id_from(fulmen_cli(["launch", "--cluster", "slurm", "sleeper.py"], job_env, project).stderr)
     wait_for_line(only_run_dir(project) / "logs" / "rank_0.log", r"VERSION A restart=0", 60)
     follower = subprocess.Popen(
         [sys.executable, "-m", "fulmen.launcher", "logs", job_id, "--follow"], cwd=project, env=job_env,
@@ -216,3 +218,53 @@ def test_cancel_and_follow_from_the_job_commands(project: Path, job_env: dict[st
     out, _ = follower.communicate(timeout=60)  # --follow returns once the job has ended
     assert "VERSION A restart=0" in out and "CANCELLED" in out
     assert "state: CANCELLED" in fulmen_cli(["status", job_id], job_env, project).stdout
+
+
+TWO_STREAMS = """\
+import os, sys, time
+sys.stdout.write("first line\\n"); sys.stdout.flush()
+sys.stderr.write("a warning\\n"); sys.stderr.flush()
+for i in range(4):  # a progress bar redrawn in place
+    sys.stderr.write(f"\\rprogress {i}/3"); sys.stderr.flush(); time.sleep(0.05)
+sys.stderr.write("\\n")
+print("FOO=" + os.environ.get("FOO", "unset"), flush=True)
+sys.stdout.write("last line without newline"); sys.stdout.flush()
+sys.stderr.write("last words without newline"); sys.stderr.flush()
+"""
+
+
+def test_wait_console_is_exactly_what_rank_0_prints(project: Path, job_env: dict[str, str]) -> None:
+    (project / "two_streams.py").write_text(TWO_STREAMS)
+    plain = subprocess.run([sys.executable, "two_streams.py"], cwd=project, env={**job_env, "FOO": "bar"},
+                           capture_output=True, timeout=60, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fulmen.launcher", "launch", "--cluster", "slurm", "--nodes", "1",
+         "--nproc-per-node", "2", "--time", "5", "--setup", "export FOO=bar", "--wait", "two_streams.py"],
+        cwd=project, env=job_env, capture_output=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == plain.stdout  # bytes: \r, the unfinished last line, nothing of fulmen's or submitit's
+    job_id = job_id_from(proc.stderr.decode())
+    run_dir = only_run_dir(project)
+    submitted = (f"Submitted SLURM job {job_id} (1 node(s) x 2 rank(s)); run dir {run_dir}\n"
+                 f"  fulmen status {job_id}   fulmen logs {job_id} --rank N   fulmen cancel {job_id}\n").encode()
+    assert proc.stderr == submitted + plain.stderr
+    # `fulmen logs` still tells the whole story: fulmen's line and both streams, interleaved.
+    logs = fulmen_cli(["logs", job_id, "--rank", "0"], job_env, project)
+    assert re.search(r"^fulmen: rank 0/2 .* started at", logs.stdout, re.MULTILINE), logs.stdout
+    assert "first line\n" in logs.stdout and "a warning\n" in logs.stdout and "FOO=bar\n" in logs.stdout
+    rank1 = (run_dir / "logs" / "rank_1.log").read_text()
+    assert "FOO=bar\n" in rank1 and "last words without newline" in rank1
+
+
+def test_setup_lines_run_before_every_rank(project: Path, job_env: dict[str, str]) -> None:
+    (project / "env.py").write_text("import os\nprint('SETUP', os.environ.get('FOO'), os.environ.get('BAR'), flush=True)\n")
+    proc = fulmen_cli(["launch", "--cluster", "slurm", "--nodes", "2", "--nproc-per-node", "1", "--time", "5",
+                       "--setup", "export FOO=bar", "--setup", 'export BAR="$FOO-and-more"', "--wait", "env.py"],
+                      job_env, project)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == "SETUP bar bar-and-more\n"
+    run_dir = only_run_dir(project)
+    assert "SETUP bar bar-and-more\n" in (run_dir / "logs" / "rank_1.log").read_text()
+    submitted = next((run_dir / "submitit").glob("*_submission.sh")).read_text()
+    assert "# setup\nexport FOO=bar\nexport BAR=\"$FOO-and-more\"\n" in submitted

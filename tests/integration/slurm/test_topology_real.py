@@ -69,7 +69,7 @@ def test_unchanged_script_trains_on_2x2_reads_relative_data_and_ignores_later_ed
     assert proc.returncode == 0, proc.stdout + proc.stderr
     edited_at = time.time()
     (project / "train.py").write_text(TRAIN.replace('VERSION = "submitted"', 'raise SystemExit("the edit leaked")'))
-    job_id = job_id_from(proc.stdout)
+    job_id = job_id_from(proc.stderr)
     final = wait_until_final(job_id, 240)
     run_dir = only_run_dir(project)
     logs = [(run_dir / "logs" / f"rank_{rank}.log").read_text() for rank in range(4)]

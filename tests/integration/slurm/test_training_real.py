@@ -102,7 +102,7 @@ def reference_weights(tmp_path_factory: pytest.TempPathFactory, slurm_cluster: s
 def test_ddp_two_nodes_two_gpus_trains_and_reports(project: Path, job_env: dict[str, str]) -> None:
     proc = submit(project, job_env, ["--nodes", "2", "--gpus", "2"], ["--nodes", "2", "--devices", "2"], wait=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    job_id = job_id_from(proc.stdout)
+    job_id = job_id_from(proc.stderr)
     run_dir = only_run_dir(project)
     layout = []
     for rank in range(4):
@@ -130,7 +130,7 @@ def test_usr2_mid_training_requeues_and_resumes_bit_equal(
 ) -> None:
     proc = submit(project, job_env, ["--nodes", "2", "--nproc-per-node", "1"], [*RESUME_ARGS, "--step-sleep", "0.3"])
     assert proc.returncode == 0, proc.stderr
-    job_id = job_id_from(proc.stdout)
+    job_id = job_id_from(proc.stderr)
     run_dir = only_run_dir(project)
     wait_for_line(run_dir / "logs" / "rank_0.log", r"^STEP 8 at", 180)
     signalled = time.time()
@@ -158,7 +158,7 @@ def test_low_job_preempted_by_high_job_finishes_with_same_weights(
     proc = submit(project, job_env, ["--nodes", "2", "--nproc-per-node", "1", "--partition", "low", "--exclusive"],
                   [*RESUME_ARGS, "--step-sleep", "0.3"])
     assert proc.returncode == 0, proc.stderr
-    job_id = job_id_from(proc.stdout)
+    job_id = job_id_from(proc.stderr)
     run_dir = only_run_dir(project)
     wait_for_line(run_dir / "logs" / "rank_0.log", r"^STEP 6 at", 180)
     # The high job asks for exactly the low job's (exclusive) nodes: only preempting it frees
@@ -187,7 +187,7 @@ def test_time_limit_one_minute_is_signalled_requeued_and_finishes(project: Path,
     proc = submit(project, job_env, ["--nproc-per-node", "1", "--time", "1", "--signal", "USR1@10",
                                      "--max-requeues", "20"], ["--epochs", "6", "--step-sleep", "0.45"])
     assert proc.returncode == 0, proc.stderr
-    job_id = job_id_from(proc.stdout)
+    job_id = job_id_from(proc.stderr)
     run_dir = only_run_dir(project)
     final = wait_until_final(job_id, 840)
     assert final.state == "COMPLETED", final
@@ -216,7 +216,7 @@ def test_past_max_requeues_a_resubmission_with_run_dir_continues(
 ) -> None:
     launch_args = ["--nodes", "2", "--nproc-per-node", "1", "--max-requeues", "0"]
     proc = submit(project, job_env, launch_args, [*RESUME_ARGS, "--step-sleep", "0.3"])
-    first_job = job_id_from(proc.stdout)
+    first_job = job_id_from(proc.stderr)
     run_dir = only_run_dir(project)
     wait_for_line(run_dir / "logs" / "rank_0.log", r"^STEP 8 at", 180)
     commands.cancel(first_job, signal="USR2")
@@ -224,7 +224,7 @@ def test_past_max_requeues_a_resubmission_with_run_dir_continues(
     assert (final.state, final.exit_code) == ("FAILED", "75:0")  # stopped, checkpointed, not requeued
     proc = submit(project, job_env, [*launch_args, "--run-dir", str(run_dir)], RESUME_ARGS, wait=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert job_id_from(proc.stdout) != first_job
+    assert job_id_from(proc.stderr) != first_job
     texts = all_rank0_text(run_dir)
     assert len(texts) == 2
     assert_each_run_resumes_where_the_last_stopped(texts)
