@@ -38,7 +38,7 @@ from fulmen.jobs.exit_codes import final_state_for
 from fulmen.jobs.logs import rank_log_text
 from fulmen.jobs.records import JobRecord, launcher_lost
 from fulmen.jobs.rundir import NewRun
-from fulmen.jobs.spec import JobSpec, ranks_see
+from fulmen.jobs.spec import REDACTED, SECRET_NAME, JobSpec, ranks_see
 
 FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1,SIGUSR2"
 RANK_ENTRY_MODULE = "fulmen.launcher.rank_entry"
@@ -225,7 +225,7 @@ def describe_plan(spec: JobSpec, run_dir: Path) -> str:
         f"working dir:  {Path.cwd()} (relative paths in the script resolve here)",
         ranks_see(spec),
     ]
-    lines += [f"env:          {key}={value}" for key, value in spec.env]
+    lines += [f"env:          {key}={REDACTED if SECRET_NAME.search(key) else value}" for key, value in spec.env]
     return "\n".join(lines)
 
 
