@@ -52,6 +52,7 @@ def build_launch_parser(prog: str = "launch") -> argparse.ArgumentParser:
     where.add_argument("--master-addr", help="node 0's address (local, multi-node)")
     where.add_argument("--master-port", type=int, help="rendezvous port (default: derived per run; MASTER_PORT)")
     where.add_argument("--max-restarts", type=int, default=0, help="restart the ranks this often after a failure")
+    where.add_argument("--force", action="store_true", help="local: allow more --nproc-per-node ranks than CPUs")
 
     run = parser.add_argument_group("the run")
     run.add_argument("--name", "--job-name", dest="name", help="job name (default: the script's name)")
@@ -138,6 +139,7 @@ def parse_launch_args(argv: Sequence[str], prog: str = "launch") -> tuple[JobSpe
             extra=tuple(_key_values(ns.sbatch_arg, "--sbatch-arg")),
         ),
         k8s=KubernetesOptions(image=ns.image, namespace=ns.namespace, queue=ns.queue),
+        force=ns.force,
     )
     return spec, ns.dry_run, ns.wait
 
@@ -221,8 +223,11 @@ def exit_now(code: int) -> None:
     and logs are written and closed). Only the console scripts do this, never an in-process
     caller of ``launch_main(argv)`` / ``main(argv)``.
     """
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            pass  # a closed console (`| head`): nothing left to tell it
     os._exit(code)
 
 

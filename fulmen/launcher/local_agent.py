@@ -35,7 +35,7 @@ from torch.distributed.elastic.rendezvous import (
     RendezvousStoreInfo,
 )
 
-from fulmen.jobs import rundir
+from fulmen.jobs import ports, rundir
 from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
 from fulmen.jobs.rundir import RESTART_COUNT_VARIABLE
 from fulmen.jobs.spec import JobSpec
@@ -77,13 +77,18 @@ class PerAttemptRendezvous(RendezvousHandler):
     def next_rendezvous(self) -> RendezvousInfo:
         port = self._port_for_attempt(self._attempt)
         self._attempt += 1
+        is_server = self.node_rank == 0
+        # Node 0 listens on the master address only (TCPStore alone would take every interface);
+        # the store owns the socket from here on.
+        listen_fd = ports.listen_socket(self.master_addr, port).detach() if is_server else None
         store = TCPStore(
             self.master_addr,
             port,
             self.nodes,
-            self.node_rank == 0,
+            is_server,
             timedelta(seconds=RENDEZVOUS_TIMEOUT_S),
             multi_tenant=True,
+            master_listen_fd=listen_fd,
         )
         return RendezvousInfo(
             PrefixStore(self.run_id, store), self.node_rank, self.nodes, RendezvousStoreInfo(self.master_addr, port)
