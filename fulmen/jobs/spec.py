@@ -39,6 +39,13 @@ class SlurmOptions:
     extra: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        named = [(f"--{f}", getattr(self, f)) for f in ("partition", "time", "account", "qos", "constraint", "mem")]
+        for flag, value in [*named, *(("--sbatch-arg", f"{k}={v}") for k, v in self.extra)]:
+            if value is not None and _CONTROL.search(value):
+                raise LaunchError(
+                    f"{flag} {value!r} contains a control character (newline, tab, ...); each becomes one "
+                    "#SBATCH line, so it must be one line of printable text.\nHINT: remove the line break."
+                )
         if not _SIGNAL_SPEC.match(self.signal):
             raise LaunchError(
                 f"--signal {self.signal!r} is not a valid sbatch signal spec.\n"

@@ -35,3 +35,14 @@ def test_secret_looking_script_options_lose_their_values_in_the_record() -> None
         "--lr", "0.1", "--api-key", REDACTED, f"--token={REDACTED}", "--password", "--epochs", "3", "data/",
     )  # fmt: skip
     assert JobSpec(entry="t.py", args=args).to_record()["args"][3] == REDACTED
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"partition": "debug\n#SBATCH --qos=high"}, {"account": "a\rb"}, {"extra": (("comment", "x\ny"),)}],
+)
+def test_sbatch_settings_with_a_line_break_are_refused(options) -> None:
+    from fulmen.jobs.spec import SlurmOptions
+
+    with pytest.raises(LaunchError, match=r"contains a control character.*#SBATCH line.*\nHINT: "):
+        SlurmOptions(**options)
