@@ -7,9 +7,10 @@ fulmen or pytorch_lightning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from torch.utils.data import DataLoader
 

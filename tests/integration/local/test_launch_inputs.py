@@ -47,7 +47,7 @@ def test_rendezvous_store_listens_on_the_master_address_only(tmp_path: Path) -> 
         listening = [c.laddr for c in psutil.Process(proc.pid).net_connections(kind="inet")
                      if c.status == psutil.CONN_LISTEN and c.laddr.port == port]  # fmt: skip
         (out / "go").touch()
-        stdout, stderr = proc.communicate(timeout=60)
+        _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
