@@ -23,6 +23,24 @@ from typing import Any
 from fulmen.errors import LaunchError
 
 RECORD_FILE = "job.json"
+#: Run records hold the command line and the environment a job was given: owner-only.
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temp file + rename) with mode 0600 from the start.
+
+    The temp file is created 0600 (not chmod-ed afterwards), so no reader ever sees the
+    content with looser permissions, whatever the umask.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, PRIVATE_FILE_MODE)  # an existing temp file kept its old mode through O_TRUNC
+    os.replace(tmp, path)
+    return path
 
 
 @dataclass(frozen=True)
@@ -69,13 +87,11 @@ def index_path() -> Path:
 
 def write_record(record: JobRecord) -> Path:
     """Write ``job.json`` atomically and add the run directory to the index."""
-    path = record.path
-    tmp = path.with_name(f".{RECORD_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(record.to_json())
-    os.replace(tmp, path)
+    path = write_private(record.path, record.to_json())
     index = index_path()
-    index.parent.mkdir(parents=True, exist_ok=True)
-    with index.open("a") as handle:  # one short line per append: safe between processes
+    index.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    fd = os.open(index, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "a") as handle:  # one short line per append: safe between processes
         handle.write(json.dumps({"run_dir": record.run_dir, "job_id": record.job_id}) + "\n")
     return path
 

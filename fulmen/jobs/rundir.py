@@ -19,10 +19,18 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fulmen.jobs.records import JobRecord, new_record, write_record
+from fulmen.jobs.records import (
+    PRIVATE_DIR_MODE,
+    JobRecord,
+    new_record,
+    write_private,
+    write_record,
+)
 from fulmen.jobs.spec import JobSpec
 
 SPEC_FILE = "spec.json"
@@ -64,7 +72,7 @@ class NewRun:
 
     def record(self, job_id: str, backend: str, **extra: Any) -> JobRecord:
         """Write the job record (``job.json`` + the per-user index) and return it."""
-        record = new_record(job_id, backend, self.run_dir, self.spec.job_name, self.spec.to_dict(), **extra)
+        record = new_record(job_id, backend, self.run_dir, self.spec.job_name, self.spec.to_record(), **extra)
         write_record(record)
         return record
 
@@ -81,19 +89,32 @@ def prepare_run_dir(spec: JobSpec, run_dir: Path) -> Path:
 
     No ``checkpoints/`` folder up front: the Trainer creates ``checkpoints/resume/`` when it
     saves a resume checkpoint, and ModelCheckpoint writes where Lightning does.
+    The run dir and its logs are created owner-only (0700): they hold the job's command line,
+    environment names and output. A reused run dir keeps the modes it has.
     """
-    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+    (run_dir / "logs").mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
     write_spec(run_dir, spec)
     return run_dir
 
 
 def write_spec(run_dir: Path, spec: JobSpec) -> Path:
-    """``spec.json`` written through a temp file and a rename, so a reader never sees half of it."""
-    path = run_dir / SPEC_FILE
-    tmp = path.with_name(f".{SPEC_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(spec.to_dict(), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    """``spec.json`` (0600, without secret values: ``JobSpec.to_record``), written through a temp
+    file and a rename, so a reader never sees half of it."""
+    return write_private(run_dir / SPEC_FILE, json.dumps(spec.to_record(), indent=2, sort_keys=True) + "\n")
+
+
+@contextmanager
+def private_files() -> Iterator[None]:
+    """Files created inside are owner-only (umask 077): for writers we do not control, such as
+    submitit pickling a task (with its ``--env`` values) into the run dir. Process-wide while
+    it lasts; the launcher is the only thread creating files then."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def read_spec(run_dir: Path) -> JobSpec:

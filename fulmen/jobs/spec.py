@@ -14,6 +14,10 @@ from typing import Any
 from fulmen.errors import LaunchError
 
 CLUSTERS = ("local", "slurm", "k8s", "torchx-local")
+#: Variable or option names whose values are never written into spec.json / job.json.
+SECRET_NAME = re.compile(r"token|secret|passw|pwd|key|credential|auth|private|cookie|session", re.IGNORECASE)
+REDACTED = "<not stored>"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SIGNAL_SPEC = re.compile(r"^(B:)?(SIG)?(USR1|USR2|TERM|INT|HUP|QUIT|ALRM)(@\d+)?$")
 
 
@@ -36,6 +40,13 @@ class SlurmOptions:
     setup: tuple[str, ...] = ()  # shell lines run in the batch script before srun (`module load cuda`)
 
     def __post_init__(self) -> None:
+        named = [(f"--{f}", getattr(self, f)) for f in ("partition", "time", "account", "qos", "constraint", "mem")]
+        for flag, value in [*named, *(("--sbatch-arg", f"{k}={v}") for k, v in self.extra)]:
+            if value is not None and _CONTROL.search(value):
+                raise LaunchError(
+                    f"{flag} {value!r} contains a control character (newline, tab, ...); each becomes one "
+                    "#SBATCH line, so it must be one line of printable text.\nHINT: remove the line break."
+                )
         if not _SIGNAL_SPEC.match(self.signal):
             raise LaunchError(
                 f"--signal {self.signal!r} is not a valid sbatch signal spec.\n"
@@ -148,8 +159,15 @@ class JobSpec:
     env: tuple[tuple[str, str], ...] = ()
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
     k8s: KubernetesOptions = field(default_factory=KubernetesOptions)
+    force: bool = False  # --force: start more local CPU ranks than this machine has CPUs
 
     def __post_init__(self) -> None:
+        if self.name is not None and _CONTROL.search(self.name):
+            # A newline would reach the sbatch script as a directive line of its own.
+            raise LaunchError(
+                f"--name {self.name!r} contains a control character (newline, tab, ...); expected one line "
+                "of printable text.\nHINT: use letters, digits, '-', '_' or '.', e.g. --name my-run."
+            )
         if self.cluster not in CLUSTERS:
             raise LaunchError(
                 f"--cluster {self.cluster!r} is not known. Expected one of: {', '.join(CLUSTERS)}."
@@ -199,6 +217,19 @@ class JobSpec:
 
         return asdict(self)
 
+    def to_record(self) -> dict[str, Any]:
+        """What the run records (``spec.json``, ``job.json``) store: ``to_dict`` without secrets.
+
+        The value of every ``--env`` variable and script option whose name looks like a secret
+        (``SECRET_NAME``: HF_TOKEN, AWS_SECRET_ACCESS_KEY, --api-key, ...) is replaced by
+        ``REDACTED``; only the name is kept. The ranks never read these values back from a
+        record: each backend hands them over in the launch itself.
+        """
+        data = self.to_dict()
+        data["env"] = [[key, REDACTED if SECRET_NAME.search(key) else value] for key, value in self.env]
+        data["args"] = list(redact_args(self.args))
+        return data
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
         """Inverse of ``to_dict`` (tuples come back from JSON as lists)."""
@@ -211,6 +242,26 @@ class JobSpec:
         data["args"] = tuple(data.get("args", ()))
         data["env"] = tuple(tuple(kv) for kv in data.get("env", ()))
         return cls(**data, slurm=SlurmOptions(**slurm), k8s=KubernetesOptions(**k8s))
+
+
+def redact_args(args: tuple[str, ...]) -> tuple[str, ...]:
+    """Script arguments with the values of secret-looking options (``--token X``, ``--api-key=X``) replaced."""
+    out: list[str] = []
+    hide_next = False
+    for arg in args:
+        if hide_next and not arg.startswith("-"):
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        hide_next = False
+        option, sep, _ = arg.partition("=")
+        if arg.startswith("-") and SECRET_NAME.search(option.lstrip("-")):
+            if sep:
+                out.append(f"{option}={REDACTED}")
+                continue
+            hide_next = True
+        out.append(arg)
+    return tuple(out)
 
 
 def ranks_see(spec: JobSpec) -> str:

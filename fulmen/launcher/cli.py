@@ -135,6 +135,7 @@ def _add_topology_options(where: argparse._ArgumentGroup) -> None:
     where.add_argument("--standalone", action="store_true", help="torchrun's one-node mode (the default here)")
     where.add_argument("--max-restarts", "--max_restarts", type=int, default=0,
                        help="restart the ranks this often after a failure")
+    where.add_argument("--force", action="store_true", help="local: allow more --nproc-per-node ranks than CPUs")
 
 
 def _add_run_options(run: argparse._ArgumentGroup) -> None:
@@ -233,6 +234,7 @@ def parse_launch_args(argv: Sequence[str], prog: str = "launch") -> tuple[JobSpe
             mem_mb=KubernetesOptions.mem_mb if ns.memory is None else parse_memory_mb(ns.memory),
             volumes=tuple(parse_volume(item) for item in ns.volume),
         ),
+        force=ns.force,
     )
     return spec, ns.dry_run, ns.wait
 
@@ -343,8 +345,11 @@ def exit_now(code: int) -> None:
     and logs are written and closed). Only the console scripts do this, never an in-process
     caller of ``launch_main(argv)`` / ``main(argv)``.
     """
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            pass  # a closed console (`| head`): nothing left to tell it
     os._exit(code)
 
 

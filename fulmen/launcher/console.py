@@ -21,8 +21,10 @@ import re
 import select
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 STDOUT, STDERR = 1, 2
 FINISH_TIMEOUT_S = 5.0  # after the ranks are gone: how long a pipe may stay open (a straggling grandchild)
@@ -90,8 +92,10 @@ class Console:
         try:
             target.write(data)
             target.flush()
-        except (BrokenPipeError, ValueError):
-            pass  # the console went away (closed pipe, `| head`): the log file still gets everything
+        except BrokenPipeError:
+            silence_closed_stream(target)  # the console went away (`| head`): the log file still gets everything
+        except ValueError:
+            pass  # closed by our own teardown
 
 
 class ConsoleRank:
@@ -267,3 +271,59 @@ class TracebackFilter:
             return line  # the rest of a message, or a chained exception coming
         self._after_exception = False
         return line if is_error_line(line) else None
+
+
+def silence_closed_stream(stream: Any) -> None:
+    """Point ``stream``'s descriptor at /dev/null once its reader has gone (``launch ... | head``).
+
+    What is still buffered, and every later write (also the flush at exit), then goes nowhere
+    instead of raising BrokenPipeError again: a closed console is not a training failure.
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a file (a test's BytesIO)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+class _DropWhenClosed:
+    """A text stream that stops writing, instead of raising, once its reader has gone."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            silence_closed_stream(self._stream)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            silence_closed_stream(self._stream)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def tolerate_closed_console() -> Iterator[None]:
+    """While a run goes on, the launcher's own messages survive a closed stdout/stderr.
+
+    ``launch train.py 2>&1 | head -1`` closes the pipe after one line; the next message of the
+    launcher used to raise BrokenPipeError and turn a finished run into FAILED (exit 1). The
+    ranks write into the run dir's logs regardless.
+    """
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _DropWhenClosed(sys.stdout), _DropWhenClosed(sys.stderr)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved

@@ -38,7 +38,8 @@ from fulmen.jobs.exit_codes import final_state_for
 from fulmen.jobs.logs import rank_log_text
 from fulmen.jobs.records import JobRecord, launcher_lost
 from fulmen.jobs.rundir import NewRun
-from fulmen.jobs.spec import JobSpec, ranks_see
+from fulmen.jobs.spec import SECRET_NAME, JobSpec, ranks_see
+from fulmen.launcher.console import tolerate_closed_console
 
 FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1,SIGUSR2"
 RANK_ENTRY_MODULE = "fulmen.launcher.rank_entry"
@@ -65,6 +66,7 @@ class LocalBackend:
     def dryrun(self, spec: JobSpec) -> LocalRequest:
         check_entry(spec)
         check_gpus(spec)
+        check_cpu_ranks(spec)
         check_nodes(spec)
         return LocalRequest(spec, rundir.new_run(spec))
 
@@ -118,7 +120,7 @@ def _run_ranks(spec: JobSpec, run: NewRun) -> int:
     record = _write_job_record(run)
     code = 1
     try:
-        with _launcher_environment(spec, run_dir):
+        with _launcher_environment(spec, run_dir), tolerate_closed_console():
             code = run_agent(
                 spec,
                 run_dir=run_dir,
@@ -161,6 +163,7 @@ def relaunch_main_script(ranks: int, *, gpus: bool) -> int:
         gpus_per_node=ranks if gpus else None,
         nproc_per_node=None if gpus else ranks,
         run_dir=os.environ.get("FULMEN_RUN_DIR") or None,
+        force=True,  # Trainer(devices=N) on CPU starts N ranks whatever the CPUs, as Lightning does
     )
     print(f"fulmen: Trainer(devices={ranks}): starting {ranks} ranks with the local launcher; "
           "this process exits with their exit code.", file=sys.stderr, flush=True)
@@ -207,6 +210,30 @@ def check_gpus(spec: JobSpec) -> None:
         )
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and SLURM narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_cpu_ranks(spec: JobSpec) -> None:
+    """``--nproc-per-node N`` starts N processes here: more than the CPUs is refused unless ``--force``.
+
+    A typo (10000 for 100) would otherwise fork until the machine stalls. With ``--gpus`` the
+    cap is the GPU count (``check_gpus``).
+    """
+    cpus = usable_cpus()
+    if spec.nproc_per_node is None or spec.force or spec.nproc_per_node <= cpus:
+        return
+    raise LaunchError(
+        f"--nproc-per-node {spec.nproc_per_node} asks for {spec.nproc_per_node} ranks on this machine, but it has "
+        f"{cpus} usable CPU{'s' if cpus != 1 else ''} (os.sched_getaffinity).\n"
+        f"HINT: use --nproc-per-node {cpus} or fewer, or add --force to oversubscribe the CPUs on purpose."
+    )
+
+
 def rank_command(spec: JobSpec) -> list[str]:
     """The command every rank runs (through the rank entry, which merges stderr into the log)."""
     entry = ["--module", spec.entry] if spec.entry_is_module else [spec.entry]
@@ -225,7 +252,7 @@ def describe_plan(spec: JobSpec, run_dir: Path) -> str:
         f"working dir:  {Path.cwd()} (relative paths in the script resolve here)",
         ranks_see(spec),
     ]
-    lines += [f"env:          {key}={value}" for key, value in spec.env]
+    lines += [f"env:          {key}={'<hidden>' if SECRET_NAME.search(key) else value}" for key, value in spec.env]
     return "\n".join(lines)
 
 
@@ -337,4 +364,4 @@ def _signals(names: str) -> list[signal.Signals]:
     return [getattr(signal, n) for n in names.split(",") if hasattr(signal, n)]
 
 
-__all__ = ["LocalBackend", "LocalRequest", "check_entry", "check_gpus", "describe_plan", "rank_command"]
+__all__ = ["LocalBackend", "LocalRequest", "check_cpu_ranks", "check_entry", "check_gpus", "describe_plan", "rank_command"]

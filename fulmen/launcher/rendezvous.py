@@ -24,6 +24,7 @@ from torch.distributed.elastic.rendezvous import (
 )
 
 from fulmen.errors import LaunchError
+from fulmen.jobs import ports
 
 NOTE_INTERVAL_S = 5.0  # how often a waiting node says what it waits for
 FIRST_NOTE_AFTER_S = 1.0  # nodes that start within a second of each other print nothing
@@ -170,14 +171,19 @@ class PerAttemptRendezvous(RendezvousHandler):
         started = time.monotonic()
         if self.node_rank != 0:
             wait_for_node_zero(self.master_addr, port, nodes=self.nodes, timeout_s=self.timeout_s, say=self._say)
+        is_server = self.node_rank == 0
+        # Node 0 listens on the master address only (TCPStore alone would take every interface);
+        # the store owns the socket from here on.
+        listen_fd = ports.listen_socket(self.master_addr, port).detach() if is_server else None
         store = TCPStore(
             self.master_addr,
             port,
             self.nodes,
-            self.node_rank == 0,
+            is_server,
             timedelta(seconds=self.timeout_s),
             wait_for_workers=False,
             multi_tenant=True,
+            master_listen_fd=listen_fd,
         )
         roll_call(
             store, nodes=self.nodes, node_rank=self.node_rank, endpoint=f"{self.master_addr}:{port}",

@@ -96,7 +96,7 @@ def record_submission(
     because the run belongs to the torchx job.
     """
     record = records.new_record(
-        handle, spec.cluster, run_dir, spec.job_name, spec.to_dict(), scheduler=scheduler
+        handle, spec.cluster, run_dir, spec.job_name, spec.to_record(), scheduler=scheduler
     )
     local = spec.cluster == "torchx-local"
     run = TorchxRun(

@@ -29,6 +29,7 @@ from fulmen.runtime.stages import RunningStage
 from fulmen.runtime.strategy import Strategy
 from fulmen.runtime.trainer_flags import parse_loop_limits
 from fulmen.runtime.training_progress import TrainingProgress
+from fulmen.utilities.rank_zero import rank_zero_info
 
 
 def _batch_outputs(output: Any, loss: Tensor | None, automatic: bool, normalize: int) -> Any:
@@ -194,6 +195,9 @@ class FitLoop:
         self.data.load_train_dataloader()
         if self.settings.limit_train_batches == 0:
             return  # Lightning skips training entirely: no on_train_start / on_train_end
+        if self.data.num_training_batches == 0:  # an empty loader: skipped the same way, in Lightning's words
+            rank_zero_info("`Trainer.fit` stopped: No training batches.")
+            return
         n = self.settings.check_val_every_n_epoch
         if self.data.val_possible() and (n is None or (progress.current_epoch + 1) % n == 0):
             self.data.eval_loaders(RunningStage.VALIDATING)  # Lightning sets up validation data before on_train_start

@@ -124,6 +124,8 @@ def limited_batches(length: float, limit: int | float, name: str) -> float:
             f"HINT: use an int {name} (a number of batches) for iterable datasets."
         )
     count = int(length * limit)
+    if length == 0:
+        return 0  # an empty loader: the loops say "no batches", as Lightning does, not an error here
     if limit > 0 and count == 0:
         raise MisconfigurationException(
             f"Trainer({name}={limit}) selects 0 of the loader's {int(length)} batches.\n"
@@ -132,8 +134,63 @@ def limited_batches(length: float, limit: int | float, name: str) -> float:
     return count
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int_flag(name: str, value: Any, *, minimum: int, optional: bool, meaning: str) -> None:
+    """``value`` must be an int >= ``minimum`` (or None when ``optional``); else a clear error."""
+    if (optional and value is None) or (_is_int(value) and value >= minimum):
+        return
+    expected = f"an int >= {minimum}" + (" or None" if optional else "") + f" ({meaning})"
+    seen = f"a {type(value).__name__}" if not _is_int(value) else "out of range"
+    raise MisconfigurationException(
+        f"Trainer({name}={value!r}) is {seen}; expected {expected}.\n"
+        f"HINT: pass {name} as a number, e.g. {name}={max(minimum, 1)}"
+        + (" (convert strings from a config or the command line with int(...))." if isinstance(value, str) else ".")
+    )
+
+
+def check_devices(devices: Any, num_nodes: Any) -> None:
+    """``devices`` and ``num_nodes`` as Lightning accepts them, refused at ``Trainer()`` time.
+
+    devices: "auto", an int >= 1, -1 (every visible device), a list of device indices, or the
+    string forms of those ("2", "-1", "0,1"). num_nodes: None (the launch's value) or an int >= 1.
+    Without this, ``devices=-3`` was taken as "one device" and ``devices=0`` as a no-op.
+    """
+    _check_int_flag("num_nodes", num_nodes, minimum=1, optional=True, meaning="machines taking part")
+    if devices in (None, "auto") or (_is_int(devices) and (devices >= 1 or devices == -1)):
+        return
+    if isinstance(devices, str):
+        text = devices.strip()
+        parts = [p.strip() for p in text.split(",") if p.strip()] if "," in text else [text]
+        if text == "-1" or (parts and all(p.isdigit() for p in parts) and ("," in text or int(text) >= 1)):
+            return
+    if isinstance(devices, (list, tuple)) and devices and all(_is_int(d) and d >= 0 for d in devices):
+        return
+    raise MisconfigurationException(
+        f"Trainer(devices={devices!r}) is not a device selection; expected 'auto', an int >= 1 "
+        "(that many devices), -1 (every visible device) or a list of device indices like [0, 1].\n"
+        "HINT: leave devices='auto' to take what the launcher started, or give a positive count."
+    )
+
+
+def check_loop_limits(flags: dict[str, Any]) -> None:
+    """``max_epochs`` / ``min_epochs`` / ``max_steps`` / ``min_steps`` as Lightning accepts them.
+
+    Checked at ``Trainer()`` time: a string (``max_epochs="ten"`` from a config file) used to
+    fail with a bare TypeError inside the fit loop, and ``max_steps=-2`` ran without a limit.
+    """
+    _check_int_flag("max_epochs", flags["max_epochs"], minimum=-1, optional=True, meaning="-1: no epoch limit")
+    _check_int_flag("min_epochs", flags["min_epochs"], minimum=0, optional=True, meaning="epochs to run at least")
+    _check_int_flag("max_steps", flags["max_steps"], minimum=-1, optional=False, meaning="-1: no step limit")
+    _check_int_flag("min_steps", flags["min_steps"], minimum=0, optional=True, meaning="steps to run at least")
+
+
 def check_flags(flags: dict[str, Any]) -> None:
     """Errors for flag values that cannot work, raised at Trainer construction."""
+    check_devices(flags["devices"], flags["num_nodes"])
+    check_loop_limits(flags)
     if flags["gradient_clip_algorithm"] not in (None, "norm", "value"):
         algo = flags["gradient_clip_algorithm"]
         raise MisconfigurationException(

@@ -28,7 +28,7 @@ from fulmen.errors import LaunchError, MissingExtraError
 from fulmen.jobs.backend import JobDescription, Submitted
 from fulmen.jobs.logs import LogFollower, earlier_attempts_text, rank_log_text
 from fulmen.jobs.records import JobRecord
-from fulmen.jobs.rundir import NewRun, new_run, rank_log_path
+from fulmen.jobs.rundir import NewRun, new_run, private_files, rank_log_path
 from fulmen.jobs.snapshot import snapshot_code
 from fulmen.jobs.spec import JobSpec, ranks_see
 from fulmen.slurm import commands, validation
@@ -159,7 +159,7 @@ def make_executor(request: SlurmRequest) -> Any:
             return request.script
 
     folder = submitit_folder(request.run.run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     executor = RequestExecutor(folder=folder, max_num_timeout=request.spec.slurm.max_requeues)
     executor.update_parameters(**executor_parameters(request.spec))
     return executor
@@ -169,7 +169,8 @@ def submit_task(request: SlurmRequest, task: Any) -> str:
     """Submit ``task`` (run in every SLURM task) and write the job record; returns the job id."""
     executor = make_executor(request)
     try:
-        job = executor.submit(task)
+        with private_files():  # the pickled task holds the --env values: 0600, like the records
+            job = executor.submit(task)
     except Exception as exc:  # submitit raises FailedJobError / CalledProcessError with sbatch's stderr
         raise LaunchError(f"sbatch refused the job: {exc}\nHINT: check the options with --dry-run.") from exc
     request.run.record(

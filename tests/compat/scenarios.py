@@ -17,6 +17,7 @@ runs, batch size inference, iterable datasets); the others, all collected in ``S
 - ``scenarios_trainer.py``: Trainer attributes, LearningRateMonitor, exceptions, predict()
 - ``scenarios_optim.py``: training numbers, manual optimization, skipped steps, resume, modes
 - ``scenarios_utilities.py``: model summary, seed_everything, LearningRateMonitor names
+- ``scenarios_inputs.py``: Trainer flag values refused at construction, an empty train loader
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tests.compat import (
     scenarios_artifacts,
     scenarios_checkpoints,
     scenarios_eval_epoch_end,
+    scenarios_inputs,
     scenarios_loggers,
     scenarios_logging,
     scenarios_optim,
@@ -329,4 +331,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_utilities.SCENARIOS,
     **scenarios_logging.SCENARIOS,
     **scenarios_eval_epoch_end.SCENARIOS,
+    **scenarios_inputs.SCENARIOS,
 }

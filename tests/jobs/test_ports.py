@@ -91,3 +91,84 @@ def test_master_port_is_spread_over_a_wide_range() -> None:
     assert ports.candidate_port("100") != ports.candidate_port("10100")
     assert len(chosen) > 1900
     assert max(chosen) - min(chosen) > (high - low) * 0.9
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """$TMPDIR and the fallback places of the claims folder, all inside this test's folder."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "runtime"))
+    return tmp_path
+
+
+def _shared_claims(root: Path) -> Path:
+    return root / "tmp" / f"fulmen-ports-{os.getuid()}"
+
+
+def test_claims_folder_is_created_owner_only(private_tmp: Path) -> None:
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        folder = ports.claims_dir()
+        assert ports.claim_port(40123, folder)
+    finally:
+        os.umask(previous)
+    assert folder == _shared_claims(private_tmp)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "40123").stat().st_mode) == 0o600
+
+
+def test_our_claims_folder_left_open_by_an_older_fulmen_is_closed(private_tmp: Path) -> None:
+    import stat
+
+    shared = _shared_claims(private_tmp)
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o777)
+    assert ports.claims_dir() == shared
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="handing a folder to another user needs root")
+def test_a_claims_folder_prefilled_by_another_user_is_not_used(private_tmp: Path) -> None:
+    shared = _shared_claims(private_tmp)
+    shared.mkdir(mode=0o755)
+    for port in range(ports.PORT_RANGE[0], ports.PORT_RANGE[0] + 50):
+        (shared / str(port)).write_text("1")  # pid 1 is always alive: every claim looks live
+    os.chown(shared, 4242, 4242)
+    with pytest.warns(UserWarning, match=r"belongs to uid 4242, not to us .*using .*runtime"):
+        folder = ports.claims_dir()
+    assert folder == private_tmp / "runtime" / "fulmen-ports"
+    assert ports.claim_port(ports.PORT_RANGE[0], folder)
+
+
+def test_a_link_in_place_of_the_claims_folder_is_not_followed(private_tmp: Path) -> None:
+    elsewhere = private_tmp / "attacker"
+    elsewhere.mkdir()
+    _shared_claims(private_tmp).symlink_to(elsewhere)
+    with pytest.warns(UserWarning, match="is not a folder"):
+        folder = ports.claims_dir()
+    assert folder == private_tmp / "runtime" / "fulmen-ports"
+
+
+def test_listen_socket_binds_only_the_given_address() -> None:
+    sock = ports.listen_socket("127.0.0.1", 0)
+    try:
+        assert sock.getsockname()[0] == "127.0.0.1"
+    finally:
+        sock.close()
+
+
+def test_a_busy_port_is_one_error_naming_port_and_fix() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(LaunchError) as raised:
+            ports.listen_socket("127.0.0.1", port)
+    message = str(raised.value)
+    assert message.startswith(f"--master-port {port} is in use on 127.0.0.1") and "\nHINT: " in message
+    assert len(message.splitlines()) == 2

@@ -49,3 +49,26 @@ def test_tail_returns_last_lines(tmp_path: Path) -> None:
     path.write_text("".join(f"line {i}\n" for i in range(100)))
     assert rundir.tail(path, 3) == "line 97\nline 98\nline 99"
     assert rundir.tail(tmp_path / "missing.log") == ""
+
+
+def test_run_records_are_owner_only_and_hold_no_secret_values(tmp_path: Path, monkeypatch) -> None:
+    import os
+    import stat
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    spec = JobSpec(entry="t.py", args=("--token", "tok-123"), env=(("HF_TOKEN", "hf_secret"), ("A", "1")),
+                   run_dir=str(tmp_path / "run"))  # fmt: skip
+    run = rundir.new_run(spec)
+    previous = os.umask(0o022)  # the usual umask, which gave 0644 records and 0755 folders before
+    try:
+        run_dir = run.create()
+        record = run.record("7", "local")
+    finally:
+        os.umask(previous)
+    for path in (run_dir / "spec.json", record.path, tmp_path / "state" / "fulmen" / "jobs.jsonl"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for folder in (run_dir, run_dir / "logs"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    for path in (run_dir / "spec.json", record.path):
+        text = path.read_text()
+        assert "hf_secret" not in text and "tok-123" not in text and "HF_TOKEN" in text and '"1"' in text

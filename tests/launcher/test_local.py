@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -26,7 +27,10 @@ def test_rank_command_goes_through_the_rank_entry() -> None:
     assert local.rank_command(JobSpec(entry="p.m", entry_is_module=True))[-2:] == ["--module", "p.m"]
 
 
-def test_dry_run_prints_the_plan_and_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_prints_the_plan_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "usable_cpus", lambda: 4)  # 3 ranks fit, whatever this machine has
     script = tmp_path / "t.py"
     script.write_text("")
     spec = JobSpec(entry=str(script), nproc_per_node=3, run_root=str(tmp_path / "runs"), env=(("A", "1"),))
@@ -100,3 +104,30 @@ def test_job_record_of_a_local_run_is_written_and_finished(tmp_path, monkeypatch
     assert records.read_record(tmp_path).extra["final_state"] == "RUNNING"
     local._finish_job_record(record, 75)
     assert records.read_record(tmp_path).extra["final_state"] == "PREEMPTED"
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_more_cpu_ranks_than_cpus_are_refused_unless_forced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], force: bool
+) -> None:
+    monkeypatch.setattr(local, "usable_cpus", lambda: 2)
+    script = tmp_path / "t.py"
+    script.write_text("")
+    spec = JobSpec(entry=str(script), nproc_per_node=10000, run_root=str(tmp_path / "runs"), force=force)
+    if force:
+        assert launch(spec, dry_run=True) == 0
+        assert "10000 rank(s)" in capsys.readouterr().out
+        return
+    with pytest.raises(LaunchError, match=r"--nproc-per-node 10000 .* has 2 usable CPUs.*\nHINT: .*--nproc-per-node 2 .*--force"):
+        launch(spec, dry_run=True)
+    assert not (tmp_path / "runs").exists()
+    local.check_cpu_ranks(dataclasses.replace(spec, nproc_per_node=2))  # as many as CPUs is fine
+
+
+def test_dry_run_shows_names_but_not_values_of_secret_variables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "t.py"
+    script.write_text("")
+    spec = JobSpec(entry=str(script), run_root=str(tmp_path / "runs"), env=(("HF_TOKEN", "hf_x"), ("A", "1")))
+    assert launch(spec, dry_run=True) == 0
+    out = capsys.readouterr().out
+    assert "env:          HF_TOKEN=<hidden>" in out and "hf_x" not in out and "env:          A=1" in out

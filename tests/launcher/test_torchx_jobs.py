@@ -182,3 +182,15 @@ def test_ctrl_c_while_waiting_on_k8s_leaves_the_job_running(fake_cluster, tmp_pa
     assert not [call for call in fake_cluster.calls if call[0] == "DELETE"]
     record = records.latest_record()
     assert torchx_jobs.TorchxRun.load(Path(record.run_dir)).state == "SUBMITTED"
+
+
+def test_k8s_job_gets_a_secret_env_value_that_its_records_do_not_store(fake_cluster, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    secret = "hf-k8s-secret-42"
+    assert launch(k8s_spec(run_root="runs", env=(("HF_TOKEN", secret), ("NCCL_DEBUG", "WARN")))) == 0
+    ((_, _, body),) = fake_cluster.calls
+    assert secret in str(body)  # the pods get it (in the job request, as torchx sends env)
+    record = records.latest_record()
+    run_dir = Path(record.run_dir)
+    for path in (run_dir / "spec.json", run_dir / "job.json"):
+        assert secret not in path.read_text() and "HF_TOKEN" in path.read_text()

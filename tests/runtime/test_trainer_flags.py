@@ -255,3 +255,45 @@ def test_loop_limits_resolve_when_fit_starts_like_lightning() -> None:
     assert (trainer.min_epochs, trainer.max_epochs) == (None, None)  # as given until fit starts
     trainer.fit(BoringModel())
     assert (trainer.min_epochs, trainer.max_epochs) == (0, -1)
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        ({"devices": -3}, "devices=-3"),
+        ({"devices": 0}, "devices=0"),
+        ({"devices": 2.5}, "devices=2.5"),
+        ({"devices": "abc"}, "devices='abc'"),
+        ({"devices": [0, -1]}, "devices=[0, -1]"),
+        ({"num_nodes": 0}, "num_nodes=0"),
+        ({"max_steps": -2}, "max_steps=-2"),
+        ({"max_steps": "100"}, "max_steps='100'"),
+        ({"max_epochs": "ten"}, "max_epochs='ten'"),
+        ({"max_epochs": -2}, "max_epochs=-2"),
+        ({"max_epochs": 1.5}, "max_epochs=1.5"),
+        ({"min_epochs": -1}, "min_epochs=-1"),
+        ({"min_steps": -5}, "min_steps=-5"),
+    ],
+)
+def test_impossible_topology_and_loop_flags_are_refused_at_construction(flags, named) -> None:
+    with pytest.raises(MisconfigurationException) as raised:
+        pl.Trainer(**TRAINER_QUIET, **flags)
+    message = str(raised.value)
+    assert f"Trainer({named})" in message and "expected" in message and "\nHINT: " in message
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [{"devices": 1}, {"devices": -1}, {"devices": "1"}, {"devices": [0]}, {"devices": "auto"}, {"num_nodes": 1},
+     {"max_epochs": -1}, {"max_epochs": 0}, {"max_epochs": None}, {"max_steps": -1}, {"max_steps": 0},
+     {"min_epochs": 0}, {"min_steps": 3}],
+)  # fmt: skip
+def test_the_flag_values_lightning_accepts_still_construct(flags) -> None:
+    pl.Trainer(**{"accelerator": "cpu", **TRAINER_QUIET, **flags})
+
+
+def test_an_empty_train_loader_ends_fit_without_steps_instead_of_crashing_in_the_limit_hint() -> None:
+    empty = DataLoader(RandomDataset(32, 0), batch_size=2)
+    trainer = pl.Trainer(**TRAINER_QUIET, max_epochs=2)
+    trainer.fit(BoringModel(), empty)
+    assert trainer.global_step == 0 and trainer.num_training_batches == 0

@@ -79,6 +79,7 @@ def test_two_nodes_two_gpus_each_rank_knows_its_place(project: Path, job_env: di
         (["--nodes", "4", "--gpus", "1"], "--nodes 4 asks for more nodes than partition 'debug' has (3 node(s))"),
         (["--partition", "gpu-large"], "--partition 'gpu-large' does not exist on this cluster"),
         (["--nodes", "2"], "--nodes 2 was given without --gpus or --nproc-per-node"),
+        (["--name", "run\n#SBATCH --partition=high"], "contains a control character"),
     ],
 )
 def test_wrong_input_fails_at_submit_time(project: Path, job_env: dict[str, str], args: list[str], message: str) -> None:
@@ -99,6 +100,29 @@ def test_a_submission_sbatch_refuses_leaves_no_run_dir(project: Path, job_env: d
     assert list((project / "fulmen_runs").iterdir()) == []  # no spec, snapshot or submitit folder left
     listed = fulmen_cli(["list"], job_env, project, timeout=60)
     assert listed.returncode == 0 and "no jobs" in listed.stdout + listed.stderr
+
+
+def test_secret_env_reaches_the_ranks_but_not_the_run_records(project: Path, job_env: dict[str, str]) -> None:
+    import stat
+
+    secret = "hf-slurm-secret-0123"
+    (project / "tok.py").write_text(
+        "import os, sys\n"
+        f"print('TOKEN', os.environ.get('HF_TOKEN') == {secret!r}, sys.argv[1:] == ['--api-key', {secret!r}], flush=True)\n"
+    )
+    proc = fulmen_cli(["launch", "--cluster", "slurm", "--nproc-per-node", "1", "--time", "5", "--wait",
+                       "--env", f"HF_TOKEN={secret}", "tok.py", "--api-key", secret], job_env, project)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "TOKEN True True" in proc.stdout
+    run_dir = only_run_dir(project)
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    for record in (run_dir / "spec.json", run_dir / "job.json"):
+        assert secret not in record.read_text() and "HF_TOKEN" in record.read_text()
+        assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    pickles = list((run_dir / "submitit").glob("*.pkl"))
+    assert pickles  # submitit's task (it holds the --env values the ranks get) ...
+    for pickled in pickles:
+        assert stat.S_IMODE(pickled.stat().st_mode) == 0o600, pickled  # ... readable by the owner only
 
 
 def test_missing_script_fails_at_submit_time(project: Path, job_env: dict[str, str]) -> None:
