@@ -42,7 +42,17 @@ from fulmen.launcher.rendezvous import PerAttemptRendezvous, RendezvousTimeoutEr
 
 KILL_GRACE_S = 2.0  # survivors of a crashed rank: SIGTERM, then SIGKILL after this
 PREEMPT_GRACE_S = 120.0  # ranks that exit 75 first: how long the others get to finish saving
+CONFIG_GRACE_S = 5.0  # ranks that exit 78 first: how long the others get to print the same message
 SHUTDOWN_GRACE_S = 60  # signal to the launcher: how long ranks get to checkpoint and exit
+
+
+def _grace_for(codes: set[int]) -> float:
+    """How long the running ranks may go on after the others exited with ``codes`` (0: stop them now)."""
+    if codes == {PREEMPTED_EXIT_CODE}:
+        return PREEMPT_GRACE_S
+    if codes == {CONFIGURATION_ERROR_EXIT_CODE}:
+        return CONFIG_GRACE_S
+    return 0.0
 
 
 class RunDirLogs(LogsSpecs):
@@ -158,10 +168,13 @@ class FulmenAgent(LocalElasticAgent):
         if failed:
             self._note_first_failure(failed, handlers)
         if failed and running:
-            if all(code == PREEMPTED_EXIT_CODE for code in failed.values()):
+            grace = _grace_for(set(failed.values()))
+            if grace:
                 self._preempted_since = self._preempted_since or time.monotonic()
-                if time.monotonic() - self._preempted_since < PREEMPT_GRACE_S:
-                    return RunResult(state=WorkerState.HEALTHY)  # the others are saving; let them
+                if time.monotonic() - self._preempted_since < grace:
+                    # the others are saving (75), or about to print the configuration error that
+                    # local rank 0 owns (78): stopping them now would lose that
+                    return RunResult(state=WorkerState.HEALTHY)
             stop_ranks(running, grace=KILL_GRACE_S)
         return super()._monitor_workers(worker_group)
 
@@ -171,6 +184,8 @@ class FulmenAgent(LocalElasticAgent):
         exited_at = self._exit_clock.exited_at
         local_rank = min(failed, key=lambda lr: (exited_at.get(lr, float("inf")), lr))
         self.first_failure = (self._rank_of_local[local_rank], handlers[local_rank].proc.pid, failed[local_rank])
+        if failed[local_rank] == CONFIGURATION_ERROR_EXIT_CODE:
+            self._remaining_restarts = 0  # the same script and launch would fail the same way again
 
     def _restart_workers(self, worker_group: WorkerGroup) -> None:
         if self.first_failure is not None:

@@ -168,6 +168,15 @@ def test_devices_mismatch_fails_before_process_group_init(tmp_path: Path) -> Non
     assert time.monotonic() - started < 60
 
 
+def test_a_configuration_error_is_not_restarted(tmp_path: Path) -> None:
+    """--max-restarts would fail the same way again: one message, exit 78, no restart."""
+    done = run(launch_cmd("--nproc-per-node", "2", "--max-restarts", "2", "--run-dir", str(tmp_path / "run"),
+                          str(SCRIPT), "--out", str(tmp_path / "out"), "--devices", "4"), child_env(tmp_path))
+    assert done.returncode == CONFIGURATION_ERROR_EXIT_CODE, done.stderr[-3000:]
+    assert "restarting all ranks" not in done.stderr
+    assert done.stderr.count("Trainer(devices=4)") == 1
+
+
 def test_sigterm_to_the_launcher_is_forwarded_and_ranks_save(tmp_path: Path) -> None:
     run_dir, out = tmp_path / "run", tmp_path / "out"
     proc = start(launch_cmd("--nproc-per-node", "2", "--run-dir", str(run_dir), str(SCRIPT), "--out", str(out),
