@@ -54,7 +54,8 @@ def main(argv: list[str]) -> None:
             sys.path[0] = os.path.dirname(script)
             runpy.run_path(script, run_name="__main__")
     except ClusterMismatchError as error:
-        raise SystemExit(report_configuration_error(error, local_rank=int(os.environ.get("LOCAL_RANK", "0"))))
+        code = report_configuration_error(error, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+        raise SystemExit(code) from None  # the message says it all; no chained traceback
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:  # noqa: BLE001 - reported exactly as python reports it, then exit 1

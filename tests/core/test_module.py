@@ -40,7 +40,7 @@ def test_save_hyperparameters_from_a_dict_namespace_or_names() -> None:
     assert dict(FromDict(argparse.Namespace(y=2)).hparams) == {"y": 2}
     assert dict(ByName(1, 2).hparams) == {"a": 1}
     with pytest.raises(AttributeError, match="keys"):
-        ByName(1, 2).hparams.b
+        _ = ByName(1, 2).hparams.b
 
 
 def test_datamodule_save_hyperparameters() -> None:

@@ -15,7 +15,7 @@ PROBE = (
 
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-u", "-m", "fulmen.launcher.rank_entry", *args], env=env, cwd=cwd,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60)
 
 
 def test_script_sees_main_argv_and_its_folder(tmp_path: Path, subprocess_env: dict[str, str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import pickle
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,7 +125,7 @@ def test_unpicklable_object_fails_in_the_caller_and_leaves_nothing(tmp_path: Pat
     class Local:
         pass
 
-    with pytest.raises(Exception):
+    with pytest.raises((AttributeError, TypeError, pickle.PicklingError), match="pickle"):
         saver.save_in_background({"x": Local()}, tmp_path / "a.ckpt")
     saver.wait_for_pending_saves()
     assert list(tmp_path.iterdir()) == []

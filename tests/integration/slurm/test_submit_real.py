@@ -55,7 +55,7 @@ def test_two_nodes_two_gpus_each_rank_knows_its_place(project: Path, job_env: di
     run_dir = only_run_dir(project)
     seen = []
     for rank in range(4):
-        line = next(l for l in (run_dir / "logs" / f"rank_{rank}.log").read_text().splitlines() if l.startswith("WHOAMI"))
+        line = next(ln for ln in (run_dir / "logs" / f"rank_{rank}.log").read_text().splitlines() if ln.startswith("WHOAMI"))
         seen.append(json.loads(line[len("WHOAMI "):]))
     assert [(s["rank"], s["local"], s["node"]) for s in seen] == [(0, 0, 0), (1, 1, 0), (2, 0, 1), (3, 1, 1)]
     hosts = [s["host"] for s in seen]  # which nodes depends on what else runs on the cluster
