@@ -101,7 +101,7 @@ def legacy_arguments(
         else:
             dirpath, filename = os.path.split(text)
             dirpath = dirpath or None
-            filename = filename[: -len(".ckpt")] if filename.endswith(".ckpt") else filename
+            filename = filename.removesuffix(".ckpt")
     if "save_best_only" in legacy:
         save_top_k = 1 if legacy["save_best_only"] else -1
     if "period" in legacy:

@@ -11,7 +11,8 @@ meaning on the way. Each rule is ``rule(value, flags, extras)``: it writes moder
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from fulmen.errors import MisconfigurationException
 

@@ -8,9 +8,10 @@ gives the same observations. Same contract as ``scenarios.py``: ``fn(pl, root) -
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
