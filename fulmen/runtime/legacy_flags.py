@@ -20,18 +20,25 @@ LegacyRule = Callable[[Any, dict[str, Any], dict[str, Any]], None]
 _OFF = (None, False, 0, "", [])
 
 
-def warn_legacy(old: str, new: str) -> None:
-    """The one warning a legacy flag gives: its modern spelling (shown at the user's Trainer(...) line)."""
+def warn_legacy(old: str, new: str | None, note: str = "") -> None:
+    """The one warning a legacy flag gives, at the user's Trainer(...) line: its modern spelling
+    (``new``), or, for a flag that does nothing here (``new=None``), why (``note``)."""
+    if new is None:
+        text = f"Trainer({old}=...) is a legacy flag from older Lightning versions and has no effect in fulmen: {note}"
+    else:
+        text = f"Trainer({old}=...) is a legacy flag from older Lightning versions; use {new} instead." + (
+            f" {note}" if note else ""
+        )
     warnings.warn(
-        f"Trainer({old}=...) is a legacy flag from older Lightning versions; use {new} instead.",
+        text,
         DeprecationWarning,
         stacklevel=6,  # the user's Trainer(...) line: warn_legacy <- rule <- translate <- normalize <- __init__
     )
 
 
-def _no_effect(old: str, modern: str) -> LegacyRule:
+def _no_effect(old: str, why: str) -> LegacyRule:
     def rule(value: Any, flags: dict[str, Any], extras: dict[str, Any]) -> None:
-        warn_legacy(old, modern)
+        warn_legacy(old, None, why)
 
     return rule
 
@@ -41,7 +48,7 @@ def _unsupported(old: str, what: str, hint: str) -> LegacyRule:
 
     def rule(value: Any, flags: dict[str, Any], extras: dict[str, Any]) -> None:
         if value in _OFF:
-            warn_legacy(old, f"nothing (fulmen has no {what}; the flag is off and can be dropped)")
+            warn_legacy(old, None, f"fulmen has no {what}; the flag is off, so drop it.")
             return
         raise MisconfigurationException(
             f"Trainer({old}={value!r}) asks for {what}, which fulmen does not support.\nHINT: {hint}"
@@ -85,11 +92,12 @@ def _amp_backend(value: Any, flags: dict[str, Any], extras: dict[str, Any]) -> N
     if value == "apex":
         warn_legacy(
             "amp_backend",
-            "precision='16-mixed' (apex is not supported: this run uses torch's native mixed precision; "
-            "apex's O2/O3 half-precision master weights are not reproduced)",
+            "precision='16-mixed'",
+            "apex is not supported: mixed precision runs as torch's native AMP; apex's O2/O3 half-precision "
+            "master weights are not reproduced.",
         )
     elif value in (None, "native"):
-        warn_legacy("amp_backend", "precision='16-mixed' (native AMP is the only backend)")
+        warn_legacy("amp_backend", "precision='16-mixed'", "Native AMP is the only backend.")
     else:
         raise MisconfigurationException(
             f"Trainer(amp_backend={value!r}) is not an AMP backend; expected 'native' or 'apex'.\n"
@@ -98,17 +106,17 @@ def _amp_backend(value: Any, flags: dict[str, Any], extras: dict[str, Any]) -> N
 
 
 def _amp_level(value: Any, flags: dict[str, Any], extras: dict[str, Any]) -> None:
-    warn_legacy("amp_level", "precision='16-mixed' (amp_level was apex's optimisation level; it has no effect)")
+    warn_legacy("amp_level", None, "it was apex's optimisation level; mixed precision is precision='16-mixed'.")
 
 
 def _distributed_backend(value: Any, flags: dict[str, Any], extras: dict[str, Any]) -> None:
     if value in ("dp", "ddp2"):
         warn_legacy(
             "distributed_backend",
-            f"strategy='ddp'. DataParallel ({value!r}) is gone: this run uses DDP over the same devices, one "
-            "process per device, so each process sees the whole batch of its own loader shard (the global batch "
-            "is devices x batch_size, not batch_size split across devices); divide batch_size by the device "
-            "count to keep 1.x's effective batch",
+            "strategy='ddp'",
+            f"DataParallel ({value!r}) is gone: this run uses DDP over the same devices, one process per device, "
+            "each taking whole batches of its own loader shard (the global batch is devices x batch_size, not "
+            "batch_size split across devices); divide batch_size by the device count to keep 1.x's batch.",
         )
         flags["strategy"] = "ddp"
     elif value == "ddp_cpu":
@@ -122,7 +130,7 @@ def _distributed_backend(value: Any, flags: dict[str, Any], extras: dict[str, An
 
 def _tuning(old: str) -> LegacyRule:
     def rule(value: Any, flags: dict[str, Any], extras: dict[str, Any]) -> None:
-        warn_legacy(old, "nothing: fulmen has no tuner yet (trainer.tune(model) raises when this flag is on)")
+        warn_legacy(old, None, "fulmen has no tuner yet; trainer.tune(model) raises while this flag is on.")
         extras.setdefault("tuning", {})[old] = value
 
     return rule
@@ -131,8 +139,8 @@ def _tuning(old: str) -> LegacyRule:
 LEGACY_RULES: dict[str, LegacyRule] = {
     "log_save_interval": _no_effect(
         "log_save_interval",
-        "the logger's own flushing (TensorBoardLogger(flush_secs=...), CSVLogger(flush_logs_every_n_steps=...)); "
-        "the flag has no effect",
+        "loggers flush on their own; set TensorBoardLogger(flush_secs=...) or "
+        "CSVLogger(flush_logs_every_n_steps=...) instead.",
     ),
     "weights_summary": _weights_summary,
     "process_position": _process_position,
