@@ -11,6 +11,7 @@ _TABLE = {
     "ModelCheckpoint": "fulmen.callbacks.model_checkpoint",
     "EarlyStopping": "fulmen.callbacks.early_stopping",
     "LearningRateMonitor": "fulmen.callbacks.lr_monitor",
+    "GradientAccumulationScheduler": "fulmen.callbacks.gradient_accumulation_scheduler",
     "ModelSummary": "fulmen.callbacks.model_summary",
     "ProgressBar": "fulmen.callbacks.progress",
     "TQDMProgressBar": "fulmen.callbacks.progress",
@@ -20,6 +21,7 @@ __getattr__ = lazy_getattr(__name__, _TABLE)
 
 if TYPE_CHECKING:  # pragma: no cover
     from fulmen.callbacks.early_stopping import EarlyStopping
+    from fulmen.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
     from fulmen.callbacks.lr_monitor import LearningRateMonitor
     from fulmen.callbacks.model_checkpoint import ModelCheckpoint
     from fulmen.callbacks.model_summary import ModelSummary

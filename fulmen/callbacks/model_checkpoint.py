@@ -28,7 +28,7 @@ from torch import Tensor
 import fulmen.callbacks.checkpoint_files as files
 import fulmen.callbacks.checkpoint_schedule as schedule
 import fulmen.callbacks.checkpoint_top_k as topk
-from fulmen.callbacks.checkpoint_arguments import default_triggers, validate_arguments
+from fulmen.callbacks.checkpoint_arguments import default_triggers, legacy_arguments, validate_arguments
 from fulmen.callbacks.checkpoint_monitor import check_monitor_logged, monitor_candidates, monitored_score
 from fulmen.callbacks.checkpoint_paths import default_checkpoint_dir, interpolate_filename, write_best_k_yaml
 from fulmen.core.callback import Callback
@@ -59,6 +59,8 @@ class ModelCheckpoint(Callback):
             validation (default: decided like Lightning from the validation schedule).
         auto_insert_metric_name: ``{epoch}`` becomes ``epoch=3`` (False: ``3``).
         enable_version_counter: add ``-v1``, ``-v2`` ... when a name already exists.
+        **legacy: Lightning 0.x/1.x's ``filepath``, ``save_best_only``, ``prefix``, ``period``
+            (``checkpoint_arguments.legacy_arguments``), each with a warning naming the modern one.
     """
 
     CHECKPOINT_JOIN_CHAR = "-"
@@ -84,7 +86,14 @@ class ModelCheckpoint(Callback):
         every_n_epochs: int | None = None,
         save_on_train_epoch_end: bool | None = None,
         enable_version_counter: bool = True,
+        **legacy: Any,
     ) -> None:
+        if legacy:  # filepath, save_best_only, prefix, period (Lightning 0.x/1.x)
+            dirpath, filename, save_top_k, every_n_epochs, last_name = legacy_arguments(
+                legacy, dirpath, filename, save_top_k, every_n_epochs
+            )
+            if last_name:
+                self.CHECKPOINT_NAME_LAST = last_name
         if mode not in ("min", "max"):
             raise MisconfigurationException(f"`mode` can be min, max but got {mode!r}.\nHINT: mode='min' or mode='max'.")
         if save_last not in (None, True, False, "link"):

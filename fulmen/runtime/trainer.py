@@ -35,6 +35,7 @@ from fulmen.runtime.data_sources import DataSources
 from fulmen.runtime.evaluation_loop import EvaluationLoop
 from fulmen.runtime.fit_loop import FitLoop
 from fulmen.runtime.hook_caller import HookCaller
+from fulmen.runtime.legacy_flags import check_tuning
 from fulmen.runtime.loop_settings import LoopSettings
 from fulmen.runtime.metric_publisher import MetricPublisher
 from fulmen.runtime.optimization_step import OptimizationStep, check_fit_configuration
@@ -183,6 +184,7 @@ class Trainer:
         extras = normalize_flags(flags, legacy_flags, known)
         self._flags = flags
         self._resume_from_checkpoint = extras.get("resume_from_checkpoint")
+        self._legacy_tuning = extras.get("tuning", {})
         self.strategy = select_strategy(
             flags["accelerator"], flags["strategy"], flags["devices"], flags["num_nodes"], flags["sync_batchnorm"]
         )
@@ -287,6 +289,12 @@ class Trainer:
         self.data_sources.set_sources(model, datamodule, predict=dataloaders)
         self._return_predictions = True if return_predictions is None else return_predictions
         return self._run(TrainerFn.PREDICTING, model, ckpt_path)
+
+    def tune(self, model: LightningModule, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Lightning 1.x's tuner entry point: an error when ``auto_lr_find``/``auto_scale_batch_size``
+        asked for a tuner (fulmen has none), else nothing to do, as in 1.x (an empty result)."""
+        check_tuning(self._legacy_tuning)
+        return {}
 
     def _run_eval(self, fn: TrainerFn, model: Any, dataloaders: Any, ckpt_path: Any, verbose: bool, dm: Any) -> Any:
         if isinstance(dataloaders, LightningDataModule):

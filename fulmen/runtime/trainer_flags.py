@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from fulmen.errors import MisconfigurationException, UnknownFlagError, close_matches
+from fulmen.runtime.legacy_flags import LEGACY_RULES, schedule_accumulation
 
 # legacy flag -> (new spelling shown in the warning, translation into new flags)
 _LEGACY_RENAMES = {
     "nb_gpu_nodes": "num_nodes",
-    "distributed_backend": "strategy",
     "max_nb_epochs": "max_epochs",
     "min_nb_epochs": "min_epochs",
     "gradient_clip": "gradient_clip_val",
@@ -22,8 +22,13 @@ _LEGACY_RENAMES = {
     "overfit_pct": "overfit_batches",
     "show_progress_bar": "enable_progress_bar",
     "print_nan_grads": "detect_anomaly",
+    "default_save_path": "default_root_dir",
+    "nb_sanity_val_steps": "num_sanity_val_steps",
+    "replace_sampler_ddp": "use_distributed_sampler",
+    "row_log_interval": "log_every_n_steps",
+    "add_log_row_interval": "log_every_n_steps",
 }
-LEGACY_FLAGS = (*_LEGACY_RENAMES, "gpus", "resume_from_checkpoint", "track_grad_norm", "checkpoint_callback",
+LEGACY_FLAGS = (*_LEGACY_RENAMES, *LEGACY_RULES, "gpus", "resume_from_checkpoint", "track_grad_norm", "checkpoint_callback",
                 "early_stop_callback")  # fmt: skip
 
 
@@ -31,7 +36,7 @@ def _warn_legacy(old: str, new: str) -> None:
     warnings.warn(
         f"Trainer({old}=...) is a legacy flag from older Lightning versions; use {new} instead.",
         DeprecationWarning,
-        stacklevel=4,
+        stacklevel=5,  # the user's Trainer(...) line (4 was Trainer.__init__, hidden outside __main__)
     )
 
 
@@ -39,11 +44,13 @@ def translate_legacy_flags(flags: dict[str, Any], legacy: Mapping[str, Any], kno
     """Apply legacy flags onto ``flags`` (new names), warning for each; unknown names are errors.
 
     Returns the extras the Trainer handles itself: ``resume_from_checkpoint``,
-    ``track_grad_norm``, ``extra_callbacks``.
+    ``track_grad_norm``, ``extra_callbacks``, ``tuning`` (``legacy_flags``).
     """
     extras: dict[str, Any] = {"extra_callbacks": []}
     for old, value in legacy.items():
-        if old in _LEGACY_RENAMES:
+        if old in LEGACY_RULES:
+            LEGACY_RULES[old](value, flags, extras)
+        elif old in _LEGACY_RENAMES:
             new = _LEGACY_RENAMES[old]
             _warn_legacy(old, new)
             flags[new] = value
@@ -229,6 +236,7 @@ def normalize_flags(flags: dict[str, Any], legacy: Mapping[str, Any], known: lis
     Returns the extras of ``translate_legacy_flags``.
     """
     extras = translate_legacy_flags(flags, legacy, known)
+    schedule_accumulation(flags, extras)
     flags["log_every_n_steps"] = 50 if flags["log_every_n_steps"] is None else flags["log_every_n_steps"]
     if flags["barebones"]:  # Lightning: nothing but the loops
         for name in ("logger", "enable_checkpointing", "enable_progress_bar", "enable_model_summary"):

@@ -34,6 +34,7 @@ from tests.compat import (
     scenarios_checkpoints,
     scenarios_eval_epoch_end,
     scenarios_inputs,
+    scenarios_legacy,
     scenarios_loggers,
     scenarios_logging,
     scenarios_optim,
@@ -332,4 +333,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_logging.SCENARIOS,
     **scenarios_eval_epoch_end.SCENARIOS,
     **scenarios_inputs.SCENARIOS,
+    **scenarios_legacy.SCENARIOS,
 }
