@@ -209,7 +209,9 @@ def run_guarded(
 
 def note_start(info: RankInfo | None) -> None:
     """Global rank 0 logs the attempt's ``started`` event (``fulmen.jobs.events``)."""
-    from fulmen.slurm.requeue import max_requeues_for  # as run_guarded imports requeue: on use
+    from fulmen.slurm.requeue import (
+        max_requeues_for,  # as run_guarded imports requeue: on use
+    )
 
     if info is not None and info.is_global_zero:
         append_event(info.run_dir, "started", attempt=info.restart_count, nodes=info.num_nodes, ranks=info.world_size,
