@@ -3,12 +3,14 @@
 Each function prints to stdout (errors to stderr) and returns the command's exit code, so
 ``fulmen/launcher/cli.py`` only parses argv and calls one of:
 
-- ``status(job: str | None) -> int``: scheduler state of JOB;
-  exit 0 when the state is known, 1 when the job is not found.
+- ``status(job: str | None, as_json=False) -> int``: scheduler state of JOB, then its progress
+  from the run's event log (``fulmen.jobs.timeline``); exit 0 when the state is known, 1 when
+  the job is not found.
+- ``events(job: str | None, as_json=False) -> int``: the run's timeline (``events.jsonl``).
 - ``logs(job: str | None, rank: int | None = None, follow: bool = False) -> int``: print rank N's
   log (default rank 0); ``follow`` keeps printing until the job ends (``tail -F``).
 - ``cancel(job: str | None) -> int``: cancel the job (``scancel`` for SLURM).
-- ``list_jobs() -> int``: one line per recorded job: id, backend, state, name, run dir.
+- ``list_jobs() -> int``: one line per recorded job: id, backend, state, name, step/total, attempts, run dir.
 
 JOB is a job id, a run name or a run-directory path (see ``fulmen.jobs.records``), looked up
 among all recorded jobs. Without a JOB, a command takes the latest job launched from the current
