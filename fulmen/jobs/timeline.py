@@ -103,8 +103,10 @@ def duration(seconds: float) -> str:
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
-def status_lines(summary: RunSummary, now: float | None = None) -> list[str]:
-    """The progress part of ``fulmen status`` (the state line comes from the backend)."""
+def status_lines(summary: RunSummary, now: float | None = None, live: bool = True) -> list[str]:
+    """The progress part of ``fulmen status`` (the state line comes from the backend).
+
+    ``live``: the job may still be training (no ETA for an ended or LOST job)."""
     now = time.time() if now is None else now
     lines = []
     if summary.attempts:
@@ -118,7 +120,7 @@ def status_lines(summary: RunSummary, now: float | None = None) -> list[str]:
         speed = summary.steps_per_s
         if speed:
             eta = ""
-            if summary.total and math.isfinite(summary.total) and summary.total > summary.step:
+            if live and summary.total and math.isfinite(summary.total) and summary.total > summary.step:
                 eta = f"   ETA {duration((summary.total - summary.step) / speed)}"
             lines.append(f"speed:       {speed:.2f} steps/s{eta}")
         if summary.metric and summary.metric_value is not None:

@@ -37,6 +37,8 @@ from fulmen.jobs.records import JobRecord, all_records, find_record, latest_reco
 from fulmen.launcher.backends import backend_for
 
 ALL_HINT = "fulmen list --all for others"
+# Scheduler states in which the job may still train (an ETA means something); others have ended or are LOST.
+LIVE_STATES = frozenset({"RUNNING", "PENDING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "UNKNOWN"})
 
 
 def pick_record(job: str | None, *, all_jobs: bool = False) -> JobRecord:
@@ -97,7 +99,7 @@ def status(job: str | None = None, *, all_jobs: bool = False, as_json: bool = Fa
         print(json.dumps(payload, indent=2, sort_keys=True, default=str), flush=True)
         return 0
     lines.append(f"submitted: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(record.submit_time))}")
-    lines.extend(timeline.status_lines(summary))
+    lines.extend(timeline.status_lines(summary, live=state in LIVE_STATES))
     lines.append(f"run dir: {record.run_dir}")
     print("\n".join(lines), flush=True)
     return 0

@@ -67,6 +67,12 @@ def test_an_unknown_total_has_no_bar_and_no_eta() -> None:
     assert "7 (total unknown)" in text and "ETA" not in text
 
 
+def test_an_ended_job_has_no_eta() -> None:
+    summary = timeline.summarize([], {"step": 7, "total": 100, "steps_per_s": 2.0})
+    assert "ETA" in "\n".join(timeline.status_lines(summary, now=T0))
+    assert "ETA" not in "\n".join(timeline.status_lines(summary, now=T0, live=False))
+
+
 def test_event_lines_say_what_happened() -> None:
     lines = timeline.event_lines(preempted_twice())
     assert lines[3].endswith("stopped at step 120 with exit code 75: preempted (SIGUSR2)")
