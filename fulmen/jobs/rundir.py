@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fulmen.jobs import events
 from fulmen.jobs.records import (
     PRIVATE_DIR_MODE,
     JobRecord,
@@ -71,9 +72,16 @@ class NewRun:
         return prepare_run_dir(self.spec, self.run_dir)
 
     def record(self, job_id: str, backend: str, **extra: Any) -> JobRecord:
-        """Write the job record (``job.json`` + the per-user index) and return it."""
-        record = new_record(job_id, backend, self.run_dir, self.spec.job_name, self.spec.to_record(), **extra)
+        """Write the job record (``job.json`` + the per-user index) and return it; node 0 also
+        logs the ``submitted`` event (``fulmen.jobs.events``)."""
+        spec = self.spec.to_record()
+        record = new_record(job_id, backend, self.run_dir, self.spec.job_name, spec, **extra)
         write_record(record)
+        if self.spec.node_rank == 0:
+            events.append_event(
+                self.run_dir, "submitted", backend=backend, job_id=job_id, spec_digest=events.spec_digest(spec),
+                nodes=self.spec.nodes, ranks_per_node=self.spec.ranks_per_node, max_restarts=self.spec.max_restarts,
+            )
         return record
 
 

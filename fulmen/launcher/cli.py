@@ -307,6 +307,11 @@ def build_main_parser() -> argparse.ArgumentParser:
     for command in (status, logs, cancel, listing):
         command.add_argument("--all", dest="all_jobs", action="store_true",
                              help="every recorded job, not only those launched under the current folder")
+    status.add_argument("--json", action="store_true", help="the state, progress and summary as one JSON object")
+    events = sub.add_parser("events", help="the timeline of a job: starts, saves, signals, stops, restarts")
+    events.add_argument("job", nargs="?", help="job id, run name or run directory (default: the latest here)")
+    events.add_argument("--json", action="store_true", help="the events as JSON lines, as logged")
+    events.add_argument("--all", dest="all_jobs", action="store_true", help="pick the latest of every recorded job")
     return parser
 
 
@@ -318,7 +323,9 @@ def run_main(argv: Sequence[str]) -> int:
     ns = build_main_parser().parse_args(argv)
     commands = _job_commands()
     if ns.command == "status":
-        return int(commands.status(ns.job, all_jobs=ns.all_jobs))
+        return int(commands.status(ns.job, all_jobs=ns.all_jobs, as_json=ns.json))
+    if ns.command == "events":
+        return int(commands.events(ns.job, all_jobs=ns.all_jobs, as_json=ns.json))
     if ns.command == "logs":
         return int(commands.logs(ns.job, rank=ns.rank, follow=ns.follow, all_jobs=ns.all_jobs))
     if ns.command == "cancel":

@@ -3,12 +3,14 @@
 Each function prints to stdout (errors to stderr) and returns the command's exit code, so
 ``fulmen/launcher/cli.py`` only parses argv and calls one of:
 
-- ``status(job: str | None) -> int``: scheduler state of JOB;
-  exit 0 when the state is known, 1 when the job is not found.
+- ``status(job: str | None, as_json=False) -> int``: scheduler state of JOB, then its progress
+  from the run's event log (``fulmen.jobs.timeline``); exit 0 when the state is known, 1 when
+  the job is not found.
+- ``events(job: str | None, as_json=False) -> int``: the run's timeline (``events.jsonl``).
 - ``logs(job: str | None, rank: int | None = None, follow: bool = False) -> int``: print rank N's
   log (default rank 0); ``follow`` keeps printing until the job ends (``tail -F``).
 - ``cancel(job: str | None) -> int``: cancel the job (``scancel`` for SLURM).
-- ``list_jobs() -> int``: one line per recorded job: id, backend, state, name, run dir.
+- ``list_jobs() -> int``: one line per recorded job: id, backend, state, name, step/total, attempts, run dir.
 
 JOB is a job id, a run name or a run-directory path (see ``fulmen.jobs.records``), looked up
 among all recorded jobs. Without a JOB, a command takes the latest job launched from the current
@@ -22,15 +24,21 @@ when accounting is off), for torchx jobs torchx's runner, for local runs the rec
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
 
 from fulmen.errors import FulmenError, LaunchError
+from fulmen.jobs import events as run_events
+from fulmen.jobs import timeline
 from fulmen.jobs.records import JobRecord, all_records, find_record, latest_record
 from fulmen.launcher.backends import backend_for
 
 ALL_HINT = "fulmen list --all for others"
+# Scheduler states in which the job may still train (an ETA means something); others have ended or are LOST.
+LIVE_STATES = frozenset({"RUNNING", "PENDING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "UNKNOWN"})
 
 
 def pick_record(job: str | None, *, all_jobs: bool = False) -> JobRecord:
@@ -66,23 +74,57 @@ def job_state(record: JobRecord) -> str:
         return "UNKNOWN"
 
 
-def status(job: str | None = None, *, all_jobs: bool = False) -> int:
-    """Print one job's state, restarts, nodes and run directory."""
+def status(job: str | None = None, *, all_jobs: bool = False, as_json: bool = False) -> int:
+    """Print one job's state, then its progress from the run's event log and progress file:
+    attempt, nodes x ranks, step/total with a bar, speed, ETA, last checkpoint, time lost."""
     try:
         record = pick_record(job, all_jobs=all_jobs)
     except FulmenError as exc:
         print(f"fulmen status: {exc}", file=sys.stderr)
         return 1
     lines = [f"job {record.job_id} ({record.backend}) {record.name}"]
+    state = "UNKNOWN"
     try:
         described = backend_for(record.backend).describe(record)
+        state = described.state
         lines.append(f"state: {described.state}" + (f"  (from {described.source})" if described.source else ""))
         lines.extend(f"{name}: {value}" for name, value in described.details)
     except (FulmenError, OSError) as exc:
         lines.append(f"state: UNKNOWN ({exc})")
+    summary = run_summary(record)
+    if as_json:
+        payload = {"job_id": record.job_id, "backend": record.backend, "name": record.name, "state": state,
+                   "run_dir": record.run_dir, "submit_time": record.submit_time,
+                   **dataclasses.asdict(summary), "lost_s": summary.lost_s}
+        print(json.dumps(payload, indent=2, sort_keys=True, default=str), flush=True)
+        return 0
     lines.append(f"submitted: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(record.submit_time))}")
+    lines.extend(timeline.status_lines(summary, live=state in LIVE_STATES))
     lines.append(f"run dir: {record.run_dir}")
     print("\n".join(lines), flush=True)
+    return 0
+
+
+def run_summary(record: JobRecord) -> timeline.RunSummary:
+    """What the run's event log and progress file say about ``record``'s run."""
+    return timeline.summarize(run_events.read_events(record.run_dir), run_events.read_progress(record.run_dir))
+
+
+def events(job: str | None = None, *, all_jobs: bool = False, as_json: bool = False) -> int:
+    """Print the run's timeline (``as_json``: the logged lines, one JSON object each)."""
+    try:
+        record = pick_record(job, all_jobs=all_jobs)
+    except FulmenError as exc:
+        print(f"fulmen events: {exc}", file=sys.stderr)
+        return 1
+    logged = run_events.read_events(record.run_dir)
+    if as_json:
+        for event in logged:
+            print(json.dumps(event, sort_keys=True))
+    elif not logged:
+        print(f"no events logged for job {record.job_id} (run dir {record.run_dir}).")
+    else:
+        print("\n".join(timeline.event_lines(logged)), flush=True)
     return 0
 
 
@@ -135,10 +177,13 @@ def list_jobs(*, all_jobs: bool = False) -> int:
     if not all_jobs:
         others = len(everything) - len(records)
         print(f"jobs launched under {here}" + (f" ({others} elsewhere: fulmen list --all)" if others else "") + ":")
-    rows = [("JOB", "BACKEND", "STATE", "NAME", "SUBMITTED", "RUN DIR")]
+    rows = [("JOB", "BACKEND", "STATE", "NAME", "SUBMITTED", "STEP", "ATTEMPTS", "RUN DIR")]
     for record in records:
         submitted = time.strftime("%m-%d %H:%M", time.localtime(record.submit_time))
-        rows.append((record.job_id, record.backend, job_state(record), record.name, submitted, record.run_dir))
+        summary = run_summary(record)
+        step = "-" if summary.step is None else f"{summary.step}/{summary.total if summary.total else '?'}"
+        rows.append((record.job_id, record.backend, job_state(record), record.name, submitted, step,
+                     str(summary.attempts or "-"), record.run_dir))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])

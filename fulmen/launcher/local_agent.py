@@ -28,7 +28,7 @@ from torch.distributed.elastic.multiprocessing import (
     SignalException,
 )
 
-from fulmen.jobs import rundir
+from fulmen.jobs import events, rundir
 from fulmen.jobs.exit_codes import (
     CONFIGURATION_ERROR_EXIT_CODE,
     PREEMPTED_EXIT_CODE,
@@ -108,9 +108,11 @@ class RunDirLogs(LogsSpecs):
 class FulmenAgent(LocalElasticAgent):
     """LocalElasticAgent with fulmen's failure, preemption and bookkeeping rules (module docstring)."""
 
-    def __init__(self, spec: WorkerSpec, logs_specs: RunDirLogs, run_dir: Path, console: Console) -> None:
+    def __init__(self, spec: WorkerSpec, logs_specs: RunDirLogs, run_dir: Path, console: Console,
+                 job: JobSpec | None = None) -> None:  # fmt: skip
         super().__init__(spec, logs_specs, start_method="spawn", shutdown_timeout=SHUTDOWN_GRACE_S)
         self.run_dir = run_dir
+        self.job = job  # nodes, ranks and the node rank, for the event log
         self.logs = logs_specs
         self.console = console
         self.monitor = ProcessTreeMonitor()
@@ -135,7 +137,24 @@ class FulmenAgent(LocalElasticAgent):
         self._preempted_since = None
         self.shown_on_console = {w.global_rank for w in worker_group.workers if w.local_rank == 0}
         self._start_error_tail(worker_group)
+        job = self.job
+        self.note("started", attempt=restart, max_restarts=worker_group.spec.max_restarts, job_id=worker_group.spec.rdzv_handler.get_run_id(),
+                  nodes=job.nodes if job else 1, ranks=job.world_size if job else len(pids))
         return pids
+
+    def note(self, event: str, **fields: Any) -> None:
+        """Append a job-wide event to the run's event log: node 0's launcher is its one writer."""
+        if self.job is None or self.job.node_rank == 0:
+            events.append_event(self.run_dir, event, **fields)
+
+    def note_failure(self, exit_code: int) -> None:
+        """The ``failed`` event of the attempt that just ended: first failing rank, exit code, its log."""
+        if self.first_failure is not None:
+            rank, _, code = self.first_failure
+            log = rundir.rank_log_path(self.run_dir, rank)
+            self.note("failed", rank=rank, exit_code=code, log=str(log), launcher_exit_code=exit_code)
+        else:
+            self.note("failed", rank=None, exit_code=exit_code, log=None)
 
     def _start_error_tail(self, worker_group: WorkerGroup) -> None:
         """Show other ranks' errors on the console as they happen (the console rank is shown in full)."""
@@ -195,6 +214,9 @@ class FulmenAgent(LocalElasticAgent):
                 f"rank {rank} (pid {pid}) exited with {describe_exit(code)}; restarting all ranks "
                 f"(restart {used} of {worker_group.spec.max_restarts})"
             )
+            if code != PREEMPTED_EXIT_CODE:  # a preempted attempt's rank 0 logged its own stop
+                self.note_failure(code)
+            self.note("restarted", by="launcher", count=used, limit=worker_group.spec.max_restarts)
         super()._restart_workers(worker_group)
 
     def final_exit_codes(self) -> dict[int, int | None]:
@@ -228,7 +250,7 @@ def run_agent(
         monitor_interval=0.1,
     )
     console = Console()
-    agent = FulmenAgent(worker_spec, RunDirLogs(run_dir, console), run_dir, console)
+    agent = FulmenAgent(worker_spec, RunDirLogs(run_dir, console), run_dir, console, spec)
     _say(f"run dir {run_dir} | {spec.ranks_per_node} rank(s) here, world size {spec.world_size}")
     received: signal.Signals | None = None
     result: RunResult | None = None
@@ -247,7 +269,12 @@ def run_agent(
     finally:
         agent.monitor.kill_all()
         worker_spec.rdzv_handler.shutdown()
-    return _report(agent, result, received, run_dir)
+    code = _report(agent, result, received, run_dir)
+    if code == 0:
+        agent.note("finished", exit_code=0)
+    elif code != PREEMPTED_EXIT_CODE:  # preempted: rank 0 logged the stop, with its step
+        agent.note_failure(code)
+    return code
 
 
 def _report(agent: FulmenAgent, result: RunResult | None, received: signal.Signals | None, run_dir: Path) -> int:

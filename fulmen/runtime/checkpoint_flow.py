@@ -16,12 +16,13 @@ holds the Trainer: it is the state a checkpoint describes.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
 from fulmen.errors import CheckpointError, MisconfigurationException
 from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
-from fulmen.runtime import checkpoint_saver, resume_selection
+from fulmen.runtime import checkpoint_saver, resume_selection, run_events
 from fulmen.runtime.checkpoint import (
     load_checkpoint,
     recover_unfinished_saves,
@@ -86,6 +87,7 @@ class CheckpointFlow:
             return
         restore_training_state(self.trainer, checkpoint, source=self.ckpt_path)
         self._announce_restore(start=False)
+        run_events.note_resumed(self.trainer.strategy.rank_info, self.trainer.global_step, self.ckpt_path)
 
     def fit_checkpoint_choice(self, ckpt_path: Any) -> resume_selection.ResumeChoice | None:
         """The file fit continues from: this run's resume checkpoint or ``ckpt_path``'s file,
@@ -171,13 +173,18 @@ class CheckpointFlow:
                 "trainer.save_checkpoint() needs a model, but no fit/validate/test has attached one.\n"
                 "HINT: call it after (or during) trainer.fit(model)."
             )
+        started = time.monotonic()
         checkpoint = dump_checkpoint(trainer, weights_only=weights_only)
+        running = trainer.state.status == TrainerStatus.RUNNING
         if trainer.is_global_zero:
-            if trainer.state.status == TrainerStatus.RUNNING:
+            if running:
                 checkpoint_saver.save_in_background(checkpoint, filepath)
             else:
                 save_atomic(checkpoint, filepath)
         trainer.strategy.barrier("save_checkpoint")
+        if running:
+            run_events.note(trainer.strategy.rank_info, "checkpoint", step=trainer.global_step, path=os.fspath(filepath),
+                            held_s=round(time.monotonic() - started, 3), kind="background")
 
     def finish_pending_saves(self, failing: bool = False) -> None:
         """Wait until the checkpoints saved in the background during this run are in place.
@@ -215,10 +222,18 @@ class CheckpointFlow:
         strategy = self.trainer.strategy
         if handler is None or not handler.stop_requested(strategy):
             return
+        info, step, started = strategy.rank_info, self.trainer.global_step, time.monotonic()
+        if handler.received_signal is not None:
+            run_events.note(info, "signal", everyone=True, signal=handler.received_signal.name,
+                            received_at=handler.received_at, rank=info.global_rank, step=step)
         checkpoint = dump_checkpoint(self.trainer, weights_only=False)
-        run_dir = strategy.rank_info.run_dir or self.trainer.default_root_dir
+        run_dir = info.run_dir or self.trainer.default_root_dir
         if self.trainer.is_global_zero:
-            save_resume_checkpoint(checkpoint, run_dir)
+            path = save_resume_checkpoint(checkpoint, run_dir)
+            run_events.note(info, "checkpoint", step=step, path=str(path), kind="resume",
+                            held_s=round(time.monotonic() - started, 3))
         strategy.barrier("preemption")
+        reason = f"preempted ({handler.received_signal.name if handler.received_signal else 'a peer rank was signalled'})"
+        run_events.note(info, "stopped", step=step, exit_code=PREEMPTED_EXIT_CODE, reason=reason)
         hand_off(strategy.rank_info)
         raise SystemExit(PREEMPTED_EXIT_CODE)

@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import Tensor
 
+from fulmen.runtime import run_events
 from fulmen.runtime.batch_transfer import BatchTransfer
 from fulmen.runtime.checkpoint_flow import CheckpointFlow
 from fulmen.runtime.data_sources import DataSources
@@ -95,6 +96,7 @@ class FitLoop:
         self._need_outputs = True
         self._has_batch_end_hooks = True
         self._silent_zero_grad = False
+        self.report = run_events.ProgressReport(None, dict)  # rank 0's progress.json, set up by run()
 
     # ---- checkpoint accessors ---------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -207,10 +209,12 @@ class FitLoop:
         metrics.train.set_defaults(on_step=False, on_epoch=True)
         metrics.activate(metrics.train)
         self.hooks.call("on_train_start")
+        self.report = run_events.fit_progress_report(self, estimated_stepping_batches(self.settings, self.data))
         # a stop requested before min_epochs/min_steps are met stays requested: training ends
         # at the first boundary where they are (Lightning)
         while not self.done:
             self._run_epoch()
+        self.report.tick(progress.global_step, force=True)
         self.hooks.call("on_train_end")
 
     def _run_epoch(self) -> None:
@@ -302,6 +306,7 @@ class FitLoop:
         # they differ per rank): a stop waits for the window's optimizer step to be exact
         if self.checkpoints.preemption is not None and not should_accumulate:
             self.checkpoints.check_preemption()
+        self.report.tick(progress.global_step)
         return None
 
     def _end_batch(self, outputs: Any, batch: Any, batch_idx: int, accumulating: bool) -> None:

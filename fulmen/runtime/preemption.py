@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterable
 from types import FrameType
 from typing import Any, Protocol
@@ -50,6 +51,7 @@ class PreemptionHandler:
         self.signals: tuple[signal.Signals, ...] = tuple(signals)
         self._previous: dict[signal.Signals, Any] = {}
         self._received: signal.Signals | None = None
+        self.received_at: float | None = None  # time.time() of that signal (for the event log)
         self._agreed = False
 
     @property
@@ -80,6 +82,7 @@ class PreemptionHandler:
         # Only record: anything more can interrupt a collective or a half-written file.
         if self._received is None:
             self._received = signal.Signals(signum)
+            self.received_at = time.time()
 
     def request_stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """Behave as if ``sig`` had arrived (tests, and code that wants a graceful stop)."""

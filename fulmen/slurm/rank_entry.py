@@ -37,6 +37,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from fulmen.jobs.events import append_event
+from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
+from fulmen.jobs.rundir import rank_log_path
 from fulmen.runtime.ranks import RankInfo
 from fulmen.slurm import environment
 from fulmen.slurm.task_output import TaskOutput, capture_task_output
@@ -192,6 +195,7 @@ def run_guarded(
     except Exception as exc:  # noqa: BLE001 - the traceback goes to the rank's log, the code to SLURM
         traceback.print_exc()  # what we re-raise, submitit prints only into its own files
         code, error = 1, exc
+    note_ending(info, code)
     if info is not None and code == PREEMPTED_EXIT_CODE and info.is_global_zero:
         requeue_job(info, reason="preempted or near the time limit")
     elif info is not None and code not in (0, PREEMPTED_EXIT_CODE, CONFIGURATION_ERROR_EXIT_CODE) and requeue_on_failure:
@@ -201,6 +205,33 @@ def run_guarded(
     if error is not None and reraise:
         raise error
     return code, result
+
+
+def note_start(info: RankInfo | None) -> None:
+    """Global rank 0 logs the attempt's ``started`` event (``fulmen.jobs.events``)."""
+    from fulmen.slurm.requeue import (
+        max_requeues_for,  # as run_guarded imports requeue: on use
+    )
+
+    if info is not None and info.is_global_zero:
+        append_event(info.run_dir, "started", attempt=info.restart_count, nodes=info.num_nodes, ranks=info.world_size,
+                     job_id=info.job_id, array_id=os.environ.get("SLURM_ARRAY_JOB_ID"),
+                     max_restarts=max_requeues_for(info.run_dir))
+
+
+def note_ending(info: RankInfo | None, code: int) -> None:
+    """``finished`` from rank 0, ``failed`` from every rank that failed (75: rank 0 logged the stop).
+
+    Each failing rank writes its own line; the first after the attempt's start is the first to fail.
+    """
+    if info is None or code == PREEMPTED_EXIT_CODE:
+        return
+    if code == 0:
+        if info.is_global_zero:
+            append_event(info.run_dir, "finished", exit_code=0, fsync=True)
+        return
+    log = rank_log_path(Path(info.run_dir), info.global_rank) if info.run_dir else None
+    append_event(info.run_dir, "failed", rank=info.global_rank, exit_code=code, log=str(log), fsync=True)
 
 
 def run_in_task(
@@ -234,6 +265,7 @@ def run_in_task(
             output = capture_task_output(run_dir, info.global_rank if info else 0, info.job_id if info else None)
             outputs.append(output)
             output.note(f"fulmen: {_restart_note(info)} started at {time.time():.3f}")
+            note_start(info)
             return body()
         finally:
             # From here on only the ending is handled (requeue, exit): the SIGTERM that SLURM

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from fulmen.errors import FulmenError
+from fulmen.jobs.events import append_event
 from fulmen.jobs.spec import SlurmOptions
 from fulmen.runtime.ranks import RankInfo
 from fulmen.slurm import commands
@@ -86,6 +87,9 @@ def requeue_job(rank_info: RankInfo | None = None, *, reason: str = "stop signal
         _say(f"requeue of job {job_id} failed ({reason}): {exc}")
         return False
     _say(f"requeued job {job_id} ({reason}); next run is restart {restarts + 1} of at most {limit}")
+    rank = rank_info.global_rank if rank_info else os.environ.get("SLURM_PROCID")
+    append_event(run_dir, "requeued", by=f"fulmen (rank {rank}): {reason}", count=restarts + 1, limit=limit,
+                 job_id=job_id, fsync=True)
     return True
 
 

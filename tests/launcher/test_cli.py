@@ -186,7 +186,7 @@ def test_gpus_beyond_this_machine_suggests_nproc_per_node(tmp_path: Path, capsys
 def test_job_commands_are_wired(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, tuple[object, ...]]] = []
     fake = types.SimpleNamespace(
-        status=lambda job, all_jobs: calls.append(("status", (job, all_jobs))) or 0,
+        status=lambda job, all_jobs, as_json=False: calls.append(("status", (job, all_jobs))) or 0,
         logs=lambda job, rank=None, follow=False, all_jobs=False: calls.append(("logs", (job, rank, follow, all_jobs)))
         or 0,
         cancel=lambda job, all_jobs: calls.append(("cancel", (job, all_jobs))) or 0,
@@ -205,6 +205,19 @@ def test_job_commands_are_wired(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == [("status", (None, False)), ("status", ("123", False)), ("status", (None, True)),
                      ("logs", ("123", 1, True, False)), ("logs", (None, None, False, True)),
                      ("cancel", ("123", False)), ("cancel", (None, False)), ("list", (False,)), ("list", (True,))]
+
+
+def test_events_and_status_json_are_wired(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, tuple[object, ...]]] = []
+    fake = types.SimpleNamespace(
+        status=lambda job, all_jobs, as_json: calls.append(("status", (job, all_jobs, as_json))) or 0,
+        events=lambda job, all_jobs, as_json: calls.append(("events", (job, all_jobs, as_json))) or 0,
+    )
+    monkeypatch.setattr(cli, "_job_commands", lambda: fake)
+    assert cli.main(["status", "7", "--json"]) == 0
+    assert cli.main(["events", "7"]) == 0
+    assert cli.main(["events", "--json", "--all"]) == 0
+    assert calls == [("status", ("7", False, True)), ("events", ("7", False, False)), ("events", (None, True, True))]
 
 
 def test_help_has_examples_and_is_fast(subprocess_env: dict[str, str]) -> None:
