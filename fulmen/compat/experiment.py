@@ -28,6 +28,7 @@ from typing import Any
 from torch.utils.tensorboard import SummaryWriter
 
 from fulmen.utilities.git import code_commit, create_annotated_tag
+from fulmen.utilities.rank_zero import rank_zero_only
 
 __all__ = ["Experiment"]
 
@@ -57,6 +58,7 @@ class Experiment(SummaryWriter):
         save_dir: root folder (``./test_tube_data`` when None).
         name: experiment folder under ``save_dir``.
         debug: write nothing at all (tags, metrics and events are dropped).
+        rank: only rank 0 writes; default: the launcher's global rank (``RANK``, ``SLURM_PROCID``, ...).
         version: continue ``version_<version>`` (read back if it exists); None: the next free number.
         autosave: write the CSV/JSON files after every ``tag``/``log`` instead of on ``save()``.
         description: stored in ``meta.experiment`` and the git tag's message.
@@ -74,12 +76,14 @@ class Experiment(SummaryWriter):
         autosave: bool = False,
         description: str | None = None,
         create_git_tag: bool = False,
-        rank: int = 0,
+        rank: int | None = None,
         **kwargs: Any,
     ) -> None:
         self.no_save_dir = save_dir is None
         self.save_dir = os.fspath(save_dir) if save_dir is not None else os.path.join(os.getcwd(), "test_tube_data")
-        self.name, self.debug, self.autosave, self.rank = name, debug, autosave, rank
+        # every rank of a launched job builds the experiment; only global rank 0 writes (test_tube's ``rank``)
+        self.rank = rank if rank is not None else rank_zero_only.rank
+        self.name, self.debug, self.autosave = name, debug, autosave
         self.description, self.create_git_tag = description, create_git_tag
         self.tags: dict[str, Any] = {}
         self.metrics: list[dict[str, Any]] = []
@@ -89,10 +93,10 @@ class Experiment(SummaryWriter):
         self.exp_hash = f"{self.name}_v{self.version}"
         # asked before any folder exists, so a refusal leaves nothing behind
         self.git_commit: str | None = code_commit() if create_git_tag and not debug else None
-        if not debug:
+        if not debug and self.rank == 0:
             self._open_folder()
         super().__init__(log_dir=self.get_tensorboardx_path(self.name, self.version), **kwargs)
-        if create_git_tag and not debug:
+        if self.git_commit is not None and self.rank == 0:
             self._tag_code()
 
     # -- folders (test_tube's names) -------------------------------------------------------
@@ -151,7 +155,8 @@ class Experiment(SummaryWriter):
         """Record ``HEAD``'s commit and tag it ``tt_<exp_hash>`` (test_tube's tag name and message)."""
         assert self.git_commit is not None
         tag = f"tt_{self.exp_hash}"
-        message = f"Test tube exp: {self.name} - {self.description if self.description is not None else 'no description'}"
+        description = self.description if self.description is not None else "no description"
+        message = f"Test tube exp: {self.name} - {description}"
         if create_annotated_tag(tag, message):
             print("Test tube created git tag:", tag)
         self.tags["git_commit"] = self.git_commit
@@ -171,7 +176,9 @@ class Experiment(SummaryWriter):
         """Tag every non-callable attribute of an argparse ``Namespace`` (the seeds' hparams)."""
         self.tag({key: value for key, value in vars(argparser).items() if not callable(value)})
 
-    def log(self, metrics_dict: Mapping[str, Any], global_step: int | None = None, walltime: float | None = None) -> None:
+    def log(
+        self, metrics_dict: Mapping[str, Any], global_step: int | None = None, walltime: float | None = None
+    ) -> None:
         """Write scalars to tfevents at ``global_step`` (default: the row count) and add a CSV row."""
         if self.debug or self.rank > 0:
             return

@@ -31,7 +31,7 @@ def _warn_legacy(old: str, new: str) -> None:
     warnings.warn(
         f"Trainer({old}=...) is a legacy flag from older Lightning versions; use {new} instead.",
         DeprecationWarning,
-        stacklevel=4,
+        stacklevel=5,  # the line that called Trainer(...): DeprecationWarnings show there (in __main__)
     )
 
 

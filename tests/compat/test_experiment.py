@@ -32,7 +32,8 @@ def _write_session(cls: type, save_dir: Path) -> Path:
 
 def test_files_follow_test_tubes_layout(tmp_path: Path) -> None:
     folder = _write_session(Experiment, tmp_path)
-    assert sorted(p.name for p in folder.iterdir()) == ["media", "meta.experiment", "meta_tags.csv", "metrics.csv", "tf"]
+    expected = ["media", "meta.experiment", "meta_tags.csv", "metrics.csv", "tf"]
+    assert sorted(p.name for p in folder.iterdir()) == expected
     assert any(p.name.startswith("events.out.tfevents") for p in (folder / "tf").iterdir())
     assert {r["key"]: r["value"] for r in _rows(folder / "meta_tags.csv")} == {
         "lr": "0.5", "depth": "3", "act": "relu", "extra": "x"
@@ -84,9 +85,24 @@ def test_debug_writes_nothing_and_autosave_writes_on_every_call(tmp_path: Path) 
     eager.close()
 
 
-def test_default_save_dir_is_test_tube_data_in_the_working_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_save_dir_is_test_tube_data_in_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     exp = Experiment(name="exp")
     exp.close()
     assert exp.get_data_path("exp", 0) == str(tmp_path / "test_tube_data" / "exp" / "version_0")
     assert (tmp_path / "test_tube_data" / "exp" / "version_0" / "tf").is_dir()
+
+
+def test_only_global_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANK", "1")  # what a launcher sets for the second rank
+    other = Experiment(save_dir=str(tmp_path), name="exp")
+    assert other.rank == 1
+    other.tag({"lr": 1})
+    other.log({"loss": 1.0})
+    other.add_scalar("x", 1.0, 0)
+    other.save()
+    other.close()
+    assert not tmp_path.joinpath("exp").exists()
+    assert Experiment(save_dir=str(tmp_path), name="exp", rank=0).rank == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -120,6 +121,12 @@ def test_experiment_version_continues_exactly_where_the_earlier_run_stopped(
     assert len(_rows(folder / "metrics.csv")) == 16  # the earlier rows kept, the new ones appended
 
 
+def test_experiment_flag_warns_at_the_callers_line(tmp_path: Path) -> None:
+    with pytest.warns(DeprecationWarning, match="logger=TensorBoardLogger") as record:
+        pl.Trainer(experiment=FulmenExperiment(save_dir=str(tmp_path), name="seed"), enable_progress_bar=False)
+    assert [Path(w.filename).name for w in record if w.category is DeprecationWarning] == [Path(__file__).name]
+
+
 def test_fresh_experiment_version_starts_from_scratch(tmp_path: Path) -> None:
     _fit(FulmenExperiment(save_dir=str(tmp_path), name="seed"), max_epochs=1)
     trainer, _ = _fit(FulmenExperiment(save_dir=str(tmp_path), name="seed"), max_epochs=1)
@@ -131,8 +138,6 @@ def test_last_checkpoint_prefers_last_files_then_the_newest(tmp_path: Path) -> N
     older, newer = tmp_path / "epoch=3-step=16.ckpt", tmp_path / "epoch=1-step=8.ckpt"
     older.write_bytes(b"")
     newer.write_bytes(b"")
-    import os
-
     os.utime(older, (1, 1))
     assert last_checkpoint(str(tmp_path)) == str(newer)
     (tmp_path / "last.ckpt").write_bytes(b"")
@@ -141,20 +146,19 @@ def test_last_checkpoint_prefers_last_files_then_the_newest(tmp_path: Path) -> N
 
 
 def _git_repo(path: Path) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
     path.mkdir()
     for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "code"]):
-        subprocess.run(["git", *args], cwd=path, check=True, env={**env, "PATH": "/usr/bin:/bin"})
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, check=True, capture_output=True, text=True).stdout.strip()
+        subprocess.run(["git", *args], cwd=path, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, check=True, capture_output=True, text=True)
+    return head.stdout.strip()
 
 
 def test_create_git_tag_records_the_code_commit_and_tags_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
+                       "GIT_COMMITTER_EMAIL": "t@x"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
     commit = _git_repo(tmp_path / "code")
     monkeypatch.chdir(tmp_path / "code")
-    for key in ("GIT_COMMITTER_NAME", "GIT_AUTHOR_NAME"):
-        monkeypatch.setenv(key, "t")
-    for key in ("GIT_COMMITTER_EMAIL", "GIT_AUTHOR_EMAIL"):
-        monkeypatch.setenv(key, "t@x")
     exp = FulmenExperiment(save_dir=str(tmp_path / "logs"), name="seed", description="tagged", create_git_tag=True)
     _fit(exp, max_epochs=1)
 
