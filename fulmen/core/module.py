@@ -33,7 +33,7 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
     __jit_unused_properties__: list[str] = [
         "trainer", "automatic_optimization", "example_input_array", "current_epoch", "global_step",
         "global_rank", "local_rank", "device", "dtype", "on_gpu", "logger", "loggers", "hparams",
-        "hparams_initial",
+        "hparams_initial", "experiment",
     ]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -115,6 +115,19 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
     @property
     def loggers(self) -> list[Any]:
         return self._trainer.loggers if self._trainer is not None else []
+
+    @property
+    def experiment(self) -> Any:
+        """0.x spelling of ``self.logger.experiment`` (the ``SummaryWriter`` of a TensorBoard or test_tube
+        logger); None without a logger. A value the module assigns itself wins."""
+        if "_user_experiment" in self.__dict__:
+            return self.__dict__["_user_experiment"]
+        logger = self.logger
+        return logger.experiment if logger is not None else None
+
+    @experiment.setter
+    def experiment(self, value: Any) -> None:
+        self.__dict__["_user_experiment"] = value
 
     # ---- steps users write ------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:

@@ -29,7 +29,7 @@ _LEGACY_RENAMES = {
     "add_log_row_interval": "log_every_n_steps",
 }
 LEGACY_FLAGS = (*_LEGACY_RENAMES, *LEGACY_RULES, "gpus", "resume_from_checkpoint", "track_grad_norm", "checkpoint_callback",
-                "early_stop_callback")  # fmt: skip
+                "early_stop_callback", "experiment")  # fmt: skip
 
 
 def _warn_legacy(old: str, new: str) -> None:
@@ -79,6 +79,9 @@ def translate_legacy_flags(flags: dict[str, Any], legacy: Mapping[str, Any], kno
                 extras["extra_callbacks"].append(EarlyStopping(monitor="val_loss"))
             elif value not in (None, False):
                 extras["extra_callbacks"].append(value)
+        elif old == "experiment":
+            _warn_legacy(old, "logger=TensorBoardLogger(save_dir, name, version)")
+            _translate_experiment(flags, extras, value)
         else:
             raise UnknownFlagError(
                 f"Trainer() got an unknown flag {old!r}."
@@ -86,6 +89,22 @@ def translate_legacy_flags(flags: dict[str, Any], legacy: Mapping[str, Any], kno
                 + f"\nHINT: the Trainer's flags are: {', '.join(known)}."
             )
     return extras
+
+
+def _translate_experiment(flags: dict[str, Any], extras: dict[str, Any], experiment: Any) -> None:
+    """``experiment=<test_tube Experiment>``: log through it, and continue its version's last checkpoint."""
+    if experiment is None:
+        return
+    if flags.get("logger") not in (None, True):
+        raise MisconfigurationException(
+            "Trainer(experiment=...) and Trainer(logger=...) were both given; the experiment is the logger.\n"
+            "HINT: pass only one of them."
+        )
+    from fulmen.loggers.test_tube import ExperimentLogger
+
+    logger = ExperimentLogger(experiment)
+    flags["logger"] = logger
+    extras.setdefault("resume_from_checkpoint", logger.last_checkpoint())
 
 
 def parse_max_time(value: Any) -> datetime.timedelta | None:
