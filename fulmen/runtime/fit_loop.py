@@ -24,7 +24,7 @@ from fulmen.runtime.fetcher import DataFetcher
 from fulmen.runtime.hook_caller import HookCaller
 from fulmen.runtime.loop_settings import LoopSettings
 from fulmen.runtime.metric_publisher import MetricPublisher
-from fulmen.runtime.multi_optimizer import MultiOptimizerStep, PerOptimizerOutputs
+from fulmen.runtime.legacy_optimization import LegacyAutomaticStep, LegacyOutputs
 from fulmen.runtime.optimization_step import OptimizationStep
 from fulmen.runtime.stages import RunningStage
 from fulmen.runtime.strategy import Strategy
@@ -36,8 +36,8 @@ from fulmen.utilities.rank_zero import rank_zero_info
 def _batch_outputs(output: Any, loss: Tensor | None, automatic: bool, normalize: int) -> Any:
     """What on_train_batch_end receives as ``outputs`` (Lightning: {"loss": detached, **extra})."""
     if automatic:
-        if type(output) is PerOptimizerOutputs:  # 1.x several optimizers: already one dict each
-            return output
+        if type(output) is LegacyOutputs:  # 1.x several optimizers / tbptt: already in 1.9.5's shape
+            return output.value
         if loss is None:
             return {}
         extra = {k: v for k, v in output.items() if k != "loss"} if isinstance(output, dict) else {}
@@ -206,11 +206,11 @@ class FitLoop:
         if self.data.val_possible() and (n is None or (progress.current_epoch + 1) % n == 0):
             self.data.eval_loaders(RunningStage.VALIDATING)  # Lightning sets up validation data before on_train_start
         self._collect_outputs = callable(getattr(self.hooks.lightning_module, "training_epoch_end", None))
-        # the per-batch routine, chosen once: 1.x several optimizers have their own
+        # the per-batch routine, chosen once: 1.x several optimizers and tbptt have their own
         optimization = self.optimization
         self._automatic_step = optimization.automatic_step
-        if MultiOptimizerStep.wanted(optimization):
-            self._automatic_step = MultiOptimizerStep(optimization, optimization.frequencies).step
+        if LegacyAutomaticStep.wanted(optimization):
+            self._automatic_step = LegacyAutomaticStep(optimization, optimization.frequencies).step
         # values logged in on_train_start count towards the first epoch (reset after each epoch end)
         metrics.train.reset()
         metrics.train.set_defaults(on_step=False, on_epoch=True)

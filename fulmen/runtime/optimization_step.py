@@ -115,7 +115,7 @@ class OptimizationStep:
         several = module.automatic_optimization and len(self.optimizers) > 1
         if several:
             # Lightning 1.x: several optimizers with training_step(batch, batch_idx, optimizer_idx)
-            from fulmen.runtime import multi_optimizer as multi  # imports this module
+            from fulmen.runtime import legacy_optimization as multi  # imports this module
 
             if multi.takes_optimizer_idx(module):
                 self.frequencies = multi.optimizer_frequencies(conf, len(self.optimizers))

@@ -1,5 +1,6 @@
 """Lightning 1.x compatibility scenarios: several optimizers under automatic optimization with
-``training_step(batch, batch_idx, optimizer_idx)`` (the seeds' GANs).
+``training_step(batch, batch_idx, optimizer_idx)`` (the seeds' GANs), and truncated backprop
+through time (``truncated_bptt_steps``, ``training_step(batch, batch_idx, hiddens)``).
 
 Same contract as ``scenarios.py`` (``fn(pl, root) -> dict`` of plain JSON data, no import of
 fulmen or pytorch_lightning), but the reference is PyTorch Lightning **1.9.5**, kept apart in
@@ -116,10 +117,83 @@ def two_optimizers_accumulate_clip(pl: ModuleType, root: Path) -> dict[str, Any]
     return _run(pl, root, "plain", accumulate_grad_batches=2, gradient_clip_val=0.05)
 
 
+def _tbptt_module(pl: ModuleType) -> Any:
+    class Lstm(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.truncated_bptt_steps = 2
+            self.lstm = torch.nn.LSTM(3, 4, batch_first=True)
+            self.head = torch.nn.Linear(4, 1)
+            self.seen: list[Any] = []
+
+        def training_step(self, batch: Any, batch_idx: int, hiddens: Any) -> Any:
+            x, y, items = batch
+            incoming = None if hiddens is None else [_r(hiddens[0].abs().sum()), hiddens[0].requires_grad]
+            out, hiddens = self.lstm(x, hiddens)
+            loss = (self.head(out) - y).pow(2).mean() + 0.0 * sum(i.sum() for i in items)
+            self.log("loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+            shapes = [list(x.shape), [list(i.shape) for i in items]]
+            self.seen.append(["training_step", batch_idx, shapes, self.trainer.global_step, incoming])
+            return {"loss": loss, "hiddens": hiddens, "n": x.shape[1]}
+
+        def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+            self.seen.append(["optimizer_step", args[1]])
+            super().optimizer_step(*args, **kwargs)
+
+        def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+            shape = [sorted(o) for o in outputs] if isinstance(outputs, list) else sorted(outputs)
+            self.seen.append(["on_train_batch_end", batch_idx, shape, [_r(o["loss"]) for o in outputs]])
+
+        def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+            # what the previous batch sent (1.9.5 sends before on_train_batch_end, 2.x after it)
+            logged = {k: _r(v) for k, v in sorted(self.trainer.logged_metrics.items())}
+            self.seen.append(["on_train_batch_start", batch_idx, logged])
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    return Lstm()
+
+
+def _collate(samples: list[Any]) -> list[Any]:
+    x = torch.stack([s[0] for s in samples])
+    y = torch.stack([s[1] for s in samples])
+    return [x, y, [s[0][:, 0] for s in samples]]  # a list of per-sample sequences, split along their time too
+
+
+def _run_tbptt(pl: ModuleType, root: Path, **flags: Any) -> dict[str, Any]:
+    torch.manual_seed(0)
+    model = _tbptt_module(pl)
+    data = TensorDataset(torch.randn(6, 5, 3), torch.randn(6, 5, 1))  # 5 time steps: splits of 2, 2, 1
+    trainer = pl.Trainer(
+        default_root_dir=str(root), max_epochs=2, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1, **flags,
+    )  # fmt: skip
+    trainer.fit(model, DataLoader(data, batch_size=2, collate_fn=_collate))
+    return {
+        "calls": model.seen,
+        "global_step": trainer.global_step,
+        "callback_metrics": {k: _r(v) for k, v in sorted(trainer.callback_metrics.items())},
+        "weights": {k: [_r(x) for x in v.flatten()[:6]] for k, v in sorted(model.state_dict().items())},
+    }
+
+
+def tbptt_lstm(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """truncated_bptt_steps=2 on sequences of 5 steps: 3 splits, hiddens carried, 3 steps a batch."""
+    return _run_tbptt(pl, root)
+
+
+def tbptt_lstm_accumulate(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """The same with accumulate_grad_batches=2: the splits of a window accumulate, one step at its end."""
+    return _run_tbptt(pl, root, accumulate_grad_batches=2)
+
+
 SCENARIOS_1X: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "two_optimizers": two_optimizers,
     "two_optimizers_frequency": two_optimizers_frequency,
     "two_optimizers_accumulate_clip": two_optimizers_accumulate_clip,
+    "tbptt_lstm": tbptt_lstm,
+    "tbptt_lstm_accumulate": tbptt_lstm_accumulate,
 }
 
 

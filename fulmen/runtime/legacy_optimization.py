@@ -1,4 +1,4 @@
-"""Several optimizers under automatic optimization, as Lightning 1.x ran them.
+"""Several optimizers and truncated BPTT under automatic optimization, as Lightning 1.x ran them.
 
 Scripts written for Lightning 1.x return two or more optimizers from ``configure_optimizers``
 and take ``training_step(batch, batch_idx, optimizer_idx)`` (a GAN's generator and
@@ -10,7 +10,12 @@ clipping / step (or only the backward while accumulating). ``optimizer_idx`` rea
 whose override accepts it (``optimizer_step``, ``optimizer_zero_grad``,
 ``on_before_optimizer_step``, ``configure_gradient_clipping``, ``toggle_optimizer``).
 
-The fit loop picks this routine once at fit start (``MultiOptimizerStep.wanted``), so ordinary
+Truncated backprop through time (``truncated_bptt_steps > 0``, 1.x): each batch is cut by
+``tbptt_split_batch`` (default: along dim 1), ``training_step(batch, batch_idx, [optimizer_idx,]
+hiddens)`` runs once per split with the previous split's ``hiddens`` (detached; ``None`` at the
+start of every batch), and every split takes its own optimizer step.
+
+The fit loop picks this routine once at fit start (``LegacyAutomaticStep.wanted``), so ordinary
 single-optimizer training keeps its own path.
 """
 
@@ -101,9 +106,24 @@ def hooks_taking_optimizer_idx(hooks: Any) -> set[Any]:
     return takes
 
 
-class PerOptimizerOutputs(list):  # type: ignore[type-arg]
-    """``on_train_batch_end``'s ``outputs`` with several optimizers: the dict of each optimizer
-    that ran on this batch, in index order (1.9.5 drops the ones that did not run)."""
+class LegacyOutputs:
+    """``on_train_batch_end``'s ``outputs`` in 1.9.5's shape, ready: one dict per optimizer that
+    ran, per tbptt split, with the single-element levels squeezed away (a list of two dicts for
+    a GAN, a list per split for tbptt, a plain dict for one optimizer and one split)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, rows: list[list[dict[str, Any] | None]], several: bool) -> None:
+        squeezed: Any = rows if several else [row[0] for row in rows]
+        if len(squeezed) == 1:
+            squeezed = squeezed[0]
+        self.value = _drop_none(squeezed)
+
+
+def _drop_none(value: Any) -> Any:
+    if not isinstance(value, list):
+        return value
+    return [_drop_none(item) for item in value if item is not None]
 
 
 def warn_lightning2(module: LightningModule, count: int) -> None:
@@ -121,58 +141,123 @@ def warn_lightning2(module: LightningModule, count: int) -> None:
     )
 
 
-class MultiOptimizerStep:
-    """One training batch with every active optimizer, each with its own closure and step."""
+def _hiddens_of(output: Any, tbptt: bool) -> Any:
+    """The detached ``hiddens`` of a training_step output (1.9.5's ``_extract_hiddens``)."""
+    has = isinstance(output, dict) and "hiddens" in output
+    if not tbptt:
+        if has:
+            raise MisconfigurationException(
+                "training_step returned 'hiddens', but truncated_bptt_steps is 0.\n"
+                "HINT: set `self.truncated_bptt_steps = N` in __init__, or drop 'hiddens' from the returned dict."
+            )
+        return None
+    if not has:
+        raise MisconfigurationException(
+            f"truncated_bptt_steps is on, but training_step returned {type(output).__name__} without 'hiddens'.\n"
+            "HINT: return {'loss': loss, 'hiddens': hiddens} (the state the next split starts from)."
+        )
+    return _detach(output["hiddens"])
+
+
+def _detach(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.detach()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_detach(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _detach(v) for k, v in value.items()}
+    return value
+
+
+def tbptt_steps(module: LightningModule) -> int:
+    """The module's ``truncated_bptt_steps`` (0: off), checked."""
+    steps = getattr(module, "truncated_bptt_steps", 0) or 0
+    if not isinstance(steps, int) or steps < 0:
+        raise MisconfigurationException(
+            f"truncated_bptt_steps={steps!r}: expected an int >= 0 (0 turns truncated backprop through time off)."
+        )
+    return steps
+
+
+class LegacyAutomaticStep:
+    """One training batch the 1.x way: each tbptt split (or the whole batch), and in it each
+    active optimizer with its own closure and step; hiddens carried between splits."""
 
     def __init__(self, optimization: OptimizationStep, frequencies: list[int]) -> None:
         self.optimization = optimization
         self.frequencies = frequencies
         module = optimization.hooks.lightning_module
+        self.several = len(optimization.optimizers) > 1
+        self.tbptt = tbptt_steps(module)
         self._toggle_with_idx = positional_count(module.toggle_optimizer) >= 2
         self._step_params = _parameter_names(module.optimizer_step)
         self._zero_grad_with_idx = positional_count(module.optimizer_zero_grad) >= 4
+        self._hiddens: Any = None
 
     @staticmethod
     def wanted(optimization: OptimizationStep) -> bool:
-        """Whether this fit needs the several-optimizer routine (decided once at fit start)."""
+        """Whether this fit needs the 1.x routine (decided once at fit start)."""
         module = optimization.hooks.lightning_module
-        return module.automatic_optimization and len(optimization.optimizers) > 1
+        several = len(optimization.optimizers) > 1
+        return module.automatic_optimization and (several or tbptt_steps(module) > 0)
 
     def step(self, batch: Any, batch_idx: int, should_accumulate: bool, accumulate: int,
-             silent_zero_grad: bool) -> tuple[PerOptimizerOutputs, Tensor | None]:  # fmt: skip
-        """Run each active optimizer on this batch; (per-optimizer outputs, last loss)."""
+             silent_zero_grad: bool) -> tuple[LegacyOutputs, Tensor | None]:  # fmt: skip
+        """Run the batch's splits and optimizers; (outputs for on_train_batch_end, last loss)."""
         del silent_zero_grad  # the zeroing is always in 1.9.5's place here: after training_step
+        module = self.optimization.hooks.lightning_module
+        splits = module.tbptt_split_batch(batch, self.tbptt) if self.tbptt else [batch]
+        self._hiddens = None  # every batch starts from a fresh state (1.9.5)
+        rows: list[list[dict[str, Any] | None]] = []
+        loss: Tensor | None = None
+        try:
+            for split in splits:
+                row, loss = self._split(split, batch_idx, should_accumulate, accumulate)
+                rows.append(row)
+        finally:
+            self._hiddens = None
+        return LegacyOutputs(rows, self.several), loss
+
+    def _split(self, batch: Any, batch_idx: int, should_accumulate: bool,
+               accumulate: int) -> tuple[list[dict[str, Any] | None], Tensor | None]:  # fmt: skip
         optimization = self.optimization
         module = optimization.hooks.lightning_module
         count = len(optimization.optimizers)
-        outputs = PerOptimizerOutputs()
+        row: list[dict[str, Any] | None] = [None] * max(count, 1)
         loss: Tensor | None = None
         for index in active_optimizers(count, self.frequencies, batch_idx):
             optimizer = optimization.optimizers[index]
-            if self._toggle_with_idx:
-                module.toggle_optimizer(optimizer, index)
-            else:
-                module.toggle_optimizer(optimizer)
-            optimization.optimizer_idx = index
+            if self.several:
+                module.toggle_optimizer(*((optimizer, index) if self._toggle_with_idx else (optimizer,)))
+                optimization.optimizer_idx = index
             try:
                 output, loss = self._one_optimizer(batch, batch_idx, index, should_accumulate, accumulate)
             finally:
-                optimization.optimizer_idx = None
-                module.untoggle_optimizer(index if self._toggle_with_idx else optimizer)
+                if self.several:
+                    optimization.optimizer_idx = None
+                    module.untoggle_optimizer(index if self._toggle_with_idx else optimizer)
             if loss is not None:
-                extra = {k: v for k, v in output.items() if k != "loss"} if isinstance(output, dict) else {}
-                outputs.append({"loss": (loss / accumulate if accumulate > 1 else loss).detach(), **extra})
-        return outputs, loss
+                skip = ("loss", "hiddens")
+                extra = {k: v for k, v in output.items() if k not in skip} if isinstance(output, dict) else {}
+                row[index] = {"loss": (loss / accumulate if accumulate > 1 else loss).detach(), **extra}
+        return row, loss
 
     def _training_step(self, batch: Any, batch_idx: int, index: int) -> Any:
         optimization = self.optimization
+        args: tuple[Any, ...] = (batch, batch_idx)
+        if self.several:
+            args += (index,)
+        if self.tbptt:
+            args += (self._hiddens,)
         if optimization.module_wrapper is not None:
             optimization.module_wrapper.step_name = "training_step"
-            output = optimization.model(batch, batch_idx, index)
+            output = optimization.model(*args)
         else:
-            output = optimization.hooks.lightning_module.training_step(batch, batch_idx, index)
+            output = optimization.hooks.lightning_module.training_step(*args)
         step_end = getattr(optimization.hooks.lightning_module, "training_step_end", None)
-        return step_end(output) if step_end is not None else output
+        output = step_end(output) if step_end is not None else output
+        self._hiddens = _hiddens_of(output, self.tbptt > 0)
+        return output
 
     def _zero_grad(self, optimizer: Any, batch_idx: int, index: int) -> None:
         hooks = self.optimization.hooks

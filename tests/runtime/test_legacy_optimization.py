@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import fulmen as pl
 from fulmen.errors import MisconfigurationException
-from fulmen.runtime import multi_optimizer
-from fulmen.runtime.multi_optimizer import active_optimizers, optimizer_frequencies
+from fulmen.runtime import legacy_optimization
+from fulmen.runtime.legacy_optimization import active_optimizers, optimizer_frequencies
 from tests.core.models import TRAINER_QUIET
 
 
@@ -71,7 +71,7 @@ def test_two_optimizers_without_optimizer_idx_are_still_refused() -> None:
 
 
 def test_lightning_2_warning_is_given_once_per_class(monkeypatch) -> None:
-    monkeypatch.setattr(multi_optimizer, "WARNED_CLASSES", set())
+    monkeypatch.setattr(legacy_optimization, "WARNED_CLASSES", set())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(2):
