@@ -169,9 +169,25 @@ def _detach(value: Any) -> Any:
     return value
 
 
-def tbptt_steps(module: LightningModule) -> int:
-    """The module's ``truncated_bptt_steps`` (0: off), checked."""
-    steps = getattr(module, "truncated_bptt_steps", 0) or 0
+def take_trainer_flag(legacy_flags: dict[str, Any]) -> int:
+    """Remove 1.x's ``Trainer(truncated_bptt_steps=N)`` from ``legacy_flags`` (warning), returning N (0: unset).
+
+    It is the default for modules that leave their own ``truncated_bptt_steps`` at 0, as in 1.x.
+    """
+    if "truncated_bptt_steps" not in legacy_flags:
+        return 0
+    warnings.warn(
+        "Trainer(truncated_bptt_steps=...) is a legacy flag from older Lightning versions; use the module "
+        "attribute `self.truncated_bptt_steps = N` (set in __init__) instead.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return legacy_flags.pop("truncated_bptt_steps") or 0
+
+
+def tbptt_steps(module: LightningModule, trainer_default: int = 0) -> int:
+    """The module's ``truncated_bptt_steps``, else the legacy Trainer flag's (0: off), checked."""
+    steps = getattr(module, "truncated_bptt_steps", 0) or trainer_default or 0
     if not isinstance(steps, int) or steps < 0:
         raise MisconfigurationException(
             f"truncated_bptt_steps={steps!r}: expected an int >= 0 (0 turns truncated backprop through time off)."
@@ -188,7 +204,7 @@ class LegacyAutomaticStep:
         self.frequencies = frequencies
         module = optimization.hooks.lightning_module
         self.several = len(optimization.optimizers) > 1
-        self.tbptt = tbptt_steps(module)
+        self.tbptt = tbptt_steps(module, getattr(optimization.hooks.trainer, "truncated_bptt_steps", 0))
         self._toggle_with_idx = positional_count(module.toggle_optimizer) >= 2
         self._step_params = _parameter_names(module.optimizer_step)
         self._zero_grad_with_idx = positional_count(module.optimizer_zero_grad) >= 4
@@ -199,7 +215,8 @@ class LegacyAutomaticStep:
         """Whether this fit needs the 1.x routine (decided once at fit start)."""
         module = optimization.hooks.lightning_module
         several = len(optimization.optimizers) > 1
-        return module.automatic_optimization and (several or tbptt_steps(module) > 0)
+        flag = getattr(optimization.hooks.trainer, "truncated_bptt_steps", 0)
+        return module.automatic_optimization and (several or tbptt_steps(module, flag) > 0)
 
     def step(self, batch: Any, batch_idx: int, should_accumulate: bool, accumulate: int,
              silent_zero_grad: bool) -> tuple[LegacyOutputs, Tensor | None]:  # fmt: skip

@@ -153,3 +153,75 @@ def test_resume_with_two_optimizers_matches_an_uninterrupted_run(tmp_path) -> No
     for key, value in full.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
     assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 3
+
+
+class Rnn(pl.LightningModule):
+    """Lightning 1.x truncated BPTT: ``truncated_bptt_steps`` and ``training_step(..., hiddens)``."""
+
+    def __init__(self, steps: int = 2) -> None:
+        super().__init__()
+        self.truncated_bptt_steps = steps
+        self.rnn = nn.GRU(3, 4, batch_first=True)
+        self.head = nn.Linear(4, 1)
+        self.seen: list[tuple[int, int, object]] = []
+
+    def training_step(self, batch, batch_idx, hiddens):
+        x, y = batch
+        self.seen.append((batch_idx, x.shape[1], None if hiddens is None else hiddens.requires_grad))
+        out, hiddens = self.rnn(x, hiddens)
+        loss = (self.head(out) - y).pow(2).mean()
+        self.log("train_loss", loss)
+        return {"loss": loss, "hiddens": hiddens}
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _sequences(n: int = 4, length: int = 5) -> DataLoader:
+    g = torch.Generator().manual_seed(3)
+    return DataLoader(TensorDataset(torch.randn(n, length, 3, generator=g), torch.randn(n, length, 1, generator=g)),
+                      batch_size=2)  # fmt: skip
+
+
+def test_tbptt_runs_one_step_per_split_with_detached_hiddens_reset_per_batch() -> None:
+    model = Rnn()
+    trainer = pl.Trainer(max_epochs=1, **TRAINER_QUIET)
+    trainer.fit(model, _sequences())
+    # 2 batches x splits of 2, 2, 1 steps; each split continues from the previous one's state, detached
+    assert model.seen == [(0, 2, None), (0, 2, False), (0, 1, False), (1, 2, None), (1, 2, False), (1, 1, False)]
+    assert trainer.global_step == 6
+
+
+def test_tbptt_custom_split_and_batch_end_outputs() -> None:
+    outputs_seen: list[object] = []
+
+    class Halves(Rnn):
+        def tbptt_split_batch(self, batch, split_size):
+            x, y = batch
+            return [[x[:, :3], y[:, :3]], [x[:, 3:], y[:, 3:]]]
+
+        def on_train_batch_end(self, outputs, batch, batch_idx):
+            outputs_seen.append([sorted(o) for o in outputs])
+
+    model = Halves(steps=3)
+    pl.Trainer(max_steps=2, **TRAINER_QUIET).fit(model, _sequences())
+    assert [length for _, length, _ in model.seen] == [3, 2]
+    assert outputs_seen == [[["loss"], ["loss"]]]  # one dict per split; "hiddens" is not passed on
+
+
+def test_tbptt_without_hiddens_in_the_output_is_a_clear_error() -> None:
+    class NoHiddens(Rnn):
+        def training_step(self, batch, batch_idx, hiddens):
+            return super().training_step(batch, batch_idx, hiddens)["loss"]
+
+    with pytest.raises(MisconfigurationException, match="(?s)without 'hiddens'.*HINT: return"):
+        pl.Trainer(max_epochs=1, **TRAINER_QUIET).fit(NoHiddens(), _sequences())
+
+
+def test_the_legacy_trainer_flag_turns_tbptt_on_for_a_module_that_leaves_it_at_0() -> None:
+    model = Rnn(steps=0)
+    with pytest.warns(DeprecationWarning, match=r"Trainer\(truncated_bptt_steps=...\) is a legacy flag.*self\.trunc"):
+        trainer = pl.Trainer(max_steps=3, truncated_bptt_steps=2, **TRAINER_QUIET)
+    trainer.fit(model, _sequences())
+    assert [length for _, length, _ in model.seen] == [2, 2, 1]
+    assert trainer.global_step == 3
