@@ -22,9 +22,9 @@ from fulmen.runtime.checkpoint_flow import CheckpointFlow
 from fulmen.runtime.data_sources import DataSources
 from fulmen.runtime.fetcher import DataFetcher
 from fulmen.runtime.hook_caller import HookCaller
+from fulmen.runtime.legacy_optimization import LegacyAutomaticStep, LegacyOutputs
 from fulmen.runtime.loop_settings import LoopSettings
 from fulmen.runtime.metric_publisher import MetricPublisher
-from fulmen.runtime.legacy_optimization import LegacyAutomaticStep, LegacyOutputs
 from fulmen.runtime.optimization_step import OptimizationStep
 from fulmen.runtime.stages import RunningStage
 from fulmen.runtime.strategy import Strategy

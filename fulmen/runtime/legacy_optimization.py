@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,7 +35,7 @@ from fulmen.core.module import LightningModule
 from fulmen.errors import MisconfigurationException
 from fulmen.runtime.optimization_step import OptimizationStep, loss_from_output
 
-WARNED_CLASSES: set[type] = set()  # the Lightning-2 warning, once per module class
+WARNED_CLASSES: set[tuple[type, str]] = set()  # each Lightning-2 warning, once per module class
 
 
 def positional_count(fn: Callable[..., Any]) -> int:
@@ -126,19 +128,44 @@ def _drop_none(value: Any) -> Any:
     return [_drop_none(item) for item in value if item is not None]
 
 
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside fulmen (the user's
+    ``trainer.fit`` line), so Python's default filters show it as the script's own warning."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def warn_lightning2(module: LightningModule, count: int) -> None:
-    """Once per class: this is 1.x API, Lightning 2 wants manual optimization."""
-    if type(module) in WARNED_CLASSES:
-        return
-    WARNED_CLASSES.add(type(module))
-    warnings.warn(
+    """Once per class: several optimizers are 1.x API, Lightning 2 wants manual optimization."""
+    _warn_once(
+        module,
+        "several",
         f"{type(module).__name__} returns {count} optimizers with automatic optimization and "
         "training_step(batch, batch_idx, optimizer_idx): Lightning 1.x API, run as 1.9.5 did. "
         "Lightning 2 needs manual optimization: set `self.automatic_optimization = False` and step each "
         "optimizer in training_step (`opt_g, opt_d = self.optimizers()`, `self.manual_backward(loss)`).",
-        DeprecationWarning,
-        stacklevel=4,
     )
+
+
+def warn_tbptt(module: LightningModule) -> None:
+    """Once per class: truncated BPTT is 1.x API, Lightning 2 wants manual optimization."""
+    _warn_once(
+        module,
+        "tbptt",
+        f"{type(module).__name__} uses truncated_bptt_steps: Lightning 1.x API, run as 1.9.5 did. Lightning 2 "
+        "needs manual optimization: set `self.automatic_optimization = False`, split the batch along time in "
+        "training_step and call `self.manual_backward(loss)` / `opt.step()` per split, detaching the hidden state.",
+    )
+
+
+def _warn_once(module: LightningModule, what: str, message: str) -> None:
+    if (type(module), what) in WARNED_CLASSES:
+        return
+    WARNED_CLASSES.add((type(module), what))
+    warnings.warn(message, DeprecationWarning, stacklevel=_user_stacklevel())
 
 
 def _hiddens_of(output: Any, tbptt: bool) -> Any:
@@ -209,6 +236,8 @@ class LegacyAutomaticStep:
         self._step_params = _parameter_names(module.optimizer_step)
         self._zero_grad_with_idx = positional_count(module.optimizer_zero_grad) >= 4
         self._hiddens: Any = None
+        if self.tbptt:
+            warn_tbptt(module)
 
     @staticmethod
     def wanted(optimization: OptimizationStep) -> bool:

@@ -114,13 +114,14 @@ class OptimizationStep:
         self.optimizers, self.lr_scheduler_configs = parse_optimizers(conf)
         several = module.automatic_optimization and len(self.optimizers) > 1
         if several:
-            # Lightning 1.x: several optimizers with training_step(batch, batch_idx, optimizer_idx)
-            from fulmen.runtime import legacy_optimization as multi  # imports this module
+            # Lightning 1.x: several optimizers with training_step(batch, batch_idx, optimizer_idx);
+            # imported here because legacy_optimization imports this module
+            from fulmen.runtime import legacy_optimization as legacy
 
-            if multi.takes_optimizer_idx(module):
-                self.frequencies = multi.optimizer_frequencies(conf, len(self.optimizers))
-                self._idx_hooks = multi.hooks_taking_optimizer_idx(self.hooks)
-                multi.warn_lightning2(module, len(self.optimizers))
+            if legacy.takes_optimizer_idx(module):
+                self.frequencies = legacy.optimizer_frequencies(conf, len(self.optimizers))
+                self._idx_hooks = legacy.hooks_taking_optimizer_idx(self.hooks)
+                legacy.warn_lightning2(module, len(self.optimizers))
                 several = False
         validate_multiple_optimizers(self.optimizers, several)
         self.lightning_optimizers = [wrap_optimizer(o, self.optimizer_step) for o in self.optimizers]

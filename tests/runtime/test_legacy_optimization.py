@@ -225,3 +225,14 @@ def test_the_legacy_trainer_flag_turns_tbptt_on_for_a_module_that_leaves_it_at_0
     trainer.fit(model, _sequences())
     assert [length for _, length, _ in model.seen] == [2, 2, 1]
     assert trainer.global_step == 3
+
+
+def test_tbptt_warns_once_that_lightning_2_needs_manual_optimization(monkeypatch) -> None:
+    monkeypatch.setattr(legacy_optimization, "WARNED_CLASSES", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            pl.Trainer(max_steps=1, **TRAINER_QUIET).fit(Rnn(), _sequences())
+    ours = [w for w in caught if "truncated_bptt_steps" in str(w.message)]
+    assert len(ours) == 1 and "Lightning 2 needs manual optimization" in str(ours[0].message), ours
+    assert ours[0].filename == __file__  # pointed at the user's fit() line, so Python shows it
