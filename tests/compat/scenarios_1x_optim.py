@@ -156,15 +156,39 @@ def _tbptt_module(pl: ModuleType) -> Any:
     return Lstm()
 
 
+def _tbptt_two_optimizers_module(pl: ModuleType) -> Any:
+    base = type(_tbptt_module(pl))
+
+    class LstmTwoOptimizers(base):  # type: ignore[misc, valid-type]
+        def training_step(self, batch: Any, batch_idx: int, optimizer_idx: int, hiddens: Any) -> Any:
+            output = super().training_step(batch, batch_idx, hiddens)
+            self.seen.append(["optimizer_idx", int(optimizer_idx), self.lstm.weight_ih_l0.requires_grad])
+            return output
+
+        def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_idx: int = 0,
+                           optimizer_closure: Any = None, on_tpu: bool = False, using_lbfgs: bool = False) -> None:  # fmt: skip
+            self.seen.append(["optimizer_step", batch_idx, int(optimizer_idx)])
+            optimizer.step(closure=optimizer_closure)
+
+        def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+            shape = [[sorted(o) for o in row] for row in outputs]
+            self.seen.append(["on_train_batch_end", batch_idx, shape])
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.lstm.parameters(), lr=0.1), torch.optim.Adam(self.head.parameters(), lr=0.01)
+
+    return LstmTwoOptimizers()
+
+
 def _collate(samples: list[Any]) -> list[Any]:
     x = torch.stack([s[0] for s in samples])
     y = torch.stack([s[1] for s in samples])
     return [x, y, [s[0][:, 0] for s in samples]]  # a list of per-sample sequences, split along their time too
 
 
-def _run_tbptt(pl: ModuleType, root: Path, **flags: Any) -> dict[str, Any]:
+def _run_tbptt(pl: ModuleType, root: Path, two_optimizers: bool = False, **flags: Any) -> dict[str, Any]:
     torch.manual_seed(0)
-    model = _tbptt_module(pl)
+    model = _tbptt_two_optimizers_module(pl) if two_optimizers else _tbptt_module(pl)
     data = TensorDataset(torch.randn(6, 5, 3), torch.randn(6, 5, 1))  # 5 time steps: splits of 2, 2, 1
     trainer = pl.Trainer(
         default_root_dir=str(root), max_epochs=2, logger=False, enable_checkpointing=False,
@@ -189,12 +213,18 @@ def tbptt_lstm_accumulate(pl: ModuleType, root: Path) -> dict[str, Any]:
     return _run_tbptt(pl, root, accumulate_grad_batches=2)
 
 
+def tbptt_two_optimizers(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """Both at once: per split, each optimizer in turn, with the split's hiddens."""
+    return _run_tbptt(pl, root, two_optimizers=True)
+
+
 SCENARIOS_1X: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "two_optimizers": two_optimizers,
     "two_optimizers_frequency": two_optimizers_frequency,
     "two_optimizers_accumulate_clip": two_optimizers_accumulate_clip,
     "tbptt_lstm": tbptt_lstm,
     "tbptt_lstm_accumulate": tbptt_lstm_accumulate,
+    "tbptt_two_optimizers": tbptt_two_optimizers,
 }
 
 
