@@ -251,7 +251,11 @@ class LegacyAutomaticStep:
              silent_zero_grad: bool) -> tuple[LegacyOutputs, Tensor | None]:  # fmt: skip
         """Run the batch's splits and optimizers; (outputs for on_train_batch_end, last loss)."""
         del silent_zero_grad  # the zeroing is always in 1.9.5's place here: after training_step
-        module = self.optimization.hooks.lightning_module
+        optimization = self.optimization
+        module = optimization.hooks.lightning_module
+        if self.frequencies:  # 1.9.5 steps the schedulers of the optimizer active on the batch's total index
+            total = optimization.progress.total_batch_idx
+            optimization.scheduler_optimizers = active_optimizers(len(optimization.optimizers), self.frequencies, total)
         splits = module.tbptt_split_batch(batch, self.tbptt) if self.tbptt else [batch]
         self._hiddens = None  # every batch starts from a fresh state (1.9.5)
         rows: list[list[dict[str, Any] | None]] = []

@@ -94,6 +94,8 @@ class OptimizationStep:
         self._optimizer_index: dict[int, int] = {}
         self.frequencies: list[int] = []  # 1.x optimizer dicts' "frequency" (several optimizers)
         self.optimizer_idx: int | None = None  # set while a 1.x several-optimizer step runs
+        # with 1.x frequencies: the optimizers active on the latest batch, whose schedulers alone step
+        self.scheduler_optimizers: list[int] | None = None
         self._idx_hooks: set[str] = set()  # hooks whose override takes that index (1.x signatures)
         self._warned: set[str] = set()
         # the forward of a training step: through the strategy's wrapper with several ranks (DDP's hooks)
@@ -111,6 +113,7 @@ class OptimizationStep:
         """Run ``configure_optimizers`` and keep what it returns (fit only)."""
         module = self.hooks.lightning_module
         conf = self.hooks.call_module("configure_optimizers")
+        self.frequencies, self._idx_hooks, self.scheduler_optimizers = [], set(), None
         self.optimizers, self.lr_scheduler_configs = parse_optimizers(conf)
         several = module.automatic_optimization and len(self.optimizers) > 1
         if several:
@@ -310,8 +313,11 @@ class OptimizationStep:
         module = self.hooks.lightning_module
         if not configs or not module.automatic_optimization:
             return
+        active = self.scheduler_optimizers
         for config in configs:
             if config.reduce_on_plateau != plateau or config.interval != interval:
+                continue
+            if active is not None and self._optimizer_index.get(id(config.scheduler.optimizer)) not in active:
                 continue
             index = (batch_idx if interval == "step" else self.progress.current_epoch) + 1
             if index % config.frequency != 0:

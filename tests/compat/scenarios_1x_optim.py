@@ -70,13 +70,21 @@ def _two_optimizer_module(pl: ModuleType, conf: str) -> Any:
         def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
             shape = [sorted(o) if isinstance(o, dict) else repr(o) for o in outputs]
             losses = [_r(o["loss"]) for o in outputs if isinstance(o, dict)]
-            self.seen.append(["on_train_batch_end", batch_idx, shape, losses])
+            lrs = [_r(g["lr"]) for opt in self.trainer.optimizers for g in opt.param_groups]
+            self.seen.append(["on_train_batch_end", batch_idx, shape, losses, lrs])
 
         def configure_optimizers(self) -> Any:
             opt_g = torch.optim.SGD(self.gen.parameters(), lr=0.1, momentum=0.5)
             opt_d = torch.optim.Adam(self.disc.parameters(), lr=0.01)
             if conf == "frequency":
                 return [{"optimizer": opt_g, "frequency": 1}, {"optimizer": opt_d, "frequency": 2}]
+            if conf == "frequency_schedulers":
+                step_g = torch.optim.lr_scheduler.StepLR(opt_g, 1, gamma=0.9)
+                epoch_d = torch.optim.lr_scheduler.StepLR(opt_d, 1, gamma=0.5)
+                return [
+                    {"optimizer": opt_g, "frequency": 2, "lr_scheduler": {"scheduler": step_g, "interval": "step"}},
+                    {"optimizer": opt_d, "frequency": 3, "lr_scheduler": epoch_d},
+                ]
             if conf == "schedulers":
                 return [opt_g, opt_d], [torch.optim.lr_scheduler.StepLR(opt_g, 1, gamma=0.5)]
             return opt_g, opt_d
@@ -88,8 +96,9 @@ def _run(pl: ModuleType, root: Path, conf: str, **flags: Any) -> dict[str, Any]:
     torch.manual_seed(0)
     model = _two_optimizer_module(pl, conf)
     data = DataLoader(TensorDataset(torch.randn(10, 4)), batch_size=2)
+    flags = {"max_epochs": 2, **flags}
     trainer = pl.Trainer(
-        default_root_dir=str(root), max_epochs=2, logger=False, enable_checkpointing=False,
+        default_root_dir=str(root), logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1, **flags,
     )  # fmt: skip
     trainer.fit(model, data)
@@ -218,10 +227,17 @@ def tbptt_two_optimizers(pl: ModuleType, root: Path) -> dict[str, Any]:
     return _run_tbptt(pl, root, two_optimizers=True)
 
 
+def two_optimizers_frequency_schedulers(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """Frequencies 2 and 3 (5 batches an epoch, 3 epochs) with a step and an epoch scheduler:
+    1.9.5 steps only the schedulers of the optimizer active on the batch."""
+    return _run(pl, root, "frequency_schedulers", max_epochs=3)
+
+
 SCENARIOS_1X: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "two_optimizers": two_optimizers,
     "two_optimizers_frequency": two_optimizers_frequency,
     "two_optimizers_accumulate_clip": two_optimizers_accumulate_clip,
+    "two_optimizers_frequency_schedulers": two_optimizers_frequency_schedulers,
     "tbptt_lstm": tbptt_lstm,
     "tbptt_lstm_accumulate": tbptt_lstm_accumulate,
     "tbptt_two_optimizers": tbptt_two_optimizers,
