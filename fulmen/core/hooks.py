@@ -11,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from torch import Tensor
+
+from fulmen.errors import MisconfigurationException
+
 
 def is_overridden(obj: Any, name: str, base: type) -> bool:
     """True when ``obj.name`` is something other than ``base.name`` (instance attributes count)."""
@@ -97,8 +101,33 @@ def move_data_to_device(batch: Any, device: Any) -> Any:
     return batch
 
 
+def split_along_time(batch: Any, split_size: int) -> list[Any]:
+    """Lightning 1.x's default ``tbptt_split_batch``: every tensor of ``batch`` cut along dim 1
+    (time), every sequence item by item along its dim 0, into chunks of ``split_size`` steps."""
+    items = batch if isinstance(batch, (list, tuple)) else [batch]
+    lengths = {len(x[0]) for x in items if isinstance(x, (Tensor, list, tuple))}
+    if len(lengths) != 1:
+        raise MisconfigurationException(
+            f"tbptt_split_batch: the batch's sequences have time lengths {sorted(lengths)}; expected one length "
+            "(dim 1 of tensors, dim 0 of each list item).\nHINT: override tbptt_split_batch(batch, split_size)."
+        )
+    splits = []
+    for t in range(0, lengths.pop(), split_size):
+        split = []
+        for x in items:
+            if isinstance(x, Tensor):
+                x = x[:, t : t + split_size]
+            elif isinstance(x, (list, tuple)):
+                x = [item[t : t + split_size] for item in x]
+            split.append(x)
+        splits.append(split)
+    return splits
+
+
 class ModuleHooks:
     """The overridable no-op hooks of a LightningModule (Lightning's names and signatures)."""
+
+    truncated_bptt_steps: int = 0  # Lightning 1.x: > 0 cuts each training batch along time (dim 1)
 
     def on_fit_start(self) -> None: ...
     def on_fit_end(self) -> None: ...
@@ -147,3 +176,7 @@ class ModuleHooks:
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         return batch
+
+    def tbptt_split_batch(self, batch: Any, split_size: int) -> list[Any]:
+        """Lightning 1.x: the pieces of a batch for truncated backprop through time."""
+        return split_along_time(batch, split_size)

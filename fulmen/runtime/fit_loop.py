@@ -23,6 +23,7 @@ from fulmen.runtime.checkpoint_flow import CheckpointFlow
 from fulmen.runtime.data_sources import DataSources
 from fulmen.runtime.fetcher import DataFetcher
 from fulmen.runtime.hook_caller import HookCaller
+from fulmen.runtime.legacy_optimization import LegacyAutomaticStep, LegacyOutputs
 from fulmen.runtime.loop_settings import LoopSettings
 from fulmen.runtime.metric_publisher import MetricPublisher
 from fulmen.runtime.optimization_step import OptimizationStep
@@ -36,6 +37,8 @@ from fulmen.utilities.rank_zero import rank_zero_info
 def _batch_outputs(output: Any, loss: Tensor | None, automatic: bool, normalize: int) -> Any:
     """What on_train_batch_end receives as ``outputs`` (Lightning: {"loss": detached, **extra})."""
     if automatic:
+        if type(output) is LegacyOutputs:  # 1.x several optimizers / tbptt: already in 1.9.5's shape
+            return output.value
         if loss is None:
             return {}
         extra = {k: v for k, v in output.items() if k != "loss"} if isinstance(output, dict) else {}
@@ -97,6 +100,7 @@ class FitLoop:
         self._has_batch_end_hooks = True
         self._silent_zero_grad = False
         self.report = run_events.ProgressReport(None, dict)  # rank 0's progress.json, set up by run()
+        self._automatic_step: Callable[..., tuple[Any, Tensor | None]] = optimization.automatic_step
 
     # ---- checkpoint accessors ---------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -204,6 +208,11 @@ class FitLoop:
         if self.data.val_possible() and (n is None or (progress.current_epoch + 1) % n == 0):
             self.data.eval_loaders(RunningStage.VALIDATING)  # Lightning sets up validation data before on_train_start
         self._collect_outputs = callable(getattr(self.hooks.lightning_module, "training_epoch_end", None))
+        # the per-batch routine, chosen once: 1.x several optimizers and tbptt have their own
+        optimization = self.optimization
+        self._automatic_step = optimization.automatic_step
+        if LegacyAutomaticStep.wanted(optimization):
+            self._automatic_step = LegacyAutomaticStep(optimization, optimization.frequencies).step
         # values logged in on_train_start count towards the first epoch (reset after each epoch end)
         metrics.train.reset()
         metrics.train.set_defaults(on_step=False, on_epoch=True)
@@ -273,7 +282,7 @@ class FitLoop:
         accumulate = settings.accumulate_grad_batches
         should_accumulate = (batch_idx + 1) % accumulate != 0 and not is_last
         if module.automatic_optimization:
-            output, loss = optimization.automatic_step(
+            output, loss = self._automatic_step(
                 batch, batch_idx, should_accumulate, accumulate, self._silent_zero_grad
             )
         else:

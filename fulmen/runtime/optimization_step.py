@@ -92,6 +92,11 @@ class OptimizationStep:
         self.lightning_optimizers: list[Any] = []
         self.lr_scheduler_configs: list[Any] = []
         self._optimizer_index: dict[int, int] = {}
+        self.frequencies: list[int] = []  # 1.x optimizer dicts' "frequency" (several optimizers)
+        self.optimizer_idx: int | None = None  # set while a 1.x several-optimizer step runs
+        # with 1.x frequencies: the optimizers active on the latest batch, whose schedulers alone step
+        self.scheduler_optimizers: list[int] | None = None
+        self._idx_hooks: set[str] = set()  # hooks whose override takes that index (1.x signatures)
         self._warned: set[str] = set()
         # the forward of a training step: through the strategy's wrapper with several ranks (DDP's hooks)
         self.model: torch.nn.Module | None = None
@@ -107,8 +112,21 @@ class OptimizationStep:
     def configure_optimizers(self) -> None:
         """Run ``configure_optimizers`` and keep what it returns (fit only)."""
         module = self.hooks.lightning_module
-        self.optimizers, self.lr_scheduler_configs = parse_optimizers(self.hooks.call_module("configure_optimizers"))
-        validate_multiple_optimizers(self.optimizers, module.automatic_optimization)
+        conf = self.hooks.call_module("configure_optimizers")
+        self.frequencies, self._idx_hooks, self.scheduler_optimizers = [], set(), None
+        self.optimizers, self.lr_scheduler_configs = parse_optimizers(conf)
+        several = module.automatic_optimization and len(self.optimizers) > 1
+        if several:
+            # Lightning 1.x: several optimizers with training_step(batch, batch_idx, optimizer_idx);
+            # imported here because legacy_optimization imports this module
+            from fulmen.runtime import legacy_optimization as legacy
+
+            if legacy.takes_optimizer_idx(module):
+                self.frequencies = legacy.optimizer_frequencies(conf, len(self.optimizers))
+                self._idx_hooks = legacy.hooks_taking_optimizer_idx(self.hooks)
+                legacy.warn_lightning2(module, len(self.optimizers))
+                several = False
+        validate_multiple_optimizers(self.optimizers, several)
         self.lightning_optimizers = [wrap_optimizer(o, self.optimizer_step) for o in self.optimizers]
         self._optimizer_index = {id(o): i for i, o in enumerate(self.optimizers)}
         if len(self.progress.optimizer_steps) != len(self.optimizers):
@@ -236,6 +254,9 @@ class OptimizationStep:
 
     def _after_closure(self, optimizer: torch.optim.Optimizer, automatic: bool) -> None:
         hooks = self.hooks
+        if self.optimizer_idx is not None:  # 1.x several optimizers: the hooks may take the index
+            self._after_closure_1x(optimizer, self.optimizer_idx)
+            return
         for fn in hooks.callbacks("on_before_optimizer_step"):
             fn(hooks.trainer, hooks.lightning_module, optimizer)
         hook = hooks.module("on_before_optimizer_step")
@@ -250,6 +271,25 @@ class OptimizationStep:
                      gradient_clip_algorithm=self.gradient_clip_algorithm)  # fmt: skip
             elif self.gradient_clip_val:
                 clip_gradients(self.precision_plugin, optimizer, self.gradient_clip_val, self.gradient_clip_algorithm)
+
+    def _after_closure_1x(self, optimizer: torch.optim.Optimizer, index: int) -> None:
+        """``_after_closure`` with 1.x's ``optimizer_idx`` for the hooks whose override takes it."""
+        hooks, takes = self.hooks, self._idx_hooks
+        for fn in hooks.callbacks("on_before_optimizer_step"):
+            fn(hooks.trainer, hooks.lightning_module, optimizer, *((index,) if fn in takes else ()))
+        hook = hooks.module("on_before_optimizer_step")
+        if hook is not None:
+            hook(optimizer, *((index,) if "on_before_optimizer_step" in takes else ()))
+        if self.track_grad_norm not in (-1, None):
+            self._log_grad_norms()
+        clip = hooks.module("configure_gradient_clipping")
+        if clip is None:
+            clip_gradients(self.precision_plugin, optimizer, self.gradient_clip_val, self.gradient_clip_algorithm)
+        elif "configure_gradient_clipping" in takes:
+            clip(optimizer, index, self.gradient_clip_val, self.gradient_clip_algorithm)
+        else:
+            clip(optimizer, gradient_clip_val=self.gradient_clip_val,
+                 gradient_clip_algorithm=self.gradient_clip_algorithm)  # fmt: skip
 
     def _log_grad_norms(self) -> None:
         """Legacy ``track_grad_norm=p``: log each parameter's gradient p-norm and the total."""
@@ -273,8 +313,11 @@ class OptimizationStep:
         module = self.hooks.lightning_module
         if not configs or not module.automatic_optimization:
             return
+        active = self.scheduler_optimizers
         for config in configs:
             if config.reduce_on_plateau != plateau or config.interval != interval:
+                continue
+            if active is not None and self._optimizer_index.get(id(config.scheduler.optimizer)) not in active:
                 continue
             index = (batch_idx if interval == "step" else self.progress.current_epoch) + 1
             if index % config.frequency != 0:

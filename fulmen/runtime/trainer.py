@@ -36,6 +36,7 @@ from fulmen.runtime.evaluation_loop import EvaluationLoop
 from fulmen.runtime.fit_loop import FitLoop
 from fulmen.runtime.hook_caller import HookCaller
 from fulmen.runtime.legacy_flags import check_tuning
+from fulmen.runtime.legacy_optimization import take_trainer_flag
 from fulmen.runtime.loop_settings import LoopSettings
 from fulmen.runtime.metric_publisher import MetricPublisher
 from fulmen.runtime.optimization_step import OptimizationStep, check_fit_configuration
@@ -181,6 +182,8 @@ class Trainer:
     ) -> None:
         flags = {k: v for k, v in locals().items() if k not in ("self", "legacy_flags", "__class__")}
         known = [p for p in inspect.signature(Trainer.__init__).parameters if p not in ("self", "legacy_flags")]
+        # Lightning 1.x's flag: the default of the module attribute (fulmen/runtime/legacy_optimization.py)
+        self.truncated_bptt_steps = take_trainer_flag(legacy_flags)
         extras = normalize_flags(flags, legacy_flags, known)
         self._flags = flags
         self._resume_from_checkpoint = extras.get("resume_from_checkpoint")
