@@ -94,3 +94,22 @@ def test_datamodule(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     # written by prepare_data for fit, found again for test
     assert out.index("Dataset written:") < out.index("Dataset found:")
     assert final_value(out, "Final test accuracy") > 0.9  # the larger class is ~0.5
+
+
+def test_seeds_era_script_runs_unchanged(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """A 0.x/1.x script (optimizer_idx GAN, tbptt LSTM, test_tube Experiment) trains under fulmen."""
+    result = subprocess.run([sys.executable, str(EXAMPLES / "seeds_era.py")], cwd=tmp_path,
+                            env=dict(subprocess_env, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert abs(final_value(out, "GAN sample mean") - 3.0) < 0.5  # an untrained generator sits near 0
+    assert 0.1 < final_value(out, "GAN sample std") < 1.5
+    mse = re.search(r"^LSTM next-step MSE: ([0-9.]+) \(predicting zero: ([0-9.]+)\)", out, flags=re.MULTILINE)
+    assert mse and float(mse.group(1)) < 0.2 * float(mse.group(2))
+    version = tmp_path / "seeds_logs" / "gan" / "version_0"
+    rows = (version / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("g_loss,d_loss") and len(rows) >= 3  # the Experiment got both optimizers' losses
+    assert "lr" in (version / "meta_tags.csv").read_text()  # exp.argparse(hparams)
+    for legacy, modern in [("experiment", "logger=TensorBoardLogger"), ("max_nb_epochs", "max_epochs")]:
+        assert f"Trainer({legacy}=...) is a legacy flag" in result.stderr and modern in result.stderr
+    assert "optimizer_idx" in result.stderr and "truncated_bptt_steps" in result.stderr
