@@ -147,6 +147,7 @@ class CheckpointFlow:
                     for name in os.listdir(dirpath)
                     if name.startswith("last") and name.endswith(".ckpt")
                 }
+        candidates = {path for path in candidates if not self._is_dangling_link(path)}
         if not candidates:
             if not warn_if_missing:  # the run's resume checkpoint is loaded instead
                 return None
@@ -157,6 +158,18 @@ class CheckpointFlow:
                 warnings.warn(message, stacklevel=4)
             return None
         return max(candidates, key=os.path.getmtime)
+
+    def _is_dangling_link(self, path: str) -> bool:
+        """Whether ``path`` is a symlink to nothing (``save_last="link"`` killed mid-swap by an
+        older fulmen, or its target deleted by hand): that is "no file", with a warning."""
+        if not os.path.islink(path) or os.path.exists(path):
+            return False
+        message = (f"ckpt_path=\"last\": {path} is a link to {os.readlink(path)!r}, which does not exist; "
+                   "it is skipped (no file).\nHINT: delete the link, or point it at a complete checkpoint.")  # fmt: skip
+        if message not in self._warned:
+            self._warned.add(message)
+            warnings.warn(message, UserWarning, stacklevel=5)
+        return True
 
     # ---- saving -----------------------------------------------------------------------
     def save_checkpoint(self, filepath: str | os.PathLike[str], weights_only: bool = False) -> None:

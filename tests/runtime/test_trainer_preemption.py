@@ -139,6 +139,52 @@ def test_newer_last_checkpoint_of_the_run_beats_a_stale_resume_checkpoint(tmp_pa
     assert f"Resumed from {last} at epoch 1, step 9 (restart 0, 0 steps redone)" in messages
 
 
+
+def test_dangling_last_link_counts_as_no_file_with_a_warning(tmp_path) -> None:
+    """Issue 16.4: a last.ckpt link whose target is gone is "no file" (a warning names it);
+    another last*.ckpt is used instead, else fit starts from scratch."""
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    (folder / "last.ckpt").symlink_to("epoch=0-step=3.ckpt")  # target deleted, link never moved
+    flags = {**TRAINER_QUIET, "enable_checkpointing": True}
+
+    def checkpoint() -> pl.callbacks.ModelCheckpoint:
+        return pl.callbacks.ModelCheckpoint(dirpath=folder, save_last="link", save_top_k=1)
+
+    starts: list[int] = []
+    with pytest.warns(UserWarning, match=r"last\.ckpt.* is a link to .*epoch=0-step=3\.ckpt.* which does not exist"):
+        pl.Trainer(max_steps=2, callbacks=[checkpoint(), _FirstStep(starts)], **flags).fit(
+            Net(), _loader(), ckpt_path="last"
+        )
+    assert starts == [0]  # nothing was loaded
+    (folder / "last-v1.ckpt").symlink_to("gone.ckpt")
+    pl.Trainer(max_steps=2, **TRAINER_QUIET).fit(Net(), _loader())  # a complete last file, older link names
+    complete = pl.Trainer(max_steps=2, **TRAINER_QUIET)
+    complete.fit(Net(), _loader())
+    complete.save_checkpoint(folder / "last-v2.ckpt")
+    starts.clear()
+    with pytest.warns(UserWarning, match=r"last-v1\.ckpt"):
+        pl.Trainer(max_steps=3, callbacks=[checkpoint(), _FirstStep(starts)], **flags).fit(
+            Net(), _loader(), ckpt_path="last"
+        )
+    assert starts == [2]
+
+
+def test_dangling_last_link_next_to_a_resume_checkpoint_resumes_from_the_resume_checkpoint(
+    tmp_path, monkeypatch
+) -> None:
+    _preempt(tmp_path, monkeypatch, at_step=3)
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    (folder / "last.ckpt").symlink_to("epoch=0-step=5.ckpt")
+    flags = {**TRAINER_QUIET, "enable_checkpointing": True}
+    starts: list[int] = []
+    callbacks = [pl.callbacks.ModelCheckpoint(dirpath=folder, save_last="link"), _FirstStep(starts)]
+    with pytest.warns(UserWarning, match="which does not exist"):
+        pl.Trainer(max_epochs=1, callbacks=callbacks, **flags).fit(Net(), _loader(), ckpt_path="last")
+    assert starts == [3]
+
+
 class _FirstStep(pl.Callback):
     def __init__(self, out: list[int]) -> None:
         self.out = out
