@@ -170,6 +170,7 @@ class FulmenAgent(LocalElasticAgent):
         self._preempted_since: float | None = None
         self._exit_clock = ExitClock()
         self._error_tail: ErrorTail | None = None
+        self.late_signals: list[signal.Signals] = []  # arrived while the ranks were being stopped or were done
 
     def _start_workers(self, worker_group: WorkerGroup) -> dict[int, Any]:
         restart = worker_group.spec.max_restarts - self._remaining_restarts
@@ -203,11 +204,25 @@ class FulmenAgent(LocalElasticAgent):
             self._error_tail = None
 
     def _shutdown(self, death_sig: signal.Signals = signal.SIGTERM, timeout: int = 30) -> None:
+        # From here on the ranks are being stopped (a signal came) or are done (the run ended):
+        # a further signal must neither abort the grace the ranks get to save their resume
+        # checkpoint nor turn a finished run into a failure. torch's handlers raise
+        # SignalException wherever the launcher happens to be; these only note the signal.
+        # (torch's own handlers come back with the next attempt's start_processes.)
+        for sig in _signals_to_hold():
+            signal.signal(sig, self._note_late_signal)
+        # Our stop first: the signal to each rank, not its process group (process_tree.stop_ranks);
+        # torch's close would signal the group and kill the ranks' DataLoader workers under them.
+        handlers = self._pcontext.subprocess_handlers if self._pcontext else {}
+        stop_ranks([h.proc for h in handlers.values()], grace=timeout, sig=death_sig)
         super()._shutdown(death_sig, timeout)
         # After the processes are gone, so their last bytes are read; the console rank first,
         # so errors held back for its unfinished line come out after it.
         self.logs.finish()
         self._stop_error_tail()
+
+    def _note_late_signal(self, signum: int, frame: Any) -> None:
+        self.late_signals.append(signal.Signals(signum))
 
     def _monitor_workers(self, worker_group: WorkerGroup) -> RunResult:
         self.monitor.sample()
@@ -280,7 +295,7 @@ def run_agent(
     except SignalException as exc:
         received = exc.sigval
         # Repeats (a second Ctrl-C, SLURM's TERM after USR1) must not abort the checkpointing.
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
+        for sig in _signals_to_hold():
             signal.signal(sig, signal.SIG_IGN)
         handlers = agent._pcontext.subprocess_handlers if agent._pcontext else {}
         stop_ranks([h.proc for h in handlers.values()], grace=SHUTDOWN_GRACE_S, sig=received)
@@ -298,6 +313,13 @@ def _report(agent: FulmenAgent, result: RunResult | None, received: signal.Signa
     if leftovers:
         _say(f"WARNING: {len(leftovers)} process(es) of the run survived cleanup: {[p.pid for p in leftovers]}")
     preempted = bool(codes) and all(code == PREEMPTED_EXIT_CODE for code in codes.values())
+    finished = bool(codes) and all(code == 0 for code in codes.values())
+    if finished and (result is None or not result.is_failed()):
+        # every rank completed: a signal that came during the teardown changes nothing
+        late = received or (agent.late_signals[0] if agent.late_signals else None)
+        if late is not None:
+            _say(f"{late.name} received after the ranks had finished; the run completed.")
+        return 0
     if received is not None or preempted:
         how = f"{received.name} received" if received is not None else "preempted"
         if preempted:
@@ -330,6 +352,14 @@ def _report(agent: FulmenAgent, result: RunResult | None, received: signal.Signa
                          if ln.strip()), "")
             _say(f"rank {other} also failed, with exit code {other_code}: {last.strip()[:200]}")
     return code if 0 < code < 256 else 128 + abs(code)
+
+
+def _signals_to_hold() -> list[signal.Signals]:
+    """The signals torch's agent turns into SignalException (``TORCHELASTIC_SIGNALS_TO_HANDLE``,
+    set by ``local.py``) plus those the ranks use for preemption."""
+    names = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE", "SIGTERM,SIGINT,SIGHUP,SIGQUIT").split(",")
+    names += ["SIGUSR1", "SIGUSR2"]
+    return list(dict.fromkeys(getattr(signal, n.strip()) for n in names if hasattr(signal, n.strip())))
 
 
 def describe_exit(code: int) -> str:
