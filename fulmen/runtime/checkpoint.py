@@ -14,8 +14,10 @@ Why each piece is here:
   ``checkpoint_hparams``) need ``unsafe_full_unpickle=True``, which runs the
   full pickle machinery: only for files you trust.
 - Torch checkpoints are zip archives whose records carry CRC32 checksums that ``torch.load``
-  does not verify; ``verify_checksums=True`` checks them (about 3 GB/s), which the resume
-  search does because a silently corrupted resume checkpoint would poison a whole run.
+  does not verify. ``load_checkpoint`` checks every record while ``torch.load`` reads the file
+  (``checkpoint_crc``: a thread pool over an mmap), so a bit flip is an error naming the file
+  and the record, never a silently different model. ``check_checkpoint_file(...,
+  verify_checksums=True)`` checks a file without loading it (the resume search, recovery).
 - A save has two halves, ``write_temp`` (serialise) and ``move_into_place`` (fsync, rename,
   fsync the folder); ``checkpoint_saver`` runs the second in the background during training,
   and ``recover_unfinished_saves`` finishes what a killed process left between them.
@@ -23,12 +25,15 @@ Why each piece is here:
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import os
 import pickle
 import re
+import shutil
 import socket
+import struct
 import sys
 import time
 import uuid
@@ -42,6 +47,7 @@ import torch
 
 from fulmen.errors import CheckpointError
 from fulmen.runtime.bulk_writer import BulkFileWriter
+from fulmen.runtime.checkpoint_crc import RecordCheck, start_record_check
 
 PathLike = str | os.PathLike[str]
 
@@ -91,15 +97,34 @@ def write_temp(obj: Any, final: Path) -> tuple[Path, int]:
     final.parent.mkdir(parents=True, exist_ok=True)
     temp = _temp_path_for(final)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    writer = None
     try:
         with open(fd, "wb", buffering=0, closefd=False) as handle:
             writer = BulkFileWriter(handle, expected_size=_expected_file_size(obj))
             torch.save(obj, writer)
             writer.finish()
-    except BaseException:
+    except BaseException as err:
         discard_temp(temp, fd)
+        cause = writer.error if writer is not None and writer.error is not None else err
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise no_space_error(final, _tensor_bytes(obj) + (64 << 10), cause) from err
         raise
     return temp, fd
+
+
+def no_space_error(final: Path, needed: int, cause: OSError) -> CheckpointError:
+    """The error for a save that ran out of disk space (or quota): which file, how much it needed
+    and how much is free, instead of torch's ``[enforce fail at inline_container.cc] unexpected pos``."""
+    try:
+        free = f"{shutil.disk_usage(final.parent).free / 2**20:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    what = "no space left on device" if cause.errno == errno.ENOSPC else "disk quota exceeded"
+    return CheckpointError(
+        f"Checkpoint not saved: {what} while writing {str(final)!r} (needed ~{needed / 2**20:.1f} MB, "
+        f"{free} on {str(final.parent)!r}). Any earlier file with that name is unchanged.\n"
+        "HINT: free space there, or save elsewhere (ModelCheckpoint(dirpath=...), Trainer(default_root_dir=...))."
+    )
 
 
 _RESERVE_FROM = 8 << 20  # below this, reserving disk space is not worth a system call
@@ -109,6 +134,12 @@ _SAVE_OVERHEAD = 1 << 20  # pickled structure and zip records around the tensor 
 def _expected_file_size(obj: Any) -> int:
     """About how many bytes ``torch.save(obj)`` writes (0 for small objects): the tensor
     storages it holds, each counted once, plus room for the rest."""
+    total = _tensor_bytes(obj)
+    return total + _SAVE_OVERHEAD if total >= _RESERVE_FROM else 0
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensor storages ``obj`` holds, each counted once."""
     seen: set[tuple[int, str]] = set()
     total = 0
     stack = [obj]
@@ -124,7 +155,7 @@ def _expected_file_size(obj: Any) -> int:
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
-    return total + _SAVE_OVERHEAD if total >= _RESERVE_FROM else 0
+    return total
 
 
 def move_into_place(temp: Path, final: Path, *, fd: int | None = None) -> None:
@@ -264,17 +295,23 @@ def load_checkpoint(
     ``unsafe_full_unpickle=True`` switches to the full unpickler, which can execute code
     embedded in the file: use it only for checkpoints you (or someone you trust) wrote, when
     they hold Python objects beyond tensors and plain containers.
+
+    Every record's CRC32 is checked while ``torch.load`` runs (``checkpoint_crc``); a mismatch
+    raises ``CheckpointError`` naming the file and the record. ``verify_checksums=True`` also
+    checks them all before loading starts (kept for callers that want the file judged first).
     """
     file = Path(path)
     _see_own_saves(file)
     check_checkpoint_file(file, verify_checksums=verify_checksums)
+    record_check = _start_record_check(file)
     try:
         checkpoint = torch.load(str(file), map_location=map_location, weights_only=not unsafe_full_unpickle)
-    except Exception:
+    except Exception as err:
         # a damaged record can look like anything to the unpickler: name the damage if the
         # checksums show it, before any other diagnosis
-        check_checkpoint_file(file, verify_checksums=True)
+        _raise_if_corrupt(file, record_check, cause=err)
         checkpoint = _load_diagnosed(file, map_location, unsafe_full_unpickle)
+    _raise_if_corrupt(file, record_check)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
             f"Checkpoint file {str(file)!r} holds a {type(checkpoint).__name__}, expected a dict "
@@ -282,6 +319,31 @@ def load_checkpoint(
             "torch.save(model.state_dict()) loads with model.load_state_dict(torch.load(path))."
         )
     return checkpoint
+
+
+def _start_record_check(file: Path) -> RecordCheck | None:
+    """Start the CRC32 check of ``file``'s records (None for torch's legacy non-zip format)."""
+    with open(file, "rb") as handle:
+        if handle.read(4) != _ZIP_LOCAL_MAGIC:
+            return None
+    try:
+        return start_record_check(file)
+    except (zipfile.BadZipFile, OSError, EOFError, struct.error) as err:
+        raise CheckpointError(
+            f"Checkpoint file {str(file)!r} is corrupted: its zip records cannot be read ({err}).\n"
+            "HINT: use an earlier checkpoint."
+        ) from err
+
+
+def _raise_if_corrupt(file: Path, record_check: RecordCheck | None, cause: BaseException | None = None) -> None:
+    """Wait for ``record_check``; raise ``CheckpointError`` naming the file and the damaged record."""
+    bad = record_check.corrupt_record() if record_check is not None else None
+    if bad is not None:
+        raise CheckpointError(
+            f"Checkpoint file {str(file)!r} is corrupted: record {bad!r} fails its CRC32 check (the bytes "
+            "changed after saving: a disk, memory or copy error).\nHINT: use an earlier checkpoint; "
+            "fulmen checks every record on load, so a file that loads was not altered."
+        ) from cause
 
 
 def _see_own_saves(file: Path) -> None:

@@ -16,11 +16,12 @@ holds the Trainer: it is the state a checkpoint describes.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
 from fulmen.errors import CheckpointError, MisconfigurationException
-from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
+from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE, PREEMPTION_SAVE_FAILED_EXIT_CODE
 from fulmen.runtime import checkpoint_saver, resume_selection
 from fulmen.runtime.checkpoint import (
     load_checkpoint,
@@ -230,8 +231,34 @@ class CheckpointFlow:
             return
         checkpoint = dump_checkpoint(self.trainer, weights_only=False)
         run_dir = strategy.rank_info.run_dir or self.trainer.default_root_dir
+        saved = True
         if self.trainer.is_global_zero:
-            save_resume_checkpoint(checkpoint, run_dir)
-        strategy.barrier("preemption")
+            saved = self._save_resume_checkpoint(checkpoint, run_dir)
+        # the broadcast is the barrier too: every rank learns whether the save worked
+        if not strategy.broadcast(saved, src=0):
+            raise SystemExit(PREEMPTION_SAVE_FAILED_EXIT_CODE)
         hand_off(strategy.rank_info)
         raise SystemExit(PREEMPTED_EXIT_CODE)
+
+    @staticmethod
+    def _save_resume_checkpoint(checkpoint: dict[str, Any], run_dir: Any) -> bool:
+        """Save the resume checkpoint (rank 0); on failure say why and which file a restart uses.
+
+        Why not raise: the stop must still be agreed by every rank, and a failed preemption save
+        is its own outcome (``PREEMPTION_SAVE_FAILED_EXIT_CODE``, no requeue), not a crash (1).
+        The previous resume checkpoint is untouched (atomic save, the ``last`` pointer moves last).
+        """
+        try:
+            save_resume_checkpoint(checkpoint, run_dir)
+        except Exception as err:  # noqa: BLE001 - any failure to save ends the same way
+            previous = find_resume_checkpoint(run_dir)
+            fallback = f"a restart resumes from {previous}" if previous else "a restart starts from the beginning"
+            print(
+                f"fulmen: error: stopping for a signal, but the resume checkpoint could not be saved "
+                f"({type(err).__name__}: {err})\n{fallback}; exiting with {PREEMPTION_SAVE_FAILED_EXIT_CODE} "
+                "(no requeue).",
+                file=sys.stderr,
+                flush=True,
+            )
+            return False
+        return True

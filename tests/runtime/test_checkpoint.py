@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ import torch
 
 from fulmen.errors import CheckpointError
 from fulmen.runtime import checkpoint as ck
+from tests.runtime.full_disk import small_tmpfs  # noqa: F401 - fixture
 
 
 def _payload(step: int) -> dict:
@@ -80,6 +84,26 @@ def test_corrupted_tensor_bytes_are_caught_by_checksum(tmp_path: Path) -> None:
     # torch.load itself does not notice; the CRC32 check does and names the record
     with pytest.raises(CheckpointError, match=r"flip\.ckpt.*corrupted.*CRC32"):
         ck.load_checkpoint(path, verify_checksums=True)
+
+
+@pytest.mark.parametrize("where", [0.05, 0.5, 0.97])
+def test_every_load_checks_crcs_and_names_the_file_and_the_record(tmp_path: Path, where: float) -> None:
+    """Issue 16.5: a flipped bit anywhere in a tensor (here one of 12 MB, several CRC chunks)
+    fails a plain load, not only the resume search."""
+    path = tmp_path / "flip.ckpt"
+    ck.save_atomic({"state_dict": {"w": torch.arange(3_000_000, dtype=torch.float32)}, "global_step": 1}, path)
+    assert torch.equal(ck.load_checkpoint(path)["state_dict"]["w"], torch.arange(3_000_000, dtype=torch.float32))
+    with zipfile.ZipFile(path) as archive:
+        (info,) = [i for i in archive.infolist() if i.filename.endswith("/data/0")]
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<2H", data[info.header_offset + 26 : info.header_offset + 30])
+    start = info.header_offset + 30 + name_length + extra_length  # the tensor's first byte
+    data[start + int(where * info.file_size)] ^= 0x01
+    path.write_bytes(bytes(data))
+    torch.load(path, weights_only=True)  # torch.load is silent about it
+    record = re.escape(info.filename)
+    with pytest.raises(CheckpointError, match=rf"flip\.ckpt.* record '{record}' fails its CRC32"):
+        ck.load_checkpoint(path)
 
 
 def test_corrupted_pickle_record_error_names_file(tmp_path: Path) -> None:
@@ -186,3 +210,30 @@ def test_loading_a_missing_file_finishes_a_save_a_killed_process_left(tmp_path: 
     _unfinished(tmp_path / "epoch=0.ckpt", {"global_step": 3}, _dead_pid())
     with pytest.warns(RuntimeWarning, match="Recovered checkpoint"):
         assert ck.load_checkpoint(tmp_path / "epoch=0.ckpt")["global_step"] == 3
+
+
+def test_full_disk_error_names_the_file_the_size_needed_and_the_space_free(small_tmpfs: Path) -> None:
+    """Issue 16.8: not torch's "[enforce fail at inline_container.cc] unexpected pos"."""
+    path = small_tmpfs / "big.ckpt"
+    ck.save_atomic({"w": torch.zeros(10)}, path)
+    with pytest.raises(CheckpointError) as info:
+        ck.save_atomic({"w": torch.zeros(600_000)}, path)  # 2.3 MiB on a 1 MiB disk
+    message = str(info.value)
+    assert re.search(r"no space left on device while writing '.*big\.ckpt' \(needed ~2\.4 MB, \d+\.\d MB free", message)
+    assert "inline_container" not in message
+    assert ck.load_checkpoint(path)["w"].numel() == 10  # the earlier file is intact
+    assert sorted(p.name for p in small_tmpfs.iterdir()) == ["big.ckpt"]  # no temp file left
+
+
+def test_disk_quota_error_is_named_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from fulmen.runtime import bulk_writer
+
+    def refuse(self: Any, data: Any) -> int:
+        self.error = OSError(errno.EDQUOT, "Disk quota exceeded")
+        raise self.error
+
+    monkeypatch.setattr(bulk_writer.BulkFileWriter, "write", refuse)
+    with pytest.raises(CheckpointError, match=r"disk quota exceeded while writing .*q\.ckpt"):
+        ck.save_atomic({"w": torch.zeros(10)}, tmp_path / "q.ckpt")
