@@ -81,6 +81,7 @@ class JobSpec:
     run_root: str = "fulmen_runs"
     run_dir: str | None = None
     max_restarts: int = 0
+    hang_timeout: float = 600.0  # seconds without progress before the local launcher stops a hung job
     env: tuple[tuple[str, str], ...] = ()
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
     k8s: KubernetesOptions = field(default_factory=KubernetesOptions)
@@ -104,6 +105,11 @@ class JobSpec:
             raise LaunchError(f"--node-rank must be in [0, {self.nodes}), got {self.node_rank}")
         if self.max_restarts < 0:
             raise LaunchError(f"--max-restarts must be >= 0, got {self.max_restarts}")
+        if not self.hang_timeout > 0:
+            raise LaunchError(
+                f"--hang-timeout must be > 0 seconds, got {self.hang_timeout}.\n"
+                "HINT: a large value (e.g. 86400) effectively turns the watchdog off."
+            )
 
     @property
     def ranks_per_node(self) -> int:

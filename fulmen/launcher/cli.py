@@ -52,6 +52,9 @@ def build_launch_parser(prog: str = "launch") -> argparse.ArgumentParser:
     where.add_argument("--master-addr", help="node 0's address (local, multi-node)")
     where.add_argument("--master-port", type=int, help="rendezvous port (default: derived per run; MASTER_PORT)")
     where.add_argument("--max-restarts", type=int, default=0, help="restart the ranks this often after a failure")
+    where.add_argument("--hang-timeout", type=float, default=600.0, metavar="SECONDS",
+                       help="local: stop the job (exit 124, stacks in the run dir) when a rank makes no "
+                            "progress this long (default: 600)")
 
     run = parser.add_argument_group("the run")
     run.add_argument("--name", "--job-name", dest="name", help="job name (default: the script's name)")
@@ -122,6 +125,7 @@ def parse_launch_args(argv: Sequence[str], prog: str = "launch") -> tuple[JobSpe
         run_root=ns.run_root,
         run_dir=ns.run_dir,
         max_restarts=ns.max_restarts,
+        hang_timeout=ns.hang_timeout,
         env=tuple(_key_values(ns.env, "--env")),
         slurm=SlurmOptions(
             partition=ns.partition,

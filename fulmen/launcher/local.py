@@ -35,6 +35,7 @@ from fulmen.errors import LaunchError
 from fulmen.jobs import ports, records, rundir
 from fulmen.jobs.backend import JobDescription, Submitted
 from fulmen.jobs.exit_codes import final_state_for
+from fulmen.jobs.hang import HANG_TIMEOUT_VARIABLE, HANG_WATCHER_VARIABLE
 from fulmen.jobs.logs import rank_log_text
 from fulmen.jobs.records import JobRecord, launcher_lost
 from fulmen.jobs.rundir import NewRun
@@ -313,6 +314,8 @@ def _launcher_environment(spec: JobSpec, run_dir: Path) -> Iterator[None]:
     level = elastic_logger.level
     os.environ.update(dict(spec.env))
     os.environ["FULMEN_RUN_DIR"] = str(run_dir)
+    os.environ[HANG_TIMEOUT_VARIABLE] = str(spec.hang_timeout)  # the ranks report progress ...
+    os.environ[HANG_WATCHER_VARIABLE] = "launcher"  # ... and the agent watches it
     os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = FORWARDED_SIGNALS
     if spec.ranks_per_node > 1:
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # as torchrun does: N ranks share the cores

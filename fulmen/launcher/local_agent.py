@@ -36,10 +36,12 @@ from torch.distributed.elastic.rendezvous import (
 )
 
 from fulmen.jobs import rundir
-from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
+from fulmen.jobs.exit_codes import HANG_EXIT_CODE, PREEMPTED_EXIT_CODE
+from fulmen.jobs.hang import DEFAULT_HANG_TIMEOUT_S
 from fulmen.jobs.rundir import RESTART_COUNT_VARIABLE
 from fulmen.jobs.spec import JobSpec
 from fulmen.launcher.console import Console, ConsoleRank, ErrorTail
+from fulmen.launcher.hang_watch import Hang, HangWatch
 from fulmen.launcher.process_tree import ExitClock, ProcessTreeMonitor, stop_ranks
 from fulmen.jobs.exit_codes import CONFIGURATION_ERROR_EXIT_CODE
 
@@ -158,9 +160,14 @@ class RunDirLogs(LogsSpecs):
 class FulmenAgent(LocalElasticAgent):
     """LocalElasticAgent with fulmen's failure, preemption and bookkeeping rules (module docstring)."""
 
-    def __init__(self, spec: WorkerSpec, logs_specs: RunDirLogs, run_dir: Path, console: Console) -> None:
+    def __init__(
+        self, spec: WorkerSpec, logs_specs: RunDirLogs, run_dir: Path, console: Console,
+        hang_timeout: float = DEFAULT_HANG_TIMEOUT_S,
+    ) -> None:  # fmt: skip
         super().__init__(spec, logs_specs, start_method="spawn", shutdown_timeout=SHUTDOWN_GRACE_S)
         self.run_dir = run_dir
+        self.hang_watch = HangWatch(run_dir, hang_timeout)
+        self.hang: Hang | None = None  # of the latest attempt
         self.logs = logs_specs
         self.console = console
         self.monitor = ProcessTreeMonitor()
@@ -184,6 +191,8 @@ class FulmenAgent(LocalElasticAgent):
             self._exit_clock.watch(local_rank, pid)
         self.first_failure = None
         self._preempted_since = None
+        self.hang = None
+        self.hang_watch.reset(list(self._rank_of_local.values()))
         self.shown_on_console = {w.global_rank for w in worker_group.workers if w.local_rank == 0}
         self._start_error_tail(worker_group)
         return pids
@@ -230,6 +239,12 @@ class FulmenAgent(LocalElasticAgent):
         codes = {lr: h.proc.poll() for lr, h in handlers.items()}
         failed = {lr: code for lr, code in codes.items() if code not in (None, 0)}
         running = [handlers[lr].proc for lr, code in codes.items() if code is None]
+        if not failed and running:
+            pids = {self._rank_of_local[lr]: handlers[lr].proc.pid for lr, code in codes.items() if code is None}
+            hang = self.hang_watch.check(pids)
+            if hang is not None:
+                self._stop_hung_job(hang, running)
+                return super()._monitor_workers(worker_group)
         if failed:
             self._note_first_failure(failed, handlers)
         if failed and running:
@@ -239,6 +254,14 @@ class FulmenAgent(LocalElasticAgent):
                     return RunResult(state=WorkerState.HEALTHY)  # the others are saving; let them
             stop_ranks(running, grace=KILL_GRACE_S)
         return super()._monitor_workers(worker_group)
+
+    def _stop_hung_job(self, hang: Hang, running: list[Any]) -> None:
+        """Name the stuck rank and where it is, then stop every rank (it cannot save: it is stuck)."""
+        self.hang = hang
+        self.first_failure = (hang.rank, hang.pid, HANG_EXIT_CODE)
+        _say(hang.describe())
+        _say(f"stopping the ranks (exit code {HANG_EXIT_CODE}); --hang-timeout sets how long no progress is tolerated.")
+        stop_ranks(running, grace=KILL_GRACE_S)
 
     def _note_first_failure(self, failed: dict[int, int], handlers: dict[int, Any]) -> None:
         if self.first_failure is not None:
@@ -286,7 +309,7 @@ def run_agent(
         monitor_interval=0.1,
     )
     console = Console()
-    agent = FulmenAgent(worker_spec, RunDirLogs(run_dir, console), run_dir, console)
+    agent = FulmenAgent(worker_spec, RunDirLogs(run_dir, console), run_dir, console, hang_timeout=spec.hang_timeout)
     _say(f"run dir {run_dir} | {spec.ranks_per_node} rank(s) here, world size {spec.world_size}")
     received: signal.Signals | None = None
     result: RunResult | None = None
@@ -334,6 +357,10 @@ def _report(agent: FulmenAgent, result: RunResult | None, received: signal.Signa
         _say(f"the run failed; exit codes {codes}")
         return 1
     rank, pid, code = agent.first_failure
+    if code == HANG_EXIT_CODE:  # named with its stack location when it was found
+        _say(f"rank {rank} (pid {pid}) made no progress (named above, stacks in {run_dir / 'stacks'}); "
+             f"the job was stopped with exit code {code}.")  # fmt: skip
+        return code
     if code == CONFIGURATION_ERROR_EXIT_CODE:  # local rank 0 printed the message; the log tail would repeat it
         _say(f"the ranks stopped on the configuration error above (exit code {code}).")
         return code
@@ -364,6 +391,8 @@ def _signals_to_hold() -> list[signal.Signals]:
 
 def describe_exit(code: int) -> str:
     """``exit code 1`` or ``signal SIGKILL (exit code -9)``."""
+    if code == HANG_EXIT_CODE:
+        return f"no progress (hang watchdog, exit code {code})"
     if code < 0:
         try:
             return f"signal {signal.Signals(-code).name} (exit code {code})"
