@@ -96,25 +96,25 @@ class HangWatch:
             path = stack_path(self.run_dir, rank)
             path.parent.mkdir(parents=True, exist_ok=True)
             if py_spy is not None:
-                with open(path, "w", encoding="utf-8") as handle:
-                    subprocess.run([py_spy, "dump", "--pid", str(pid)], stdout=handle, stderr=subprocess.STDOUT,
-                                   timeout=_DUMP_WAIT_S * 3, check=False)  # fmt: skip
-            else:
-                _send(pid, STACK_DUMP_SIGNAL)
-        frames: dict[int, list[Frame]] = {}
+                try:
+                    with open(path, "w", encoding="utf-8") as handle:
+                        subprocess.run([py_spy, "dump", "--pid", str(pid)], stdout=handle, stderr=subprocess.STDOUT,
+                                       timeout=_DUMP_WAIT_S * 3, check=True)  # fmt: skip
+                    continue
+                except (subprocess.SubprocessError, OSError):
+                    pass  # no permission to ptrace, say: the rank's own faulthandler instead
+            _send(pid, STACK_DUMP_SIGNAL)
         deadline = time.monotonic() + _DUMP_WAIT_S
-        for rank in pids:
-            path = stack_path(self.run_dir, rank)
-            while True:
-                text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-                found = main_thread_frames(text)
-                if found or time.monotonic() >= deadline:
-                    break
-                time.sleep(0.05)
-            frames[rank] = found
+        while time.monotonic() < deadline and not all(self._main_frames(rank) for rank in pids):
+            time.sleep(0.05)
         time.sleep(0.1)  # faulthandler writes thread by thread: let the last ones land
-        return {rank: main_thread_frames(stack_path(self.run_dir, rank).read_text(errors="replace"))
-                if stack_path(self.run_dir, rank).exists() else found for rank, found in frames.items()}
+        return {rank: self._main_frames(rank) for rank in pids}
+
+    def _main_frames(self, rank: int) -> list[Frame]:
+        try:
+            return main_thread_frames(stack_path(self.run_dir, rank).read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            return []
 
 
 def _in_user_code(frames: list[Frame]) -> bool:
