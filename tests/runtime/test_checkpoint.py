@@ -212,7 +212,7 @@ def test_loading_a_missing_file_finishes_a_save_a_killed_process_left(tmp_path: 
         assert ck.load_checkpoint(tmp_path / "epoch=0.ckpt")["global_step"] == 3
 
 
-def test_full_disk_error_names_the_file_the_size_needed_and_the_space_free(small_tmpfs: Path) -> None:
+def test_full_disk_error_names_the_file_the_size_needed_and_the_space_free(small_tmpfs: Path) -> None:  # noqa: F811
     """Issue 16.8: not torch's "[enforce fail at inline_container.cc] unexpected pos"."""
     path = small_tmpfs / "big.ckpt"
     ck.save_atomic({"w": torch.zeros(10)}, path)

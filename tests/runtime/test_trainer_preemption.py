@@ -290,7 +290,7 @@ def test_a_bit_flip_fails_fit_ckpt_path_naming_file_and_record(tmp_path) -> None
 
 
 def test_a_failed_preemption_save_exits_with_its_own_code_and_keeps_the_previous_resume_checkpoint(
-    small_tmpfs, monkeypatch, capsys
+    small_tmpfs, monkeypatch, capsys  # noqa: F811 - the fixture imported above
 ) -> None:
     """Issue 16.8: a full disk during the preemption save: exit 74 (not 1), and the resume
     checkpoint saved before stays the one a restart uses."""
