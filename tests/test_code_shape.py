@@ -18,20 +18,16 @@ FUNCTION_BODY_LINES = 60
 # path -> (ceiling, why it is longer than MODULE_LINES)
 LONG_MODULES: dict[str, tuple[int, str]] = {
     "fulmen/runtime/trainer.py": (
-        440,
+        450,
         "Lightning's Trainer surface: a flat table of ~70 delegated attributes and the 40-flag signature "
-        "one a line; the logic lives in the collaborators (loop_settings, hook_caller, checkpoint_flow, ...)",
+        "one a line, plus the 1.x entry points (tune, truncated_bptt_steps); the logic lives in the "
+        "collaborators (loop_settings, hook_caller, checkpoint_flow, ...)",
     ),
     "fulmen/callbacks/model_checkpoint.py": (
-        430,
+        455,
         "Lightning's ModelCheckpoint class, which users subclass and override by method name: its 16-argument "
-        "constructor and hooks stay together; paths, schedule, monitor, top-k and file operations are already "
-        "in checkpoint_*.py",
-    ),
-    "fulmen/runtime/checkpoint.py": (
-        450,
-        "one file format's I/O: atomic write, diagnosed load and recovery of unfinished saves share the "
-        "temp-file naming; the recovery half is the candidate to split out",
+        "constructor and hooks stay together (with the hold that keeps deletions behind the moved last link); "
+        "paths, schedule, monitor, top-k and file operations are already in checkpoint_*.py",
     ),
 }
 

@@ -17,9 +17,11 @@ background saves in ``checkpoint_files``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -127,6 +129,7 @@ class ModelCheckpoint(Callback):
         self._last_time_checked: float | None = None
         self._validation_ran = False
         self._defer_save_until_validation = False
+        self._held_removals: list[str] | None = None  # see _removals_after_last
         validate_arguments(save_top_k, monitor, self._every_n_train_steps, self._every_n_epochs, train_time_interval)
 
     @property
@@ -186,8 +189,9 @@ class ModelCheckpoint(Callback):
             return
         if skip_due_to_state:
             return
-        self._save_topk_checkpoint(trainer, candidates)
-        self._save_last_checkpoint(trainer, candidates)
+        with self._removals_after_last(trainer):
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(trainer):
@@ -200,8 +204,9 @@ class ModelCheckpoint(Callback):
             return
         if self._defer_save_until_validation:
             candidates = self._monitor_candidates(trainer)
-            self._save_topk_checkpoint(trainer, candidates)
-            self._save_last_checkpoint(trainer, candidates)
+            with self._removals_after_last(trainer):
+                self._save_topk_checkpoint(trainer, candidates)
+                self._save_last_checkpoint(trainer, candidates)
             self._defer_save_until_validation = False
             return
         self._save_epoch_checkpoints(trainer)
@@ -216,21 +221,23 @@ class ModelCheckpoint(Callback):
             return
         candidates = self._monitor_candidates(trainer)
         filepath = self.format_checkpoint_name(candidates)
-        self._save_checkpoint(trainer, filepath)
-        self._save_last_checkpoint(trainer, candidates)
+        with self._removals_after_last(trainer):
+            self._save_checkpoint(trainer, filepath)
+            self._save_last_checkpoint(trainer, candidates)
         rank_zero_info(
             f"An {type(exception).__name__} was raised with message: {exception}, saved checkpoint to {filepath}"
         )
 
     def _save_epoch_checkpoints(self, trainer: Trainer) -> None:
         candidates = self._monitor_candidates(trainer)
-        if self._every_n_epochs >= 1 and (trainer.current_epoch + 1) % self._every_n_epochs == 0:
-            self._save_topk_checkpoint(trainer, candidates)
-        # last.ckpt follows a file saved at this very step (Lightning 2.6); a link may always move
-        if self._last_global_step_saved == trainer.global_step or (
-            self.save_last == "link" and self._last_checkpoint_saved
-        ):
-            self._save_last_checkpoint(trainer, candidates)
+        with self._removals_after_last(trainer):
+            if self._every_n_epochs >= 1 and (trainer.current_epoch + 1) % self._every_n_epochs == 0:
+                self._save_topk_checkpoint(trainer, candidates)
+            # last.ckpt follows a file saved at this very step (Lightning 2.6); a link may always move
+            if self._last_global_step_saved == trainer.global_step or (
+                self.save_last == "link" and self._last_checkpoint_saved
+            ):
+                self._save_last_checkpoint(trainer, candidates)
 
     # ---- state --------------------------------------------------------------------------
 
@@ -365,7 +372,32 @@ class ModelCheckpoint(Callback):
         return files.is_removable(previous, current, self.dirpath, getattr(trainer, "ckpt_path", None))
 
     def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        if self._held_removals is not None:
+            self._held_removals.append(filepath)
+            return
         files.remove_checkpoint(trainer, filepath)
+
+    @contextlib.contextmanager
+    def _removals_after_last(self, trainer: Trainer) -> Iterator[None]:
+        """Hold the deletions of a save until its ``last`` file is in place (``save_last="link"``).
+
+        Why: the link may still point at the top-k file being replaced; deleting that first
+        leaves ``last.ckpt`` dangling if the process is killed before the link moves. The
+        deletions queue behind the link (``checkpoint_files``), so a kill leaves at worst a stale
+        top-k file, never a dangling link. If a save fails, the held files are kept.
+        """
+        if self.save_last != "link" or self._held_removals is not None:
+            yield
+            return
+        self._held_removals = []
+        try:
+            yield
+        except BaseException:
+            self._held_removals = None
+            raise
+        held, self._held_removals = self._held_removals, None
+        for filepath in held:
+            self._remove_checkpoint(trainer, filepath)
 
     # ---- names --------------------------------------------------------------------------
 

@@ -13,6 +13,16 @@ PREEMPTED_EXIT_CODE = 75
 """Exit code of a rank (and a launcher) that stopped for a signal after saving the resume
 checkpoint: 75 is EX_TEMPFAIL ("try again later"). Launchers treat it as "restart me"."""
 
+PREEMPTION_SAVE_FAILED_EXIT_CODE = 74
+"""Exit code of every rank that stopped for a signal but could not save the resume checkpoint
+(a full disk, say): 74 is EX_IOERR. The previous resume checkpoint, if any, is untouched and is
+the one a restart uses; no requeue is asked for. Launchers treat it as a failure."""
+
+HANG_EXIT_CODE = 124
+"""Exit code of a job stopped by the progress watchdog: a rank made no training progress for
+``--hang-timeout`` seconds (124, as ``timeout(1)`` reports a command it stopped). Every rank's
+stack is in the run dir (``hang-stacks/``). Launchers restart it under ``--max-restarts``."""
+
 CANCELLED_EXIT_CODE = 130
 """Exit code of a launcher whose job ended neither in success nor in failure (cancelled, state
 unknown, or the launcher stopped waiting): 128 + SIGINT, as a shell reports Ctrl-C."""

@@ -25,13 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fulmen.jobs import events
-from fulmen.jobs.records import (
-    PRIVATE_DIR_MODE,
-    JobRecord,
-    new_record,
-    write_private,
-    write_record,
-)
+from fulmen.jobs.records import PRIVATE_DIR_MODE, JobRecord, new_record, write_private, write_record
 from fulmen.jobs.spec import JobSpec
 
 SPEC_FILE = "spec.json"

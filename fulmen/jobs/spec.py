@@ -156,6 +156,7 @@ class JobSpec:
     run_root: str = "fulmen_runs"
     run_dir: str | None = None
     max_restarts: int = 0
+    hang_timeout: float = 600.0  # seconds without progress before the local launcher stops a hung job
     env: tuple[tuple[str, str], ...] = ()
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
     k8s: KubernetesOptions = field(default_factory=KubernetesOptions)
@@ -192,6 +193,11 @@ class JobSpec:
             raise LaunchError(
                 f"--volume is for --cluster k8s (a PersistentVolumeClaim); this job runs on --cluster {self.cluster}.\n"
                 "HINT: elsewhere, put the run directory on shared storage with --run-root PATH."
+            )
+        if not self.hang_timeout > 0:
+            raise LaunchError(
+                f"--hang-timeout must be > 0 seconds, got {self.hang_timeout}.\n"
+                "HINT: a large value (e.g. 86400) effectively turns the watchdog off."
             )
 
     @property

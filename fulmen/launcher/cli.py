@@ -16,14 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from fulmen.errors import FulmenError, LaunchError
-from fulmen.jobs.spec import (
-    CLUSTERS,
-    JobSpec,
-    KubernetesOptions,
-    SlurmOptions,
-    parse_memory_mb,
-    parse_volume,
-)
+from fulmen.jobs.spec import CLUSTERS, JobSpec, KubernetesOptions, SlurmOptions, parse_memory_mb, parse_volume
 
 LAUNCH_EXAMPLES = """\
 examples:
@@ -136,6 +129,9 @@ def _add_topology_options(where: argparse._ArgumentGroup) -> None:
     where.add_argument("--max-restarts", "--max_restarts", type=int, default=0,
                        help="restart the ranks this often after a failure")
     where.add_argument("--force", action="store_true", help="local: allow more --nproc-per-node ranks than CPUs")
+    where.add_argument("--hang-timeout", type=float, default=600.0, metavar="SECONDS",
+                       help="local: stop the job (exit 124, stacks in the run dir) when a rank makes no "
+                            "progress this long (default: 600)")
 
 
 def _add_run_options(run: argparse._ArgumentGroup) -> None:
@@ -213,6 +209,7 @@ def parse_launch_args(argv: Sequence[str], prog: str = "launch") -> tuple[JobSpe
         run_root=ns.run_root,
         run_dir=ns.run_dir,
         max_restarts=ns.max_restarts,
+        hang_timeout=ns.hang_timeout,
         env=tuple(_key_values(ns.env, "--env")),
         slurm=SlurmOptions(
             partition=ns.partition,

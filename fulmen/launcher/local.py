@@ -35,6 +35,7 @@ from fulmen.errors import LaunchError
 from fulmen.jobs import ports, records, rundir
 from fulmen.jobs.backend import JobDescription, Submitted
 from fulmen.jobs.exit_codes import final_state_for
+from fulmen.jobs.hang import HANG_TIMEOUT_VARIABLE, HANG_WATCHER_VARIABLE
 from fulmen.jobs.logs import rank_log_text
 from fulmen.jobs.records import JobRecord, launcher_lost
 from fulmen.jobs.rundir import NewRun
@@ -98,9 +99,7 @@ class LocalBackend:
 def _run_ranks(spec: JobSpec, run: NewRun) -> int:
     """Start the agent for ``spec`` in the run directory; the ranks' exit code."""
     run.create()
-    from fulmen.launcher.local_agent import (
-        run_agent,  # imports torch: only when we really run
-    )
+    from fulmen.launcher.local_agent import run_agent  # imports torch: only when we really run
 
     run_id, run_dir = run.run_id, run.run_dir
     rdzv_id, first_port, claimed = _rendezvous_id_and_port(spec, run_id)
@@ -340,6 +339,8 @@ def _launcher_environment(spec: JobSpec, run_dir: Path) -> Iterator[None]:
     level = elastic_logger.level
     os.environ.update(dict(spec.env))
     os.environ["FULMEN_RUN_DIR"] = str(run_dir)
+    os.environ[HANG_TIMEOUT_VARIABLE] = str(spec.hang_timeout)  # the ranks report progress ...
+    os.environ[HANG_WATCHER_VARIABLE] = "launcher"  # ... and the agent watches it
     os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = FORWARDED_SIGNALS
     if spec.ranks_per_node > 1:
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # as torchrun does: N ranks share the cores

@@ -15,28 +15,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from torch.distributed.elastic.agent.server.api import (
-    RunResult,
-    WorkerGroup,
-    WorkerSpec,
-    WorkerState,
-)
+from torch.distributed.elastic.agent.server.api import RunResult, WorkerGroup, WorkerSpec, WorkerState
 from torch.distributed.elastic.agent.server.local_elastic_agent import LocalElasticAgent
-from torch.distributed.elastic.multiprocessing import (
-    LogsDest,
-    LogsSpecs,
-    SignalException,
-)
+from torch.distributed.elastic.multiprocessing import LogsDest, LogsSpecs, SignalException
 
 from fulmen.jobs import events, rundir
 from fulmen.jobs.exit_codes import (
     CONFIGURATION_ERROR_EXIT_CODE,
+    HANG_EXIT_CODE,
     PREEMPTED_EXIT_CODE,
     RENDEZVOUS_TIMEOUT_EXIT_CODE,
 )
+from fulmen.jobs.hang import DEFAULT_HANG_TIMEOUT_S
 from fulmen.jobs.rundir import RESTART_COUNT_VARIABLE
 from fulmen.jobs.spec import JobSpec
 from fulmen.launcher.console import Console, ConsoleRank, ErrorTail
+from fulmen.launcher.hang_watch import Hang, HangWatch
 from fulmen.launcher.process_tree import ExitClock, ProcessTreeMonitor, stop_ranks
 from fulmen.launcher.rendezvous import PerAttemptRendezvous, RendezvousTimeoutError
 
@@ -108,11 +102,15 @@ class RunDirLogs(LogsSpecs):
 class FulmenAgent(LocalElasticAgent):
     """LocalElasticAgent with fulmen's failure, preemption and bookkeeping rules (module docstring)."""
 
-    def __init__(self, spec: WorkerSpec, logs_specs: RunDirLogs, run_dir: Path, console: Console,
-                 job: JobSpec | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, spec: WorkerSpec, logs_specs: RunDirLogs, run_dir: Path, console: Console,
+        job: JobSpec | None = None, hang_timeout: float = DEFAULT_HANG_TIMEOUT_S,
+    ) -> None:  # fmt: skip
         super().__init__(spec, logs_specs, start_method="spawn", shutdown_timeout=SHUTDOWN_GRACE_S)
         self.run_dir = run_dir
         self.job = job  # nodes, ranks and the node rank, for the event log
+        self.hang_watch = HangWatch(run_dir, hang_timeout)
+        self.hang: Hang | None = None  # of the latest attempt
         self.logs = logs_specs
         self.console = console
         self.monitor = ProcessTreeMonitor()
@@ -122,6 +120,7 @@ class FulmenAgent(LocalElasticAgent):
         self._preempted_since: float | None = None
         self._exit_clock = ExitClock()
         self._error_tail: ErrorTail | None = None
+        self.late_signals: list[signal.Signals] = []  # arrived while the ranks were being stopped or were done
 
     def _start_workers(self, worker_group: WorkerGroup) -> dict[int, Any]:
         restart = worker_group.spec.max_restarts - self._remaining_restarts
@@ -135,6 +134,8 @@ class FulmenAgent(LocalElasticAgent):
             self._exit_clock.watch(local_rank, pid)
         self.first_failure = None
         self._preempted_since = None
+        self.hang = None
+        self.hang_watch.reset(list(self._rank_of_local.values()))
         self.shown_on_console = {w.global_rank for w in worker_group.workers if w.local_rank == 0}
         self._start_error_tail(worker_group)
         job = self.job
@@ -172,11 +173,25 @@ class FulmenAgent(LocalElasticAgent):
             self._error_tail = None
 
     def _shutdown(self, death_sig: signal.Signals = signal.SIGTERM, timeout: int = 30) -> None:
+        # From here on the ranks are being stopped (a signal came) or are done (the run ended):
+        # a further signal must neither abort the grace the ranks get to save their resume
+        # checkpoint nor turn a finished run into a failure. torch's handlers raise
+        # SignalException wherever the launcher happens to be; these only note the signal.
+        # (torch's own handlers come back with the next attempt's start_processes.)
+        for sig in _signals_to_hold():
+            signal.signal(sig, self._note_late_signal)
+        # Our stop first: the signal to each rank, not its process group (process_tree.stop_ranks);
+        # torch's close would signal the group and kill the ranks' DataLoader workers under them.
+        handlers = self._pcontext.subprocess_handlers if self._pcontext else {}
+        stop_ranks([h.proc for h in handlers.values()], grace=timeout, sig=death_sig)
         super()._shutdown(death_sig, timeout)
         # After the processes are gone, so their last bytes are read; the console rank first,
         # so errors held back for its unfinished line come out after it.
         self.logs.finish()
         self._stop_error_tail()
+
+    def _note_late_signal(self, signum: int, frame: Any) -> None:
+        self.late_signals.append(signal.Signals(signum))
 
     def _monitor_workers(self, worker_group: WorkerGroup) -> RunResult:
         self.monitor.sample()
@@ -184,6 +199,12 @@ class FulmenAgent(LocalElasticAgent):
         codes = {lr: h.proc.poll() for lr, h in handlers.items()}
         failed = {lr: code for lr, code in codes.items() if code not in (None, 0)}
         running = [handlers[lr].proc for lr, code in codes.items() if code is None]
+        if not failed and running:
+            pids = {self._rank_of_local[lr]: handlers[lr].proc.pid for lr, code in codes.items() if code is None}
+            hang = self.hang_watch.check(pids)
+            if hang is not None:
+                self._stop_hung_job(hang, running)
+                return super()._monitor_workers(worker_group)
         if failed:
             self._note_first_failure(failed, handlers)
         if failed and running:
@@ -196,6 +217,14 @@ class FulmenAgent(LocalElasticAgent):
                     return RunResult(state=WorkerState.HEALTHY)
             stop_ranks(running, grace=KILL_GRACE_S)
         return super()._monitor_workers(worker_group)
+
+    def _stop_hung_job(self, hang: Hang, running: list[Any]) -> None:
+        """Name the stuck rank and where it is, then stop every rank (it cannot save: it is stuck)."""
+        self.hang = hang
+        self.first_failure = (hang.rank, hang.pid, HANG_EXIT_CODE)
+        _say(hang.describe())
+        _say(f"stopping the ranks (exit code {HANG_EXIT_CODE}); --hang-timeout sets how long no progress is tolerated.")
+        stop_ranks(running, grace=KILL_GRACE_S)
 
     def _note_first_failure(self, failed: dict[int, int], handlers: dict[int, Any]) -> None:
         if self.first_failure is not None:
@@ -250,7 +279,8 @@ def run_agent(
         monitor_interval=0.1,
     )
     console = Console()
-    agent = FulmenAgent(worker_spec, RunDirLogs(run_dir, console), run_dir, console, spec)
+    agent = FulmenAgent(worker_spec, RunDirLogs(run_dir, console), run_dir, console, spec,
+                        hang_timeout=spec.hang_timeout)
     _say(f"run dir {run_dir} | {spec.ranks_per_node} rank(s) here, world size {spec.world_size}")
     received: signal.Signals | None = None
     result: RunResult | None = None
@@ -262,7 +292,7 @@ def run_agent(
     except SignalException as exc:
         received = exc.sigval
         # Repeats (a second Ctrl-C, SLURM's TERM after USR1) must not abort the checkpointing.
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
+        for sig in _signals_to_hold():
             signal.signal(sig, signal.SIG_IGN)
         handlers = agent._pcontext.subprocess_handlers if agent._pcontext else {}
         stop_ranks([h.proc for h in handlers.values()], grace=SHUTDOWN_GRACE_S, sig=received)
@@ -285,6 +315,13 @@ def _report(agent: FulmenAgent, result: RunResult | None, received: signal.Signa
     if leftovers:
         _say(f"WARNING: {len(leftovers)} process(es) of the run survived cleanup: {[p.pid for p in leftovers]}")
     preempted = bool(codes) and all(code == PREEMPTED_EXIT_CODE for code in codes.values())
+    finished = bool(codes) and all(code == 0 for code in codes.values())
+    if finished and (result is None or not result.is_failed()):
+        # every rank completed: a signal that came during the teardown changes nothing
+        late = received or (agent.late_signals[0] if agent.late_signals else None)
+        if late is not None:
+            _say(f"{late.name} received after the ranks had finished; the run completed.")
+        return 0
     if received is not None or preempted:
         how = f"{received.name} received" if received is not None else "preempted"
         if preempted:
@@ -299,6 +336,10 @@ def _report(agent: FulmenAgent, result: RunResult | None, received: signal.Signa
         _say(f"the run failed; exit codes {codes}")
         return 1
     rank, pid, code = agent.first_failure
+    if code == HANG_EXIT_CODE:  # named with its stack location when it was found
+        _say(f"rank {rank} (pid {pid}) made no progress (named above, stacks in {run_dir / 'stacks'}); "
+             f"the job was stopped with exit code {code}.")  # fmt: skip
+        return code
     if code == CONFIGURATION_ERROR_EXIT_CODE:  # local rank 0 printed the message; the log tail would repeat it
         _say(f"the ranks stopped on the configuration error above (exit code {code}).")
         return code
@@ -319,8 +360,18 @@ def _report(agent: FulmenAgent, result: RunResult | None, received: signal.Signa
     return code if 0 < code < 256 else 128 + abs(code)
 
 
+def _signals_to_hold() -> list[signal.Signals]:
+    """The signals torch's agent turns into SignalException (``TORCHELASTIC_SIGNALS_TO_HANDLE``,
+    set by ``local.py``) plus those the ranks use for preemption."""
+    names = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE", "SIGTERM,SIGINT,SIGHUP,SIGQUIT").split(",")
+    names += ["SIGUSR1", "SIGUSR2"]
+    return list(dict.fromkeys(getattr(signal, n.strip()) for n in names if hasattr(signal, n.strip())))
+
+
 def describe_exit(code: int) -> str:
     """``exit code 1`` or ``signal SIGKILL (exit code -9)``."""
+    if code == HANG_EXIT_CODE:
+        return f"no progress (hang watchdog, exit code {code})"
     if code < 0:
         try:
             return f"signal {signal.Signals(-code).name} (exit code {code})"

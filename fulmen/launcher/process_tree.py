@@ -118,15 +118,21 @@ class ProcessTreeMonitor:
 
 
 def stop_ranks(procs: list[subprocess.Popen[bytes]], grace: float, sig: signal.Signals = signal.SIGTERM) -> None:
-    """Send ``sig`` to each running rank's process group; SIGKILL the groups still alive after ``grace``.
+    """Send ``sig`` to each running rank; SIGKILL the rank's process group if alive after ``grace``.
 
     Ranks catch SIGTERM to checkpoint and exit (PreemptionHandler), which a rank stuck in a
     collective with a dead peer can never do; the grace bounds how long we wait for that.
-    Waiting goes through ``Popen`` (not psutil) so the exit codes stay readable by the agent.
+    ``sig`` goes to the rank process only, not its group: its DataLoader workers die of a
+    SIGTERM, and the rank would then fail ("DataLoader worker ... is killed by signal")
+    instead of saving; it stops them itself on its way out. Waiting goes through ``Popen``
+    (not psutil) so the exit codes stay readable by the agent.
     """
     running = [proc for proc in procs if proc.poll() is None]
     for proc in running:
-        _signal_group(proc.pid, sig)
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
     deadline = time.monotonic() + grace
     for proc in running:
         try:

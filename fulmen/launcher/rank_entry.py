@@ -1,6 +1,6 @@
 """What the local backend runs in each rank: ``python -u -m fulmen.launcher.rank_entry ENTRY ARGS``.
 
-It does four things before handing over to the user's code, and nothing else (it imports
+It does five things before handing over to the user's code, and nothing else (it imports
 no torch, so it costs a few milliseconds):
 
 - sends stderr into the same file as stdout when stdout is a log file, so ``logs/rank_N.log``
@@ -14,6 +14,9 @@ no torch, so it costs a few milliseconds):
   ``__name__ == "__main__"``, ``sys.argv``, and ``sys.path[0]`` set to the script's folder;
   an uncaught exception is printed as python prints it (without this module's and runpy's
   frames) and exits with 1;
+- registers ``faulthandler`` on ``fulmen.jobs.hang.STACK_DUMP_SIGNAL`` (SIGURG), writing every
+  thread's stack to ``<run_dir>/stacks/rank_N.txt``: the launcher's progress watchdog asks every
+  rank for its stack that way when one makes no progress;
 - turns a launch that contradicts the script (``ClusterMismatchError``, raised the same way on
   every rank) into one message without a traceback, printed by local rank 0 only, and exit
   code :data:`CONFIGURATION_ERROR_EXIT_CODE` on every rank (``fulmen.jobs.exit_codes.report_configuration_error``,
@@ -41,6 +44,7 @@ def main(argv: list[str]) -> None:
     entry, args = argv[0], argv[1:]
     _join_stderr_to_log_file()
     _die_with_launcher()
+    _register_stack_dump()
     from fulmen.errors import ClusterMismatchError
     from fulmen.jobs.exit_codes import report_configuration_error
 
@@ -78,6 +82,25 @@ def _join_stderr_to_log_file() -> None:
         return  # the console rank: a pipe (or a terminal); stdout and stderr stay two streams
     sys.stderr.flush()
     os.dup2(sys.stdout.fileno(), sys.stderr.fileno())
+
+
+def _register_stack_dump() -> None:
+    """Write every thread's stack to ``<run_dir>/stacks/rank_N.txt`` on ``STACK_DUMP_SIGNAL``
+    (the launcher's progress watchdog sends it to every rank when one hangs; ``fulmen.jobs.hang``)."""
+    import faulthandler
+
+    from fulmen.jobs.hang import STACK_DUMP_SIGNAL, stack_path
+
+    run_dir, rank = os.environ.get("FULMEN_RUN_DIR"), os.environ.get("RANK")
+    if not run_dir or rank is None or not rank.isdigit():
+        return
+    path = stack_path(run_dir, int(rank))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 - open for the life of the rank
+    except OSError:
+        return
+    faulthandler.register(STACK_DUMP_SIGNAL, file=handle, all_threads=True, chain=False)
 
 
 def _die_with_launcher() -> None:

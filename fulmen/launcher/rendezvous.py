@@ -17,11 +17,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from torch.distributed import PrefixStore, TCPStore
-from torch.distributed.elastic.rendezvous import (
-    RendezvousHandler,
-    RendezvousInfo,
-    RendezvousStoreInfo,
-)
+from torch.distributed.elastic.rendezvous import RendezvousHandler, RendezvousInfo, RendezvousStoreInfo
 
 from fulmen.errors import LaunchError
 from fulmen.jobs import ports

@@ -57,6 +57,7 @@ class BulkFileWriter:
         self._written = 0
         self._started = 0
         self._reserved = 0
+        self.error: OSError | None = None  # the OS error a write met, if any
         if expected_size > 0 and _FALLOCATE is not None and _FALLOCATE(self._fd, 0, 0, expected_size) == 0:
             self._reserved = expected_size
 
@@ -65,8 +66,14 @@ class BulkFileWriter:
         # loop, because torch's writer does not look at the returned count
         view = memoryview(data).cast("B")
         count = 0
-        while count < len(view):
-            count += self._handle.write(view[count:])
+        try:
+            while count < len(view):
+                count += self._handle.write(view[count:])
+        except OSError as err:
+            # torch's writer turns this into "[enforce fail at inline_container.cc] unexpected
+            # pos": keep the real cause for the caller (a full disk must be named as such)
+            self.error = err
+            raise
         self._written += count
         if _SYNC_FILE_RANGE is not None and self._written - self._started >= _WRITEBACK_CHUNK:
             _SYNC_FILE_RANGE(self._fd, self._started, self._written - self._started, _SYNC_FILE_RANGE_WRITE)

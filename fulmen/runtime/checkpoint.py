@@ -14,8 +14,10 @@ Why each piece is here:
   ``checkpoint_hparams``) need ``unsafe_full_unpickle=True``, which runs the
   full pickle machinery: only for files you trust.
 - Torch checkpoints are zip archives whose records carry CRC32 checksums that ``torch.load``
-  does not verify; ``verify_checksums=True`` checks them (about 3 GB/s), which the resume
-  search does because a silently corrupted resume checkpoint would poison a whole run.
+  does not verify. ``load_checkpoint`` checks every record while ``torch.load`` reads the file
+  (``checkpoint_crc``: a thread pool over an mmap), so a bit flip is an error naming the file
+  and the record, never a silently different model. ``check_checkpoint_file(...,
+  verify_checksums=True)`` checks a file without loading it (the resume search, recovery).
 - A save has two halves, ``write_temp`` (serialise) and ``move_into_place`` (fsync, rename,
   fsync the folder); ``checkpoint_saver`` runs the second in the background during training,
   and ``recover_unfinished_saves`` finishes what a killed process left between them.
@@ -23,16 +25,16 @@ Why each piece is here:
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import os
 import pickle
 import re
 import socket
+import struct
 import sys
-import time
 import uuid
-import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,13 +44,13 @@ import torch
 
 from fulmen.errors import CheckpointError
 from fulmen.runtime.bulk_writer import BulkFileWriter
+from fulmen.runtime.checkpoint_crc import RecordCheck, start_record_check
+from fulmen.runtime.checkpoint_space import expected_file_size, no_space_error, tensor_bytes
 
 PathLike = str | os.PathLike[str]
 
-_TEMP_MARK = ".fulmen-tmp-"
-_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.fulmen-tmp-(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-[0-9a-f]{8}$")
-# a temp file another machine writes is judged by age: no writer leaves one untouched this long
-_FOREIGN_WRITER_GRACE_S = 120.0
+TEMP_MARK = ".fulmen-tmp-"
+TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.fulmen-tmp-(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-[0-9a-f]{8}$")
 _ZIP_LOCAL_MAGIC = b"PK\x03\x04"
 _ZIP_END_MAGIC = b"PK\x05\x06"
 _ZIP64_END_MAGIC = b"PK\x06\x06"
@@ -57,7 +59,7 @@ _LEGACY_PICKLE_MAGIC = b"\x80"
 
 
 @functools.lru_cache(maxsize=1)
-def _host_tag() -> str:
+def host_tag() -> str:
     """8 hex digits naming this machine: a pid in a temp file name means something only here."""
     return hashlib.blake2s(socket.gethostname().encode(), digest_size=4).hexdigest()
 
@@ -65,7 +67,7 @@ def _host_tag() -> str:
 def _temp_path_for(path: Path) -> Path:
     # same folder as the target, so os.replace is a rename on one filesystem (atomic); the
     # name says which file it becomes and which process (pid, machine) writes it
-    return path.parent / f".{path.name}{_TEMP_MARK}{os.getpid()}-{_host_tag()}-{uuid.uuid4().hex[:8]}"
+    return path.parent / f".{path.name}{TEMP_MARK}{os.getpid()}-{host_tag()}-{uuid.uuid4().hex[:8]}"
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -91,40 +93,19 @@ def write_temp(obj: Any, final: Path) -> tuple[Path, int]:
     final.parent.mkdir(parents=True, exist_ok=True)
     temp = _temp_path_for(final)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    writer = None
     try:
         with open(fd, "wb", buffering=0, closefd=False) as handle:
-            writer = BulkFileWriter(handle, expected_size=_expected_file_size(obj))
+            writer = BulkFileWriter(handle, expected_size=expected_file_size(obj))
             torch.save(obj, writer)
             writer.finish()
-    except BaseException:
+    except BaseException as err:
         discard_temp(temp, fd)
+        cause = writer.error if writer is not None and writer.error is not None else err
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise no_space_error(final, tensor_bytes(obj) + (64 << 10), cause) from err
         raise
     return temp, fd
-
-
-_RESERVE_FROM = 8 << 20  # below this, reserving disk space is not worth a system call
-_SAVE_OVERHEAD = 1 << 20  # pickled structure and zip records around the tensor bytes
-
-
-def _expected_file_size(obj: Any) -> int:
-    """About how many bytes ``torch.save(obj)`` writes (0 for small objects): the tensor
-    storages it holds, each counted once, plus room for the rest."""
-    seen: set[tuple[int, str]] = set()
-    total = 0
-    stack = [obj]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, torch.Tensor):
-            storage = item.untyped_storage()
-            key = (storage.data_ptr(), str(storage.device))
-            if key not in seen:
-                seen.add(key)
-                total += storage.nbytes()
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    return total + _SAVE_OVERHEAD if total >= _RESERVE_FROM else 0
 
 
 def move_into_place(temp: Path, final: Path, *, fd: int | None = None) -> None:
@@ -264,17 +245,23 @@ def load_checkpoint(
     ``unsafe_full_unpickle=True`` switches to the full unpickler, which can execute code
     embedded in the file: use it only for checkpoints you (or someone you trust) wrote, when
     they hold Python objects beyond tensors and plain containers.
+
+    Every record's CRC32 is checked while ``torch.load`` runs (``checkpoint_crc``); a mismatch
+    raises ``CheckpointError`` naming the file and the record. ``verify_checksums=True`` also
+    checks them all before loading starts (kept for callers that want the file judged first).
     """
     file = Path(path)
     _see_own_saves(file)
     check_checkpoint_file(file, verify_checksums=verify_checksums)
+    record_check = _start_record_check(file)
     try:
         checkpoint = torch.load(str(file), map_location=map_location, weights_only=not unsafe_full_unpickle)
-    except Exception:
+    except Exception as err:
         # a damaged record can look like anything to the unpickler: name the damage if the
         # checksums show it, before any other diagnosis
-        check_checkpoint_file(file, verify_checksums=True)
+        _raise_if_corrupt(file, record_check, cause=err)
         checkpoint = _load_diagnosed(file, map_location, unsafe_full_unpickle)
+    _raise_if_corrupt(file, record_check)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
             f"Checkpoint file {str(file)!r} holds a {type(checkpoint).__name__}, expected a dict "
@@ -282,6 +269,31 @@ def load_checkpoint(
             "torch.save(model.state_dict()) loads with model.load_state_dict(torch.load(path))."
         )
     return checkpoint
+
+
+def _start_record_check(file: Path) -> RecordCheck | None:
+    """Start the CRC32 check of ``file``'s records (None for torch's legacy non-zip format)."""
+    with open(file, "rb") as handle:
+        if handle.read(4) != _ZIP_LOCAL_MAGIC:
+            return None
+    try:
+        return start_record_check(file)
+    except (zipfile.BadZipFile, OSError, EOFError, struct.error) as err:
+        raise CheckpointError(
+            f"Checkpoint file {str(file)!r} is corrupted: its zip records cannot be read ({err}).\n"
+            "HINT: use an earlier checkpoint."
+        ) from err
+
+
+def _raise_if_corrupt(file: Path, record_check: RecordCheck | None, cause: BaseException | None = None) -> None:
+    """Wait for ``record_check``; raise ``CheckpointError`` naming the file and the damaged record."""
+    bad = record_check.corrupt_record() if record_check is not None else None
+    if bad is not None:
+        raise CheckpointError(
+            f"Checkpoint file {str(file)!r} is corrupted: record {bad!r} fails its CRC32 check (the bytes "
+            "changed after saving: a disk, memory or copy error).\nHINT: use an earlier checkpoint; "
+            "fulmen checks every record on load, so a file that loads was not altered."
+        ) from cause
 
 
 def _see_own_saves(file: Path) -> None:
@@ -295,6 +307,9 @@ def _see_own_saves(file: Path) -> None:
     if saver is not None:
         saver.wait_for_pending_saves(raise_errors=False)
     if not file.exists():
+        # imported here: recovery builds on this module (check, move into place)
+        from fulmen.runtime.checkpoint_recovery import recover_unfinished_saves
+
         recover_unfinished_saves(file.parent)
 
 
@@ -337,97 +352,3 @@ def require_keys(checkpoint: Mapping[str, Any], keys: tuple[str, ...], path: Pat
             f"{sorted(checkpoint)}.\nHINT: a checkpoint saved with save_weights_only=True holds "
             "only the weights: load it with load_from_checkpoint instead of resuming from it."
         )
-
-
-def _abandoned_temp_files(folder: Path) -> list[tuple[Path, str | None]]:
-    """Temp files in ``folder`` whose writer is gone, oldest first, with the name each was for.
-
-    The name is None for temp files that are not a checkpoint's (old formats, link swaps).
-    """
-    found: list[tuple[int, Path, str | None]] = []
-    for entry in folder.iterdir():
-        if _TEMP_MARK not in entry.name:
-            continue
-        match = _TEMP_NAME.match(entry.name)
-        try:
-            mtime = entry.lstat().st_mtime_ns
-        except FileNotFoundError:
-            continue  # its writer just renamed or removed it
-        if match is None:
-            pid_text = entry.name.split(_TEMP_MARK, 1)[1].split("-", 1)[0]
-            if not (pid_text.isdigit() and _pid_alive(int(pid_text))):
-                found.append((mtime, entry, None))
-            continue
-        if match["host"] == _host_tag():
-            alive = _pid_alive(int(match["pid"]))
-        else:
-            alive = time.time() - mtime / 1e9 < _FOREIGN_WRITER_GRACE_S
-        if not alive:
-            found.append((mtime, entry, match["final"]))
-    return [(entry, final) for _, entry, final in sorted(found, key=lambda item: item[0])]
-
-
-def remove_stale_temp_files(directory: PathLike) -> list[Path]:
-    """Delete temporary files that killed writers left in ``directory`` (none of ours is live).
-
-    A temp file whose writer is still alive (this process included) is kept.
-    """
-    folder = Path(directory)
-    if not folder.is_dir():
-        return []
-    removed = []
-    for entry, _ in _abandoned_temp_files(folder):
-        entry.unlink(missing_ok=True)
-        removed.append(entry)
-    return removed
-
-
-def recover_unfinished_saves(directory: PathLike) -> list[Path]:
-    """Finish the saves that killed processes left in ``directory``; return the files recovered.
-
-    A background save (``checkpoint_saver``) renames its temp file only after the fsync, so a
-    process killed right after saving can leave a complete checkpoint under its temp name.
-    Such a file is checked (zip structure and every CRC32), fsynced and renamed into place,
-    unless the final name already holds a newer file. Incomplete or broken temp files of dead
-    writers are deleted. Safe to run from several processes at once.
-    """
-    folder = Path(directory)
-    if not folder.is_dir():
-        return []
-    recovered: list[Path] = []
-    for temp, final_name in _abandoned_temp_files(folder):
-        if final_name is None:
-            temp.unlink(missing_ok=True)
-            continue
-        final = folder / final_name
-        try:
-            check_checkpoint_file(temp, verify_checksums=True)
-            superseded = final.exists() and final.stat().st_mtime_ns >= temp.stat().st_mtime_ns
-        except (CheckpointError, FileNotFoundError):
-            temp.unlink(missing_ok=True)
-            continue
-        if superseded:
-            temp.unlink(missing_ok=True)
-            continue
-        try:
-            move_into_place(temp, final)
-        except FileNotFoundError:
-            continue  # another process (a peer rank) recovered it first
-        warnings.warn(
-            f"Recovered checkpoint {str(final)!r}: a process that was killed had written it completely "
-            "but not yet renamed it into place.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        recovered.append(final)
-    return recovered
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -16,29 +16,20 @@ holds the Trainer: it is the state a checkpoint describes.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fulmen.errors import CheckpointError, MisconfigurationException
-from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
+from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE, PREEMPTION_SAVE_FAILED_EXIT_CODE
 from fulmen.runtime import checkpoint_saver, resume_selection, run_events
-from fulmen.runtime.checkpoint import (
-    load_checkpoint,
-    recover_unfinished_saves,
-    save_atomic,
-)
-from fulmen.runtime.checkpoint_state import (
-    dump_checkpoint,
-    restore_modules_and_callbacks,
-    restore_training_state,
-)
+from fulmen.runtime.checkpoint import load_checkpoint, save_atomic
+from fulmen.runtime.checkpoint_recovery import recover_unfinished_saves
+from fulmen.runtime.checkpoint_state import dump_checkpoint, restore_modules_and_callbacks, restore_training_state
 from fulmen.runtime.preemption import PreemptionHandler, hand_off
-from fulmen.runtime.resume_checkpoint import (
-    find_resume_checkpoint,
-    remove_resume_checkpoints,
-    save_resume_checkpoint,
-)
+from fulmen.runtime.resume_checkpoint import find_resume_checkpoint, remove_resume_checkpoints, save_resume_checkpoint
 from fulmen.runtime.stages import TrainerFn, TrainerStatus
 from fulmen.utilities.rank_zero import rank_zero_info
 
@@ -149,6 +140,7 @@ class CheckpointFlow:
                     for name in os.listdir(dirpath)
                     if name.startswith("last") and name.endswith(".ckpt")
                 }
+        candidates = {path for path in candidates if not self._is_dangling_link(path)}
         if not candidates:
             if not warn_if_missing:  # the run's resume checkpoint is loaded instead
                 return None
@@ -159,6 +151,18 @@ class CheckpointFlow:
                 warnings.warn(message, stacklevel=4)
             return None
         return max(candidates, key=os.path.getmtime)
+
+    def _is_dangling_link(self, path: str) -> bool:
+        """Whether ``path`` is a symlink to nothing (``save_last="link"`` killed mid-swap by an
+        older fulmen, or its target deleted by hand): that is "no file", with a warning."""
+        if not os.path.islink(path) or os.path.exists(path):
+            return False
+        message = (f"ckpt_path=\"last\": {path} is a link to {os.readlink(path)!r}, which does not exist; "
+                   "it is skipped (no file).\nHINT: delete the link, or point it at a complete checkpoint.")  # fmt: skip
+        if message not in self._warned:
+            self._warned.add(message)
+            warnings.warn(message, UserWarning, stacklevel=5)
+        return True
 
     # ---- saving -----------------------------------------------------------------------
     def save_checkpoint(self, filepath: str | os.PathLike[str], weights_only: bool = False) -> None:
@@ -228,12 +232,42 @@ class CheckpointFlow:
                             received_at=handler.received_at, rank=info.global_rank, step=step)
         checkpoint = dump_checkpoint(self.trainer, weights_only=False)
         run_dir = info.run_dir or self.trainer.default_root_dir
+        saved = True
         if self.trainer.is_global_zero:
-            path = save_resume_checkpoint(checkpoint, run_dir)
-            run_events.note(info, "checkpoint", step=step, path=str(path), kind="resume",
-                            held_s=round(time.monotonic() - started, 3))
-        strategy.barrier("preemption")
+            path = self._save_resume_checkpoint(checkpoint, run_dir)
+            saved = path is not None
+            if path is not None:
+                run_events.note(info, "checkpoint", step=step, path=str(path), kind="resume",
+                                held_s=round(time.monotonic() - started, 3))
+        # the broadcast is the barrier too: every rank learns whether the save worked
+        if not strategy.broadcast(saved, src=0):
+            run_events.note(info, "stopped", step=step, exit_code=PREEMPTION_SAVE_FAILED_EXIT_CODE,
+                            reason="the resume checkpoint could not be saved")
+            raise SystemExit(PREEMPTION_SAVE_FAILED_EXIT_CODE)
         reason = f"preempted ({handler.received_signal.name if handler.received_signal else 'a peer rank was signalled'})"
         run_events.note(info, "stopped", step=step, exit_code=PREEMPTED_EXIT_CODE, reason=reason)
         hand_off(strategy.rank_info)
         raise SystemExit(PREEMPTED_EXIT_CODE)
+
+    @staticmethod
+    def _save_resume_checkpoint(checkpoint: dict[str, Any], run_dir: Any) -> Path | None:
+        """Save the resume checkpoint (rank 0): its path, or None after saying why it failed and
+        which file a restart uses.
+
+        Why not raise: the stop must still be agreed by every rank, and a failed preemption save
+        is its own outcome (``PREEMPTION_SAVE_FAILED_EXIT_CODE``, no requeue), not a crash (1).
+        The previous resume checkpoint is untouched (atomic save, the ``last`` pointer moves last).
+        """
+        try:
+            return save_resume_checkpoint(checkpoint, run_dir)
+        except Exception as err:  # noqa: BLE001 - any failure to save ends the same way
+            previous = find_resume_checkpoint(run_dir)
+            fallback = f"a restart resumes from {previous}" if previous else "a restart starts from the beginning"
+            print(
+                f"fulmen: error: stopping for a signal, but the resume checkpoint could not be saved "
+                f"({type(err).__name__}: {err})\n{fallback}; exiting with {PREEMPTION_SAVE_FAILED_EXIT_CODE} "
+                "(no requeue).",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None

@@ -13,7 +13,7 @@ to one worker thread. Every guarantee of the synchronous ``save_atomic`` is kept
 - what must come after a save (deleting the top-k file it supersedes, moving a ``last`` link)
   is queued behind it with ``after_pending_saves``, so it runs only once the new file is in place;
 - a process killed between writing and renaming leaves a complete temp file, which
-  ``checkpoint.recover_unfinished_saves`` moves into place on the next start;
+  ``checkpoint_recovery.recover_unfinished_saves`` moves into place on the next start;
 - a failure (disk full, permissions) drops the rest of the queue, so nothing is deleted for a
   file that never arrived, and is raised by the next save or ``wait_for_pending_saves``.
 

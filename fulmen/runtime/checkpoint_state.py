@@ -32,11 +32,7 @@ import torch
 
 from fulmen.errors import CheckpointError
 from fulmen.runtime import checkpoint as ckpt_io
-from fulmen.runtime.checkpoint_hparams import (
-    decode_checkpoint_hparams,
-    encode_hparams,
-    opaque_hparams,
-)
+from fulmen.runtime.checkpoint_hparams import decode_checkpoint_hparams, encode_hparams, opaque_hparams
 from fulmen.runtime.checkpoint_lightning import (
     FULMEN_LOOP_KEY,
     LIGHTNING_LAYOUT_VERSION,

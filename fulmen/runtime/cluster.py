@@ -17,17 +17,8 @@ import os
 from collections.abc import Mapping
 
 from fulmen.errors import ClusterMismatchError
-from fulmen.runtime.environments import (
-    ClusterEnvironment,
-    SingleProcessEnvironment,
-    SLURMEnvironment,
-    TorchElasticEnvironment,
-)
-from fulmen.runtime.environments.base import (
-    OVERRIDE_VARIABLE,
-    RESTART_COUNT_VARIABLE,
-    RUN_DIR_VARIABLE,
-)
+from fulmen.runtime.environments import ClusterEnvironment, SingleProcessEnvironment, SLURMEnvironment, TorchElasticEnvironment
+from fulmen.runtime.environments.base import OVERRIDE_VARIABLE, RESTART_COUNT_VARIABLE, RUN_DIR_VARIABLE
 from fulmen.runtime.environments.single import single_process_rank_info
 from fulmen.runtime.environments.torchelastic import rank_info_from_env
 from fulmen.runtime.ranks import RankInfo

@@ -68,6 +68,7 @@ class EvaluationLoop:
         self.hooks = hooks
         self.metrics = metrics
         self.data = data
+        self.batches_run = 0  # every evaluation batch started, for the progress watchdog
         self.transfer = transfer
         self.precision_plugin = precision_plugin
         self.state = state
@@ -208,6 +209,7 @@ class EvaluationLoop:
                 extra = (dl_idx,) if multiple else ()
                 outputs: list[Any] = []
                 for batch_idx, batch in limited_batches(loader, limit):
+                    self.batches_run += 1
                     batch = self.transfer(batch, dl_idx)
                     results.new_batch(batch)
                     for fn in batch_start_cbs:
@@ -251,6 +253,7 @@ class EvaluationLoop:
                 extra = (dl_idx,) if multiple else ()
                 predictions: list[Any] = []
                 for batch_idx, batch in limited_batches(loader, limit):
+                    self.batches_run += 1
                     batch = self.transfer(batch, dl_idx)
                     for fn in hooks.callbacks("on_predict_batch_start"):
                         fn(trainer, module, batch, batch_idx, *extra)

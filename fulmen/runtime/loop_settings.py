@@ -13,11 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from fulmen.runtime.stages import RunningStage
-from fulmen.runtime.trainer_flags import (
-    parse_loop_limits,
-    parse_max_time,
-    resolve_loop_flags,
-)
+from fulmen.runtime.trainer_flags import parse_loop_limits, parse_max_time, resolve_loop_flags
 
 
 @dataclass

@@ -14,12 +14,7 @@ from typing import Any
 from torch import Tensor
 
 from fulmen.errors import MisconfigurationException
-from fulmen.runtime.results import (
-    EVERY_LOADER,
-    EveryLoader,
-    ResultCollection,
-    to_float_dict,
-)
+from fulmen.runtime.results import EVERY_LOADER, EveryLoader, ResultCollection, to_float_dict
 from fulmen.runtime.stages import RunningStage
 from fulmen.runtime.training_progress import TrainingProgress
 

@@ -22,12 +22,7 @@ from fulmen.core.module import LightningModule
 from fulmen.errors import MisconfigurationException
 from fulmen.runtime.hook_caller import HookCaller
 from fulmen.runtime.metric_publisher import MetricPublisher
-from fulmen.runtime.optim import (
-    clip_gradients,
-    parse_optimizers,
-    validate_multiple_optimizers,
-    wrap_optimizer,
-)
+from fulmen.runtime.optim import clip_gradients, parse_optimizers, validate_multiple_optimizers, wrap_optimizer
 from fulmen.runtime.precision import PrecisionPlugin
 from fulmen.runtime.training_progress import TrainingProgress
 

@@ -18,14 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from fulmen.errors import CheckpointError
-from fulmen.runtime.checkpoint import (
-    PathLike,
-    check_checkpoint_file,
-    recover_unfinished_saves,
-    remove_stale_temp_files,
-    save_atomic,
-    write_text_atomic,
-)
+from fulmen.runtime.checkpoint import PathLike, check_checkpoint_file, save_atomic, write_text_atomic
+from fulmen.runtime.checkpoint_recovery import recover_unfinished_saves, remove_stale_temp_files
 
 RESUME_SUBDIR = ("checkpoints", "resume")
 RESUME_PREFIX = "resume-step="

@@ -41,6 +41,7 @@ from fulmen.runtime.loop_settings import LoopSettings
 from fulmen.runtime.metric_publisher import MetricPublisher
 from fulmen.runtime.optimization_step import OptimizationStep, check_fit_configuration
 from fulmen.runtime.precision import PrecisionPlugin
+from fulmen.runtime.progress_watchdog import start_progress_watchdog
 from fulmen.runtime.stages import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.runtime.strategy import LightningModuleWrapper, select_strategy
 from fulmen.runtime.trainer_defaults import (
@@ -340,6 +341,7 @@ class Trainer:
         self._attach(model)
         if fitting:
             check_fit_configuration(model, self.gradient_clip_val, self.accumulate_grad_batches)
+        watchdog = None
         try:
             self.strategy.setup_environment()
             self.data_sources.prepare_data(self.hook_caller)
@@ -357,6 +359,11 @@ class Trainer:
                 self.checkpoint_flow.install_preemption()
             self.metric_publisher.log_hyperparams(model, self.datamodule)
             anomaly = torch.autograd.set_detect_anomaly(True) if self.detect_anomaly else contextlib.nullcontext()
+            # off the hot path: a thread reads counters the loops advance anyway (issue 16.6);
+            # from here, not before setup: preparing data may rightly take longer than any batch
+            watchdog = start_progress_watchdog(
+                self._batches_run, self.strategy.global_rank, self.strategy.rank_info.run_dir
+            )
             with anomaly:
                 output = self._run_stage(fn)
             self.checkpoint_flow.finish_pending_saves()  # the run's files are in place before it returns
@@ -374,8 +381,14 @@ class Trainer:
             self._on_run_failure(exc)
             raise
         finally:
+            if watchdog is not None:
+                watchdog.stop()
             self.checkpoint_flow.remove_preemption()
             self.strategy.teardown()
+
+    def _batches_run(self) -> int:
+        """Training plus evaluation batches so far: what the progress watchdog watches."""
+        return self.progress.total_batch_idx + self.evaluation_loop.batches_run
 
     def _on_run_failure(self, exc: BaseException) -> None:
         """Lightning: on_exception, then loggers finalize; no teardown hooks (they mirror a successful setup)."""

@@ -17,9 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fulmen.core.hooks import is_checkpoint_callback
-from fulmen.runtime.fit_loop import (
-    estimated_stepping_batches as _estimated_stepping_batches,
-)
+from fulmen.runtime.fit_loop import estimated_stepping_batches as _estimated_stepping_batches
 from fulmen.runtime.results import to_float_dict
 from fulmen.runtime.stages import RunningStage, TrainerStatus
 from fulmen.runtime.trainer_accelerator import accelerator_for

@@ -170,11 +170,7 @@ def run_guarded(
     submitit pickles its traceback for the submitter.
     """
     from fulmen.errors import ClusterMismatchError
-    from fulmen.jobs.exit_codes import (
-        CONFIGURATION_ERROR_EXIT_CODE,
-        PREEMPTED_EXIT_CODE,
-        report_configuration_error,
-    )
+    from fulmen.jobs.exit_codes import CONFIGURATION_ERROR_EXIT_CODE, PREEMPTED_EXIT_CODE, report_configuration_error
     from fulmen.slurm.requeue import requeue_job
 
     result: Any = None
@@ -209,9 +205,7 @@ def run_guarded(
 
 def note_start(info: RankInfo | None) -> None:
     """Global rank 0 logs the attempt's ``started`` event (``fulmen.jobs.events``)."""
-    from fulmen.slurm.requeue import (
-        max_requeues_for,  # as run_guarded imports requeue: on use
-    )
+    from fulmen.slurm.requeue import max_requeues_for  # as run_guarded imports requeue: on use
 
     if info is not None and info.is_global_zero:
         append_event(info.run_dir, "started", attempt=info.restart_count, nodes=info.num_nodes, ranks=info.world_size,

@@ -471,3 +471,37 @@ def test_real_resume_keeps_logger_version_and_checkpoint_folder(tmp_path: Path) 
     # the better epoch replaced the top-1 entry, but the file resumed from is never deleted
     assert cb.best_model_path == str(folder / "epoch=1-step=8.ckpt")
     assert _files(folder) == ["epoch=0-step=4.ckpt", "epoch=1-step=8.ckpt"]
+
+
+@pytest.mark.parametrize("monitor", [None, "val_loss"])
+def test_save_last_link_never_dangles_when_its_old_target_is_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, monitor: str | None
+) -> None:
+    """Issue 16.4: a kill between deleting the superseded top-k file and moving the link must
+    not leave last.ckpt dangling, so the link moves first. Every deletion checks that no link
+    in the folder still points at the file it removes."""
+    from fulmen.callbacks import checkpoint_files
+
+    real_remove = checkpoint_files._remove_if_present
+    dangling: list[str] = []
+
+    def remove_checked(filepath: str) -> None:
+        for entry in tmp_path.iterdir():
+            if entry.is_symlink() and (tmp_path / os.readlink(entry)).resolve() == Path(filepath).resolve():
+                dangling.append(f"{entry.name} -> {os.readlink(entry)} while deleting {Path(filepath).name}")
+        real_remove(filepath)
+
+    monkeypatch.setattr(checkpoint_files, "_remove_if_present", remove_checked)
+    cb = ModelCheckpoint(dirpath=tmp_path, save_last="link", save_top_k=1, every_n_train_steps=1, monitor=monitor,
+                         mode="max")  # fmt: skip
+    trainer = FakeTrainer(tmp_path)
+    trainer.callback_metrics = {"val_loss": torch.tensor(0.0)}
+    cb.setup(trainer, None, "fit")  # type: ignore[arg-type]
+    for step in range(1, 5):
+        trainer.global_step = step
+        trainer.callback_metrics = {"val_loss": torch.tensor(float(step))}  # each step a new best
+        cb.on_train_batch_end(trainer, None, None, None, 0)  # type: ignore[arg-type]
+    assert dangling == []
+    last = tmp_path / "last.ckpt"
+    assert last.is_symlink() and load_checkpoint(last)["global_step"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.is_symlink()) == [Path(cb.best_model_path).name]

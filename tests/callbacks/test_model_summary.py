@@ -48,8 +48,9 @@ def test_bad_depth_is_rejected() -> None:
 
 @pytest.mark.parametrize("precision", ["bf16-true", "64-true"])
 def test_summary_under_a_trainer_casts_the_example_input(precision: str, caplog: pytest.LogCaptureFixture) -> None:
-    import fulmen as pl
     from torch.utils.data import DataLoader, TensorDataset
+
+    import fulmen as pl
 
     class Module(pl.LightningModule):
         def __init__(self) -> None:

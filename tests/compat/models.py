@@ -8,8 +8,9 @@ Nothing here may import fulmen or pytorch_lightning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.nn import functional as F

@@ -22,9 +22,10 @@ runs, batch size inference, iterable datasets); the others, all collected in ``S
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader

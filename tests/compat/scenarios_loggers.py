@@ -7,9 +7,10 @@ fulmen or pytorch_lightning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -18,7 +19,6 @@ from tests.compat.normalise import error_or, metrics, plain, relative, tree
 from tests.compat.readers import csv_rows
 from tests.compat.readers import tensorboard_scalars as read_scalars
 from tests.compat.scenarios_logging import _logging_module
-
 
 _LOG_EVERY_CASES: dict[str, dict[str, Any]] = {
     "default_50": {},

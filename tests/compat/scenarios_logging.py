@@ -8,15 +8,17 @@ fulmen or pytorch_lightning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from tests.compat.models import base_module, loader, trainer_kwargs
 from tests.compat.normalise import metrics, plain
+
 
 def _logging_module(pl: ModuleType) -> type:
     """Logs crafted values (batch index and epoch, not losses) with every option combination,

@@ -9,9 +9,10 @@ and optimizer must give the same numbers (rounded to 6 digits here).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.nn import functional as F

@@ -8,21 +8,15 @@ fulmen or pytorch_lightning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
-from tests.compat.models import (
-    base_module,
-    loader,
-    recording_callback,
-    recording_datamodule,
-    recording_module,
-    trainer_kwargs,
-)
+from tests.compat.models import base_module, loader, recording_callback, recording_datamodule, recording_module, trainer_kwargs
 from tests.compat.normalise import error_or, metrics, plain, relative, tree
 from tests.compat.readers import csv_rows
 

@@ -199,3 +199,26 @@ def test_fulmen_checkpoint_with_namespace_dataclass_enum_and_path_loads_safely_w
     assert loaded.hparams.mode is Mode.SLOW
     assert type(loaded.hparams.root) is type(tmp_path) and loaded.hparams.root == tmp_path
     assert torch.equal(loaded.layer.weight, model.layer.weight)
+
+
+def _flip_a_weight_bit(path: Path) -> str:
+    """Flip one bit in the middle of the largest tensor record; return the record's name."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<2H", data[info.header_offset + 26 : info.header_offset + 30])
+    data[info.header_offset + 30 + name_length + extra_length + info.file_size // 2] ^= 0x04
+    path.write_bytes(bytes(data))
+    return info.filename
+
+
+def test_a_bit_flip_fails_load_from_checkpoint_naming_file_and_record(tmp_path: Path) -> None:
+    """Issue 16.5: not only the resume search checks the records' CRC32."""
+    path = tmp_path / "model.ckpt"
+    torch.save(_lightning_style_checkpoint(Regressor(hidden=64)), path)
+    record = _flip_a_weight_bit(path)
+    with pytest.raises(CheckpointError, match=rf"model\.ckpt.*record '{record}' fails its CRC32"):
+        load_from_checkpoint(Regressor, path)

@@ -6,16 +6,7 @@ import io
 import os
 from pathlib import Path
 
-from fulmen.launcher.console import (
-    STDERR,
-    STDOUT,
-    Console,
-    ConsoleRank,
-    ErrorTail,
-    TracebackFilter,
-    _prefixed,
-    is_error_line,
-)
+from fulmen.launcher.console import STDERR, STDOUT, Console, ConsoleRank, ErrorTail, TracebackFilter, _prefixed, is_error_line
 
 
 def console() -> tuple[Console, io.BytesIO, io.BytesIO]:

@@ -53,6 +53,7 @@ class FakeAgent:
         self.first_failure = first_failure
         self.shown_on_console = shown_on_console
         self.monitor = ProcessTreeMonitor()
+        self.late_signals: list[signal.Signals] = []
 
     def final_exit_codes(self) -> dict[int, int | None]:
         return self._codes
@@ -79,6 +80,19 @@ def test_report_signal_to_launcher(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "SIGTERM received" in capsys.readouterr().err
     killed = FakeAgent({0: -9, 1: 75})
     assert _report(killed, None, signal.SIGINT, tmp_path) == 128 + signal.SIGINT  # type: ignore[arg-type]
+
+
+def test_a_signal_during_the_teardown_of_a_finished_run_keeps_it_a_success(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 16.7: every rank exited 0; a SIGTERM that reached the launcher while it tore the
+    run down (torch raises it from wherever the agent is, so there is no result) is not a 143."""
+    assert _report(FakeAgent({0: 0, 1: 0}), None, signal.SIGTERM, tmp_path) == 0  # type: ignore[arg-type]
+    assert "SIGTERM received after the ranks had finished; the run completed." in capsys.readouterr().err
+    noted = FakeAgent({0: 0, 1: 0})
+    noted.late_signals.append(signal.SIGINT)  # held by FulmenAgent._shutdown, not raised
+    assert _report(noted, _result(False), None, tmp_path) == 0  # type: ignore[arg-type]
+    assert "SIGINT received after the ranks had finished" in capsys.readouterr().err
 
 
 def test_report_names_first_failure_with_log_tail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,13 +6,7 @@ import socket
 
 import pytest
 
-from fulmen.launcher.rendezvous import (
-    JOINED_KEY,
-    NOTE_INTERVAL_S,
-    RendezvousTimeoutError,
-    roll_call,
-    wait_for_node_zero,
-)
+from fulmen.launcher.rendezvous import JOINED_KEY, NOTE_INTERVAL_S, RendezvousTimeoutError, roll_call, wait_for_node_zero
 
 
 class DictStore:

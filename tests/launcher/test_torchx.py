@@ -127,10 +127,7 @@ class FakeKubernetesApi:
 
 def test_dry_run_request_is_accepted_by_torchx_kubernetes_scheduler(k8s_dryrun: str) -> None:
     from kubernetes.client import ApiClient
-    from torchx.schedulers.kubernetes_scheduler import (
-        KubernetesJob,
-        KubernetesScheduler,
-    )
+    from torchx.schedulers.kubernetes_scheduler import KubernetesJob, KubernetesScheduler
     from torchx.specs import AppDryRunInfo
 
     resource = yaml.safe_load(k8s_dryrun)

@@ -13,16 +13,9 @@ import pytest
 import torch
 
 from fulmen.loggers.csv_logs import CSVLogger
-from fulmen.loggers.logger import (
-    DummyExperiment,
-    DummyLogger,
-    Logger,
-    VersionedFolderLogger,
-    next_version,
-    rank_zero_experiment,
-)
-from fulmen.loggers.tensorboard import TensorBoardLogger
+from fulmen.loggers.logger import DummyExperiment, DummyLogger, Logger, VersionedFolderLogger, next_version, rank_zero_experiment
 from fulmen.loggers.params import add_prefix, convert_params, flatten_dict, sanitize_params
+from fulmen.loggers.tensorboard import TensorBoardLogger
 from fulmen.loggers.utilities import log_hyperparams, logger_name, logger_version
 from fulmen.utilities.rank_zero import rank_zero_only
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import torch
 
+from fulmen.runtime import bulk_writer, checkpoint_space
 from fulmen.runtime import checkpoint as ck
-from fulmen.runtime import bulk_writer
 from fulmen.runtime.bulk_writer import BulkFileWriter
 
 
@@ -53,8 +53,8 @@ def test_large_checkpoint_file_is_byte_identical_to_torch_save(tmp_path: Path) -
     """Reserving ~the size up front and cutting afterwards leaves exactly torch.save's bytes."""
     weights = torch.arange(3_000_000, dtype=torch.float32)  # 12 MB: above the reservation threshold
     obj = {"state_dict": {"w": weights, "view": weights[:10]}, "step": 3}
-    assert ck._expected_file_size(obj) >= weights.nbytes  # the view shares the storage: counted once
-    assert ck._expected_file_size(obj) < 2 * weights.nbytes
+    assert checkpoint_space.expected_file_size(obj) >= weights.nbytes  # the view shares the storage: counted once
+    assert checkpoint_space.expected_file_size(obj) < 2 * weights.nbytes
     path = ck.save_atomic(obj, tmp_path / "big.ckpt")
     reference = io.BytesIO()
     torch.save(obj, reference)
@@ -62,4 +62,4 @@ def test_large_checkpoint_file_is_byte_identical_to_torch_save(tmp_path: Path) -
 
 
 def test_small_objects_reserve_nothing() -> None:
-    assert ck._expected_file_size({"w": torch.zeros(10)}) == 0
+    assert checkpoint_space.expected_file_size({"w": torch.zeros(10)}) == 0

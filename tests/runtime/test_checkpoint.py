@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,8 @@ import torch
 
 from fulmen.errors import CheckpointError
 from fulmen.runtime import checkpoint as ck
+from fulmen.runtime import checkpoint_recovery as recovery
+from tests.runtime.full_disk import small_tmpfs  # noqa: F401 - fixture
 
 
 def _payload(step: int) -> dict:
@@ -82,6 +87,26 @@ def test_corrupted_tensor_bytes_are_caught_by_checksum(tmp_path: Path) -> None:
         ck.load_checkpoint(path, verify_checksums=True)
 
 
+@pytest.mark.parametrize("where", [0.05, 0.5, 0.97])
+def test_every_load_checks_crcs_and_names_the_file_and_the_record(tmp_path: Path, where: float) -> None:
+    """Issue 16.5: a flipped bit anywhere in a tensor (here one of 12 MB, several CRC chunks)
+    fails a plain load, not only the resume search."""
+    path = tmp_path / "flip.ckpt"
+    ck.save_atomic({"state_dict": {"w": torch.arange(3_000_000, dtype=torch.float32)}, "global_step": 1}, path)
+    assert torch.equal(ck.load_checkpoint(path)["state_dict"]["w"], torch.arange(3_000_000, dtype=torch.float32))
+    with zipfile.ZipFile(path) as archive:
+        (info,) = [i for i in archive.infolist() if i.filename.endswith("/data/0")]
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<2H", data[info.header_offset + 26 : info.header_offset + 30])
+    start = info.header_offset + 30 + name_length + extra_length  # the tensor's first byte
+    data[start + int(where * info.file_size)] ^= 0x01
+    path.write_bytes(bytes(data))
+    torch.load(path, weights_only=True)  # torch.load is silent about it
+    record = re.escape(info.filename)
+    with pytest.raises(CheckpointError, match=rf"flip\.ckpt.* record '{record}' fails its CRC32"):
+        ck.load_checkpoint(path)
+
+
 def test_corrupted_pickle_record_error_names_file(tmp_path: Path) -> None:
     path = tmp_path / "pkl.ckpt"
     ck.save_atomic(_payload(7), path)
@@ -125,7 +150,7 @@ def test_remove_stale_temp_files_keeps_live_writers(tmp_path: Path) -> None:
     live = tmp_path / f".a.ckpt.fulmen-tmp-{os.getpid()}-live"
     dead.write_bytes(b"x")
     live.write_bytes(b"x")
-    removed = ck.remove_stale_temp_files(tmp_path)
+    removed = recovery.remove_stale_temp_files(tmp_path)
     assert removed == [dead]
     assert live.exists()
 
@@ -142,7 +167,7 @@ def _dead_pid() -> int:
 
 def _unfinished(final: Path, obj: Any, pid: int, host: str | None = None) -> Path:
     """The temp file a killed writer leaves: ``obj`` fully written under the temp name of ``final``."""
-    temp = final.parent / f".{final.name}.fulmen-tmp-{pid}-{host or ck._host_tag()}-0123abcd"
+    temp = final.parent / f".{final.name}.fulmen-tmp-{pid}-{host or ck.host_tag()}-0123abcd"
     torch.save(obj, temp)
     return temp
 
@@ -150,7 +175,7 @@ def _unfinished(final: Path, obj: Any, pid: int, host: str | None = None) -> Pat
 def test_recover_moves_a_complete_temp_file_of_a_dead_writer_into_place(tmp_path: Path) -> None:
     temp = _unfinished(tmp_path / "epoch=1-step=17.ckpt", {"global_step": 17}, _dead_pid())
     with pytest.warns(RuntimeWarning, match=r"Recovered checkpoint .*epoch=1-step=17\.ckpt.*killed"):
-        recovered = ck.recover_unfinished_saves(tmp_path)
+        recovered = recovery.recover_unfinished_saves(tmp_path)
     assert recovered == [tmp_path / "epoch=1-step=17.ckpt"] and not temp.exists()
     assert ck.load_checkpoint(recovered[0])["global_step"] == 17
 
@@ -159,7 +184,7 @@ def test_recover_deletes_an_incomplete_temp_file_and_keeps_the_final_one(tmp_pat
     ck.save_atomic({"v": "previous"}, tmp_path / "last.ckpt")
     temp = _unfinished(tmp_path / "last.ckpt", {"v": "new", "w": torch.zeros(1000)}, _dead_pid())
     temp.write_bytes(temp.read_bytes()[:-100])  # killed while writing
-    assert ck.recover_unfinished_saves(tmp_path) == []
+    assert recovery.recover_unfinished_saves(tmp_path) == []
     assert not temp.exists() and ck.load_checkpoint(tmp_path / "last.ckpt")["v"] == "previous"
 
 
@@ -167,7 +192,7 @@ def test_recover_never_replaces_a_newer_final_file(tmp_path: Path) -> None:
     temp = _unfinished(tmp_path / "last.ckpt", {"v": "older"}, _dead_pid())
     os.utime(temp, (1_000_000, 1_000_000))  # the killed run wrote it long before the restart saved
     ck.save_atomic({"v": "newer"}, tmp_path / "last.ckpt")
-    assert ck.recover_unfinished_saves(tmp_path) == []
+    assert recovery.recover_unfinished_saves(tmp_path) == []
     assert not temp.exists() and ck.load_checkpoint(tmp_path / "last.ckpt")["v"] == "newer"
 
 
@@ -177,7 +202,7 @@ def test_recover_leaves_live_writers_alone(tmp_path: Path) -> None:
     foreign_old = _unfinished(tmp_path / "c.ckpt", {"v": 3}, 1, host="ffffffff")
     os.utime(foreign_old, (1_000_000, 1_000_000))  # another machine's writer gone for ages
     with pytest.warns(RuntimeWarning, match=r"c\.ckpt"):
-        assert ck.recover_unfinished_saves(tmp_path) == [tmp_path / "c.ckpt"]
+        assert recovery.recover_unfinished_saves(tmp_path) == [tmp_path / "c.ckpt"]
     assert mine.exists() and foreign_recent.exists()
     assert not (tmp_path / "a.ckpt").exists() and not (tmp_path / "b.ckpt").exists()
 
@@ -186,3 +211,30 @@ def test_loading_a_missing_file_finishes_a_save_a_killed_process_left(tmp_path: 
     _unfinished(tmp_path / "epoch=0.ckpt", {"global_step": 3}, _dead_pid())
     with pytest.warns(RuntimeWarning, match="Recovered checkpoint"):
         assert ck.load_checkpoint(tmp_path / "epoch=0.ckpt")["global_step"] == 3
+
+
+def test_full_disk_error_names_the_file_the_size_needed_and_the_space_free(small_tmpfs: Path) -> None:  # noqa: F811
+    """Issue 16.8: not torch's "[enforce fail at inline_container.cc] unexpected pos"."""
+    path = small_tmpfs / "big.ckpt"
+    ck.save_atomic({"w": torch.zeros(10)}, path)
+    with pytest.raises(CheckpointError) as info:
+        ck.save_atomic({"w": torch.zeros(600_000)}, path)  # 2.3 MiB on a 1 MiB disk
+    message = str(info.value)
+    assert re.search(r"no space left on device while writing '.*big\.ckpt' \(needed ~2\.4 MB, \d+\.\d MB free", message)
+    assert "inline_container" not in message
+    assert ck.load_checkpoint(path)["w"].numel() == 10  # the earlier file is intact
+    assert sorted(p.name for p in small_tmpfs.iterdir()) == ["big.ckpt"]  # no temp file left
+
+
+def test_disk_quota_error_is_named_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from fulmen.runtime import bulk_writer
+
+    def refuse(self: Any, data: Any) -> int:
+        self.error = OSError(errno.EDQUOT, "Disk quota exceeded")
+        raise self.error
+
+    monkeypatch.setattr(bulk_writer.BulkFileWriter, "write", refuse)
+    with pytest.raises(CheckpointError, match=r"disk quota exceeded while writing .*q\.ckpt"):
+        ck.save_atomic({"w": torch.zeros(10)}, tmp_path / "q.ckpt")

@@ -15,13 +15,7 @@ import pytest
 import torch
 
 from fulmen.core.hparams import AttributeDict
-from fulmen.runtime.checkpoint_hparams import (
-    TYPE_TAG,
-    decode_checkpoint_hparams,
-    decode_hparams,
-    encode_hparams,
-    opaque_hparams,
-)
+from fulmen.runtime.checkpoint_hparams import TYPE_TAG, decode_checkpoint_hparams, decode_hparams, encode_hparams, opaque_hparams
 
 
 class Mode(enum.Enum):

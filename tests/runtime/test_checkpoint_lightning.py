@@ -21,12 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from fulmen.core.module import LightningModule
 from fulmen.runtime import checkpoint as ck
 from fulmen.runtime import checkpoint_state as cs
-from fulmen.runtime.checkpoint_lightning import (
-    SchedulerCount,
-    ValidationPlan,
-    fit_state_from_lightning,
-    lightning_fit_progress,
-)
+from fulmen.runtime.checkpoint_lightning import SchedulerCount, ValidationPlan, fit_state_from_lightning, lightning_fit_progress
 
 DATA = Path(__file__).with_name("data")
 EPOCH_END = DATA / "lightning_2_6_6_epoch_end.ckpt"

@@ -134,8 +134,9 @@ def test_unpicklable_object_fails_in_the_caller_and_leaves_nothing(tmp_path: Pat
 def test_trainer_saves_in_background_during_a_run_and_waits_at_its_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fulmen as pl
     from torch.utils.data import DataLoader, TensorDataset
+
+    import fulmen as pl
 
     real = saver.move_into_place
     finished: list[Path] = []

@@ -7,17 +7,8 @@ from collections.abc import Mapping
 import pytest
 
 from fulmen.errors import ClusterMismatchError
-from fulmen.runtime.cluster import (
-    detect,
-    detect_environment,
-    environment_for,
-    rank_info_from_env,
-)
-from fulmen.runtime.environments import (
-    SingleProcessEnvironment,
-    SLURMEnvironment,
-    TorchElasticEnvironment,
-)
+from fulmen.runtime.cluster import detect, detect_environment, environment_for, rank_info_from_env
+from fulmen.runtime.environments import SingleProcessEnvironment, SLURMEnvironment, TorchElasticEnvironment
 from fulmen.runtime.ranks import RankInfo
 from tests.slurm.test_environment import BATCH_SHELL, STEP_TASK_RANK3
 

@@ -17,7 +17,7 @@ def _unfinished_resume_save(final: Path, obj: dict) -> Path:
     """The complete temp file a writer killed before its rename leaves (its pid: a finished process)."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    temp = final.parent / f".{final.name}.fulmen-tmp-{child.pid}-{ck._host_tag()}-0123abcd"
+    temp = final.parent / f".{final.name}.fulmen-tmp-{child.pid}-{ck.host_tag()}-0123abcd"
     torch.save(obj, temp)
     return temp
 

@@ -14,6 +14,7 @@ import fulmen as pl
 from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
 from fulmen.runtime.resume_checkpoint import find_resume_checkpoint
 from tests.core.models import TRAINER_QUIET, regression_data
+from tests.runtime.full_disk import small_tmpfs  # noqa: F401 - fixture
 
 
 class Net(pl.LightningModule):
@@ -139,6 +140,52 @@ def test_newer_last_checkpoint_of_the_run_beats_a_stale_resume_checkpoint(tmp_pa
     assert f"Resumed from {last} at epoch 1, step 9 (restart 0, 0 steps redone)" in messages
 
 
+
+def test_dangling_last_link_counts_as_no_file_with_a_warning(tmp_path) -> None:
+    """Issue 16.4: a last.ckpt link whose target is gone is "no file" (a warning names it);
+    another last*.ckpt is used instead, else fit starts from scratch."""
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    (folder / "last.ckpt").symlink_to("epoch=0-step=3.ckpt")  # target deleted, link never moved
+    flags = {**TRAINER_QUIET, "enable_checkpointing": True}
+
+    def checkpoint() -> pl.callbacks.ModelCheckpoint:
+        return pl.callbacks.ModelCheckpoint(dirpath=folder, save_last="link", save_top_k=1)
+
+    starts: list[int] = []
+    with pytest.warns(UserWarning, match=r"last\.ckpt.* is a link to .*epoch=0-step=3\.ckpt.* which does not exist"):
+        pl.Trainer(max_steps=2, callbacks=[checkpoint(), _FirstStep(starts)], **flags).fit(
+            Net(), _loader(), ckpt_path="last"
+        )
+    assert starts == [0]  # nothing was loaded
+    (folder / "last-v1.ckpt").symlink_to("gone.ckpt")
+    pl.Trainer(max_steps=2, **TRAINER_QUIET).fit(Net(), _loader())  # a complete last file, older link names
+    complete = pl.Trainer(max_steps=2, **TRAINER_QUIET)
+    complete.fit(Net(), _loader())
+    complete.save_checkpoint(folder / "last-v2.ckpt")
+    starts.clear()
+    with pytest.warns(UserWarning, match=r"last-v1\.ckpt"):
+        pl.Trainer(max_steps=3, callbacks=[checkpoint(), _FirstStep(starts)], **flags).fit(
+            Net(), _loader(), ckpt_path="last"
+        )
+    assert starts == [2]
+
+
+def test_dangling_last_link_next_to_a_resume_checkpoint_resumes_from_the_resume_checkpoint(
+    tmp_path, monkeypatch
+) -> None:
+    _preempt(tmp_path, monkeypatch, at_step=3)
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    (folder / "last.ckpt").symlink_to("epoch=0-step=5.ckpt")
+    flags = {**TRAINER_QUIET, "enable_checkpointing": True}
+    starts: list[int] = []
+    callbacks = [pl.callbacks.ModelCheckpoint(dirpath=folder, save_last="link"), _FirstStep(starts)]
+    with pytest.warns(UserWarning, match="which does not exist"):
+        pl.Trainer(max_epochs=1, callbacks=callbacks, **flags).fit(Net(), _loader(), ckpt_path="last")
+    assert starts == [3]
+
+
 class _FirstStep(pl.Callback):
     def __init__(self, out: list[int]) -> None:
         self.out = out
@@ -226,3 +273,42 @@ def test_stop_during_gradient_accumulation_waits_for_the_optimizer_step_and_resu
     assert trainer.global_step == 2 * 3
     for key, value in reference.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_a_bit_flip_fails_fit_ckpt_path_naming_file_and_record(tmp_path) -> None:
+    """Issue 16.5: fit(ckpt_path=...) checks the records' CRC32 like the resume search."""
+    from fulmen.errors import CheckpointError
+    from tests.core.test_saving import _flip_a_weight_bit
+
+    trainer = pl.Trainer(max_steps=2, **TRAINER_QUIET)
+    trainer.fit(Net(), _loader())
+    path = tmp_path / "a.ckpt"
+    trainer.save_checkpoint(path)
+    record = _flip_a_weight_bit(path)
+    with pytest.raises(CheckpointError, match=rf"a\.ckpt.*record '{record}' fails its CRC32"):
+        pl.Trainer(max_steps=3, **TRAINER_QUIET).fit(Net(), _loader(), ckpt_path=path)
+
+
+def test_a_failed_preemption_save_exits_with_its_own_code_and_keeps_the_previous_resume_checkpoint(
+    small_tmpfs, monkeypatch, capsys  # noqa: F811 - the fixture imported above
+) -> None:
+    """Issue 16.8: a full disk during the preemption save: exit 74 (not 1), and the resume
+    checkpoint saved before stays the one a restart uses."""
+    from fulmen.jobs.exit_codes import PREEMPTION_SAVE_FAILED_EXIT_CODE
+    from tests.runtime.full_disk import fill
+
+    _preempt(small_tmpfs, monkeypatch, at_step=3)
+    previous = find_resume_checkpoint(small_tmpfs)
+    assert previous is not None
+    fill(small_tmpfs)
+    with pytest.raises(SystemExit) as exit_info:
+        pl.Trainer(max_epochs=2, callbacks=[StopRequest(at_step=6)], **TRAINER_QUIET).fit(Net(), _loader())
+    assert exit_info.value.code == PREEMPTION_SAVE_FAILED_EXIT_CODE
+    err = capsys.readouterr().err
+    assert "the resume checkpoint could not be saved" in err and "no space left on device" in err
+    assert f"a restart resumes from {previous}" in err
+    (small_tmpfs / "filler").unlink()
+    assert find_resume_checkpoint(small_tmpfs) == previous
+    starts: list[int] = []
+    pl.Trainer(max_epochs=2, callbacks=[_FirstStep(starts)], **TRAINER_QUIET).fit(Net(), _loader())
+    assert starts == [3]

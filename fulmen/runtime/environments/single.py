@@ -10,11 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from fulmen.runtime.environments.base import (
-    RUN_DIR_VARIABLE,
-    ClusterEnvironment,
-    restart_count,
-)
+from fulmen.runtime.environments.base import RUN_DIR_VARIABLE, ClusterEnvironment, restart_count
 from fulmen.runtime.environments.slurm import validate_not_unlaunched_allocation
 from fulmen.runtime.ranks import RankInfo
 

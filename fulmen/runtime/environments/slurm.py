@@ -28,12 +28,7 @@ from typing import ClassVar
 
 from fulmen.errors import ClusterMismatchError
 from fulmen.jobs.ports import candidate_port
-from fulmen.runtime.environments.base import (
-    OVERRIDE_VARIABLE,
-    ClusterEnvironment,
-    resolve_topology,
-    validate_launch,
-)
+from fulmen.runtime.environments.base import OVERRIDE_VARIABLE, ClusterEnvironment, resolve_topology, validate_launch
 from fulmen.runtime.ranks import RankInfo
 
 # Step ids that are not user steps: the batch shell and the extern step.

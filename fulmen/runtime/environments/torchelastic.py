@@ -12,13 +12,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from fulmen.errors import ClusterMismatchError
-from fulmen.runtime.environments.base import (
-    OVERRIDE_VARIABLE,
-    RUN_DIR_VARIABLE,
-    ClusterEnvironment,
-    int_variable,
-    restart_count,
-)
+from fulmen.runtime.environments.base import OVERRIDE_VARIABLE, RUN_DIR_VARIABLE, ClusterEnvironment, int_variable, restart_count
 from fulmen.runtime.ranks import RankInfo
 
 

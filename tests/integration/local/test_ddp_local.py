@@ -17,16 +17,7 @@ import pytest
 from fulmen.jobs import ports
 from fulmen.jobs.exit_codes import CONFIGURATION_ERROR_EXIT_CODE, PREEMPTED_EXIT_CODE
 
-from .conftest import (
-    SCRIPT,
-    child_env,
-    launch_cmd,
-    processes_of_run,
-    results,
-    run,
-    start,
-    wait_for_step,
-)
+from .conftest import SCRIPT, child_env, launch_cmd, processes_of_run, results, run, start, wait_for_step
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]
 

@@ -11,14 +11,7 @@ from pathlib import Path
 import pytest
 
 from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
-from tests.integration.local.conftest import (
-    SCRIPT,
-    child_env,
-    launch_cmd,
-    run,
-    start,
-    wait_for_step,
-)
+from tests.integration.local.conftest import SCRIPT, child_env, launch_cmd, run, start, wait_for_step
 
 pytestmark = pytest.mark.integration
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from fulmen.runtime import checkpoint as ck
+from fulmen.runtime import checkpoint_recovery as recovery
 from fulmen.runtime import resume_checkpoint as rc
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -85,8 +86,8 @@ def test_sigkill_at_random_moments_never_leaves_truncated_final_file(
         # (never a broken one: every recovered file must pass the same checks)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            ck.recover_unfinished_saves(rc.resume_checkpoint_dir(run_dir))
-            ck.recover_unfinished_saves(run_dir)
+            recovery.recover_unfinished_saves(rc.resume_checkpoint_dir(run_dir))
+            recovery.recover_unfinished_saves(run_dir)
         assert not [p.name for p in run_dir.rglob(".*fulmen-tmp-*")]
         newest = _check_final_files(run_dir)
         assert newest >= previous_newest

@@ -9,12 +9,7 @@ import pytest
 
 from fulmen.slurm import commands
 from tests.integration.slurm.conftest import fulmen_cli
-from tests.integration.slurm.test_submit_real import (
-    job_id_from,
-    only_run_dir,
-    wait_for_line,
-    wait_until_final,
-)
+from tests.integration.slurm.test_submit_real import job_id_from, only_run_dir, wait_for_line, wait_until_final
 from tests.integration.slurm.test_training_real import RESUME_ARGS, submit
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration, pytest.mark.slow]

@@ -139,8 +139,8 @@ def test_failing_script_fails_the_job_and_the_wait(project: Path, job_env: dict[
 
 
 def test_callable_result_is_fetched(project: Path, job_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from fulmen.launcher.api import submit
     from fulmen.jobs.spec import JobSpec
+    from fulmen.launcher.api import submit
 
     monkeypatch.chdir(project)
 

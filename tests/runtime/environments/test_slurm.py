@@ -8,11 +8,11 @@ import types
 import pytest
 
 from fulmen.errors import ClusterMismatchError
+from fulmen.jobs.ports import candidate_port
 from fulmen.runtime.cluster import detect_environment
 from fulmen.runtime.environments import SLURMEnvironment
 from fulmen.runtime.environments.slurm import rank_info_from_slurm
 from fulmen.runtime.ranks import RankInfo
-from fulmen.jobs.ports import candidate_port
 from tests.slurm.test_environment import BATCH_SHELL, STEP_TASK_RANK3
 
 

@@ -1,0 +1,50 @@
+"""A fit in which one rank hangs inside training_step (issue 16.6: the progress watchdog).
+
+``--hang-rank R --hang-at-step S``: rank R sleeps forever in the training_step after step S,
+on the first attempt only (``FULMEN_RESTART_COUNT`` 0), so a restart completes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import fulmen as pl
+
+
+class Net(pl.LightningModule):
+    def __init__(self, hang_rank: int, hang_at_step: int) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+        self.hang_rank, self.hang_at_step = hang_rank, hang_at_step
+
+    def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        first_attempt = os.environ.get("FULMEN_RESTART_COUNT", "0") == "0"
+        if first_attempt and self.global_rank == self.hang_rank and self.global_step == self.hang_at_step:
+            while True:
+                time.sleep(3600)  # HANG HERE
+        (x,) = batch
+        return self.layer(x).pow(2).mean()
+
+    def configure_optimizers(self):  # type: ignore[no-untyped-def]
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--hang-rank", type=int, default=-1)
+    parser.add_argument("--hang-at-step", type=int, default=2)
+    args = parser.parse_args()
+    data = DataLoader(TensorDataset(torch.randn(32, 4)), batch_size=4)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    trainer.fit(Net(args.hang_rank, args.hang_at_step), data)
+    print(f"rank {trainer.global_rank} finished at step {trainer.global_step}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
