@@ -24,6 +24,7 @@ from fulmen.jobs.spec import (
     parse_memory_mb,
     parse_volume,
 )
+from fulmen.launcher.sweep_cli import add_sweep_options, space_from_args
 
 LAUNCH_EXAMPLES = """\
 examples:
@@ -111,6 +112,7 @@ def build_launch_parser(prog: str = "launch") -> argparse.ArgumentParser:
     _add_run_options(parser.add_argument_group("the run"))
     _add_slurm_options(parser.add_argument_group("SLURM (--cluster slurm)"))
     _add_kubernetes_options(parser.add_argument_group("Kubernetes (--cluster k8s)"))
+    add_sweep_options(parser.add_argument_group("sweeps (many runs over option values)"))
     parser.add_argument("-m", dest="module", metavar="MODULE", help="run a module (like python -m) instead of a script")
     parser.add_argument("entry", nargs="?", help="the script to run (or the first module argument with -m)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
@@ -178,6 +180,12 @@ def _add_kubernetes_options(k8s: argparse._ArgumentGroup) -> None:
 
 def parse_launch_args(argv: Sequence[str], prog: str = "launch") -> tuple[JobSpec, bool, bool]:
     """argv -> (JobSpec, dry_run, wait). Raises LaunchError / SystemExit(2) on bad input."""
+    ns, spec = parse_launch_namespace(argv, prog)
+    return spec, ns.dry_run, ns.wait
+
+
+def parse_launch_namespace(argv: Sequence[str], prog: str = "launch") -> tuple[argparse.Namespace, JobSpec]:
+    """argv -> (the parsed options, JobSpec): the options hold what is not part of a job (sweeps)."""
     argv = list(argv)
     module_args: list[str] | None = None
     # Like python: everything after `-m MODULE` belongs to the module, options included.
@@ -236,7 +244,7 @@ def parse_launch_args(argv: Sequence[str], prog: str = "launch") -> tuple[JobSpe
         ),
         force=ns.force,
     )
-    return spec, ns.dry_run, ns.wait
+    return ns, spec
 
 
 def _rendezvous_address(ns: argparse.Namespace) -> tuple[str | None, int | None]:
@@ -275,10 +283,15 @@ def _key_values(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
 
 def run_launch(argv: Sequence[str], prog: str = "launch") -> int:
     """``launch ARGV``: parse, then hand the JobSpec to its backend."""
-    spec, dry_run, wait = parse_launch_args(argv, prog)
+    ns, spec = parse_launch_namespace(argv, prog)
+    space = space_from_args(ns)
+    if space is not None:
+        from fulmen.launcher.sweep_run import run_sweep
+
+        return run_sweep(spec, space, parallel=ns.parallel or 1, dry_run=ns.dry_run)
     from fulmen.launcher.backends import launch
 
-    return launch(spec, dry_run=dry_run, wait=wait)
+    return launch(spec, dry_run=ns.dry_run, wait=ns.wait)
 
 
 def _job_commands() -> Any:
@@ -304,6 +317,12 @@ def build_main_parser() -> argparse.ArgumentParser:
     cancel = sub.add_parser("cancel", help="cancel a job")
     cancel.add_argument("job", nargs="?", help="job id, run name or run directory (default: the latest here)")
     listing = sub.add_parser("list", help="list the jobs launched under this folder")
+    sweep = sub.add_parser("sweep", help="look at a sweep's trials (launch --sweep ...)")
+    sweep_sub = sweep.add_subparsers(dest="sweep_command", required=True, metavar="SWEEP_COMMAND")
+    sweep_results = sweep_sub.add_parser("results", help="the trials ranked by a metric (default: the latest sweep here)")
+    sweep_results.add_argument("sweep", nargs="?", help="the sweep dir (fulmen_runs/<name>-sweep-<id>)")
+    sweep_results.add_argument("--sort", metavar="METRIC", help="rank by this metric (default: ModelCheckpoint's monitor)")
+    sweep_results.add_argument("--json", action="store_true", help="print JSON: one object per trial")
     for command in (status, logs, cancel, listing):
         command.add_argument("--all", dest="all_jobs", action="store_true",
                              help="every recorded job, not only those launched under the current folder")
@@ -316,6 +335,10 @@ def run_main(argv: Sequence[str]) -> int:
     if argv and argv[0] == "launch":
         return run_launch(argv[1:], prog="fulmen launch")
     ns = build_main_parser().parse_args(argv)
+    if ns.command == "sweep":
+        from fulmen.launcher.sweep_cli import results
+
+        return results(ns.sweep, sort=ns.sort, as_json=ns.json)
     commands = _job_commands()
     if ns.command == "status":
         return int(commands.status(ns.job, all_jobs=ns.all_jobs))
