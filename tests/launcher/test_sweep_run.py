@@ -1,0 +1,73 @@
+"""The sweep driver's pure parts: a trial's spec, the sweep dir, the space a resumed sweep runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fulmen.errors import LaunchError
+from fulmen.jobs.spec import JobSpec
+from fulmen.launcher.sweep_run import pin_space, read_sweep, run_sweep, sweep_dir_for, trial_spec, write_sweep
+from fulmen.sweep import TRIAL_VARIABLE
+from fulmen.sweep.space import SweepSpace, parse_sweep_option
+
+SPEC = JobSpec(entry="train.py", args=("--lr", "9", "--epochs", "2"), env=(("A", "1"),), nproc_per_node=2)
+
+
+def test_a_trial_is_the_users_launch_in_its_own_run_dir_with_its_values(tmp_path: Path) -> None:
+    trial = SweepSpace((parse_sweep_option("lr=0.1,0.01"),)).generate()[1]
+    one = trial_spec(SPEC, trial, tmp_path)
+    assert one.run_dir == str(tmp_path / "trial_0001")
+    assert one.args == ("--epochs", "2", "--lr", "0.01")
+    assert one.nproc_per_node == 2
+    env = dict(one.env)
+    assert env["A"] == "1"
+    assert json.loads(env[TRIAL_VARIABLE]) == {"sweep_dir": str(tmp_path), "index": 1, "values": {"lr": 0.01}}
+
+
+def test_a_new_sweep_dir_is_named_after_the_job_and_run_dir_resumes_one(tmp_path: Path) -> None:
+    fresh = sweep_dir_for(JobSpec(entry="train.py", run_root=str(tmp_path)))
+    assert fresh.parent == tmp_path.resolve() and fresh.name.startswith("train-sweep-")
+    assert sweep_dir_for(JobSpec(entry="train.py", run_dir=str(tmp_path / "s"))) == (tmp_path / "s").resolve()
+
+
+def test_an_unseeded_random_sweep_keeps_its_seed_so_a_resume_regenerates_the_same_trials(tmp_path: Path) -> None:
+    space = SweepSpace((parse_sweep_option("lr=range(1, 100, 100)"),), "random", trials=5)
+    pinned = pin_space(space, tmp_path)
+    assert pinned.seed is not None
+    write_sweep(tmp_path, SPEC, pinned, pinned.generate())
+    resumed = pin_space(space, tmp_path)  # the same command, no --sweep-seed
+    assert [t.texts for t in resumed.generate()] == [t.texts for t in pinned.generate()]
+    assert read_sweep(tmp_path)["trials"][0]["dir"] == "trial_0000"  # type: ignore[index]
+
+
+def test_resuming_with_another_space_or_a_single_runs_dir_is_refused(tmp_path: Path) -> None:
+    space = SweepSpace((parse_sweep_option("lr=0.1,0.01"),))
+    write_sweep(tmp_path, SPEC, space, space.generate())
+    with pytest.raises(LaunchError, match="same --sweep options"):
+        pin_space(SweepSpace((parse_sweep_option("lr=0.1,0.02"),)), tmp_path)
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "spec.json").write_text("{}")
+    with pytest.raises(LaunchError, match="not a sweep"):
+        pin_space(space, single)
+
+
+def test_parallel_zero_and_other_clusters_are_refused(tmp_path: Path) -> None:
+    space = SweepSpace((parse_sweep_option("lr=0.1"),))
+    with pytest.raises(LaunchError, match="--parallel must be >= 1"):
+        run_sweep(SPEC, space, parallel=0)
+    with pytest.raises(LaunchError, match="--cluster slurm sweeps"):
+        run_sweep(JobSpec(entry="train.py", cluster="slurm"), space)
+
+
+def test_dry_run_lists_the_trials_to_run_and_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = JobSpec(entry="train.py", run_root=str(tmp_path / "runs"))
+    space = SweepSpace((parse_sweep_option("lr=0.1,0.01"), parse_sweep_option("hidden=8")))
+    assert run_sweep(spec, space, parallel=2, dry_run=True) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "2 trial(s), 2 to run, 2 at a time" in out[0]
+    assert out[1:] == ["  trial_0000: --lr 0.1 --hidden 8", "  trial_0001: --lr 0.01 --hidden 8"]
+    assert not (tmp_path / "runs").exists()
