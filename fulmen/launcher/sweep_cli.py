@@ -14,8 +14,19 @@ from typing import Any
 
 from fulmen.errors import LaunchError
 from fulmen.jobs.run_result import read_result
-from fulmen.launcher.sweep_run import SWEEP_FILE, read_sweep, read_trial_state, trial_dir
-from fulmen.sweep.space import MODES, Parameter, SweepSpace, parse_sweep_option, space_from_file_data
+from fulmen.launcher.sweep_run import (
+    SWEEP_FILE,
+    read_sweep,
+    read_trial_state,
+    trial_dir,
+)
+from fulmen.sweep.space import (
+    MODES,
+    Parameter,
+    SweepSpace,
+    parse_sweep_option,
+    space_from_file_data,
+)
 
 
 def add_sweep_options(group: argparse._ArgumentGroup) -> None:

@@ -9,7 +9,14 @@ import pytest
 
 from fulmen.errors import LaunchError
 from fulmen.jobs.spec import JobSpec
-from fulmen.launcher.sweep_run import pin_space, read_sweep, run_sweep, sweep_dir_for, trial_spec, write_sweep
+from fulmen.launcher.sweep_run import (
+    pin_space,
+    read_sweep,
+    run_sweep,
+    sweep_dir_for,
+    trial_spec,
+    write_sweep,
+)
 from fulmen.sweep import TRIAL_VARIABLE
 from fulmen.sweep.space import SweepSpace, parse_sweep_option
 

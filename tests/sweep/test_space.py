@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from fulmen.errors import LaunchError
-from fulmen.sweep.space import SweepSpace, parse_sweep_option, space_from_file_data, typed_value
+from fulmen.sweep.space import (
+    SweepSpace,
+    parse_sweep_option,
+    space_from_file_data,
+    typed_value,
+)
 
 
 def test_a_list_keeps_each_value_as_written_and_types_it_for_the_json() -> None:
