@@ -117,10 +117,25 @@ def read_trial_state(sweep_dir: Path, index: int) -> dict[str, Any] | None:
         return None
 
 
-def write_trial_state(sweep_dir: Path, trial: Trial, state: str, exit_code: int | None = None) -> None:
+def trial_state(sweep_dir: Path, index: int) -> str:
+    """PENDING before the trial ran, else its state: COMPLETED / FAILED / RUNNING locally; for a
+    SLURM array element still queued or running, the scheduler's word (asked now)."""
+    state = read_trial_state(sweep_dir, index)
+    if state is None:
+        return "PENDING"
+    if state.get("job_id") and state.get("state") not in (COMPLETED, FAILED):
+        from fulmen.launcher.sweep_slurm import refresh_trial_state
+
+        return refresh_trial_state(sweep_dir, state)
+    return str(state.get("state"))
+
+
+def write_trial_state(sweep_dir: Path, trial: Trial, state: str, exit_code: int | None = None,
+                      job_id: str | None = None) -> None:
+    """Write trial ``trial``'s ``trial.json`` (values, state, exit code; a SLURM element's job id)."""
     folder = trial_dir(sweep_dir, trial.index)
     folder.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
-    data = {"index": trial.index, "values": trial.values, "state": state, "exit_code": exit_code}
+    data = {"index": trial.index, "values": trial.values, "state": state, "exit_code": exit_code, "job_id": job_id}
     write_private(folder / TRIAL_FILE, json.dumps(data, indent=2) + "\n")
 
 
@@ -132,23 +147,29 @@ class _Running:
     started: float
 
 
-def run_sweep(spec: JobSpec, space: SweepSpace, *, parallel: int = 1, dry_run: bool = False) -> int:
+def run_sweep(spec: JobSpec, space: SweepSpace, *, parallel: int = 1, dry_run: bool = False,
+              wait: bool = False) -> int:
     """``launch --sweep ...``: run every trial not COMPLETED yet, ``parallel`` at a time; the exit code.
 
-    0 when every trial completed; otherwise the exit code of the first failed trial (each
-    failure is named with the tail of its console as it happens, and again at the end).
+    Locally: 0 when every trial completed; otherwise the exit code of the first failed trial
+    (each failure is named with the tail of its console as it happens, and again at the end).
+    On SLURM: one job array; 0 once submitted, or with ``wait`` the same answer as locally.
     """
     if parallel < 1:
         raise LaunchError(f"--parallel must be >= 1 (trials at a time), got {parallel}.\nHINT: --parallel 2")
-    if spec.cluster != "local":
+    if spec.cluster not in ("local", "slurm"):
         raise LaunchError(
-            f"--sweep runs on --cluster local so far; --cluster {spec.cluster} sweeps (a SLURM job array) "
-            "are not built yet.\nHINT: run the sweep with --cluster local, or launch each trial yourself."
+            f"--sweep runs on --cluster local or slurm; --cluster {spec.cluster} sweeps are not built yet.\n"
+            "HINT: run the sweep with --cluster local or slurm, or launch each trial yourself."
         )
     sweep_dir = sweep_dir_for(spec)
     space = pin_space(space, sweep_dir)
     trials = space.generate()
-    todo = [t for t in trials if (read_trial_state(sweep_dir, t.index) or {}).get("state") != COMPLETED]
+    todo = [t for t in trials if trial_state(sweep_dir, t.index) != COMPLETED]
+    if spec.cluster == "slurm":
+        from fulmen.launcher.sweep_slurm import run_array
+
+        return run_array(spec, sweep_dir, space, trials, todo, parallel=parallel, dry_run=dry_run, wait=wait)
     if dry_run:
         print(f"sweep {sweep_dir}: {len(trials)} trial(s), {len(todo)} to run, {parallel} at a time")
         for trial in todo:
@@ -158,7 +179,7 @@ def run_sweep(spec: JobSpec, space: SweepSpace, *, parallel: int = 1, dry_run: b
     print(f"fulmen: sweep {sweep_dir}: {len(trials)} trial(s), {len(trials) - len(todo)} completed earlier, "
           f"running {len(todo)}, {parallel} at a time", flush=True)
     failed = _run_local_trials(spec, sweep_dir, todo, parallel)
-    return _report(sweep_dir, trials, failed)
+    return report(sweep_dir, trials, failed)
 
 
 def _run_local_trials(spec: JobSpec, sweep_dir: Path, todo: list[Trial], parallel: int) -> list[tuple[Trial, int]]:
@@ -214,7 +235,7 @@ def _finish_trial(sweep_dir: Path, item: _Running) -> int:
     return code
 
 
-def _report(sweep_dir: Path, trials: list[Trial], failed: list[tuple[Trial, int]]) -> int:
+def report(sweep_dir: Path, trials: list[Trial], failed: list[tuple[Trial, int]]) -> int:
     if not failed:
         print(f"fulmen: sweep {sweep_dir}: all {len(trials)} trial(s) COMPLETED; "
               f"`fulmen sweep results {sweep_dir}` ranks them", flush=True)
