@@ -22,7 +22,7 @@ from fulmen.jobs.records import new_record, write_record
 from fulmen.jobs.rundir import prepare_run_dir, private_files
 from fulmen.jobs.snapshot import snapshot_code
 from fulmen.jobs.spec import JobSpec
-from fulmen.slurm import validation
+from fulmen.slurm import commands, validation
 from fulmen.slurm.rank_entry import ScriptTask
 from fulmen.slurm.sbatch import executor_parameters, submitit_command, submitit_folder
 from fulmen.slurm.submit import task_environment
@@ -72,6 +72,7 @@ def submit_array(request: ArrayRequest) -> list[str]:
         raise MissingExtraError("submitit", "slurm", "Submitting to SLURM") from exc
     base = request.spec
     validation.check_against_cluster(base)
+    check_array_size(len(request.specs), commands.max_array_size())
     snapshot = snapshot_code(base.entry, request.folder, entry_is_module=base.entry_is_module)
     tasks = [_element_task(spec, request.folder, snapshot.entry) for spec in request.specs]
     executor = submitit.SlurmExecutor(folder=submitit_folder(request.folder), max_num_timeout=base.slurm.max_requeues)
@@ -86,6 +87,16 @@ def submit_array(request: ArrayRequest) -> list[str]:
         write_record(new_record(job_id, "slurm", Path(spec.run_dir or ""), spec.job_name, spec.to_record(),
                                 submitit_folder=str(submitit_folder(request.folder)), num_tasks=spec.world_size))
     return ids
+
+
+def check_array_size(count: int, max_size: int | None) -> None:
+    """Refuse, before anything is created, an array longer than the controller's ``MaxArraySize``."""
+    if max_size is not None and count > max_size:
+        raise LaunchError(
+            f"The sweep needs a job array of {count} elements, but this cluster's MaxArraySize is {max_size} "
+            f"(indices 0-{max_size - 1}).\nHINT: run at most {max_size} trials per sweep (--trials {max_size} keeps "
+            "the grid's first ones), or ask the cluster's admins to raise MaxArraySize."
+        )
 
 
 def _element_task(spec: JobSpec, folder: Path, entry: str) -> ScriptTask:

@@ -9,7 +9,7 @@ import pytest
 
 from fulmen.errors import LaunchError
 from fulmen.jobs.spec import JobSpec, SlurmOptions
-from fulmen.slurm.array import array_dryrun
+from fulmen.slurm.array import array_dryrun, check_array_size
 
 pytest.importorskip("submitit")
 
@@ -39,3 +39,11 @@ def test_parallel_above_the_count_is_capped_and_one_run_is_a_plain_job(tmp_path:
 def test_an_empty_array_is_refused(tmp_path: Path) -> None:
     with pytest.raises(LaunchError, match="at least one run"):
         array_dryrun([], tmp_path, 2)
+
+
+def test_more_elements_than_max_array_size_are_refused_before_submitting() -> None:
+    check_array_size(1001, 1001)
+    check_array_size(5000, None)  # unknown: sbatch itself answers
+    with pytest.raises(LaunchError, match="MaxArraySize is 1001") as caught:
+        check_array_size(1002, 1001)
+    assert "HINT" in str(caught.value)
