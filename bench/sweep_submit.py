@@ -34,14 +34,14 @@ def main() -> None:
         proc = subprocess.run(
             [sys.executable, "-m", "fulmen.launcher", "launch", "--cluster", "slurm", "--sweep",
              f"i=range(0, {args.trials - 1}, {args.trials})", "--parallel", "1", "train.py"],
-            cwd=work, env=env, capture_output=True, text=True, timeout=120,
+            check=False, cwd=work, env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         launch_s = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"launch failed ({proc.returncode}):\n{proc.stderr}")
         (sweep_dir,) = (work / "fulmen_runs").iterdir()
         ids = {json.loads(p.read_text())["job_id"].split("_")[0] for p in sweep_dir.glob("trial_*/trial.json")}
-        array_id = sorted(ids)[0]
+        array_id = min(ids)
         try:
             while True:
                 listed = subprocess.run(["squeue", "-h", "-r", "-j", array_id, "-o", "%i"],
