@@ -10,9 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from fulmen.slurm import commands
 from tests.integration.slurm.conftest import fulmen_cli
+from tests.integration.slurm.test_submit_real import wait_for_line, wait_until_final
+from tests.integration.slurm.test_training_real import (  # noqa: F401  (reference_weights is a fixture)
+    RESUME_ARGS,
+    all_rank0_text,
+    assert_bit_equal,
+    load_weights,
+    reference_weights,
+)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "local" / "scripts" / "sweep_fit.py"
+TINY = Path(__file__).with_name("train_tiny.py")
 pytestmark = [pytest.mark.slurm, pytest.mark.integration, pytest.mark.slow]
 
 
@@ -59,3 +69,27 @@ def test_a_four_trial_sweep_is_one_array_two_at_a_time_and_a_resume_reruns_only_
     assert all(t["global_step"] == 4 and "val_loss" in t["metrics"] for t in trials)
     assert sorted(json.dumps(t["values"]) for t in trials) == sorted(
         json.dumps({"lr": lr, "hidden": h}) for lr in (0.1, 0.01) for h in (2, 3))
+
+
+@pytest.mark.timeout(600)
+def test_usr2_to_one_element_requeues_only_it_and_it_ends_bit_equal(
+    project: Path, job_env: dict[str, str], reference_weights: dict  # noqa: F811  (the imported fixture)
+) -> None:
+    shutil.copy(TINY, project / "train_tiny.py")
+    launch = ["launch", "--cluster", "slurm", "--nodes", "2", "--nproc-per-node", "1", "--parallel", "2",
+              "--sweep", "step-sleep=0.3,0.05", "train_tiny.py", *RESUME_ARGS]
+    proc = fulmen_cli(launch, job_env, project)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (sweep_dir,) = (project / "fulmen_runs").iterdir()
+    ids = [json.loads((sweep_dir / f"trial_{i:04d}" / "trial.json").read_text())["job_id"] for i in (0, 1)]
+    slow = sweep_dir / "trial_0000"
+    wait_for_line(slow / "logs" / "rank_0.log", r"^STEP 8 at", 180)
+    commands.cancel(ids[0], signal="USR2")
+    for job_id in ids:
+        assert wait_until_final(job_id, 400).state == "COMPLETED"
+    assert [commands.job_state(job_id).restarts for job_id in ids] == [1, 0]  # only the signalled element
+    texts = all_rank0_text(slow)
+    assert len(texts) == 2 and "DONE global_step=48" in texts[-1]
+    assert_bit_equal(load_weights(slow), reference_weights)
+    assert_bit_equal(load_weights(sweep_dir / "trial_0001"), reference_weights)
+    assert len(all_rank0_text(sweep_dir / "trial_0001")) == 1
