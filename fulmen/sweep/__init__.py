@@ -7,6 +7,7 @@ part (the space, its trials, what a trial's script sees); the launcher runs them
 """
 
 from fulmen.sweep.space import Parameter, SweepSpace, Trial, parse_sweep_option
+from fulmen.sweep.test_tube import HyperOptArgumentParser
 from fulmen.sweep.trial import TRIAL_VARIABLE, current_trial, trial_info
 
-__all__ = ["TRIAL_VARIABLE", "Parameter", "SweepSpace", "Trial", "current_trial", "parse_sweep_option", "trial_info"]
+__all__ = ["TRIAL_VARIABLE", "HyperOptArgumentParser", "Parameter", "SweepSpace", "Trial", "current_trial", "parse_sweep_option", "trial_info"]

@@ -16,9 +16,9 @@ or as a ``--sweep-file`` (YAML)::
       lr: [0.1, 0.01]
       hidden: range(8, 32, 4)
 
-``grid`` is every combination, the first parameter varying slowest. ``random`` draws each
-parameter's value uniformly from its list, independently per trial, from ``random.Random(seed)``,
-so the same seed gives the same trials on every machine.
+``grid`` is every combination, the first parameter varying slowest. ``random`` draws distinct
+combinations from ``random.Random(seed)`` exactly as test_tube's ``random_search`` does
+(``random_trials``), so the same seed gives the same trials on every machine, and test_tube's.
 """
 
 from __future__ import annotations
@@ -112,9 +112,8 @@ class SweepSpace:
             combos = itertools.product(*(parameter.texts for parameter in self.parameters))
             chosen = list(itertools.islice(combos, self.trials))
         else:
-            rng = random.Random(self.seed)
-            count = self.trials or 0
-            chosen = [tuple(rng.choice(parameter.texts) for parameter in self.parameters) for _ in range(count)]
+            lists = [list(parameter.texts) for parameter in self.parameters]
+            chosen = [tuple(combo) for combo in random_trials(lists, self.trials or 0, random.Random(self.seed))]
         return [Trial(index, tuple(zip(names, combo))) for index, combo in enumerate(chosen)]
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,6 +130,25 @@ class SweepSpace:
     def from_dict(cls, data: Mapping[str, Any]) -> SweepSpace:
         parameters = tuple(Parameter(item["name"], tuple(item["values"])) for item in data["parameters"])
         return cls(parameters, data.get("mode", "grid"), data.get("trials"), data.get("seed"))
+
+
+def random_trials(lists: list[list[Any]], count: int, rng: random.Random | Any) -> list[list[Any]]:
+    """``count`` distinct random combinations (fewer when the space has fewer): test_tube's
+    ``random_search``, draw for draw (each list shuffled in place, then one ``rng.sample`` per
+    parameter until enough distinct combinations), so the same seed gives test_tube's trials.
+    ``rng`` is a ``random.Random`` or the ``random`` module itself (test_tube's global state)."""
+    possible = math.prod(len(values) for values in lists)
+    for values in lists:
+        rng.shuffle(values)
+    seen: set[str] = set()
+    chosen: list[list[Any]] = []
+    while len(chosen) < min(possible, count):
+        combo = [rng.sample(values, 1)[0] for values in lists]
+        key = json.dumps(combo, default=str)
+        if key not in seen:
+            seen.add(key)
+            chosen.append(combo)
+    return chosen
 
 
 def parse_sweep_option(text: str) -> Parameter:

@@ -104,3 +104,10 @@ def test_impossible_spaces_are_refused() -> None:
 
 def test_typed_value() -> None:
     assert [typed_value(t) for t in ("8", "-1", "0.5", "1e-3", "True", "adam")] == [8, -1, 0.5, 0.001, True, "adam"]
+
+
+def test_random_draws_are_distinct_and_never_more_than_the_space_holds() -> None:
+    parameters = (parse_sweep_option("lr=0.1,0.01"), parse_sweep_option("hidden=8,16,32"))
+    trials = SweepSpace(parameters, "random", trials=50, seed=0).generate()
+    assert len(trials) == 6
+    assert len({t.texts for t in trials}) == 6
