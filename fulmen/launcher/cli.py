@@ -323,6 +323,11 @@ def build_main_parser() -> argparse.ArgumentParser:
     sweep_results.add_argument("sweep", nargs="?", help="the sweep dir (fulmen_runs/<name>-sweep-<id>)")
     sweep_results.add_argument("--sort", metavar="METRIC", help="rank by this metric (default: ModelCheckpoint's monitor)")
     sweep_results.add_argument("--json", action="store_true", help="print JSON: one object per trial")
+    sweep_status = sweep_sub.add_parser("status", help="each trial's values, state, step, metric and job")
+    sweep_status.add_argument("sweep", nargs="?", help="the sweep dir (default: the latest sweep here)")
+    sweep_cancel = sweep_sub.add_parser("cancel", help="cancel the trials still queued or running (SLURM)")
+    sweep_cancel.add_argument("sweep", nargs="?", help="the sweep dir (default: the latest sweep here)")
+    sweep_cancel.add_argument("--trial", type=int, metavar="N", help="only trial N")
     for command in (status, logs, cancel, listing):
         command.add_argument("--all", dest="all_jobs", action="store_true",
                              help="every recorded job, not only those launched under the current folder")
@@ -336,9 +341,13 @@ def run_main(argv: Sequence[str]) -> int:
         return run_launch(argv[1:], prog="fulmen launch")
     ns = build_main_parser().parse_args(argv)
     if ns.command == "sweep":
-        from fulmen.launcher.sweep_cli import results
+        from fulmen.launcher import sweep_cli
 
-        return results(ns.sweep, sort=ns.sort, as_json=ns.json)
+        if ns.sweep_command == "cancel":
+            return sweep_cli.cancel(ns.sweep, trial=ns.trial)
+        if ns.sweep_command == "status":
+            return sweep_cli.results(ns.sweep, by_trial=True)
+        return sweep_cli.results(ns.sweep, sort=ns.sort, as_json=ns.json)
     commands = _job_commands()
     if ns.command == "status":
         return int(commands.status(ns.job, all_jobs=ns.all_jobs))

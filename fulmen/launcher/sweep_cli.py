@@ -9,16 +9,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 from fulmen.errors import LaunchError
 from fulmen.jobs.run_result import read_result
 from fulmen.launcher.sweep_run import (
+    COMPLETED,
+    FAILED,
     SWEEP_FILE,
     read_sweep,
     read_trial_state,
     trial_dir,
+    trial_state,
 )
 from fulmen.sweep.space import (
     MODES,
@@ -94,12 +98,14 @@ def trial_rows(sweep_dir: Path) -> list[dict[str, Any]]:
                           "HINT: fulmen sweep results fulmen_runs/<name>-sweep-<id>")
     rows = []
     for trial in sweep["trials"]:
+        live = trial_state(sweep_dir, trial["index"])  # asks SLURM for an element not over yet
         state = read_trial_state(sweep_dir, trial["index"]) or {}
         result = read_result(trial_dir(sweep_dir, trial["index"])) or {}
         rows.append({
             "trial": trial["index"],
             "values": trial["values"],
-            "state": state.get("state", "PENDING"),
+            "state": live,
+            "job_id": state.get("job_id"),
             "exit_code": state.get("exit_code"),
             "run_dir": str(trial_dir(sweep_dir, trial["index"])),
             "global_step": result.get("global_step"),
@@ -129,19 +135,32 @@ def sort_rows(rows: list[dict[str, Any]], metric: str | None) -> tuple[list[dict
     return sorted(rows, key=key), metric
 
 
-def results(sweep: str | None, *, sort: str | None = None, as_json: bool = False, run_root: str = "fulmen_runs") -> int:
-    """``fulmen sweep results [SWEEP] [--sort METRIC] [--json]``: the trials, ranked."""
-    sweep_dir = (Path(sweep) if sweep else latest_sweep(Path(run_root))).resolve()
+def find_sweep(sweep: str | None, run_root: str = "fulmen_runs") -> Path:
+    """The sweep dir given, or the latest under ``run_root`` (said on stderr, so it is never a guess)."""
+    if sweep:
+        return Path(sweep).resolve()
+    found = latest_sweep(Path(run_root)).resolve()
+    print(f"fulmen: the latest sweep here: {found}", file=sys.stderr)
+    return found
+
+
+def results(sweep: str | None, *, sort: str | None = None, as_json: bool = False, run_root: str = "fulmen_runs",
+            by_trial: bool = False) -> int:
+    """``fulmen sweep results [SWEEP] [--sort METRIC] [--json]``: the trials, ranked (``by_trial``:
+    in trial order, as ``fulmen sweep status`` shows them)."""
+    sweep_dir = find_sweep(sweep, run_root)
     rows, metric = sort_rows(trial_rows(sweep_dir), sort)
+    if by_trial:
+        rows.sort(key=lambda row: row["trial"])
     if as_json:
         print(json.dumps({"sweep_dir": str(sweep_dir), "sort": metric, "trials": rows}, indent=2))
         return 0
     print(f"sweep {sweep_dir}" + (f" (ranked by {metric})" if metric else ""))
     names = list(rows[0]["values"]) if rows else []
-    header = ["trial", *names, "state", "step", *([metric] if metric else [])]
+    header = ["trial", *names, "state", "step", *([metric] if metric else []), "job"]
     table = [header] + [
         [str(row["trial"]), *(str(row["values"][n]) for n in names), row["state"], _text(row["global_step"]),
-         *([_text(row["metrics"].get(metric))] if metric else [])]
+         *([_text(row["metrics"].get(metric))] if metric else []), row["job_id"] or "-"]
         for row in rows
     ]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
@@ -154,3 +173,24 @@ def _text(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def cancel(sweep: str | None, *, trial: int | None = None, run_root: str = "fulmen_runs") -> int:
+    """``fulmen sweep cancel [SWEEP] [--trial N]``: cancel every trial not over yet, or trial N."""
+    from fulmen.jobs.records import read_record
+    from fulmen.launcher.backends import backend_for
+
+    sweep_dir = find_sweep(sweep, run_root)
+    rows = trial_rows(sweep_dir)
+    if trial is not None:
+        rows = [row for row in rows if row["trial"] == trial]
+        if not rows:
+            raise LaunchError(f"{sweep_dir} has no trial {trial}.\nHINT: `fulmen sweep status {sweep_dir}` lists them.")
+    live = [row for row in rows if row["job_id"] and row["state"] not in (COMPLETED, FAILED)]
+    for row in live:
+        record = read_record(Path(row["run_dir"]))
+        backend_for(record.backend).cancel(record)
+        print(f"fulmen: cancelled trial {row['trial']} (job {row['job_id']})")
+    if not live:
+        print(f"fulmen: nothing to cancel in {sweep_dir}: no trial is queued or running")
+    return 0

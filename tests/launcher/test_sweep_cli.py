@@ -11,7 +11,13 @@ from fulmen.errors import LaunchError
 from fulmen.jobs.run_result import write_result
 from fulmen.jobs.spec import JobSpec
 from fulmen.launcher.cli import main, parse_launch_namespace
-from fulmen.launcher.sweep_cli import latest_sweep, results, space_from_args, trial_rows
+from fulmen.launcher.sweep_cli import (
+    cancel,
+    latest_sweep,
+    results,
+    space_from_args,
+    trial_rows,
+)
 from fulmen.launcher.sweep_run import COMPLETED, FAILED, write_sweep, write_trial_state
 from fulmen.sweep.space import SweepSpace, parse_sweep_option
 
@@ -92,9 +98,20 @@ def test_results_table_defaults_to_the_latest_sweep_here(tmp_path: Path, capsys:
     assert main(["sweep", "results"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "ranked by val_acc" in lines[0]
-    assert lines[1].split() == ["trial", "lr", "state", "step", "val_acc"]
-    assert lines[2].split() == ["1", "0.01", "COMPLETED", "10", "0.9"]
-    assert lines[4].split() == ["2", "1", "FAILED", "-", "-"]
+    assert lines[1].split() == ["trial", "lr", "state", "step", "val_acc", "job"]
+    assert lines[2].split() == ["1", "0.01", "COMPLETED", "10", "0.9", "-"]
+    assert lines[4].split() == ["2", "1", "FAILED", "-", "-", "-"]
+    assert main(["sweep", "status"]) == 0  # the same table in trial order
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]] == ["0", "1", "2"]
+
+
+def test_cancel_names_a_missing_trial_and_says_when_nothing_runs(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    sweep_dir = _sweep_dir(tmp_path)
+    with pytest.raises(LaunchError, match="has no trial 7"):
+        cancel(str(sweep_dir), trial=7)
+    assert cancel(str(sweep_dir)) == 0
+    assert "nothing to cancel" in capsys.readouterr().out
 
 
 def test_results_without_a_sweep_say_where_they_looked(tmp_path: Path) -> None:

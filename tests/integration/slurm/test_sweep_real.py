@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -93,3 +94,24 @@ def test_usr2_to_one_element_requeues_only_it_and_it_ends_bit_equal(
     assert_bit_equal(load_weights(slow), reference_weights)
     assert_bit_equal(load_weights(sweep_dir / "trial_0001"), reference_weights)
     assert len(all_rank0_text(sweep_dir / "trial_0001")) == 1
+
+
+def test_sweep_cancel_one_trial_then_the_rest(project: Path, job_env: dict[str, str]) -> None:
+    (project / "sleepy.py").write_text("import time, sys; time.sleep(120)\n")
+    launch = ["launch", "--cluster", "slurm", "--sweep", "n=1,2,3", "--parallel", "3", "sleepy.py"]
+    assert fulmen_cli(launch, job_env, project).returncode == 0
+    (sweep_dir,) = (project / "fulmen_runs").iterdir()
+    one = fulmen_cli(["sweep", "cancel", str(sweep_dir), "--trial", "1"], job_env, project)
+    assert one.returncode == 0 and "cancelled trial 1" in one.stdout, one.stdout + one.stderr
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = [row["state"] for row in json.loads(fulmen_cli(
+            ["sweep", "results", str(sweep_dir), "--json"], job_env, project).stdout)["trials"]]
+        if states[1] == "FAILED":
+            break
+        time.sleep(1)
+    assert states[1] == "FAILED" and states[0] not in ("FAILED", "COMPLETED") and states[2] not in ("FAILED", "COMPLETED")
+    trial_1 = json.loads((sweep_dir / "trial_0001" / "trial.json").read_text())
+    assert trial_1["slurm_state"] == "CANCELLED"
+    rest = fulmen_cli(["sweep", "cancel", str(sweep_dir)], job_env, project)
+    assert rest.stdout.count("cancelled trial") == 2, rest.stdout + rest.stderr
