@@ -22,6 +22,7 @@ from fulmen.runtime.results import (
 )
 from fulmen.runtime.stages import RunningStage
 from fulmen.runtime.training_progress import TrainingProgress
+from fulmen.sweep.trial import current_trial
 
 
 class MetricPublisher:
@@ -128,6 +129,9 @@ class MetricPublisher:
             params = dict(module.hparams_initial)
         elif from_dm:
             params = dict(datamodule.hparams_initial)
+        trial = current_trial()  # a sweep's trial: its values reach TensorBoard's HParams tab too
+        if trial:
+            params = {**trial, **(params or {})}
         for logger in self.loggers:
             if params is not None:
                 logger.log_hyperparams(params)
