@@ -288,7 +288,8 @@ def run_launch(argv: Sequence[str], prog: str = "launch") -> int:
     if space is not None:
         from fulmen.launcher.sweep_run import run_sweep
 
-        return run_sweep(spec, space, parallel=ns.parallel or 1, dry_run=ns.dry_run, wait=ns.wait)
+        return run_sweep(spec, space, parallel=ns.parallel or 1, dry_run=ns.dry_run, wait=ns.wait,
+                         gpus_per_trial=ns.gpus_per_trial)
     from fulmen.launcher.backends import launch
 
     return launch(spec, dry_run=ns.dry_run, wait=ns.wait)

@@ -43,12 +43,15 @@ def add_sweep_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--trials", type=int, metavar="N", help="grid: the first N combinations; random: N draws")
     group.add_argument("--sweep-seed", type=int, metavar="S", help="seed of the random draws (default: chosen, kept)")
     group.add_argument("--parallel", type=int, metavar="K", help="trials running at a time (default: 1)")
+    group.add_argument("--gpus-per-trial", type=int, metavar="G",
+                       help="local: split --gpus between concurrent trials, G each (CUDA_VISIBLE_DEVICES per trial)")
 
 
 def space_from_args(ns: argparse.Namespace) -> SweepSpace | None:
     """The sweep the options describe, or None when none was asked for (a plain launch)."""
     given = [flag for flag, value in (("--sweep-mode", ns.sweep_mode), ("--trials", ns.trials),
-                                      ("--sweep-seed", ns.sweep_seed), ("--parallel", ns.parallel)) if value is not None]
+                                      ("--sweep-seed", ns.sweep_seed), ("--parallel", ns.parallel),
+                                      ("--gpus-per-trial", ns.gpus_per_trial)) if value is not None]
     if not ns.sweep and not ns.sweep_file:
         if given:
             raise LaunchError(f"{', '.join(given)}: only for a sweep, but no --sweep or --sweep-file was given.\n"

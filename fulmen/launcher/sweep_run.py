@@ -38,6 +38,8 @@ TRIAL_FILE = "trial.json"
 CONSOLE_FILE = "console.log"
 COMPLETED, FAILED, RUNNING = "COMPLETED", "FAILED", "RUNNING"
 _POLL_SECONDS = 0.2
+#: What a local trial's launcher process runs (its JobSpec arrives on stdin).
+TRIAL_COMMAND = (sys.executable, "-c", "from fulmen.launcher.sweep_run import trial_main; trial_main()")
 
 
 def trial_dir(sweep_dir: Path, index: int) -> Path:
@@ -139,16 +141,50 @@ def write_trial_state(sweep_dir: Path, trial: Trial, state: str, exit_code: int 
     write_private(folder / TRIAL_FILE, json.dumps(data, indent=2) + "\n")
 
 
+def device_slots(total: int, per_trial: int, visible: str | None) -> list[tuple[str, ...]]:
+    """The GPU groups that concurrent local trials get: ``total // per_trial`` disjoint groups of
+    ``per_trial`` ids, taken from ``CUDA_VISIBLE_DEVICES`` when it is set (else ``0..total-1``)."""
+    ids = [part.strip() for part in visible.split(",") if part.strip()] if visible else [str(i) for i in range(total)]
+    if not 1 <= per_trial <= total:
+        raise LaunchError(f"--gpus-per-trial {per_trial} must be between 1 and --gpus {total}.\n"
+                          f"HINT: --gpus {total} --gpus-per-trial {max(1, total // 2)}")
+    if len(ids) < total:
+        raise LaunchError(f"--gpus {total} asks for {total} GPUs, but CUDA_VISIBLE_DEVICES={visible} lists {len(ids)}.\n"
+                          f"HINT: --gpus {len(ids)}, or widen CUDA_VISIBLE_DEVICES.")
+    return [tuple(ids[i * per_trial:(i + 1) * per_trial]) for i in range(total // per_trial)]
+
+
+def _gpu_plan(spec: JobSpec, gpus_per_trial: int | None, parallel: int) -> tuple[JobSpec, list[tuple[str, ...]] | None]:
+    """``--gpus G --gpus-per-trial g``: each trial runs ``--gpus g`` on its own group, never shared."""
+    if gpus_per_trial is None:
+        return spec, None
+    if spec.cluster != "local" or spec.gpus_per_node is None:
+        raise LaunchError(
+            "--gpus-per-trial splits this machine's --gpus between concurrent local trials"
+            + (f"; on --cluster {spec.cluster} each trial has its own allocation" if spec.cluster != "local" else
+               ", but no --gpus was given") + ".\nHINT: launch --gpus 8 --gpus-per-trial 2 --parallel 4 ... "
+            "(on SLURM: --gpus g per trial)."
+        )
+    slots = device_slots(spec.gpus_per_node, gpus_per_trial, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if parallel > len(slots):
+        raise LaunchError(
+            f"--parallel {parallel} trials of {gpus_per_trial} GPU(s) would need {parallel * gpus_per_trial} GPUs, "
+            f"but --gpus is {spec.gpus_per_node}.\nHINT: --parallel {len(slots)}"
+        )
+    return dataclasses.replace(spec, gpus_per_node=gpus_per_trial), slots
+
+
 @dataclasses.dataclass
 class _Running:
     trial: Trial
     process: subprocess.Popen[bytes]
     console: IO[bytes]
     started: float
+    devices: tuple[str, ...] | None = None
 
 
 def run_sweep(spec: JobSpec, space: SweepSpace, *, parallel: int = 1, dry_run: bool = False,
-              wait: bool = False) -> int:
+              wait: bool = False, gpus_per_trial: int | None = None) -> int:
     """``launch --sweep ...``: run every trial not COMPLETED yet, ``parallel`` at a time; the exit code.
 
     Locally: 0 when every trial completed; otherwise the exit code of the first failed trial
@@ -162,6 +198,7 @@ def run_sweep(spec: JobSpec, space: SweepSpace, *, parallel: int = 1, dry_run: b
             f"--sweep runs on --cluster local or slurm; --cluster {spec.cluster} sweeps are not built yet.\n"
             "HINT: run the sweep with --cluster local or slurm, or launch each trial yourself."
         )
+    spec, slots = _gpu_plan(spec, gpus_per_trial, parallel)
     sweep_dir = sweep_dir_for(spec)
     space = pin_space(space, sweep_dir)
     trials = space.generate()
@@ -171,27 +208,34 @@ def run_sweep(spec: JobSpec, space: SweepSpace, *, parallel: int = 1, dry_run: b
 
         return run_array(spec, sweep_dir, space, trials, todo, parallel=parallel, dry_run=dry_run, wait=wait)
     if dry_run:
-        print(f"sweep {sweep_dir}: {len(trials)} trial(s), {len(todo)} to run, {parallel} at a time")
+        print(f"sweep {sweep_dir}: {len(trials)} trial(s), {len(todo)} to run, {parallel} at a time"
+              + (f", GPU groups {' '.join(','.join(slot) for slot in slots)}" if slots else ""))
         for trial in todo:
             print(f"  {trial_dir(sweep_dir, trial.index).name}: {' '.join(trial_spec(spec, trial, sweep_dir).args)}")
         return 0
     write_sweep(sweep_dir, spec, space, trials)
     print(f"fulmen: sweep {sweep_dir}: {len(trials)} trial(s), {len(trials) - len(todo)} completed earlier, "
           f"running {len(todo)}, {parallel} at a time", flush=True)
-    failed = _run_local_trials(spec, sweep_dir, todo, parallel)
+    failed = _run_local_trials(spec, sweep_dir, todo, parallel, slots)
     return report(sweep_dir, trials, failed)
 
 
-def _run_local_trials(spec: JobSpec, sweep_dir: Path, todo: list[Trial], parallel: int) -> list[tuple[Trial, int]]:
-    """Run ``todo`` with at most ``parallel`` trial launchers alive; the failed trials and codes."""
+def _run_local_trials(spec: JobSpec, sweep_dir: Path, todo: list[Trial], parallel: int,
+                      slots: list[tuple[str, ...]] | None = None) -> list[tuple[Trial, int]]:
+    """Run ``todo`` with at most ``parallel`` trial launchers alive, each on a free GPU group when
+    ``slots`` are given; the failed trials and their codes."""
     waiting, running, failed = list(todo), [], []
+    free = list(slots) if slots else None
     try:
         while waiting or running:
             while waiting and len(running) < parallel:
-                running.append(_start_trial(spec, sweep_dir, waiting.pop(0)))
+                devices = free.pop(0) if free is not None else None
+                running.append(_start_trial(spec, sweep_dir, waiting.pop(0), devices))
             time.sleep(_POLL_SECONDS)
             for item in [item for item in running if item.process.poll() is not None]:
                 running.remove(item)
+                if free is not None and item.devices is not None:
+                    free.append(item.devices)
                 code = _finish_trial(sweep_dir, item)
                 if code != 0:
                     failed.append((item.trial, code))
@@ -204,20 +248,22 @@ def _run_local_trials(spec: JobSpec, sweep_dir: Path, todo: list[Trial], paralle
     return failed
 
 
-def _start_trial(spec: JobSpec, sweep_dir: Path, trial: Trial) -> _Running:
+def _start_trial(spec: JobSpec, sweep_dir: Path, trial: Trial, devices: tuple[str, ...] | None = None) -> _Running:
     one = trial_spec(spec, trial, sweep_dir)
+    env = dict(os.environ)
+    if devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
     write_trial_state(sweep_dir, trial, RUNNING)
     path = trial_dir(sweep_dir, trial.index) / CONSOLE_FILE
     console = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE), "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from fulmen.launcher.sweep_run import trial_main; trial_main()"],
-        stdin=subprocess.PIPE, stdout=console, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    process = subprocess.Popen(list(TRIAL_COMMAND), stdin=subprocess.PIPE, stdout=console, stderr=subprocess.STDOUT,
+                               env=env)
     assert process.stdin is not None
     process.stdin.write(json.dumps(one.to_dict()).encode())
     process.stdin.close()
-    print(f"fulmen: {trial_dir(sweep_dir, trial.index).name} started ({trial.label()})", flush=True)
-    return _Running(trial, process, console, time.monotonic())
+    on = f" on GPU(s) {','.join(devices)}" if devices is not None else ""
+    print(f"fulmen: {trial_dir(sweep_dir, trial.index).name} started ({trial.label()}){on}", flush=True)
+    return _Running(trial, process, console, time.monotonic(), devices)
 
 
 def _finish_trial(sweep_dir: Path, item: _Running) -> int:

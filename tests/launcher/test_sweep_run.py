@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from fulmen.errors import LaunchError
 from fulmen.jobs.spec import JobSpec, KubernetesOptions
+from fulmen.launcher import sweep_run
 from fulmen.launcher.sweep_run import (
+    device_slots,
     pin_space,
     read_sweep,
     run_sweep,
@@ -78,3 +81,53 @@ def test_dry_run_lists_the_trials_to_run_and_creates_nothing(tmp_path: Path, cap
     assert "2 trial(s), 2 to run, 2 at a time" in out[0]
     assert out[1:] == ["  trial_0000: --lr 0.1 --hidden 8", "  trial_0001: --lr 0.01 --hidden 8"]
     assert not (tmp_path / "runs").exists()
+
+
+def test_device_slots_are_disjoint_groups_of_the_visible_gpus() -> None:
+    assert device_slots(8, 2, None) == [("0", "1"), ("2", "3"), ("4", "5"), ("6", "7")]
+    assert device_slots(4, 3, None) == [("0", "1", "2")]
+    assert device_slots(4, 2, "3,5,6,7") == [("3", "5"), ("6", "7")]
+    with pytest.raises(LaunchError, match="lists 2"):
+        device_slots(4, 2, "0,1")
+    with pytest.raises(LaunchError, match="between 1 and --gpus 4"):
+        device_slots(4, 5, None)
+
+
+@pytest.mark.parametrize(
+    ("spec", "parallel", "message"),
+    [
+        (JobSpec(entry="train.py", gpus_per_node=4), 3, "HINT: --parallel 2"),
+        (JobSpec(entry="train.py"), 1, "no --gpus was given"),
+        (JobSpec(entry="train.py", cluster="slurm", gpus_per_node=4), 1, "its own allocation"),
+    ],
+)
+def test_gpus_per_trial_never_oversubscribes(tmp_path: Path, spec: JobSpec, parallel: int, message: str) -> None:
+    space = SweepSpace((parse_sweep_option("lr=0.1,0.01"),))
+    with pytest.raises(LaunchError, match=message):
+        run_sweep(spec, space, parallel=parallel, gpus_per_trial=2, dry_run=True)
+
+
+RECORD_DEVICES = """\
+import json, os, sys, time
+spec = json.loads(sys.stdin.read())
+start = time.time()
+time.sleep(0.6)
+path = os.path.join(spec["run_dir"], "devices.json")
+json.dump({"devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "gpus": spec["gpus_per_node"],
+           "start": start, "end": time.time()}, open(path, "w"))
+"""
+
+
+def test_concurrent_local_trials_each_get_their_own_gpu_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sweep_run, "TRIAL_COMMAND", (sys.executable, "-c", RECORD_DEVICES))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    spec = JobSpec(entry="train.py", gpus_per_node=4, run_root=str(tmp_path))
+    space = SweepSpace((parse_sweep_option("lr=1,2,3,4,5"),))
+    assert run_sweep(spec, space, parallel=2, gpus_per_trial=2) == 0
+    seen = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("*/trial_*/devices.json"))]
+    assert len(seen) == 5 and {s["gpus"] for s in seen} == {2}
+    assert {s["devices"] for s in seen} == {"0,1", "2,3"}
+    for a in seen:  # two trials running at the same moment never share a GPU
+        for b in seen:
+            if a is not b and a["start"] < b["end"] and b["start"] < a["end"]:
+                assert a["devices"] != b["devices"]
