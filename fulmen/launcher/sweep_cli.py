@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from fulmen.errors import LaunchError
+from fulmen.jobs.records import write_private
 from fulmen.jobs.run_result import read_result
 from fulmen.launcher.sweep_run import (
     COMPLETED,
     FAILED,
     SWEEP_FILE,
+    TRIAL_FILE,
     read_sweep,
     read_trial_state,
     trial_dir,
@@ -193,6 +195,10 @@ def cancel(sweep: str | None, *, trial: int | None = None, run_root: str = "fulm
     for row in live:
         record = read_record(Path(row["run_dir"]))
         backend_for(record.backend).cancel(record)
+        # said here, not left to sacct: an array element cancelled while pending has no
+        # accounting row of its own, and squeue forgets it at once
+        state = {**(read_trial_state(sweep_dir, row["trial"]) or {}), "state": FAILED, "slurm_state": "CANCELLED"}
+        write_private(Path(row["run_dir"]) / TRIAL_FILE, json.dumps(state, indent=2) + "\n")
         print(f"fulmen: cancelled trial {row['trial']} (job {row['job_id']})")
     if not live:
         print(f"fulmen: nothing to cancel in {sweep_dir}: no trial is queued or running")

@@ -27,10 +27,16 @@ TINY = Path(__file__).with_name("train_tiny.py")
 pytestmark = [pytest.mark.slurm, pytest.mark.integration, pytest.mark.slow]
 
 
-def _elements(array_id: str) -> list[tuple[str, str, datetime, datetime]]:
-    out = subprocess.run(["sacct", "-j", array_id, "-X", "-n", "-P", "-o", "JobID,State,Start,End"],
-                         capture_output=True, text=True, check=True).stdout
-    rows = [line.split("|") for line in out.splitlines() if line.strip()]
+def _elements(array_id: str, count: int) -> list[tuple[str, str, datetime, datetime]]:
+    """The array's elements as sacct lists them, once all ``count`` are there (accounting lags)."""
+    deadline = time.monotonic() + 30
+    while True:
+        out = subprocess.run(["sacct", "-j", array_id, "-X", "-n", "-P", "-o", "JobID,State,Start,End"],
+                             capture_output=True, text=True, check=True).stdout
+        rows = [line.split("|") for line in out.splitlines() if line.strip()]
+        if len(rows) >= count or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     return [(job, state, datetime.fromisoformat(start), datetime.fromisoformat(end)) for job, state, start, end in rows]
 
 
@@ -50,7 +56,7 @@ def test_a_four_trial_sweep_is_one_array_two_at_a_time_and_a_resume_reruns_only_
     array_id = states[0]["job_id"].split("_")[0]
     assert [s["job_id"] for s in states] == [f"{array_id}_{i}" for i in range(4)]  # one submission
     assert [s["state"] for s in states] == ["COMPLETED", "COMPLETED", "FAILED", "FAILED"]
-    elements = _elements(array_id)
+    elements = _elements(array_id, 4)
     assert sorted(job for job, *_ in elements) == [f"{array_id}_{i}" for i in range(4)]
     for job, _, start, _ in elements:  # never more than 2 elements running at once
         assert sum(1 for _, _, s, e in elements if s <= start < e) <= 2, (job, elements)
@@ -101,15 +107,18 @@ def test_sweep_cancel_one_trial_then_the_rest(project: Path, job_env: dict[str, 
     launch = ["launch", "--cluster", "slurm", "--sweep", "n=1,2,3", "--parallel", "3", "sleepy.py"]
     assert fulmen_cli(launch, job_env, project).returncode == 0
     (sweep_dir,) = (project / "fulmen_runs").iterdir()
+    try:
+        _cancel_one_then_the_rest(sweep_dir, project, job_env)
+    finally:  # nothing of this test keeps sleeping on the shared cluster
+        array_id = json.loads((sweep_dir / "trial_0000" / "trial.json").read_text())["job_id"].split("_")[0]
+        subprocess.run(["scancel", array_id], check=False)
+
+
+def _cancel_one_then_the_rest(sweep_dir: Path, project: Path, job_env: dict[str, str]) -> None:
     one = fulmen_cli(["sweep", "cancel", str(sweep_dir), "--trial", "1"], job_env, project)
     assert one.returncode == 0 and "cancelled trial 1" in one.stdout, one.stdout + one.stderr
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        states = [row["state"] for row in json.loads(fulmen_cli(
-            ["sweep", "results", str(sweep_dir), "--json"], job_env, project).stdout)["trials"]]
-        if states[1] == "FAILED":
-            break
-        time.sleep(1)
+    states = [row["state"] for row in json.loads(fulmen_cli(
+        ["sweep", "results", str(sweep_dir), "--json"], job_env, project).stdout)["trials"]]
     assert states[1] == "FAILED" and states[0] not in ("FAILED", "COMPLETED") and states[2] not in ("FAILED", "COMPLETED")
     trial_1 = json.loads((sweep_dir / "trial_0001" / "trial.json").read_text())
     assert trial_1["slurm_state"] == "CANCELLED"
