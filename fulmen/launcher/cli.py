@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from fulmen.errors import FulmenError, LaunchError
 from fulmen.jobs.spec import CLUSTERS, JobSpec, KubernetesOptions, SlurmOptions, parse_memory_mb, parse_volume
+from fulmen.launcher.sweep_cli import add_sweep_options, space_from_args
 
 LAUNCH_EXAMPLES = """\
 examples:
@@ -104,6 +105,7 @@ def build_launch_parser(prog: str = "launch") -> argparse.ArgumentParser:
     _add_run_options(parser.add_argument_group("the run"))
     _add_slurm_options(parser.add_argument_group("SLURM (--cluster slurm)"))
     _add_kubernetes_options(parser.add_argument_group("Kubernetes (--cluster k8s)"))
+    add_sweep_options(parser.add_argument_group("sweeps (many runs over option values)"))
     parser.add_argument("-m", dest="module", metavar="MODULE", help="run a module (like python -m) instead of a script")
     parser.add_argument("entry", nargs="?", help="the script to run (or the first module argument with -m)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
@@ -174,6 +176,12 @@ def _add_kubernetes_options(k8s: argparse._ArgumentGroup) -> None:
 
 def parse_launch_args(argv: Sequence[str], prog: str = "launch") -> tuple[JobSpec, bool, bool]:
     """argv -> (JobSpec, dry_run, wait). Raises LaunchError / SystemExit(2) on bad input."""
+    ns, spec = parse_launch_namespace(argv, prog)
+    return spec, ns.dry_run, ns.wait
+
+
+def parse_launch_namespace(argv: Sequence[str], prog: str = "launch") -> tuple[argparse.Namespace, JobSpec]:
+    """argv -> (the parsed options, JobSpec): the options hold what is not part of a job (sweeps)."""
     argv = list(argv)
     module_args: list[str] | None = None
     # Like python: everything after `-m MODULE` belongs to the module, options included.
@@ -233,7 +241,7 @@ def parse_launch_args(argv: Sequence[str], prog: str = "launch") -> tuple[JobSpe
         ),
         force=ns.force,
     )
-    return spec, ns.dry_run, ns.wait
+    return ns, spec
 
 
 def _rendezvous_address(ns: argparse.Namespace) -> tuple[str | None, int | None]:
@@ -272,10 +280,16 @@ def _key_values(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
 
 def run_launch(argv: Sequence[str], prog: str = "launch") -> int:
     """``launch ARGV``: parse, then hand the JobSpec to its backend."""
-    spec, dry_run, wait = parse_launch_args(argv, prog)
+    ns, spec = parse_launch_namespace(argv, prog)
+    space = space_from_args(ns)
+    if space is not None:
+        from fulmen.launcher.sweep_run import run_sweep
+
+        return run_sweep(spec, space, parallel=ns.parallel or 1, dry_run=ns.dry_run, wait=ns.wait,
+                         gpus_per_trial=ns.gpus_per_trial)
     from fulmen.launcher.backends import launch
 
-    return launch(spec, dry_run=dry_run, wait=wait)
+    return launch(spec, dry_run=ns.dry_run, wait=ns.wait)
 
 
 def _job_commands() -> Any:
@@ -301,6 +315,17 @@ def build_main_parser() -> argparse.ArgumentParser:
     cancel = sub.add_parser("cancel", help="cancel a job")
     cancel.add_argument("job", nargs="?", help="job id, run name or run directory (default: the latest here)")
     listing = sub.add_parser("list", help="list the jobs launched under this folder")
+    sweep = sub.add_parser("sweep", help="look at a sweep's trials (launch --sweep ...)")
+    sweep_sub = sweep.add_subparsers(dest="sweep_command", required=True, metavar="SWEEP_COMMAND")
+    sweep_results = sweep_sub.add_parser("results", help="the trials ranked by a metric (default: the latest sweep here)")
+    sweep_results.add_argument("sweep", nargs="?", help="the sweep dir (fulmen_runs/<name>-sweep-<id>)")
+    sweep_results.add_argument("--sort", metavar="METRIC", help="rank by this metric (default: ModelCheckpoint's monitor)")
+    sweep_results.add_argument("--json", action="store_true", help="print JSON: one object per trial")
+    sweep_status = sweep_sub.add_parser("status", help="each trial's values, state, step, metric and job")
+    sweep_status.add_argument("sweep", nargs="?", help="the sweep dir (default: the latest sweep here)")
+    sweep_cancel = sweep_sub.add_parser("cancel", help="cancel the trials still queued or running (SLURM)")
+    sweep_cancel.add_argument("sweep", nargs="?", help="the sweep dir (default: the latest sweep here)")
+    sweep_cancel.add_argument("--trial", type=int, metavar="N", help="only trial N")
     for command in (status, logs, cancel, listing):
         command.add_argument("--all", dest="all_jobs", action="store_true",
                              help="every recorded job, not only those launched under the current folder")
@@ -318,6 +343,14 @@ def run_main(argv: Sequence[str]) -> int:
     if argv and argv[0] == "launch":
         return run_launch(argv[1:], prog="fulmen launch")
     ns = build_main_parser().parse_args(argv)
+    if ns.command == "sweep":
+        from fulmen.launcher import sweep_cli
+
+        if ns.sweep_command == "cancel":
+            return sweep_cli.cancel(ns.sweep, trial=ns.trial)
+        if ns.sweep_command == "status":
+            return sweep_cli.results(ns.sweep, by_trial=True)
+        return sweep_cli.results(ns.sweep, sort=ns.sort, as_json=ns.json)
     commands = _job_commands()
     if ns.command == "status":
         return int(commands.status(ns.job, all_jobs=ns.all_jobs, as_json=ns.json))

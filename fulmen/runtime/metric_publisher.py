@@ -17,6 +17,7 @@ from fulmen.errors import MisconfigurationException
 from fulmen.runtime.results import EVERY_LOADER, EveryLoader, ResultCollection, to_float_dict
 from fulmen.runtime.stages import RunningStage
 from fulmen.runtime.training_progress import TrainingProgress
+from fulmen.sweep.trial import current_trial
 
 
 class MetricPublisher:
@@ -123,6 +124,9 @@ class MetricPublisher:
             params = dict(module.hparams_initial)
         elif from_dm:
             params = dict(datamodule.hparams_initial)
+        trial = current_trial()  # a sweep's trial: its values reach TensorBoard's HParams tab too
+        if trial:
+            params = {**trial, **(params or {})}
         for logger in self.loggers:
             if params is not None:
                 logger.log_hyperparams(params)

@@ -42,6 +42,7 @@ from fulmen.runtime.metric_publisher import MetricPublisher
 from fulmen.runtime.optimization_step import OptimizationStep, check_fit_configuration
 from fulmen.runtime.precision import PrecisionPlugin
 from fulmen.runtime.progress_watchdog import start_progress_watchdog
+from fulmen.runtime.run_result import write_fit_result
 from fulmen.runtime.stages import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.runtime.strategy import LightningModuleWrapper, select_strategy
 from fulmen.runtime.trainer_defaults import (
@@ -371,6 +372,8 @@ class Trainer:
                 self.checkpoint_flow.drop_resume_checkpoint()  # completed: nothing left to resume (kept on failure)
             self.hook_caller.call_setup("teardown", fn.value, self.datamodule)
             self.state.end(TrainerStatus.FINISHED)
+            if fitting:
+                write_fit_result(self)  # result.json: what a sweep ranks its trials by
             for logger in self.loggers:
                 logger.finalize("success")
             # every rank is done communicating before any tears the process group down: a peer
@@ -394,6 +397,8 @@ class Trainer:
         """Lightning: on_exception, then loggers finalize; no teardown hooks (they mirror a successful setup)."""
         self.state.end(TrainerStatus.INTERRUPTED)
         self.checkpoint_flow.finish_pending_saves(failing=True)
+        if self.state.fn is TrainerFn.FITTING:
+            write_fit_result(self)
         self.hook_caller.call("on_exception", exc)
         if self.datamodule is not None:
             self.datamodule.on_exception(exc)

@@ -193,6 +193,15 @@ def accounting_enabled() -> bool:
     return proc.returncode == 0 and "disabled" not in proc.stderr.lower()
 
 
+def max_array_size() -> int | None:
+    """The controller's ``MaxArraySize`` (array indices go up to it minus one); None if unknown."""
+    for line in run_command(["scontrol", "show", "config"], check=False).splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "MaxArraySize" and value.strip().isdigit():
+            return int(value.strip())
+    return None
+
+
 def sacct_state(job_id: str) -> JobState | None:
     """The job's allocation state from accounting (the latest run), or None if sacct has no row."""
     out = run_command(
