@@ -287,7 +287,8 @@ class OptimizationStep:
                  gradient_clip_algorithm=self.gradient_clip_algorithm)  # fmt: skip
 
     def _log_grad_norms(self) -> None:
-        """Legacy ``track_grad_norm=p``: log each parameter's gradient p-norm and the total."""
+        """Legacy ``track_grad_norm=p``: log each parameter's gradient p-norm and the total, as 1.9.5
+        did (rounded to 4 decimals, on step and epoch: tests/compat/reference_1x/track_grad_norm_2.json)."""
         p = float(self.track_grad_norm)
         norms = {}
         for name, param in self.hooks.lightning_module.named_parameters():
@@ -297,7 +298,8 @@ class OptimizationStep:
             total = torch.linalg.vector_norm(torch.stack(list(norms.values())), ord=p)
             norms[f"grad_{p}_norm_total"] = total
             for key, value in norms.items():
-                self.metrics.train.log(key, value, prog_bar=False, logger=True, on_step=True, on_epoch=False,
+                value = torch.tensor(round(value.item(), 4))
+                self.metrics.train.log(key, value, prog_bar=False, logger=True, on_step=True, on_epoch=True,
                                        reduce_fx="mean", enable_graph=False, sync_dist=False,
                                        add_dataloader_idx=False, batch_size=None, rank_zero_only=False)  # fmt: skip
 

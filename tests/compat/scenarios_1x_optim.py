@@ -244,16 +244,18 @@ SCENARIOS_1X: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
 }
 
 
-def record(names: list[str]) -> None:
-    """Run the named 1.x scenarios (all when empty) under Lightning 1.9.5 and write their JSON."""
+def record(names: list[str], scenarios: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] | None = None) -> None:
+    """Run the named 1.x scenarios (all when empty; ``scenarios`` defaults to this module's) under
+    Lightning 1.9.5 and write their JSON."""
+    scenarios = SCENARIOS_1X if scenarios is None else scenarios
     import pytorch_lightning as pl
 
     if not pl.__version__.startswith("1."):
         raise SystemExit(f"these are Lightning 1.x references; this python has {pl.__version__}")
     REFERENCE_1X_DIR.mkdir(exist_ok=True)
-    for name in names or sorted(SCENARIOS_1X):
+    for name in names or sorted(scenarios):
         with tempfile.TemporaryDirectory(prefix=f"pl1x-{name}-") as root:
-            observed = SCENARIOS_1X[name](pl, Path(root))
+            observed = scenarios[name](pl, Path(root))
         document = {
             "scenario": name,
             "recorded_with": {"pytorch_lightning": pl.__version__, "torch": torch.__version__.split("+")[0]},
