@@ -9,8 +9,10 @@ import time
 out = sys.argv[1]
 rank = os.environ.get("RANK", "0")
 seen = {key: os.environ.get(key) for key in ("MASTER_ADDR", "MASTER_PORT", "HF_TOKEN", "RANK")}
-with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+path = os.path.join(out, f"rank{rank}.json")
+with open(path + ".tmp", "w") as f:  # renamed into place: a reader never sees half a file
     json.dump(seen, f)
+os.replace(path + ".tmp", path)
 deadline = time.monotonic() + 30
 while not os.path.exists(os.path.join(out, "go")) and time.monotonic() < deadline:
     time.sleep(0.05)
