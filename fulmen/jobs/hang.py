@@ -157,3 +157,24 @@ def hang_timeout_from(environ: dict[str, str] | os._Environ[str]) -> float | Non
               "the hang watchdog is off.", file=sys.stderr)  # fmt: skip
         return None
     return value if value > 0 else None
+
+
+def register_stack_dump(run_dir: str | None, rank: int | None) -> Path | None:
+    """Make :data:`STACK_DUMP_SIGNAL` write every thread's stack to ``<run_dir>/stacks/rank_N.txt``.
+
+    Both rank entries (local and SLURM) call this first thing, so the launcher's watchdog, or a
+    person (``kill -URG PID``, ``scancel --signal=URG JOB``), can ask a live rank where it is.
+    Returns the file, or None when the rank has no run dir or rank (nothing is registered).
+    """
+    import faulthandler
+
+    if not run_dir or rank is None:
+        return None
+    path = stack_path(run_dir, rank)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 - open for the life of the rank
+    except OSError:
+        return None
+    faulthandler.register(STACK_DUMP_SIGNAL, file=handle, all_threads=True, chain=False)
+    return path

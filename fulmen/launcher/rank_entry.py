@@ -31,6 +31,8 @@ import stat
 import sys
 from types import TracebackType
 
+from fulmen.jobs.hang import register_stack_dump
+
 MODULE_FLAG = "--module"
 
 
@@ -44,7 +46,8 @@ def main(argv: list[str]) -> None:
     entry, args = argv[0], argv[1:]
     _join_stderr_to_log_file()
     _die_with_launcher()
-    _register_stack_dump()
+    rank = os.environ.get("RANK", "")
+    register_stack_dump(os.environ.get("FULMEN_RUN_DIR"), int(rank) if rank.isdigit() else None)
     from fulmen.errors import ClusterMismatchError
     from fulmen.jobs.exit_codes import report_configuration_error
 
@@ -82,25 +85,6 @@ def _join_stderr_to_log_file() -> None:
         return  # the console rank: a pipe (or a terminal); stdout and stderr stay two streams
     sys.stderr.flush()
     os.dup2(sys.stdout.fileno(), sys.stderr.fileno())
-
-
-def _register_stack_dump() -> None:
-    """Write every thread's stack to ``<run_dir>/stacks/rank_N.txt`` on ``STACK_DUMP_SIGNAL``
-    (the launcher's progress watchdog sends it to every rank when one hangs; ``fulmen.jobs.hang``)."""
-    import faulthandler
-
-    from fulmen.jobs.hang import STACK_DUMP_SIGNAL, stack_path
-
-    run_dir, rank = os.environ.get("FULMEN_RUN_DIR"), os.environ.get("RANK")
-    if not run_dir or rank is None or not rank.isdigit():
-        return
-    path = stack_path(run_dir, int(rank))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 - open for the life of the rank
-    except OSError:
-        return
-    faulthandler.register(STACK_DUMP_SIGNAL, file=handle, all_threads=True, chain=False)
 
 
 def _die_with_launcher() -> None:

@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from fulmen.jobs.events import append_event
 from fulmen.jobs.exit_codes import HANG_EXIT_CODE
 from fulmen.jobs.hang import (
     HANG_WATCHER_VARIABLE,
@@ -97,6 +98,9 @@ class ProgressWatchdog:
                 faulthandler.dump_traceback(handle, all_threads=True)
             message += f" (also in {path})"
         print(message + f"; exiting with {HANG_EXIT_CODE}.", file=sys.stderr, flush=True)
+        # the rank leaves through os._exit, past the rank entry that would log its ending
+        append_event(self.run_dir, "failed", rank=self.rank, exit_code=HANG_EXIT_CODE, reason="hang",
+                     stuck=place, stalled_s=round(stalled_s, 1), fsync=True)
         faulthandler.dump_traceback(sys.stderr, all_threads=True)
         sys.stderr.flush()
         os._exit(HANG_EXIT_CODE)  # the main thread is stuck: no clean way out through it

@@ -39,6 +39,7 @@ from typing import Any
 
 from fulmen.jobs.events import append_event
 from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
+from fulmen.jobs.hang import register_stack_dump
 from fulmen.jobs.rundir import rank_log_path
 from fulmen.runtime.ranks import RankInfo
 from fulmen.slurm import environment
@@ -49,6 +50,7 @@ INHERITED_LAUNCH_VARIABLES = (
     "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK",
     "MASTER_ADDR", "MASTER_PORT", "FULMEN_CLUSTER", "FULMEN_RUN_DIR", "FULMEN_RESTART_COUNT",
     "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS",
+    "FULMEN_HANG_TIMEOUT", "FULMEN_HANG_WATCHER",  # a local launcher's watcher would silence the rank's own
 )
 _SIGNAL_NAMES = {"USR1": signal.SIGUSR1, "USR2": signal.SIGUSR2, "TERM": signal.SIGTERM,
                  "INT": signal.SIGINT, "HUP": signal.SIGHUP, "QUIT": signal.SIGQUIT, "ALRM": signal.SIGALRM}
@@ -256,6 +258,7 @@ def run_in_task(
     def set_up_then_body() -> Any:
         try:
             info = prepare_rank(run_dir, extra_env=extra_env)
+            register_stack_dump(str(run_dir), info.global_rank if info else 0)  # `scancel --signal=URG` shows stacks
             output = capture_task_output(run_dir, info.global_rank if info else 0, info.job_id if info else None)
             outputs.append(output)
             output.note(f"fulmen: {_restart_note(info)} started at {time.time():.3f}")

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 
 from fulmen.errors import LaunchError, MissingExtraError
 from fulmen.jobs.backend import JobDescription, Submitted
+from fulmen.jobs.hang import HANG_TIMEOUT_VARIABLE
 from fulmen.jobs.logs import LogFollower, earlier_attempts_text, rank_log_text
 from fulmen.jobs.records import JobRecord
 from fulmen.jobs.rundir import NewRun, new_run, private_files, rank_log_path
@@ -132,8 +133,12 @@ class SlurmBackend:
 
 
 def task_environment(spec: JobSpec) -> tuple[tuple[str, str], ...]:
-    """Variables every task sets: ``--env`` pairs plus explicit ``--master-addr/--master-port``."""
+    """Variables every task sets: ``--env`` pairs, explicit ``--master-addr/--master-port``, and
+    ``--hang-timeout`` for the rank-side progress watchdog (no launcher watches SLURM ranks: each
+    rank dumps its own stack and exits 124 when it makes no progress; an ``--env`` value wins)."""
     env = list(spec.env)
+    if HANG_TIMEOUT_VARIABLE not in dict(env):
+        env.insert(0, (HANG_TIMEOUT_VARIABLE, f"{spec.hang_timeout:g}"))
     if spec.master_addr:
         env.append(("MASTER_ADDR", spec.master_addr))
     if spec.master_port:

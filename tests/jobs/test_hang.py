@@ -79,3 +79,24 @@ def test_progress_clock_counts_from_the_last_change_and_ignores_missing_heartbea
 @pytest.mark.parametrize(("raw", "expected"), [("", None), ("5", 5.0), ("0", None), ("ten", None)])
 def test_hang_timeout_from_the_environment(raw: str, expected: float | None) -> None:
     assert hang.hang_timeout_from({hang.HANG_TIMEOUT_VARIABLE: raw}) == expected
+
+
+def test_the_stack_dump_signal_writes_every_thread_into_the_rank_file(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys, time\n"
+        "from fulmen.jobs import hang\n"
+        "path = hang.register_stack_dump(sys.argv[1], 3)\n"
+        "os.kill(os.getpid(), hang.STACK_DUMP_SIGNAL)\n"
+        "time.sleep(0.2)\n"
+        "print(path)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "stacks" / "rank_3.txt")
+    assert 'File "<string>", line 4 in <module>' in (tmp_path / "stacks" / "rank_3.txt").read_text()  # os.kill's line
+    assert hang.register_stack_dump(None, 0) is None and hang.register_stack_dump(str(tmp_path), None) is None

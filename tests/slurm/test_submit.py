@@ -83,3 +83,11 @@ def test_the_dry_run_script_is_the_script_submitted(tmp_path: Path, monkeypatch:
     executor = submit.make_executor(request)
     assert executor._make_submission_file_text(executor._submitit_command_str, "uid") == request.script
     assert request.render().startswith(request.script)
+
+
+def test_every_task_gets_the_hang_timeout_and_an_env_value_wins() -> None:
+    # no launcher watches SLURM ranks: --hang-timeout reaches each rank's own watchdog
+    spec = JobSpec(entry="t.py", cluster="slurm", hang_timeout=42.5, env=(("A", "1"),))
+    assert dict(submit.task_environment(spec)) == {"FULMEN_HANG_TIMEOUT": "42.5", "A": "1"}
+    spec = dataclasses.replace(spec, env=(("FULMEN_HANG_TIMEOUT", "7"),))
+    assert submit.task_environment(spec) == (("FULMEN_HANG_TIMEOUT", "7"),)
