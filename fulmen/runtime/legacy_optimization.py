@@ -60,6 +60,19 @@ def takes_optimizer_idx(module: LightningModule) -> bool:
     return sum(1 for p in params if p.kind in kinds) >= 3
 
 
+def keep_unused_parameters_for_1x(module: LightningModule, strategy: Any) -> None:
+    """DDP with ``find_unused_parameters=True`` for a 1.x module stepping several optimizers.
+
+    Why: each optimizer's turn switches the other optimizers' parameters off
+    (``toggle_optimizer``), so a DDP step always has parameters without gradients, which DDP
+    refuses unless it looks for them. 1.9.5's DDP looked for them by default (Lightning 2 turned
+    that default off); called before the module is wrapped, so ``configure_optimizers`` need not run.
+    """
+    several_optimizers = takes_optimizer_idx(module) and not getattr(module, "truncated_bptt_steps", 0)  # else hiddens
+    if module.automatic_optimization and several_optimizers and hasattr(strategy, "find_unused_parameters"):
+        strategy.find_unused_parameters = True
+
+
 def optimizer_frequencies(conf: Any, count: int) -> list[int]:
     """The ``frequency`` of each optimizer dict (1.x), or [] when none is given."""
     if not isinstance(conf, (list, tuple)) or not all(isinstance(item, Mapping) for item in conf):

@@ -36,7 +36,7 @@ from fulmen.runtime.evaluation_loop import EvaluationLoop
 from fulmen.runtime.fit_loop import FitLoop
 from fulmen.runtime.hook_caller import HookCaller
 from fulmen.runtime.legacy_flags import check_tuning
-from fulmen.runtime.legacy_optimization import take_trainer_flag
+from fulmen.runtime.legacy_optimization import keep_unused_parameters_for_1x, take_trainer_flag
 from fulmen.runtime.loop_settings import LoopSettings
 from fulmen.runtime.metric_publisher import MetricPublisher
 from fulmen.runtime.optimization_step import OptimizationStep, check_fit_configuration
@@ -436,6 +436,7 @@ class Trainer:
     def _setup_model(self, model: LightningModule) -> None:
         """Precision conversion, then the strategy's move and wrap (DDP with several ranks)."""
         module = self.precision_plugin.convert_module(model)
+        keep_unused_parameters_for_1x(model, self.strategy)
         wrapped = LightningModuleWrapper(module) if self.strategy.world_size > 1 else module
         self.optimization.setup(self.strategy.setup_module(wrapped), wrapped if wrapped is not module else None)
 
