@@ -23,7 +23,8 @@ from fulmen.runtime.checkpoint_flow import CheckpointFlow
 from fulmen.runtime.data_sources import DataSources
 from fulmen.runtime.fetcher import DataFetcher
 from fulmen.runtime.hook_caller import HookCaller
-from fulmen.runtime.legacy_optimization import LegacyAutomaticStep, LegacyOutputs
+from fulmen.runtime.legacy_optimization import LegacyOutputs
+from fulmen.runtime.legacy_tbptt_manual import batch_routines
 from fulmen.runtime.loop_settings import LoopSettings
 from fulmen.runtime.metric_publisher import MetricPublisher
 from fulmen.runtime.optimization_step import OptimizationStep
@@ -101,6 +102,7 @@ class FitLoop:
         self._silent_zero_grad = False
         self.report = run_events.ProgressReport(None, dict)  # rank 0's progress.json, set up by run()
         self._automatic_step: Callable[..., tuple[Any, Tensor | None]] = optimization.automatic_step
+        self._manual_step: Callable[..., tuple[Any, None]] = optimization.manual_step
 
     # ---- checkpoint accessors ---------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -209,10 +211,7 @@ class FitLoop:
             self.data.eval_loaders(RunningStage.VALIDATING)  # Lightning sets up validation data before on_train_start
         self._collect_outputs = callable(getattr(self.hooks.lightning_module, "training_epoch_end", None))
         # the per-batch routine, chosen once: 1.x several optimizers and tbptt have their own
-        optimization = self.optimization
-        self._automatic_step = optimization.automatic_step
-        if LegacyAutomaticStep.wanted(optimization):
-            self._automatic_step = LegacyAutomaticStep(optimization, optimization.frequencies).step
+        self._automatic_step, self._manual_step = batch_routines(self.optimization)
         # values logged in on_train_start count towards the first epoch (reset after each epoch end)
         metrics.train.reset()
         metrics.train.set_defaults(on_step=False, on_epoch=True)
@@ -286,7 +285,7 @@ class FitLoop:
                 batch, batch_idx, should_accumulate, accumulate, self._silent_zero_grad
             )
         else:
-            output, loss = optimization.manual_step(batch, batch_idx)
+            output, loss = self._manual_step(batch, batch_idx)
         # detaching and packing the outputs costs a tensor op: only when someone reads them
         outputs = (
             _batch_outputs(output, loss, module.automatic_optimization, accumulate) if self._need_outputs else None

@@ -189,6 +189,37 @@ def _tbptt_two_optimizers_module(pl: ModuleType) -> Any:
     return LstmTwoOptimizers()
 
 
+def _tbptt_manual_module(pl: ModuleType) -> Any:
+    base = type(_tbptt_module(pl))
+
+    class LstmManual(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            self.automatic_optimization = False
+
+        def training_step(self, batch: Any, batch_idx: int, hiddens: Any) -> Any:
+            output = super().training_step(batch, batch_idx, hiddens)
+            opt = self.optimizers()
+            opt.zero_grad()
+            self.manual_backward(output["loss"])
+            opt.step()
+            return output
+
+        def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+            self.seen.append(["on_train_batch_end", batch_idx, _shape_of(outputs)])
+
+    return LstmManual()
+
+
+def _shape_of(value: Any) -> Any:
+    """The structure of a hook's ``outputs``: dict keys and list nesting, tensors as "tensor"."""
+    if isinstance(value, dict):
+        return {k: _shape_of(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_shape_of(v) for v in value]
+    return "tensor" if isinstance(value, torch.Tensor) else value
+
+
 def _collate(samples: list[Any]) -> list[Any]:
     x = torch.stack([s[0] for s in samples])
     y = torch.stack([s[1] for s in samples])
@@ -197,7 +228,10 @@ def _collate(samples: list[Any]) -> list[Any]:
 
 def _run_tbptt(pl: ModuleType, root: Path, two_optimizers: bool = False, **flags: Any) -> dict[str, Any]:
     torch.manual_seed(0)
-    model = _tbptt_two_optimizers_module(pl) if two_optimizers else _tbptt_module(pl)
+    if flags.pop("manual", False):
+        model = _tbptt_manual_module(pl)
+    else:
+        model = _tbptt_two_optimizers_module(pl) if two_optimizers else _tbptt_module(pl)
     data = TensorDataset(torch.randn(6, 5, 3), torch.randn(6, 5, 1))  # 5 time steps: splits of 2, 2, 1
     trainer = pl.Trainer(
         default_root_dir=str(root), max_epochs=2, logger=False, enable_checkpointing=False,
@@ -227,6 +261,11 @@ def tbptt_two_optimizers(pl: ModuleType, root: Path) -> dict[str, Any]:
     return _run_tbptt(pl, root, two_optimizers=True)
 
 
+def tbptt_manual(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """Manual optimization: the module steps its own optimizer once per split, hiddens carried."""
+    return _run_tbptt(pl, root, manual=True)
+
+
 def two_optimizers_frequency_schedulers(pl: ModuleType, root: Path) -> dict[str, Any]:
     """Frequencies 2 and 3 (5 batches an epoch, 3 epochs) with a step and an epoch scheduler:
     1.9.5 steps only the schedulers of the optimizer active on the batch."""
@@ -241,6 +280,7 @@ SCENARIOS_1X: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "tbptt_lstm": tbptt_lstm,
     "tbptt_lstm_accumulate": tbptt_lstm_accumulate,
     "tbptt_two_optimizers": tbptt_two_optimizers,
+    "tbptt_manual": tbptt_manual,
 }
 
 
