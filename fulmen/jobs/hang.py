@@ -178,3 +178,26 @@ def register_stack_dump(run_dir: str | None, rank: int | None) -> Path | None:
         return None
     faulthandler.register(STACK_DUMP_SIGNAL, file=handle, all_threads=True, chain=False)
     return path
+
+
+def tidy_rank_files(run_dir: str | None, rank: int | None) -> None:
+    """At a rank's normal exit: remove its heartbeat and its stack file when nothing was dumped,
+    and their folders once empty, so a finished run dir holds only what tells a story.
+
+    A rank the watchdog stops leaves through ``os._exit`` and keeps both (its stacks are the
+    evidence); any other file found here is left alone.
+    """
+    if not run_dir or rank is None:
+        return
+    stacks = stack_path(run_dir, rank)
+    try:
+        if stacks.stat().st_size == 0:
+            stacks.unlink()
+    except OSError:
+        pass
+    heartbeat_path(run_dir, rank).unlink(missing_ok=True)
+    for folder in (stacks.parent, heartbeat_path(run_dir, rank).parent):
+        try:
+            folder.rmdir()  # only when empty: another rank may still be running
+        except OSError:
+            pass

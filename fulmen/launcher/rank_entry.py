@@ -25,13 +25,14 @@ no torch, so it costs a few milliseconds):
 
 from __future__ import annotations
 
+import atexit
 import os
 import runpy
 import stat
 import sys
 from types import TracebackType
 
-from fulmen.jobs.hang import register_stack_dump
+from fulmen.jobs.hang import register_stack_dump, tidy_rank_files
 
 MODULE_FLAG = "--module"
 
@@ -46,8 +47,10 @@ def main(argv: list[str]) -> None:
     entry, args = argv[0], argv[1:]
     _join_stderr_to_log_file()
     _die_with_launcher()
-    rank = os.environ.get("RANK", "")
-    register_stack_dump(os.environ.get("FULMEN_RUN_DIR"), int(rank) if rank.isdigit() else None)
+    rank_text = os.environ.get("RANK", "")
+    run_dir, rank = os.environ.get("FULMEN_RUN_DIR"), int(rank_text) if rank_text.isdigit() else None
+    register_stack_dump(run_dir, rank)
+    atexit.register(tidy_rank_files, run_dir, rank)
     from fulmen.errors import ClusterMismatchError
     from fulmen.jobs.exit_codes import report_configuration_error
 

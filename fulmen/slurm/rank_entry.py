@@ -25,6 +25,7 @@ code (the SLURM job fails, or, for 75 after a requeue, runs again).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import runpy
 import signal
@@ -39,7 +40,7 @@ from typing import Any
 
 from fulmen.jobs.events import append_event
 from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
-from fulmen.jobs.hang import register_stack_dump
+from fulmen.jobs.hang import register_stack_dump, tidy_rank_files
 from fulmen.jobs.rundir import rank_log_path
 from fulmen.runtime.ranks import RankInfo
 from fulmen.slurm import environment
@@ -254,11 +255,14 @@ def run_in_task(
         early = dataclasses.replace(early, run_dir=str(run_dir))
 
     outputs: list[TaskOutput] = []
+    tidy_ups: list[Callable[[], None]] = []
 
     def set_up_then_body() -> Any:
         try:
             info = prepare_rank(run_dir, extra_env=extra_env)
-            register_stack_dump(str(run_dir), info.global_rank if info else 0)  # `scancel --signal=URG` shows stacks
+            rank = info.global_rank if info else 0
+            register_stack_dump(str(run_dir), rank)  # `scancel --signal=URG JOB` writes every rank's stacks
+            tidy_ups.append(functools.partial(tidy_rank_files, str(run_dir), rank))
             output = capture_task_output(run_dir, info.global_rank if info else 0, info.job_id if info else None)
             outputs.append(output)
             output.note(f"fulmen: {_restart_note(info)} started at {time.time():.3f}")
@@ -274,6 +278,8 @@ def run_in_task(
         return run_guarded(set_up_then_body, early, requeue_on_failure, reraise=reraise)
     finally:
         ignore_late_signals(warning)
+        for tidy in tidy_ups:
+            tidy()
         for output in outputs:
             output.close()
 

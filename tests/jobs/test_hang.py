@@ -100,3 +100,18 @@ def test_the_stack_dump_signal_writes_every_thread_into_the_rank_file(tmp_path: 
     assert done.stdout.strip() == str(tmp_path / "stacks" / "rank_3.txt")
     assert 'File "<string>", line 4 in <module>' in (tmp_path / "stacks" / "rank_3.txt").read_text()  # os.kill's line
     assert hang.register_stack_dump(None, 0) is None and hang.register_stack_dump(str(tmp_path), None) is None
+
+
+def test_tidy_rank_files_keeps_only_stacks_that_were_dumped(tmp_path: Path) -> None:
+    run_dir = str(tmp_path)
+    for rank, dumped in ((0, ""), (1, "Thread 0x1 (most recent call first):\n")):
+        hang.stack_path(run_dir, rank).parent.mkdir(exist_ok=True)
+        hang.stack_path(run_dir, rank).write_text(dumped)
+        hang.HeartbeatFile(hang.heartbeat_path(run_dir, rank)).write(7)
+    hang.tidy_rank_files(run_dir, 0)
+    assert not hang.stack_path(run_dir, 0).exists() and not hang.heartbeat_path(run_dir, 0).exists()
+    assert (tmp_path / "heartbeat").is_dir()  # rank 1's is still there
+    hang.tidy_rank_files(run_dir, 1)
+    assert hang.stack_path(run_dir, 1).read_text().startswith("Thread")  # a dump is evidence: kept
+    assert not (tmp_path / "heartbeat").exists()
+    hang.tidy_rank_files(None, 0)  # no run dir: nothing to do

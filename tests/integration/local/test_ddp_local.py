@@ -37,6 +37,12 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"run_dir": run_dir, "out": out, "stderr": done.stderr, "results": results(out)}
 
 
+def test_a_finished_run_leaves_no_heartbeats_and_no_empty_stack_files(uninterrupted: dict[str, Any]) -> None:
+    run_dir = uninterrupted["run_dir"]
+    assert (run_dir / "logs").is_dir()
+    assert not (run_dir / "heartbeat").exists() and not (run_dir / "stacks").exists(), sorted(run_dir.iterdir())
+
+
 def check_two_rank_run(out: Path, log_root: Path) -> list[dict[str, Any]]:
     r0, r1 = results(out)
     assert [(r["global_rank"], r["local_rank"], r["node_rank"], r["world_size"]) for r in (r0, r1)] == [
