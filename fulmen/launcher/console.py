@@ -241,7 +241,8 @@ class ErrorTail(threading.Thread):
                 shown = self._filters[rank].shown_part(line)
                 if shown is not None:
                     self.shown.add(rank)
-                    self._console.note(f"[rank{rank}]:{shown}")
+                    prefix = f"[rank{rank}]:"  # torch prefixes its own once a process group exists
+                    self._console.note(shown if shown.startswith(prefix) else prefix + shown)
 
 
 class TracebackFilter:

@@ -104,3 +104,13 @@ def test_error_lines_of_other_ranks() -> None:
     assert is_error_line("RuntimeError: Connection closed by peer")
     assert not is_error_line("epoch 1 step 3 loss 0.25")
     assert not is_error_line("using ErrorCorrection module")
+
+
+def test_a_line_torch_already_prefixed_with_the_rank_is_not_prefixed_twice(tmp_path: Path) -> None:
+    shown, _, err = console()
+    log = tmp_path / "rank_1.log"
+    log.write_bytes(b"[rank1]:Traceback (most recent call last):\n[rank1]:RuntimeError: gloo\n")
+    tail = ErrorTail(shown, {1: log}, poll_s=0.01)
+    tail.start()
+    tail.stop()
+    assert err.getvalue().decode() == "[rank1]:Traceback (most recent call last):\n[rank1]:RuntimeError: gloo\n"
