@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from torch import Tensor
 
 import fulmen.callbacks.checkpoint_files as files
+import fulmen.callbacks.checkpoint_paths as paths
 import fulmen.callbacks.checkpoint_schedule as schedule
 import fulmen.callbacks.checkpoint_top_k as topk
 from fulmen.callbacks.checkpoint_arguments import default_triggers, legacy_arguments, validate_arguments
 from fulmen.callbacks.checkpoint_monitor import check_monitor_logged, monitor_candidates, monitored_score
-from fulmen.callbacks.checkpoint_paths import default_checkpoint_dir, free_filepath, interpolate_filename, write_best_k_yaml
+from fulmen.callbacks.checkpoint_paths import default_checkpoint_dir, interpolate_filename, write_best_k_yaml
 from fulmen.core.callback import Callback
 from fulmen.errors import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
@@ -376,7 +377,7 @@ class ModelCheckpoint(Callback):
         self, candidates: dict[str, Any], trainer: Trainer, replaced: str | None, filename: str | None = None
     ) -> str:
         """The name for ``candidates``, with ``-v1``, ``-v2``... while it clashes with an existing file."""
-        return free_filepath(
+        return paths.free_filepath(
             lambda ver: self.format_checkpoint_name(candidates, filename, ver=ver),
             lambda path: self._enable_version_counter and self.file_exists(path, trainer),
             replaced,
