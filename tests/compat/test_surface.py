@@ -165,11 +165,19 @@ def fulmen_has(key: str) -> bool:
     if name == "*":
         return _fulmen_module(owner) is not None
     module = _fulmen_module(owner)
-    if module is None or not hasattr(module, name):
+    if module is None:
         return False
+    try:
+        value = getattr(module, name)
+    except AttributeError:
+        return False
+    except ImportError as error:  # the name is there, on an optional extra this environment lacks
+        if "fulmen[" in str(error):
+            return True
+        raise
     if module is pl and SURFACE["modules"][""][name] == "module":
         return _fulmen_module(name) is not None  # `from fulmen.callbacks import X` must work too
-    return SURFACE["modules"][owner][name] != "class" or inspect.isclass(getattr(module, name))
+    return SURFACE["modules"][owner][name] != "class" or inspect.isclass(value)
 
 
 def _recorded_keys() -> list[str]:
