@@ -14,8 +14,8 @@ scenario references). What counts as public, per module in ``MODULES``:
   ``Optional``, another package's classes). Underscore names are never public.
 
 Besides modules: ``Trainer.__init__``'s parameters with their defaults, and the public
-members of ``LightningModule`` and ``LightningDataModule`` (not those ``torch.nn.Module``
-or ``object`` already give). The output is stable (sorted keys), so re-recording with the same
+members of ``LightningModule``, ``LightningDataModule`` and ``Trainer`` (not those
+``torch.nn.Module`` or ``object`` already give; the Trainer's include what its ``__init__`` sets). The output is stable (sorted keys), so re-recording with the same
 version gives an identical file and a new version shows its surface changes as a git diff.
 """
 
@@ -54,6 +54,10 @@ MODULES = [
     "utilities.seed",
     "utilities.types",
 ]
+
+
+# a Trainer built only to list its attributes: nothing printed, nothing written
+QUIET_TRAINER = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False, "enable_checkpointing": False}
 
 
 def kind_of(value: Any) -> str:
@@ -109,12 +113,19 @@ def init_parameters(cls: type) -> dict[str, str]:
     }
 
 
-def members(cls: type, *bases: type) -> dict[str, str]:
-    """``{name: "property" | "method" | "attribute"}`` of public members that ``bases`` do not have."""
+def members(cls: type, *bases: type, instance: Any = None) -> dict[str, str]:
+    """``{name: "property" | "method" | "attribute"}`` of public members that ``bases`` do not have.
+
+    With ``instance``, the attributes its ``__init__`` sets count too (the Trainer keeps its flags so).
+    """
     inherited = set().union(*(dir(base) for base in bases))
+    own = set(vars(instance)) if instance is not None else set()
     found = {}
-    for name in sorted(set(dir(cls)) - inherited):
+    for name in sorted((set(dir(cls)) | own) - inherited):
         if name.startswith("_"):
+            continue
+        if name not in dir(cls):
+            found[name] = "attribute"
             continue
         static = inspect.getattr_static(cls, name)
         if isinstance(static, property):
@@ -144,6 +155,7 @@ def record() -> dict[str, Any]:
         "members": {
             "LightningModule": members(pl.LightningModule, torch.nn.Module),
             "LightningDataModule": members(pl.LightningDataModule, object),
+            "Trainer": members(pl.Trainer, object, instance=pl.Trainer(**QUIET_TRAINER)),
         },
     }
 

@@ -2,8 +2,8 @@
 
 The names come from ``reference_surface/lightning_surface.json``, recorded from the real library
 by ``record_surface.py`` (Lightning is never imported here): the public names of its modules,
-``Trainer.__init__``'s parameters and defaults, and the members of ``LightningModule`` and
-``LightningDataModule``. A script written for Lightning reaches them as ``pl.<path>`` after
+``Trainer.__init__``'s parameters and defaults, and the members of ``LightningModule``,
+``LightningDataModule`` and ``Trainer``. A script written for Lightning reaches them as ``pl.<path>`` after
 ``import fulmen as pl``, or as ``from fulmen.<module> import <name>``; both are checked.
 
 A name fulmen does not have is listed below with a one-line reason, in one of three groups. The
@@ -16,6 +16,7 @@ or another default), ``"LightningModule.fabric"``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import json
@@ -102,6 +103,16 @@ NOT_BUILT: dict[str, str] = {
     "LightningModule.fabric": "not built: no Lightning Fabric",
     "LightningModule.device_mesh": "not built: no tensor parallelism (device meshes)",
     "LightningModule.to_tensorrt": "not built: no TensorRT export (to_onnx and to_torchscript are there)",
+    "Trainer.distributed_sampler_kwargs": "not built: the strategy builds the DistributedSampler itself (process_dataloader)",
+    "Trainer.enable_autolog_hparams": "not built: saved hyperparameters are always logged",
+    "Trainer.evaluating": "not built: use trainer.validating or trainer.testing",
+    "Trainer.is_last_batch": "not built: compare batch_idx + 1 with trainer.num_training_batches",
+    "Trainer.test_dataloaders": "not kept: the Trainer stores train_dataloader and val_dataloaders only",
+    "Trainer.predict_dataloaders": "not kept: the Trainer stores train_dataloader and val_dataloaders only",
+    "Trainer.barebones": "not kept: Trainer(barebones=True) turns the extras off at construction; the flag is not stored",
+    "Trainer.profiler": "not built: no profilers; Trainer(profiler=...) is accepted and ignored with a warning",
+    "Trainer.received_sigterm": "not built: SIGTERM is a preemption stop at a step boundary (runtime/preemption.py)",
+    "Trainer.scaler": "not at this path: the GradScaler is trainer.precision_plugin.scaler",
     "Trainer.__init__.enable_autolog_hparams": "not built: saved hyperparameters are always logged (Lightning's default, True)",
     "Trainer.__init__.model_registry": "not built: Lightning's model-registry upload (litmodels)",
 }
@@ -118,6 +129,9 @@ ON_PURPOSE: dict[str, str] = {
     "LightningModule.predict_dataloader": "deliberate: fulmen finds 'no such loader' by the method's absence, Lightning by is_overridden",
     "LightningModule.validation_step": "deliberate: no validation_step means no validation loop (Lightning: is_overridden)",
     "LightningModule.test_step": "deliberate: no test_step means trainer.test() is refused (Lightning: is_overridden)",
+    "Trainer.validate_loop": "deliberate: one EvaluationLoop (trainer.evaluation_loop) runs validate, test and predict",
+    "Trainer.test_loop": "deliberate: one EvaluationLoop (trainer.evaluation_loop) runs validate, test and predict",
+    "Trainer.predict_loop": "deliberate: one EvaluationLoop (trainer.evaluation_loop) runs validate, test and predict",
     "Trainer.__init__.num_nodes": "deliberate: default None means the topology the launcher started (Trainer docstring)",
     "Trainer.__init__.precision": "same meaning: the default is spelled '32-true', what Lightning's None resolves to (None works)",
 }
@@ -145,9 +159,16 @@ def _split(key: str) -> tuple[str, str]:
     return module, name
 
 
-def _has_member(cls: type, name: str) -> bool:
-    probe = type(f"Probe{cls.__name__}", (cls,), {})()  # instance attributes count too
-    return name in dir(cls) or name in vars(probe)
+@functools.cache
+def _probe(owner: str) -> Any:
+    """An instance of ``pl.<owner>``, so that attributes its ``__init__`` sets count too."""
+    if owner == "Trainer":
+        return pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    return type(f"Probe{owner}", (getattr(pl, owner),), {})()
+
+
+def _has_member(owner: str, name: str) -> bool:
+    return name in dir(getattr(pl, owner)) or name in vars(_probe(owner))
 
 
 def fulmen_has(key: str) -> bool:
@@ -161,7 +182,7 @@ def fulmen_has(key: str) -> bool:
         return default == SURFACE["trainer_init"][name]
     owner, name = _split(key)
     if owner in SURFACE["members"]:
-        return _has_member(getattr(pl, owner), name)
+        return _has_member(owner, name)
     if name == "*":
         return _fulmen_module(owner) is not None
     module = _fulmen_module(owner)
