@@ -23,12 +23,6 @@ LONG_MODULES: dict[str, tuple[int, str]] = {
         "one a line, plus the 1.x entry points (tune, truncated_bptt_steps); the logic lives in the "
         "collaborators (loop_settings, hook_caller, checkpoint_flow, ...)",
     ),
-    "fulmen/callbacks/model_checkpoint.py": (
-        455,
-        "Lightning's ModelCheckpoint class, which users subclass and override by method name: its 16-argument "
-        "constructor and hooks stay together (with the hold that keeps deletions behind the moved last link); "
-        "paths, schedule, monitor, top-k and file operations are already in checkpoint_*.py",
-    ),
 }
 
 # "path:qualified.name" -> (ceiling, why its body is longer than FUNCTION_BODY_LINES): none today.

@@ -8,7 +8,8 @@ here queues behind the saves issued before it, or waits for them:
 - a ``last`` link moves only once its target exists under its final name;
 - an existence check counts queued saves and deletions as done, so the ``-vN`` counter does not
   hand out a name that a pending save is about to take;
-- a logger that overrides ``after_save_checkpoint`` (to upload the files, say) finds them on disk.
+- a logger that overrides ``after_save_checkpoint`` (to upload the files, say) finds them on disk;
+- with ``save_last="link"``, a save's deletions wait until the link has moved (``HeldRemovals``).
 
 Files are touched by rank 0 only; decisions that depend on them are broadcast, so every rank
 keeps the same bookkeeping.
@@ -16,7 +17,9 @@ keeps the same bookkeeping.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +84,42 @@ def notify_loggers(trainer: Trainer, checkpoint_callback: Any) -> None:
         if getattr(type(logger), "after_save_checkpoint", None) is not Logger.after_save_checkpoint:
             wait_for_pending_saves()
         after_save(checkpoint_callback)
+
+
+class HeldRemovals:
+    """Deletions held back while one save (its top-k file, then its ``last`` link) is in progress.
+
+    Why: with ``save_last="link"`` the link may still point at the top-k file being replaced;
+    deleting that first leaves ``last.ckpt`` dangling if the process is killed before the link
+    moves. Held deletions are issued after the link, and queue behind it, so a kill leaves at
+    worst a stale top-k file, never a dangling link. If the save fails, the held files are kept.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[str] | None = None  # None: not holding
+
+    def hold(self, filepath: str) -> bool:
+        """Keep ``filepath`` for later if a hold is active; False means: delete it now."""
+        if self._pending is None:
+            return False
+        self._pending.append(filepath)
+        return True
+
+    @contextlib.contextmanager
+    def until_done(self, active: bool, remove: Callable[[str], None]) -> Iterator[None]:
+        """Hold deletions inside the block (when ``active`` and not already holding), then ``remove`` them."""
+        if not active or self._pending is not None:
+            yield
+            return
+        self._pending = []
+        try:
+            yield
+        except BaseException:
+            self._pending = None
+            raise
+        held, self._pending = self._pending, None
+        for filepath in held:
+            remove(filepath)
 
 
 def _remove_if_present(filepath: str) -> None:

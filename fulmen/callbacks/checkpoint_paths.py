@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -45,6 +46,21 @@ def interpolate_filename(
     if prefix:
         filename = join_char.join([prefix, filename])
     return filename
+
+
+def free_filepath(
+    name_with_version: Callable[[int | None], str], taken: Callable[[str], bool], replaced: str | None, start: int
+) -> str:
+    """The unversioned name, or the first ``-v<start>``, ``-v<start+1>``... that is not ``taken``.
+
+    ``replaced`` (the file the save supersedes) counts as free: the new file reuses its name.
+    """
+    filepath = name_with_version(None)
+    version = start
+    while taken(filepath) and filepath != replaced:
+        filepath = name_with_version(version)
+        version += 1
+    return filepath
 
 
 def default_checkpoint_dir(trainer: Trainer) -> str:

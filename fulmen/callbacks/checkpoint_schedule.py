@@ -6,6 +6,7 @@ any object that has them (tests use small fakes).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,6 +29,14 @@ def agree(trainer: Trainer, decision: bool) -> bool:
     """True only if every rank decided True, so all ranks keep the same bookkeeping."""
     strategy = getattr(trainer, "strategy", None)
     return strategy.reduce_boolean_decision(decision) if strategy is not None else decision
+
+
+def interval_elapsed(trainer: Trainer, interval: timedelta | None, last_checked: float | None, now: float) -> bool:
+    """Whether ``interval`` has passed since ``last_checked`` (monotonic seconds); rank 0's clock decides."""
+    if interval is None:
+        return False
+    elapsed = last_checked is not None and (now - last_checked) >= interval.total_seconds()
+    return bool(broadcast(trainer, elapsed))  # ranks' clocks differ: all follow rank 0
 
 
 def skips_saving(trainer: Trainer, last_step_saved: int) -> bool:

@@ -6,12 +6,14 @@ checkpoints, loggers and user code read them under those names. The rules that u
 live here as functions of plain data, so they can be tested without a trainer or files.
 
 Ties keep Lightning's order: ``min``/``max`` over a dict return the first path inserted among
-equal scores.
+equal scores. The callback's checkpoint state is this bookkeeping under Lightning's keys
+(``saved_state`` / ``restore_state``), so a checkpoint written by either framework resumes in the other.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import warnings
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -27,6 +29,9 @@ class TopKState(Protocol):
     best_model_path: str
     best_model_score: Tensor | None
     current_score: Tensor | None
+    monitor: str | None
+    dirpath: str | None
+    last_model_path: str
 
 
 def worst_score(mode: str, device: torch.device | None = None) -> Tensor:
@@ -92,3 +97,38 @@ def record(state: TopKState, filepath: str, score: Tensor, k: int) -> None:
         state.kth_value = state.best_k_models[state.kth_best_model_path]
     state.best_model_path = best_path(state.best_k_models, state.mode)
     state.best_model_score = state.best_k_models[state.best_model_path]
+
+
+def saved_state(state: TopKState) -> dict[str, Any]:
+    """The bookkeeping under Lightning's ``ModelCheckpoint.state_dict`` keys."""
+    return {
+        "monitor": state.monitor,
+        "best_model_score": state.best_model_score,
+        "best_model_path": state.best_model_path,
+        "current_score": state.current_score,
+        "dirpath": state.dirpath,
+        "best_k_models": state.best_k_models,
+        "kth_best_model_path": state.kth_best_model_path,
+        "kth_value": state.kth_value,
+        "last_model_path": state.last_model_path,
+    }
+
+
+def restore_state(state: TopKState, state_dict: dict[str, Any]) -> None:
+    """Restore the bookkeeping, unless ``dirpath`` changed: its paths would then name another folder's
+    files, which top-k must not delete (only ``best_model_path`` comes back, as in Lightning)."""
+    dirpath_from_ckpt = state_dict.get("dirpath", state.dirpath)
+    if state.dirpath == dirpath_from_ckpt:
+        state.best_model_score = state_dict["best_model_score"]
+        state.kth_best_model_path = state_dict.get("kth_best_model_path", state.kth_best_model_path)
+        state.kth_value = state_dict.get("kth_value", state.kth_value)
+        state.best_k_models = state_dict.get("best_k_models", state.best_k_models)
+        state.last_model_path = state_dict.get("last_model_path", state.last_model_path)
+    else:
+        warnings.warn(
+            f"The dirpath has changed from {dirpath_from_ckpt!r} to {state.dirpath!r}, therefore "
+            "`best_model_score`, `kth_best_model_path`, `kth_value`, `last_model_path` and `best_k_models` "
+            "won't be reloaded. Only `best_model_path` will be reloaded.",
+            stacklevel=3,
+        )
+    state.best_model_path = state_dict["best_model_path"]

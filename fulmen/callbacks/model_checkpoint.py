@@ -10,9 +10,9 @@ top-k file is deleted only after its replacement is in place.
 
 This module wires the hooks to the decisions; the rules live beside it: argument checks in
 ``checkpoint_arguments``, the metrics a save sees in ``checkpoint_monitor``, file names and the
-default folder in ``checkpoint_paths``, when to save in ``checkpoint_schedule``, the top-k
-ranking in ``checkpoint_top_k``, and deleting, linking and checking files behind the
-background saves in ``checkpoint_files``.
+default folder and ``-vN`` names in ``checkpoint_paths``, when to save in ``checkpoint_schedule``,
+the top-k ranking and its checkpoint state in ``checkpoint_top_k``, and deleting (held behind a
+moved ``last`` link), linking and checking files behind the background saves in ``checkpoint_files``.
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import warnings
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from torch import Tensor
 
 import fulmen.callbacks.checkpoint_files as files
+import fulmen.callbacks.checkpoint_paths as paths
 import fulmen.callbacks.checkpoint_schedule as schedule
 import fulmen.callbacks.checkpoint_top_k as topk
 from fulmen.callbacks.checkpoint_arguments import default_triggers, legacy_arguments, validate_arguments
@@ -129,7 +128,7 @@ class ModelCheckpoint(Callback):
         self._last_time_checked: float | None = None
         self._validation_ran = False
         self._defer_save_until_validation = False
-        self._held_removals: list[str] | None = None  # see _removals_after_last
+        self._held_removals = files.HeldRemovals()  # see _removals_after_last
         validate_arguments(save_top_k, monitor, self._every_n_train_steps, self._every_n_epochs, train_time_interval)
 
     @property
@@ -167,16 +166,12 @@ class ModelCheckpoint(Callback):
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         skip_due_to_state = self._should_skip_saving_checkpoint(trainer)
-        skip_batch = self._every_n_train_steps < 1 or trainer.global_step % self._every_n_train_steps != 0
-        skip_time = True
+        step_due = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
         now = time.monotonic()
-        if self._train_time_interval is not None:
-            previous = self._last_time_checked
-            skip_time = previous is None or (now - previous) < self._train_time_interval.total_seconds()
-            skip_time = schedule.broadcast(trainer, skip_time)  # ranks' clocks differ: rank 0 decides
-        if skip_batch and skip_time:
+        time_due = schedule.interval_elapsed(trainer, self._train_time_interval, self._last_time_checked, now)
+        if not (step_due or time_due):
             return
-        if not skip_time:
+        if time_due:
             self._last_time_checked = now
         candidates = self._monitor_candidates(trainer)
         # the monitored metric is missing (validation-only) or about to be refreshed by the
@@ -243,36 +238,11 @@ class ModelCheckpoint(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """Lightning's keys, so that a checkpoint written by either framework resumes in the other."""
-        return {
-            "monitor": self.monitor,
-            "best_model_score": self.best_model_score,
-            "best_model_path": self.best_model_path,
-            "current_score": self.current_score,
-            "dirpath": self.dirpath,
-            "best_k_models": self.best_k_models,
-            "kth_best_model_path": self.kth_best_model_path,
-            "kth_value": self.kth_value,
-            "last_model_path": self.last_model_path,
-        }
+        return topk.saved_state(self)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the bookkeeping, unless ``dirpath`` changed: its paths would then name another folder's
-        files, which top-k must not delete (only ``best_model_path`` comes back, as in Lightning)."""
-        dirpath_from_ckpt = state_dict.get("dirpath", self.dirpath)
-        if self.dirpath == dirpath_from_ckpt:
-            self.best_model_score = state_dict["best_model_score"]
-            self.kth_best_model_path = state_dict.get("kth_best_model_path", self.kth_best_model_path)
-            self.kth_value = state_dict.get("kth_value", self.kth_value)
-            self.best_k_models = state_dict.get("best_k_models", self.best_k_models)
-            self.last_model_path = state_dict.get("last_model_path", self.last_model_path)
-        else:
-            warnings.warn(
-                f"The dirpath has changed from {dirpath_from_ckpt!r} to {self.dirpath!r}, therefore "
-                "`best_model_score`, `kth_best_model_path`, `kth_value`, `last_model_path` and `best_k_models` "
-                "won't be reloaded. Only `best_model_path` will be reloaded.",
-                stacklevel=2,
-            )
-        self.best_model_path = state_dict["best_model_path"]
+        """Restore the bookkeeping unless ``dirpath`` changed (``checkpoint_top_k.restore_state``)."""
+        topk.restore_state(self, state_dict)
 
     # ---- decisions ----------------------------------------------------------------------
 
@@ -372,32 +342,12 @@ class ModelCheckpoint(Callback):
         return files.is_removable(previous, current, self.dirpath, getattr(trainer, "ckpt_path", None))
 
     def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
-        if self._held_removals is not None:
-            self._held_removals.append(filepath)
-            return
-        files.remove_checkpoint(trainer, filepath)
+        if not self._held_removals.hold(filepath):
+            files.remove_checkpoint(trainer, filepath)
 
-    @contextlib.contextmanager
-    def _removals_after_last(self, trainer: Trainer) -> Iterator[None]:
-        """Hold the deletions of a save until its ``last`` file is in place (``save_last="link"``).
-
-        Why: the link may still point at the top-k file being replaced; deleting that first
-        leaves ``last.ckpt`` dangling if the process is killed before the link moves. The
-        deletions queue behind the link (``checkpoint_files``), so a kill leaves at worst a stale
-        top-k file, never a dangling link. If a save fails, the held files are kept.
-        """
-        if self.save_last != "link" or self._held_removals is not None:
-            yield
-            return
-        self._held_removals = []
-        try:
-            yield
-        except BaseException:
-            self._held_removals = None
-            raise
-        held, self._held_removals = self._held_removals, None
-        for filepath in held:
-            self._remove_checkpoint(trainer, filepath)
+    def _removals_after_last(self, trainer: Trainer) -> contextlib.AbstractContextManager[None]:
+        """Hold this save's deletions until its ``last`` link has moved (``checkpoint_files.HeldRemovals``)."""
+        return self._held_removals.until_done(self.save_last == "link", lambda path: self._remove_checkpoint(trainer, path))
 
     # ---- names --------------------------------------------------------------------------
 
@@ -426,16 +376,13 @@ class ModelCheckpoint(Callback):
     def _free_filepath(
         self, candidates: dict[str, Any], trainer: Trainer, replaced: str | None, filename: str | None = None
     ) -> str:
-        """The name for ``candidates``, with ``-v1``, ``-v2``... while it clashes with an existing file.
-
-        ``replaced`` (the file this save supersedes) may be taken: the new file reuses its name.
-        """
-        filepath = self.format_checkpoint_name(candidates, filename)
-        version = self.STARTING_VERSION
-        while self._enable_version_counter and self.file_exists(filepath, trainer) and filepath != replaced:
-            filepath = self.format_checkpoint_name(candidates, filename, ver=version)
-            version += 1
-        return filepath
+        """The name for ``candidates``, with ``-v1``, ``-v2``... while it clashes with an existing file."""
+        return paths.free_filepath(
+            lambda ver: self.format_checkpoint_name(candidates, filename, ver=ver),
+            lambda path: self._enable_version_counter and self.file_exists(path, trainer),
+            replaced,
+            self.STARTING_VERSION,
+        )
 
     def file_exists(self, filepath: str | os.PathLike[str], trainer: Trainer) -> bool:
         """Whether ``filepath`` exists, as rank 0 sees it (so ranks keep the same bookkeeping)."""

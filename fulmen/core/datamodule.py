@@ -20,6 +20,7 @@ class LightningDataModule(HyperparametersMixin):
     False) before ``setup(stage)`` runs on every rank.
     """
 
+    name: str | None = None  # Lightning's class attribute; nothing in the loops reads it
     prepare_data_per_node: bool = True
 
     def __init__(self) -> None:

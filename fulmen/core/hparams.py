@@ -66,6 +66,11 @@ def collect_hparams(
 class HyperparametersMixin:
     """``save_hyperparameters()`` and ``hparams`` for modules and datamodules."""
 
+    # Lightning's names for the checkpoint keys the hyperparameters are saved under
+    CHECKPOINT_HYPER_PARAMS_KEY = "hyper_parameters"
+    CHECKPOINT_HYPER_PARAMS_NAME = "hparams_name"
+    CHECKPOINT_HYPER_PARAMS_TYPE = "hparams_type"
+
     def save_hyperparameters(
         self,
         *args: Any,
@@ -87,6 +92,14 @@ class HyperparametersMixin:
         if not hasattr(self, "_hparams"):
             object.__setattr__(self, "_hparams", AttributeDict())
         return self._hparams  # type: ignore[attr-defined]
+
+    def remove_ignored_hparams(self, ignore_list: list[str]) -> None:
+        """Drop hyperparameters a base class saved that a subclass does not want (absent names are fine).
+
+        As in Lightning, ``hparams_initial`` (what loggers recorded) keeps them.
+        """
+        for key in ignore_list:
+            self.hparams.pop(key, None)
 
     @property
     def hparams_initial(self) -> AttributeDict:

@@ -35,6 +35,7 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
         "global_rank", "local_rank", "device", "dtype", "on_gpu", "logger", "loggers", "hparams",
         "hparams_initial", "experiment",
     ]  # fmt: skip
+    strict_loading: bool = True  # load_state_dict(strict=...) when the Trainer restores a checkpoint into it
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -23,7 +23,12 @@ _CHOICES = ["32-true", "64-true", "16-mixed", "bf16-mixed", "bf16-true"]
 
 
 def normalize_precision(precision: Any) -> str:
-    """Lightning's canonical precision name; an unknown value is an error listing the choices."""
+    """Lightning's canonical precision name; an unknown value is an error listing the choices.
+
+    None is Lightning's default (and what its configs print): full precision, ``"32-true"``.
+    """
+    if precision is None:
+        return "32-true"
     name = _ALIASES.get(precision if isinstance(precision, int) else str(precision))
     if name is None:
         raise MisconfigurationException(

@@ -8,6 +8,7 @@ the functions so that ``import fulmen`` never loads it.
 from __future__ import annotations
 
 import os
+import pickle
 import warnings
 from argparse import Namespace
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AttributeDict", "save_hparams_to_yaml", "load_hparams_from_yaml"]
+__all__ = ["AttributeDict", "save_hparams_to_yaml", "load_hparams_from_yaml", "is_picklable"]
 
 
 class AttributeDict(dict):
@@ -119,3 +120,12 @@ def load_hparams_from_yaml(config_yaml: str | os.PathLike[str], use_omegaconf: b
     with open(path) as fp:
         hparams = yaml.full_load(fp)
     return dict(hparams) if hparams else {}
+
+
+def is_picklable(obj: object) -> bool:
+    """Whether ``obj`` survives ``pickle.dumps`` (what ``save_hyperparameters`` and spawned ranks need)."""
+    try:
+        pickle.dumps(obj)
+    except (pickle.PickleError, AttributeError, RuntimeError, TypeError):
+        return False
+    return True

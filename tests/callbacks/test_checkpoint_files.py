@@ -145,3 +145,32 @@ def test_the_base_hook_does_not_wait_for_pending_saves(tmp_path: Path, held_save
     trainer.loggers = [_Plain()]
     files.notify_loggers(trainer, object())  # returns while the save is held
     assert saver.has_pending_saves()
+
+
+def test_held_removals_wait_for_the_end_of_the_block_then_go_in_order() -> None:
+    held, removed = files.HeldRemovals(), []
+    with held.until_done(True, removed.append):
+        assert held.hold("old-top-k.ckpt") and held.hold("old-last.ckpt")
+        assert removed == []  # the link has not moved yet
+    assert removed == ["old-top-k.ckpt", "old-last.ckpt"]
+    assert not held.hold("later.ckpt")  # outside a block: delete at once
+
+
+def test_held_removals_are_kept_when_the_save_fails() -> None:
+    held, removed = files.HeldRemovals(), []
+    with pytest.raises(OSError), held.until_done(True, removed.append):
+        held.hold("old-top-k.ckpt")
+        raise OSError("disk full")
+    assert removed == []
+    assert not held.hold("next.ckpt")  # the failed block does not leave a hold behind
+
+
+def test_held_removals_inactive_or_nested_do_not_hold_again() -> None:
+    held, removed = files.HeldRemovals(), []
+    with held.until_done(False, removed.append):
+        assert not held.hold("a.ckpt")
+    with held.until_done(True, removed.append):
+        with held.until_done(True, removed.append):  # an inner save inside the same hold
+            held.hold("b.ckpt")
+        assert removed == []  # released only by the outer block
+    assert removed == ["b.ckpt"]

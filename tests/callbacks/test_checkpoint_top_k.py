@@ -68,3 +68,36 @@ def test_record_sets_kth_only_once_all_slots_are_taken() -> None:
     assert (state.best_model_path, state.kth_best_model_path) == ("b.ckpt", "a.ckpt")
     assert float(state.kth_value) == 0.5 and float(state.best_model_score) == pytest.approx(0.3)
     assert float(state.current_score) == pytest.approx(0.3)
+
+
+def _bookkeeping(dirpath: str) -> SimpleNamespace:
+    return SimpleNamespace(
+        mode="min", monitor="val_loss", dirpath=dirpath, last_model_path="", current_score=None,
+        best_k_models={}, kth_best_model_path="", kth_value=topk.worst_score("min"),
+        best_model_path="", best_model_score=None,
+    )
+
+
+def test_saved_state_restores_into_a_callback_on_the_same_folder() -> None:
+    before = _bookkeeping("/run/checkpoints")
+    topk.record(before, "/run/checkpoints/a.ckpt", torch.tensor(0.5), k=2)
+    topk.record(before, "/run/checkpoints/b.ckpt", torch.tensor(0.2), k=2)
+    before.last_model_path = "/run/checkpoints/last.ckpt"
+    after = _bookkeeping("/run/checkpoints")
+    topk.restore_state(after, topk.saved_state(before))
+    restored, saved = topk.saved_state(after), topk.saved_state(before)
+    assert restored.pop("current_score") is None  # as in Lightning, the last score seen is not restored
+    saved.pop("current_score")
+    assert restored == saved
+    assert (after.kth_best_model_path, after.best_model_path) == ("/run/checkpoints/a.ckpt", "/run/checkpoints/b.ckpt")
+
+
+def test_restore_into_another_folder_keeps_only_best_model_path() -> None:
+    before = _bookkeeping("/old/checkpoints")
+    topk.record(before, "/old/checkpoints/a.ckpt", torch.tensor(0.5), k=1)
+    after = _bookkeeping("/new/checkpoints")
+    with pytest.warns(UserWarning, match="dirpath has changed from '/old/checkpoints' to '/new/checkpoints'"):
+        topk.restore_state(after, topk.saved_state(before))
+    assert after.best_model_path == "/old/checkpoints/a.ckpt"
+    # the old folder's files must not enter top-k, where they could be deleted
+    assert (after.best_k_models, after.kth_best_model_path, after.best_model_score) == ({}, "", None)

@@ -147,3 +147,22 @@ def test_trainer_init_module_creates_parameters_in_the_training_dtype() -> None:
         layer = torch.nn.Linear(2, 2)
     assert layer.weight.dtype == torch.float64
     assert torch.get_default_dtype() == torch.float32
+
+
+def test_remove_ignored_hparams_drops_what_a_base_class_saved() -> None:
+    class Base(pl.LightningModule):
+        def __init__(self, lr: float = 0.1, backbone: str = "big") -> None:
+            super().__init__()
+            self.save_hyperparameters()
+
+    class Head(Base):
+        def __init__(self) -> None:
+            super().__init__(lr=0.2)
+            self.remove_ignored_hparams(["backbone", "not_saved"])
+
+    model = Head()
+    assert dict(model.hparams) == {"lr": 0.2}
+    assert dict(model.hparams_initial) == {"lr": 0.2, "backbone": "big"}  # what loggers saw, as in Lightning
+    assert (model.CHECKPOINT_HYPER_PARAMS_KEY, pl.LightningDataModule.CHECKPOINT_HYPER_PARAMS_NAME) == (
+        "hyper_parameters", "hparams_name",
+    )  # fmt: skip

@@ -65,3 +65,8 @@ def test_fp16_mixed_scales_the_loss_and_checkpoints_the_scaler() -> None:
     fresh = PrecisionPlugin("16-mixed", torch.device("cuda"))
     fresh.load_state_dict(state)
     assert fresh.state_dict()["scale"] == state["scale"]
+
+
+def test_precision_none_is_lightnings_default_full_precision() -> None:
+    # Lightning's signature default; configs written by LightningCLI print `precision: null`
+    assert pl.Trainer(precision=None, **TRAINER_QUIET).precision == "32-true"

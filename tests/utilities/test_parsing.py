@@ -67,3 +67,10 @@ def test_attribute_dict_is_the_hparams_class() -> None:
     hparams = AttributeDict(lr=0.1)
     hparams.batch_size = 8
     assert hparams["batch_size"] == 8 and hparams.lr == 0.1
+
+
+def test_is_picklable_tells_a_lambda_from_plain_data() -> None:
+    from fulmen.utilities import is_picklable
+
+    assert is_picklable({"lr": 0.1, "layers": [1, 2]})
+    assert not is_picklable(lambda: None)
