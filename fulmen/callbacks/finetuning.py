@@ -65,10 +65,29 @@ class BaseFinetuning(Callback):
             named_parameters = dict(pl_module.named_parameters())
             for opt_idx, optimizer in enumerate(trainer.optimizers):
                 if opt_idx in self._internal_optimizer_metadata:
+                    configured = len(optimizer.param_groups)
                     optimizer.param_groups = self._apply_mapping_to_param_groups(
                         self._internal_optimizer_metadata[opt_idx], named_parameters
                     )
+                    self._unfreeze_added_groups(pl_module, optimizer.param_groups[configured:])
         self._restarting = False
+
+    def _unfreeze_added_groups(self, pl_module: LightningModule, groups: list[dict[str, Any]]) -> None:
+        """The groups this callback added before the checkpoint train again after a resume.
+
+        Deliberately unlike Lightning 2.6, which rebuilds the groups but leaves their parameters
+        as ``freeze_before_training`` left them (``requires_grad=False``): a resumed run would
+        silently stop training them, and fulmen's resume must continue the run exactly.
+        """
+        added = {id(param) for group in groups for param in group["params"]}
+        for module in self.flatten_modules(pl_module):
+            own = list(module.parameters(recurse=False))
+            if any(id(param) in added for param in own):
+                if isinstance(module, _BatchNorm):
+                    module.track_running_stats = True
+                for param in own:
+                    if id(param) in added:
+                        param.requires_grad = True
 
     @staticmethod
     def flatten_modules(modules: Modules) -> list[Module]:
@@ -238,9 +257,11 @@ class BackboneFinetuning(BaseFinetuning):
         if not (hasattr(pl_module, "backbone") and isinstance(pl_module.backbone, Module)):
             raise MisconfigurationException(
                 "The LightningModule should have a nn.Module `backbone` attribute\n"
-                f"HINT: {type(pl_module).__name__} has none; assign the part to finetune to `self.backbone` in "
-                "__init__, or subclass BaseFinetuning to name other modules."
+                f"HINT: {type(pl_module).__name__}.backbone is not an nn.Module; assign the part to finetune to "
+                "`self.backbone` in __init__, or subclass BaseFinetuning to name other modules."
             )
+        if self._restarting and self.previous_backbone_lr is not None:
+            self.make_trainable(pl_module.backbone)  # unfrozen before the checkpoint: as unfreezing left it
         super().on_fit_start(trainer, pl_module)
 
     def freeze_before_training(self, pl_module: LightningModule) -> None:
