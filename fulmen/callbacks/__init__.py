@@ -15,15 +15,22 @@ _TABLE = {
     "ModelSummary": "fulmen.callbacks.model_summary",
     "ProgressBar": "fulmen.callbacks.progress",
     "TQDMProgressBar": "fulmen.callbacks.progress",
+    "StochasticWeightAveraging": "fulmen.callbacks.stochastic_weight_avg",
+    "Timer": "fulmen.callbacks.timer",
+    "BaseFinetuning": "fulmen.callbacks.finetuning",
+    "BackboneFinetuning": "fulmen.callbacks.finetuning",
 }
 __all__ = list(_TABLE)
 __getattr__ = lazy_getattr(__name__, _TABLE)
 
 if TYPE_CHECKING:  # pragma: no cover
     from fulmen.callbacks.early_stopping import EarlyStopping
+    from fulmen.callbacks.finetuning import BackboneFinetuning, BaseFinetuning
     from fulmen.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
     from fulmen.callbacks.lr_monitor import LearningRateMonitor
     from fulmen.callbacks.model_checkpoint import ModelCheckpoint
     from fulmen.callbacks.model_summary import ModelSummary
     from fulmen.callbacks.progress import ProgressBar, TQDMProgressBar
+    from fulmen.callbacks.stochastic_weight_avg import StochasticWeightAveraging
+    from fulmen.callbacks.timer import Timer
     from fulmen.core.callback import Callback

@@ -14,9 +14,11 @@ run before both. Monitoring callbacks (checkpointing, early stopping) run their
     configure_callbacks()                          # module; returned callbacks join trainer.callbacks
     prepare_data()                                 # datamodule, then module; once per node
     setup(stage="fit")                             # datamodule, callbacks, module
-    configure_model(); configure_optimizers()
-    (restore ckpt_path / resume checkpoint)
-    on_fit_start()
+    configure_model()
+    (restore ckpt_path / resume checkpoint: module, callbacks' load_state_dict)
+    configure_optimizers()
+    on_fit_start()                                 # before the optimizer/scheduler/loop states load
+    (restore the training state: optimizers, schedulers, loop progress)
     if num_sanity_val_steps:
         on_sanity_check_start()                    # callbacks only
         <validation run, see below, metrics discarded>

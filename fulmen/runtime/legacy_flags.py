@@ -2,7 +2,7 @@
 
 Scripts from that era run unchanged: each flag turns into its modern setting with one
 DeprecationWarning that names the modern spelling, or fails with a clear error where fulmen
-has no counterpart (TPUs, IPUs, stochastic weight averaging, the tuner). Plain renames live in
+has no counterpart (TPUs, IPUs, the tuner). Plain renames live in
 ``trainer_flags._LEGACY_RENAMES``; the flags here need a rule because their value changes
 meaning on the way. Each rule is ``rule(value, flags, extras)``: it writes modern flags into
 ``flags`` and callbacks into ``extras["extra_callbacks"]`` (see ``translate_legacy_flags``).
@@ -128,6 +128,20 @@ def _distributed_backend(value: Any, flags: dict[str, Any], extras: dict[str, An
             flags["strategy"] = value
 
 
+def _stochastic_weight_avg(value: Any, flags: dict[str, Any], extras: dict[str, Any]) -> None:
+    """1.3-1.6: ``True`` added ``StochasticWeightAveraging()`` (its defaults then: SWA from 80% of
+    the epochs at the optimizer's own learning rates) unless the callbacks held one already."""
+    warn_legacy("stochastic_weight_avg", "callbacks=[StochasticWeightAveraging(swa_lrs=...)]")
+    if not value:
+        return
+    from fulmen.callbacks.stochastic_weight_avg import StochasticWeightAveraging
+
+    given = flags.get("callbacks") or []
+    given = given if isinstance(given, (list, tuple)) else [given]
+    if not any(isinstance(callback, StochasticWeightAveraging) for callback in given):
+        extras["extra_callbacks"].append(StochasticWeightAveraging.at_optimizer_lrs())
+
+
 def _tuning(old: str) -> LegacyRule:
     def rule(value: Any, flags: dict[str, Any], extras: dict[str, Any]) -> None:
         warn_legacy(old, None, "fulmen has no tuner yet; trainer.tune(model) raises while this flag is on.")
@@ -148,12 +162,7 @@ LEGACY_RULES: dict[str, LegacyRule] = {
     "amp_backend": _amp_backend,
     "amp_level": _amp_level,
     "distributed_backend": _distributed_backend,
-    "stochastic_weight_avg": _unsupported(
-        "stochastic_weight_avg",
-        "stochastic weight averaging (no StochasticWeightAveraging callback)",
-        "drop the flag, or write a callback around torch.optim.swa_utils.AveragedModel (update it in "
-        "on_train_epoch_end, call torch.optim.swa_utils.update_bn at on_fit_end).",
-    ),
+    "stochastic_weight_avg": _stochastic_weight_avg,
     "tpu_cores": _unsupported("tpu_cores", "TPUs", "fulmen trains on CPUs and CUDA GPUs: use accelerator='gpu', devices=N."),
     "ipus": _unsupported("ipus", "Graphcore IPUs", "fulmen trains on CPUs and CUDA GPUs: use accelerator='gpu', devices=N."),
     "auto_lr_find": _tuning("auto_lr_find"),

@@ -97,6 +97,8 @@ class OptimizationStep:
         self.model: torch.nn.Module | None = None
         self.module_wrapper: Any = None
         self._training_step_end: Any = None
+        # training steps without zero_grad and backward (StochasticWeightAveraging's BatchNorm epoch)
+        self.skip_backward = False
 
     def setup(self, model: torch.nn.Module, module_wrapper: Any) -> None:
         """The run's forward path: ``model`` (what the strategy returned), the wrapper when one is used."""
@@ -174,7 +176,9 @@ class OptimizationStep:
         trainer, module = hooks.trainer, hooks.lightning_module
         epoch = self.progress.current_epoch
         optimizer = self.optimizers[0] if self.optimizers else None
-        first_in_window = batch_idx % accumulate == 0
+        # Lightning's skip_backward skips the zero_grad with it: the window's optimizer step then
+        # applies the gradients left from before (what Lightning's SWA BatchNorm epoch does)
+        first_in_window = batch_idx % accumulate == 0 and not self.skip_backward
         holder: list[Any] = [None, None, False]  # output, loss, closure ran
         # Nobody observes the zeroing (no zero-grad hooks): free the old gradients *before* the
         # forward, so their memory serves the activations (same numbers, less peak memory and
@@ -201,7 +205,7 @@ class OptimizationStep:
                     zero(epoch, batch_idx, optimizer)
                 else:
                     optimizer.zero_grad()
-            if loss is not None:
+            if loss is not None and not self.skip_backward:
                 self.backward(loss / accumulate if accumulate > 1 else loss, optimizer)
             return loss
 

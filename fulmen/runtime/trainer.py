@@ -356,6 +356,8 @@ class Trainer:
                 checkpoint = self.checkpoint_flow.restore_before_optimizers(ckpt_path, fn, unsafe_full_unpickle)
             if fitting:
                 self.optimization.configure_optimizers()
+                # Lightning: before the saved state loads (finetuning's param groups, SWA's SWALR)
+                self.hook_caller.call("on_fit_start")
                 self.checkpoint_flow.restore_training_state(checkpoint)
                 self.checkpoint_flow.install_preemption()
             self.metric_publisher.log_hyperparams(model, self.datamodule)
@@ -407,8 +409,6 @@ class Trainer:
                 logger.finalize("failed")
 
     def _run_stage(self, fn: TrainerFn) -> Any:
-        if fn is TrainerFn.FITTING:
-            self.hook_caller.call("on_fit_start")
         self.lightning_module.zero_grad()
         if fn is TrainerFn.FITTING:
             from fulmen.utilities.seed import isolate_rng

@@ -100,6 +100,21 @@ DELIBERATE_DIFFERENCES[("flag_validation", "refused_at_construction")] = [
     )
     for label in ("max_epochs='ten'", "min_epochs=-1", "min_steps=-5")
 ]  # fmt: skip
+_FROZEN_AFTER_RESUME = (
+    "Lightning 2.6.6's BaseFinetuning rebuilds the backbone's param group on resume but leaves its "
+    "parameters frozen (freeze_before_training ran in setup; nothing unfreezes them again), so a "
+    "resumed run silently stops training the backbone. fulmen unfreezes what the callback had "
+    "unfrozen (fulmen/callbacks/finetuning.py: _unfreeze_added_groups) so a resume continues exactly"
+)
+_FROZEN = ["backbone.1.bias", "backbone.1.weight", "layer.bias", "layer.weight"]
+DELIBERATE_DIFFERENCES[("finetuning", "resumed")] = [
+    Deviation(("after", "backbone_trained"), False, True, _FROZEN_AFTER_RESUME),
+    *(
+        Deviation((epoch, "trainable"), _FROZEN, sorted([*_FROZEN, "backbone.0.bias", "backbone.0.weight"]),
+                  _FROZEN_AFTER_RESUME)
+        for epoch in ("epoch_2", "epoch_3")
+    ),
+]  # fmt: skip
 
 
 def _reference(name: str) -> dict[str, Any]:
