@@ -18,6 +18,7 @@ runs, batch size inference, iterable datasets); the others, all collected in ``S
 - ``scenarios_optim.py``: training numbers, manual optimization, skipped steps, resume, modes
 - ``scenarios_utilities.py``: model summary, seed_everything, LearningRateMonitor names
 - ``scenarios_inputs.py``: Trainer flag values refused at construction, an empty train loader
+- ``scenarios_experiment_loggers.py``: what MLFlowLogger and WandbLogger write (file store, offline run)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from tests.compat import (
     scenarios_artifacts,
     scenarios_checkpoints,
     scenarios_eval_epoch_end,
+    scenarios_experiment_loggers,
     scenarios_inputs,
     scenarios_legacy,
     scenarios_loggers,
@@ -335,4 +337,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_eval_epoch_end.SCENARIOS,
     **scenarios_inputs.SCENARIOS,
     **scenarios_legacy.SCENARIOS,
+    **scenarios_experiment_loggers.SCENARIOS,
 }
