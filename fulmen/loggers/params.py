@@ -32,7 +32,8 @@ def flatten_dict(params: Mapping[Any, Any], delimiter: str = "/", parent_key: st
     """Nested dicts, Namespaces and dataclass instances flattened to ``{"a/b": v}`` keys.
 
     A list whose items are all dicts is flattened by index (``{"dl": [{"a": 1}]}`` ->
-    ``{"dl/0/a": 1}``), as Lightning 2.6 does; any other list stays one value.
+    ``{"dl/0/a": 1}``), as Lightning 2.6 does; any other list stays one value, the empty list
+    included (Lightning 2.6 drops an empty list's key: a hyperparameter would vanish from the run).
     """
     result: dict[str, Any] = {}
     for key, value in params.items():
@@ -43,7 +44,7 @@ def flatten_dict(params: Mapping[Any, Any], delimiter: str = "/", parent_key: st
             value = vars(value)
         if isinstance(value, MutableMapping):
             result.update(flatten_dict(value, delimiter=delimiter, parent_key=new_key))
-        elif isinstance(value, list) and all(isinstance(item, MutableMapping) for item in value):
+        elif value and isinstance(value, list) and all(isinstance(item, MutableMapping) for item in value):
             for index, item in enumerate(value):
                 result.update(flatten_dict(item, delimiter=delimiter, parent_key=f"{new_key}/{index}"))
         else:

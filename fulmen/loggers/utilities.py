@@ -40,7 +40,7 @@ def start_experiments(loggers: Sequence[Logger]) -> None:
     create a fresh ``version_N`` folder that a resumed run then abandons for the saved version.
     """
     for logger in sorted(loggers, key=lambda logger: type(logger).__name__ != "WandbLogger"):
-        if not isinstance(logger, VersionedFolderLogger) and hasattr(logger, "experiment"):
+        if not isinstance(logger, VersionedFolderLogger) and hasattr(type(logger), "experiment"):
             _ = logger.experiment
 
 
