@@ -52,6 +52,9 @@ class _Run:
     def log_artifact(self, artifact: Any, aliases: list[str]) -> None:
         self.artifacts.append((artifact, aliases))
 
+    def watch(self, model: Any, **kwargs: Any) -> None:
+        self.watched = (model, kwargs)
+
 
 class _NotJson:
     def __str__(self) -> str:
@@ -104,6 +107,12 @@ def test_metrics_carry_the_trainer_step_and_the_prefix() -> None:
     logger.log_metrics({"train/loss": 0.5}, step=3)
     logger.log_metrics({"x": 1.0})
     assert run.logged == [{"fit-train/loss": 0.5, "trainer/global_step": 3}, {"fit-x": 1.0}]
+
+
+def test_watch_hands_the_model_to_the_run_with_lightnings_defaults() -> None:
+    run, model = _Run(), torch.nn.Linear(2, 1)
+    WandbLogger(experiment=run).watch(model)
+    assert run.watched == (model, {"log": "gradients", "log_freq": 100, "log_graph": True})
 
 
 def test_media_arguments_must_be_lists_of_matching_length() -> None:
