@@ -109,6 +109,15 @@ def test_metrics_carry_the_trainer_step_and_the_prefix() -> None:
     assert run.logged == [{"fit-train/loss": 0.5, "trainer/global_step": 3}, {"fit-x": 1.0}]
 
 
+def test_a_pickled_logger_resumes_the_same_run_by_id() -> None:
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(WandbLogger(experiment=_Run(), project="p")))
+    assert copy._experiment is None  # a run cannot cross processes
+    assert (copy.version, copy._wandb_init["id"], copy._wandb_init["resume"]) == ("abc123", "abc123", "allow")
+    assert copy._name == "display"
+
+
 def test_watch_hands_the_model_to_the_run_with_lightnings_defaults() -> None:
     run, model = _Run(), torch.nn.Linear(2, 1)
     WandbLogger(experiment=run).watch(model)
