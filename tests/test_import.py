@@ -13,7 +13,10 @@ import sys
 
 import pytest
 
-HEAVY = ["tensorboard", "torch.utils.tensorboard", "tqdm", "yaml", "submitit", "torchx", "torch._dynamo", "psutil"]
+HEAVY = [
+    "tensorboard", "torch.utils.tensorboard", "tqdm", "yaml", "submitit", "torchx", "torch._dynamo", "psutil",
+    "mlflow", "wandb",
+]  # fmt: skip
 # fulmen's own wrappers around heavy packages: loading them means the heavy import happened too.
 FULMEN_HEAVY_WRAPPERS = ["fulmen.callbacks._tqdm"]
 

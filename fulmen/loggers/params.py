@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 from argparse import Namespace
 from collections.abc import Mapping, MutableMapping
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-__all__ = ["convert_params", "flatten_dict", "sanitize_params", "add_prefix"]
+__all__ = [
+    "convert_params",
+    "flatten_dict",
+    "sanitize_params",
+    "sanitize_callable_params",
+    "convert_json_serializable",
+    "add_prefix",
+]
 
 
 def convert_params(params: Mapping[str, Any] | Namespace | None) -> dict[str, Any]:
@@ -20,7 +29,12 @@ def convert_params(params: Mapping[str, Any] | Namespace | None) -> dict[str, An
 
 
 def flatten_dict(params: Mapping[Any, Any], delimiter: str = "/", parent_key: str = "") -> dict[str, Any]:
-    """Nested dicts, Namespaces and dataclass instances flattened to ``{"a/b": v}`` keys."""
+    """Nested dicts, Namespaces and dataclass instances flattened to ``{"a/b": v}`` keys.
+
+    A list whose items are all dicts is flattened by index (``{"dl": [{"a": 1}]}`` ->
+    ``{"dl/0/a": 1}``), as Lightning 2.6 does; any other list stays one value, the empty list
+    included (Lightning 2.6 drops an empty list's key: a hyperparameter would vanish from the run).
+    """
     result: dict[str, Any] = {}
     for key, value in params.items():
         new_key = f"{parent_key}{delimiter}{key}" if parent_key else str(key)
@@ -30,6 +44,9 @@ def flatten_dict(params: Mapping[Any, Any], delimiter: str = "/", parent_key: st
             value = vars(value)
         if isinstance(value, MutableMapping):
             result.update(flatten_dict(value, delimiter=delimiter, parent_key=new_key))
+        elif value and isinstance(value, list) and all(isinstance(item, MutableMapping) for item in value):
+            for index, item in enumerate(value):
+                result.update(flatten_dict(item, delimiter=delimiter, parent_key=f"{new_key}/{index}"))
         else:
             result[new_key] = value
     return result
@@ -53,6 +70,42 @@ def sanitize_params(params: Mapping[str, Any]) -> dict[str, Any]:
             value = str(value)
         result[key] = value
     return result
+
+
+def sanitize_callable_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Callables replaced by something a config can show: a class by its name, a function by what
+    it returns when called without arguments (its name if that fails or returns another callable).
+
+    Lightning does this before handing hparams to W&B, whose config must be JSON.
+    """
+    return {key: _sanitize_callable(value) for key, value in params.items()}
+
+
+def _sanitize_callable(value: Any) -> Any:
+    if inspect.isclass(value):
+        return value.__name__
+    if not callable(value):
+        return value
+    try:
+        result = value()
+    except Exception:  # a callable that needs arguments: Lightning shows its name
+        return getattr(value, "__name__", None)
+    return value.__name__ if callable(result) else result
+
+
+def convert_json_serializable(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Values ``json.dumps`` cannot encode replaced by their ``str()`` (W&B's config is JSON)."""
+    return {key: value if _is_json_serializable(value) else str(value) for key, value in params.items()}
+
+
+def _is_json_serializable(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str, list, dict)):
+        return True
+    try:
+        json.dumps(value)
+    except (TypeError, OverflowError, ValueError):
+        return False
+    return True
 
 
 def add_prefix(metrics: Mapping[str, Any], prefix: str, separator: str) -> dict[str, Any]:

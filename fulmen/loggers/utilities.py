@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from fulmen.loggers.logger import Logger
+from fulmen.loggers.logger import Logger, VersionedFolderLogger
 
 if TYPE_CHECKING:  # pragma: no cover
     from fulmen.runtime.trainer import Trainer
 
-__all__ = ["logger_version", "logger_name", "log_hyperparams"]
+__all__ = ["logger_version", "logger_name", "log_hyperparams", "start_experiments"]
 
 
 def logger_version(loggers: Sequence[Logger], separator: str = "_") -> int | str:
@@ -25,6 +25,23 @@ def logger_name(loggers: Sequence[Logger], separator: str = "_") -> str:
     if len(loggers) == 1:
         return loggers[0].name or ""
     return separator.join(dict.fromkeys(str(logger.name) for logger in loggers))
+
+
+def start_experiments(loggers: Sequence[Logger]) -> None:
+    """Create every logger's experiment before the ``setup`` hooks, as Lightning does.
+
+    A logger's ``name``/``version`` may exist only once its experiment does (a W&B run id, an
+    MLflow experiment and run id), and ModelCheckpoint builds its default folder from them in
+    ``setup``. W&B goes first: ``wandb.init`` must precede any TensorBoard writer for
+    ``sync_tensorboard`` to see it.
+
+    Unlike Lightning, the ``version_N`` folder loggers (CSV, TensorBoard) are left to start on
+    first use: their name and version are known without the experiment, and opening it now would
+    create a fresh ``version_N`` folder that a resumed run then abandons for the saved version.
+    """
+    for logger in sorted(loggers, key=lambda logger: type(logger).__name__ != "WandbLogger"):
+        if not isinstance(logger, VersionedFolderLogger) and hasattr(type(logger), "experiment"):
+            _ = logger.experiment
 
 
 def log_hyperparams(trainer: Trainer) -> None:

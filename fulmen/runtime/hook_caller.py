@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fulmen.core.callback import Callback
 from fulmen.core.hooks import HookTable
 from fulmen.core.module import LightningModule
+from fulmen.loggers.utilities import start_experiments
 from fulmen.runtime.results import check_logging_allowed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,7 +81,13 @@ class HookCaller:
             return getattr(self.lightning_module, name)(*args)
 
     def call_setup(self, name: str, stage: str, datamodule: LightningDataModule | None) -> None:
-        """``setup`` or ``teardown``: datamodule, callbacks, then module (Lightning's order)."""
+        """``setup`` or ``teardown``: datamodule, callbacks, then module (Lightning's order).
+
+        Before ``setup``, the loggers' experiments are started (Lightning's ``_call_setup_hook``), so
+        that ModelCheckpoint's default folder sees a W&B run id or an MLflow run id.
+        """
+        if name == "setup":
+            start_experiments(getattr(self.trainer, "loggers", None) or [])
         with self.running(name):
             if datamodule is not None:
                 getattr(datamodule, name)(stage=stage)

@@ -19,6 +19,7 @@ runs, batch size inference, iterable datasets); the others, all collected in ``S
 - ``scenarios_utilities.py``: model summary, seed_everything, LearningRateMonitor names
 - ``scenarios_inputs.py``: Trainer flag values refused at construction, an empty train loader
 - ``scenarios_weight_callbacks.py``: StochasticWeightAveraging, Timer, BaseFinetuning/BackboneFinetuning
+- ``scenarios_experiment_loggers.py``: what MLFlowLogger and WandbLogger write (file store, offline run)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from tests.compat import (
     scenarios_artifacts,
     scenarios_checkpoints,
     scenarios_eval_epoch_end,
+    scenarios_experiment_loggers,
     scenarios_inputs,
     scenarios_legacy,
     scenarios_loggers,
@@ -338,4 +340,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_inputs.SCENARIOS,
     **scenarios_legacy.SCENARIOS,
     **scenarios_weight_callbacks.SCENARIOS,
+    **scenarios_experiment_loggers.SCENARIOS,
 }

@@ -56,8 +56,6 @@ BEING_ADDED_THIS_ROUND: dict[str, str] = {
     "cli.LRSchedulerType": "being added this round (#10) with pl.cli (a type alias)",
     "cli.LRSchedulerTypeTuple": "being added this round (#10) with pl.cli",
     "cli.LRSchedulerTypeUnion": "being added this round (#10) with pl.cli (a type alias)",
-    "loggers.MLFlowLogger": "being added this round (#10) on the optional extra fulmen[mlflow]",
-    "loggers.WandbLogger": "being added this round (#10) on the optional extra fulmen[wandb]",
     "strategies": "being added this round (#10): pl.strategies",
     "strategies.Strategy": "being added this round (#10); today fulmen.runtime.strategy.Strategy",
     "strategies.SingleDeviceStrategy": "being added this round (#10); today fulmen.runtime.strategy",

@@ -14,9 +14,16 @@ import torch
 
 from fulmen.loggers.csv_logs import CSVLogger
 from fulmen.loggers.logger import DummyExperiment, DummyLogger, Logger, VersionedFolderLogger, next_version, rank_zero_experiment
-from fulmen.loggers.params import add_prefix, convert_params, flatten_dict, sanitize_params
+from fulmen.loggers.params import (
+    add_prefix,
+    convert_json_serializable,
+    convert_params,
+    flatten_dict,
+    sanitize_callable_params,
+    sanitize_params,
+)
 from fulmen.loggers.tensorboard import TensorBoardLogger
-from fulmen.loggers.utilities import log_hyperparams, logger_name, logger_version
+from fulmen.loggers.utilities import log_hyperparams, logger_name, logger_version, start_experiments
 from fulmen.utilities.rank_zero import rank_zero_only
 
 
@@ -119,6 +126,44 @@ def test_param_helpers() -> None:
     assert (sanitized["o"], sanitized["n"]) == ("[1, 2]", "None")
     assert add_prefix({"a": 1}, "", "-") == {"a": 1}
     assert add_prefix({"a": 1}, "train", "-") == {"train-a": 1}
+
+
+def test_flatten_dict_indexes_lists_of_dicts_like_lightning_2_6() -> None:
+    flat = flatten_dict({"dl": [{"a": 1, "c": 3}, {"b": 2}], "l": [1, 2], "mixed": [{"a": 1}, 2], "empty": []})
+    assert flat == {"dl/0/a": 1, "dl/0/c": 3, "dl/1/b": 2, "l": [1, 2], "mixed": [{"a": 1}, 2], "empty": []}
+
+
+def test_callables_and_non_json_values_become_showable() -> None:
+    def needs_argument(x: int) -> int:
+        return x
+
+    def factory() -> Any:
+        return needs_argument
+
+    params = {"cls": torch.nn.ReLU, "value": lambda: 3, "named": needs_argument, "factory": factory, "n": 1}
+    assert sanitize_callable_params(params) == {
+        "cls": "ReLU", "value": 3, "named": "needs_argument", "factory": "factory", "n": 1,
+    }  # fmt: skip
+    converted = convert_json_serializable({"ok": [1, {"a": None}], "set": {1}, "path": Path("/x"), "inf": 1e400})
+    assert converted == {"ok": [1, {"a": None}], "set": "{1}", "path": "/x", "inf": 1e400}
+
+
+def test_start_experiments_starts_run_loggers_wandb_first_but_no_version_folder(tmp_path: Path) -> None:
+    started: list[str] = []
+
+    class RunLogger(RecordingLogger):
+        @property
+        def experiment(self) -> str:
+            started.append(type(self).__name__)
+            return "run"
+
+    class WandbLogger(RunLogger):  # started first whatever its position: wandb.init precedes writers
+        pass
+
+    csv = CSVLogger(tmp_path)
+    start_experiments([csv, RunLogger(), WandbLogger(), RecordingLogger()])
+    assert started == ["WandbLogger", "RunLogger"]
+    assert not (tmp_path / "lightning_logs").exists()  # a resume may still pick another version_N
 
 
 def test_logger_version_and_name_for_several_loggers() -> None:
