@@ -15,15 +15,21 @@ _TABLE = {
     "ModelSummary": "fulmen.callbacks.model_summary",
     "ProgressBar": "fulmen.callbacks.progress",
     "TQDMProgressBar": "fulmen.callbacks.progress",
+    "Checkpoint": "fulmen.callbacks.checkpoint",
+    "DeviceStatsMonitor": "fulmen.callbacks.device_stats_monitor",
+    "OnExceptionCheckpoint": "fulmen.callbacks.on_exception_checkpoint",
 }
 __all__ = list(_TABLE)
 __getattr__ = lazy_getattr(__name__, _TABLE)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.callbacks.checkpoint import Checkpoint
+    from fulmen.callbacks.device_stats_monitor import DeviceStatsMonitor
     from fulmen.callbacks.early_stopping import EarlyStopping
     from fulmen.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
     from fulmen.callbacks.lr_monitor import LearningRateMonitor
     from fulmen.callbacks.model_checkpoint import ModelCheckpoint
     from fulmen.callbacks.model_summary import ModelSummary
+    from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
     from fulmen.callbacks.progress import ProgressBar, TQDMProgressBar
     from fulmen.core.callback import Callback

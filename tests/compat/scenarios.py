@@ -18,6 +18,7 @@ runs, batch size inference, iterable datasets); the others, all collected in ``S
 - ``scenarios_optim.py``: training numbers, manual optimization, skipped steps, resume, modes
 - ``scenarios_utilities.py``: model summary, seed_everything, LearningRateMonitor names
 - ``scenarios_inputs.py``: Trainer flag values refused at construction, an empty train loader
+- ``scenarios_misc_callbacks.py``: DeviceStatsMonitor's keys and steps, OnExceptionCheckpoint
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from tests.compat import (
     scenarios_legacy,
     scenarios_loggers,
     scenarios_logging,
+    scenarios_misc_callbacks,
     scenarios_optim,
     scenarios_restore,
     scenarios_trainer,
@@ -335,4 +337,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_eval_epoch_end.SCENARIOS,
     **scenarios_inputs.SCENARIOS,
     **scenarios_legacy.SCENARIOS,
+    **scenarios_misc_callbacks.SCENARIOS,
 }
