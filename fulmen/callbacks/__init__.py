@@ -18,6 +18,8 @@ _TABLE = {
     "Checkpoint": "fulmen.callbacks.checkpoint",
     "DeviceStatsMonitor": "fulmen.callbacks.device_stats_monitor",
     "OnExceptionCheckpoint": "fulmen.callbacks.on_exception_checkpoint",
+    "RichProgressBar": "fulmen.callbacks.rich_progress",
+    "RichModelSummary": "fulmen.callbacks.rich_model_summary",
 }
 __all__ = list(_TABLE)
 __getattr__ = lazy_getattr(__name__, _TABLE)
@@ -32,4 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from fulmen.callbacks.model_summary import ModelSummary
     from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
     from fulmen.callbacks.progress import ProgressBar, TQDMProgressBar
+    from fulmen.callbacks.rich_model_summary import RichModelSummary
+    from fulmen.callbacks.rich_progress import RichProgressBar
     from fulmen.core.callback import Callback

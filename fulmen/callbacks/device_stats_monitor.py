@@ -6,7 +6,8 @@ are ``cpu_percent``, ``cpu_vm_percent`` and ``cpu_swap_percent``; on CUDA they a
 ``torch.cuda.memory_stats`` (``allocated_bytes.all.current``, ...). A batch is logged when
 Lightning would log its metrics: in training when the next logger step is a multiple of
 ``log_every_n_steps`` (or a stop was requested), in evaluation when the count of batches of
-this evaluation run is; the step is the training step the loggers are at.
+this evaluation run is; the step is the training step the loggers are at. The CPU figures
+come from psutil, as in Lightning.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class DeviceStatsMonitor(Callback):
         if self._cpu_stats is None and trainer.strategy.root_device.type == "cpu":
             from fulmen.utilities.device_stats import get_cpu_stats
 
-            get_cpu_stats()  # raises here, once, when the CPU's figures cannot be read at all
+            get_cpu_stats()  # raises here, once, without psutil; and starts its CPU-time interval
 
     def _log_device_stats(self, trainer: Trainer, key: str, step_to_check: int) -> None:
         every = trainer.log_every_n_steps

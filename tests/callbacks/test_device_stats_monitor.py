@@ -112,7 +112,10 @@ def test_cuda_runs_log_the_accelerators_stats_and_cpu_stats_on_request(cpu_stats
 
 
 def test_unused_callbacks_are_never_imported(tmp_path: Path) -> None:
-    """A fit without these callbacks loads none of their modules (they cost nothing)."""
+    """A fit without these callbacks loads neither their modules nor rich (they cost nothing).
+
+    ``rich_progress`` itself (no rich import in it) is loaded with the TQDM bar's module, which
+    registers it under Lightning's path ``callbacks.progress.rich_progress``."""
     script = f"""
 import sys, torch, fulmen as pl
 from torch.utils.data import DataLoader, TensorDataset
@@ -122,7 +125,7 @@ class M(pl.LightningModule):
     def training_step(self, b, i): return self.l(b[0]).sum()
     def configure_optimizers(self): return torch.optim.SGD(self.parameters(), lr=0.1)
 pl.Trainer(default_root_dir={str(tmp_path)!r}, max_epochs=1, logger=False).fit(M(), DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2))
-names = ("device_stats_monitor", "on_exception_checkpoint", "rich_progress", "rich_model_summary")
+names = ("device_stats_monitor", "on_exception_checkpoint", "rich_columns", "rich_model_summary")
 print(sorted(m for m in sys.modules if m.startswith("fulmen.") and m.rsplit(".", 1)[-1] in names) + sorted(m for m in sys.modules if m == "rich" or m.startswith("rich.")))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

@@ -19,6 +19,7 @@ runs, batch size inference, iterable datasets); the others, all collected in ``S
 - ``scenarios_utilities.py``: model summary, seed_everything, LearningRateMonitor names
 - ``scenarios_inputs.py``: Trainer flag values refused at construction, an empty train loader
 - ``scenarios_misc_callbacks.py``: DeviceStatsMonitor's keys and steps, OnExceptionCheckpoint
+- ``scenarios_rich.py``: what RichModelSummary and RichProgressBar print on a non-terminal console
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from tests.compat import (
     scenarios_misc_callbacks,
     scenarios_optim,
     scenarios_restore,
+    scenarios_rich,
     scenarios_trainer,
     scenarios_utilities,
 )
@@ -338,4 +340,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_inputs.SCENARIOS,
     **scenarios_legacy.SCENARIOS,
     **scenarios_misc_callbacks.SCENARIOS,
+    **scenarios_rich.SCENARIOS,
 }

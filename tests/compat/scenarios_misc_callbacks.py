@@ -4,7 +4,7 @@ machine's, so they are not compared), and what OnExceptionCheckpoint leaves behi
 fails, how a fit resumes from it, and that a successful fit removes it.
 
 Recorded with a stand-in ``psutil`` on the path (the Lightning venv has none, and without it
-Lightning's monitor raises on CPU): a package ``psutil`` with ``virtual_memory``,
+Lightning's monitor raises on CPU; fulmen depends on psutil): a package ``psutil`` with ``virtual_memory``,
 ``swap_memory`` and ``cpu_percent`` plus a ``psutil-7.0.0.dist-info/METADATA`` so that
 Lightning's requirement check passes; only key names and steps are compared, never values::
 
