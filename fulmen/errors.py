@@ -31,8 +31,11 @@ class LaunchError(FulmenError):
     """A job that cannot be launched or submitted as described."""
 
 
-class MissingExtraError(FulmenError, ImportError):
-    """An optional dependency is not installed; the message names the pip extra."""
+class MissingExtraError(FulmenError, ModuleNotFoundError):
+    """An optional dependency is not installed; the message names the pip extra.
+
+    A ``ModuleNotFoundError`` (an ``ImportError``), as Lightning raises for its optional packages.
+    """
 
     def __init__(self, package: str, extra: str, purpose: str) -> None:
         super().__init__(

@@ -19,18 +19,28 @@ _TABLE = {
     "Timer": "fulmen.callbacks.timer",
     "BaseFinetuning": "fulmen.callbacks.finetuning",
     "BackboneFinetuning": "fulmen.callbacks.finetuning",
+    "Checkpoint": "fulmen.callbacks.checkpoint",
+    "DeviceStatsMonitor": "fulmen.callbacks.device_stats_monitor",
+    "OnExceptionCheckpoint": "fulmen.callbacks.on_exception_checkpoint",
+    "RichProgressBar": "fulmen.callbacks.rich_progress",
+    "RichModelSummary": "fulmen.callbacks.rich_model_summary",
 }
 __all__ = list(_TABLE)
 __getattr__ = lazy_getattr(__name__, _TABLE)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.callbacks.checkpoint import Checkpoint
+    from fulmen.callbacks.device_stats_monitor import DeviceStatsMonitor
     from fulmen.callbacks.early_stopping import EarlyStopping
     from fulmen.callbacks.finetuning import BackboneFinetuning, BaseFinetuning
     from fulmen.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
     from fulmen.callbacks.lr_monitor import LearningRateMonitor
     from fulmen.callbacks.model_checkpoint import ModelCheckpoint
     from fulmen.callbacks.model_summary import ModelSummary
+    from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
     from fulmen.callbacks.progress import ProgressBar, TQDMProgressBar
+    from fulmen.callbacks.rich_model_summary import RichModelSummary
+    from fulmen.callbacks.rich_progress import RichProgressBar
     from fulmen.callbacks.stochastic_weight_avg import StochasticWeightAveraging
     from fulmen.callbacks.timer import Timer
     from fulmen.core.callback import Callback

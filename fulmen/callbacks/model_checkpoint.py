@@ -29,10 +29,10 @@ import fulmen.callbacks.checkpoint_files as files
 import fulmen.callbacks.checkpoint_paths as paths
 import fulmen.callbacks.checkpoint_schedule as schedule
 import fulmen.callbacks.checkpoint_top_k as topk
+from fulmen.callbacks.checkpoint import Checkpoint
 from fulmen.callbacks.checkpoint_arguments import default_triggers, legacy_arguments, validate_arguments
 from fulmen.callbacks.checkpoint_monitor import check_monitor_logged, monitor_candidates, monitored_score
 from fulmen.callbacks.checkpoint_paths import default_checkpoint_dir, interpolate_filename, write_best_k_yaml
-from fulmen.core.callback import Callback
 from fulmen.errors import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fulmen.runtime.trainer import Trainer
 
 
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(Checkpoint):
     """Save checkpoints during ``fit``; Lightning's arguments, defaults and file names.
 
     Args:

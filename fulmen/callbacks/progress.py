@@ -20,6 +20,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from fulmen.callbacks import rich_progress
 from fulmen.callbacks.progress_bar import ProgressBar, _stage, get_standard_metrics
 from fulmen.utilities.rank_zero import rank_zero_debug
 
@@ -29,6 +30,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from fulmen.runtime.trainer import Trainer
 
 __all__ = ["ProgressBar", "TQDMProgressBar", "get_standard_metrics"]
+
+# Lightning's import path ``callbacks.progress.rich_progress`` (there a package, here a module):
+# registered under that name so ``from ...progress.rich_progress import RichProgressBarTheme``
+# works; the module imports rich only when a bar starts drawing.
+sys.modules.setdefault(f"{__name__}.rich_progress", rich_progress)
 
 
 def convert_inf(x: int | float | None) -> int | float | None:
@@ -335,4 +341,8 @@ def __getattr__(name: str) -> Any:
         from fulmen.callbacks._tqdm import Tqdm
 
         return Tqdm
+    if name in ("RichProgressBar", "RichProgressBarTheme"):  # Lightning's ``callbacks.progress`` has them
+        from fulmen.callbacks import rich_progress
+
+        return getattr(rich_progress, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

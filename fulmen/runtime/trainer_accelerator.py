@@ -6,6 +6,8 @@ these small classes make that work. Device placement itself is the Strategy's jo
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 
@@ -17,6 +19,12 @@ class Accelerator:
     @staticmethod
     def is_available() -> bool:
         return True
+
+    def get_device_stats(self, device: torch.device | str | int) -> dict[str, Any]:
+        """Numbers ``DeviceStatsMonitor`` logs for ``device`` (the CPU's: use, RAM, swap)."""
+        from fulmen.utilities.device_stats import get_cpu_stats
+
+        return get_cpu_stats()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -32,6 +40,12 @@ class CUDAAccelerator(Accelerator):
     @staticmethod
     def is_available() -> bool:
         return torch.cuda.is_available()
+
+    def get_device_stats(self, device: torch.device | str | int) -> dict[str, Any]:
+        """``torch.cuda.memory_stats(device)``, as Lightning's CUDAAccelerator."""
+        from fulmen.utilities.device_stats import get_cuda_stats
+
+        return get_cuda_stats(device)
 
 
 class MPSAccelerator(Accelerator):

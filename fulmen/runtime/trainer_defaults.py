@@ -81,6 +81,12 @@ def build_callbacks(flags: dict[str, Any], extra: list[Any]) -> list[Any]:
         default = optional_default("fulmen.callbacks.model_checkpoint", "ModelCheckpoint")
         if default is not None:
             callbacks.append(default())
+    bars = [type(c).__name__ for c in callbacks if any(k.__name__ == "ProgressBar" for k in type(c).__mro__)]
+    if len(bars) > 1:
+        raise MisconfigurationException(
+            "You added multiple progress bar callbacks to the Trainer, but currently only one progress bar is"
+            f" supported; got {bars}.\nHINT: keep one of them in callbacks=[...] (it replaces the default bar)."
+        )
     if flags["enable_progress_bar"] is not False and not has(("ProgressBar", "TQDMProgressBar")):
         default = optional_default("fulmen.callbacks.progress", "TQDMProgressBar")
         if default is not None:

@@ -20,6 +20,8 @@ runs, batch size inference, iterable datasets); the others, all collected in ``S
 - ``scenarios_inputs.py``: Trainer flag values refused at construction, an empty train loader
 - ``scenarios_weight_callbacks.py``: StochasticWeightAveraging, Timer, BaseFinetuning/BackboneFinetuning
 - ``scenarios_experiment_loggers.py``: what MLFlowLogger and WandbLogger write (file store, offline run)
+- ``scenarios_misc_callbacks.py``: DeviceStatsMonitor's keys and steps, OnExceptionCheckpoint
+- ``scenarios_rich.py``: what RichModelSummary and RichProgressBar print on a non-terminal console
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ from tests.compat import (
     scenarios_legacy,
     scenarios_loggers,
     scenarios_logging,
+    scenarios_misc_callbacks,
     scenarios_optim,
     scenarios_restore,
+    scenarios_rich,
     scenarios_trainer,
     scenarios_utilities,
     scenarios_weight_callbacks,
@@ -341,4 +345,6 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_legacy.SCENARIOS,
     **scenarios_weight_callbacks.SCENARIOS,
     **scenarios_experiment_loggers.SCENARIOS,
+    **scenarios_misc_callbacks.SCENARIOS,
+    **scenarios_rich.SCENARIOS,
 }

@@ -117,6 +117,19 @@ DELIBERATE_DIFFERENCES[("finetuning", "resumed")] = [
 ]  # fmt: skip
 
 
+_IN_FLIGHT_BATCH_REASON = (
+    "OnExceptionCheckpoint's file, saved after training_step raised: Lightning counts the failed "
+    "batch as ready and started (not processed), fulmen's loop state has only finished batches, so "
+    "the Lightning layout it writes has ready == started == processed. Both resume at the failed "
+    "batch (pinned by the scenario's trained_after_resume), and Lightning 2.6.6 resumes fulmen's file there too"
+)
+DELIBERATE_DIFFERENCES[("on_exception_checkpoint", "checkpoint")] = [
+    Deviation(("batch_progress", scope, counter), lightning, lightning - 1, _IN_FLIGHT_BATCH_REASON)
+    for scope, lightning in (("current", 3), ("total", 7))
+    for counter in ("ready", "started")
+]
+
+
 def _reference(name: str) -> dict[str, Any]:
     return json.loads((REFERENCE_DIR / f"{name}.json").read_text())
 
