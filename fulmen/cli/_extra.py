@@ -1,0 +1,18 @@
+"""The one place that imports jsonargparse, so a missing optional extra is one clear error."""
+
+from __future__ import annotations
+
+from fulmen.errors import MissingExtraError
+
+try:
+    import docstring_parser  # noqa: F401  (part of jsonargparse[signatures]: help text from docstrings)
+    import jsonargparse
+except ImportError as error:  # pragma: no cover - exercised by tests with the import blocked
+    raise MissingExtraError(
+        "jsonargparse[signatures]", "cli", "fulmen.cli (LightningCLI, LightningArgumentParser)"
+    ) from error
+
+ActionConfigFile = jsonargparse.ActionConfigFile
+ArgumentParser = jsonargparse.ArgumentParser
+Namespace = jsonargparse.Namespace
+class_from_function = jsonargparse.class_from_function
