@@ -7,6 +7,7 @@ signatures; optimizer and LR-scheduler groups are registered separately (``add_o
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Iterable
 from typing import Any, Union
@@ -55,6 +56,7 @@ class LightningArgumentParser(ArgumentParser):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, description=description, env_prefix=env_prefix, default_env=default_env, **kwargs)
+        load_lightning_classes()
         self.callback_keys: list[str] = []
         # which optimizer / scheduler groups were added, and where each is linked ("AUTOMATIC" or a key)
         self._optimizers: ClassRegistry = {}
@@ -126,6 +128,23 @@ class LightningArgumentParser(ArgumentParser):
         else:
             self.add_class_arguments(lr_scheduler_class, nested_key, sub_configs=True, **kwargs)
         self._lr_schedulers[nested_key] = (lr_scheduler_class, link_to)
+
+
+@functools.cache
+def load_lightning_classes() -> None:
+    """Import every callback and logger class, so that short names resolve (``--trainer.logger=CSVLogger``).
+
+    jsonargparse finds a class named on the command line among the imported subclasses of the
+    annotated type; Lightning imports all of them with the package, fulmen loads them on first
+    use, so the CLI loads them here. One whose optional extra is missing is skipped.
+    """
+    for package_name in ("fulmen.callbacks", "fulmen.loggers"):
+        package = importlib.import_module(package_name)
+        for name in package.__all__:
+            try:
+                getattr(package, name)
+            except ImportError:
+                continue
 
 
 def _require_subclasses(classes: tuple[Any, ...], bases: tuple[type, ...], method: str, expected: str) -> None:

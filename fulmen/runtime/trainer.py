@@ -21,7 +21,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -56,6 +57,9 @@ from fulmen.runtime.trainer_defaults import (
 from fulmen.runtime.trainer_flags import normalize_flags
 from fulmen.runtime.trainer_properties import Delegated
 from fulmen.runtime.training_progress import TrainingProgress
+
+if TYPE_CHECKING:  # the annotation LightningCLI reads (--trainer.logger=CSVLogger); loggers load on use
+    from fulmen.loggers.logger import Logger
 
 
 class Trainer:
@@ -146,7 +150,7 @@ class Trainer:
         devices: Any = "auto",
         num_nodes: int | None = None,
         precision: Any = "32-true",
-        logger: Any = None,
+        logger: Logger | Iterable[Logger] | bool | None = None,
         callbacks: Callback | list[Callback] | None = None,
         fast_dev_run: int | bool = False,
         max_epochs: int | None = None,

@@ -18,6 +18,7 @@ runs, batch size inference, iterable datasets); the others, all collected in ``S
 - ``scenarios_optim.py``: training numbers, manual optimization, skipped steps, resume, modes
 - ``scenarios_utilities.py``: model summary, seed_everything, LearningRateMonitor names
 - ``scenarios_inputs.py``: Trainer flag values refused at construction, an empty train loader
+- ``scenarios_cli.py``: LightningCLI's printed and saved config, subclass mode, a CLI fit
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from torch.utils.data import DataLoader
 from tests.compat import (
     scenarios_artifacts,
     scenarios_checkpoints,
+    scenarios_cli,
     scenarios_eval_epoch_end,
     scenarios_inputs,
     scenarios_legacy,
@@ -335,4 +337,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_eval_epoch_end.SCENARIOS,
     **scenarios_inputs.SCENARIOS,
     **scenarios_legacy.SCENARIOS,
+    **scenarios_cli.SCENARIOS,
 }
