@@ -16,3 +16,8 @@ ActionConfigFile = jsonargparse.ActionConfigFile
 ArgumentParser = jsonargparse.ArgumentParser
 Namespace = jsonargparse.Namespace
 class_from_function = jsonargparse.class_from_function
+
+# jsonargparse 4.49 renamed a few names (the old ones warn); the extra allows >= 4.27, so pick by version
+_NEW_NAMES = tuple(int(part) for part in jsonargparse.__version__.split(".")[:2]) >= (4, 49)
+KEEP_NONE_WHEN_SAVING = {"skip_unset": False} if _NEW_NAMES else {"skip_none": False}
+INSTANTIATE_METHOD = "instantiate" if _NEW_NAMES else "instantiate_classes"

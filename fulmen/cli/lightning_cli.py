@@ -17,7 +17,7 @@ from typing import Any
 from torch.optim import Optimizer
 
 import fulmen
-from fulmen.cli._extra import ActionConfigFile, Namespace, class_from_function
+from fulmen.cli._extra import INSTANTIATE_METHOD, ActionConfigFile, Namespace, class_from_function
 from fulmen.cli.optimizers import install_configure_optimizers, link_optimizers_and_lr_schedulers
 from fulmen.cli.parser import ArgsType, LightningArgumentParser, LRSchedulerTypeTuple, LRSchedulerTypeUnion, ReduceLROnPlateau
 from fulmen.cli.save_config import SaveConfigCallback
@@ -202,7 +202,7 @@ class LightningCLI:
 
     def instantiate_classes(self) -> None:
         """Instantiate datamodule, model and Trainer from the parsed config."""
-        self.config_init = self.parser.instantiate_classes(self.config)
+        self.config_init = getattr(self.parser, INSTANTIATE_METHOD)(self.config)
         self.datamodule = self._get(self.config_init, "data")
         self.model = self._get(self.config_init, "model")
         self._add_configure_optimizers_method_to_model(self.subcommand)

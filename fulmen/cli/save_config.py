@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from fulmen.cli._extra import KEEP_NONE_WHEN_SAVING
 from fulmen.core.callback import Callback
 from fulmen.core.hooks import is_overridden
 
@@ -82,7 +83,10 @@ class SaveConfigCallback(Callback):
         if trainer.is_global_zero:
             # the logger has not written anything yet, so its folder may not exist
             os.makedirs(log_dir, exist_ok=True)
-            self.parser.save(self.config, config_path, skip_none=False, overwrite=self.overwrite, multifile=self.multifile)
+            # None values are written too: the file states every option
+            self.parser.save(
+                self.config, config_path, overwrite=self.overwrite, multifile=self.multifile, **KEEP_NONE_WHEN_SAVING
+            )
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Override to store the config somewhere else too (a logger's hyperparameters, ...).
