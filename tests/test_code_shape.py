@@ -18,7 +18,7 @@ FUNCTION_BODY_LINES = 60
 # path -> (ceiling, why it is longer than MODULE_LINES)
 LONG_MODULES: dict[str, tuple[int, str]] = {
     "fulmen/runtime/trainer.py": (
-        450,
+        455,
         "Lightning's Trainer surface: a flat table of ~70 delegated attributes and the 40-flag signature "
         "one a line, plus the 1.x entry points (tune, truncated_bptt_steps); the logic lives in the "
         "collaborators (loop_settings, hook_caller, checkpoint_flow, ...)",

@@ -12,6 +12,7 @@ _TABLE = {
     "LightningArgumentParser": "fulmen.cli.parser",
     "ReduceLROnPlateau": "fulmen.cli.parser",
     "instantiate_class": "fulmen.cli.parser",
+    "instantiate_module": "fulmen.cli.instantiation",
     "ArgsType": "fulmen.cli.parser",
     "OptimizerCallable": "fulmen.cli.parser",
     "LRSchedulerCallable": "fulmen.cli.parser",
@@ -23,6 +24,7 @@ __all__ = list(_TABLE)
 __getattr__ = lazy_getattr(__name__, _TABLE)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.cli.instantiation import instantiate_module
     from fulmen.cli.lightning_cli import LightningCLI
     from fulmen.cli.parser import (
         ArgsType,

@@ -10,14 +10,19 @@ attribute follow Lightning 2.6 (``before_instantiate_classes``, ``before_fit``, 
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import torch
+import yaml
 from torch.optim import Optimizer
 
 import fulmen
-from fulmen.cli._extra import INSTANTIATE_METHOD, ActionConfigFile, Namespace, class_from_function
+from fulmen.cli._extra import KEEP_NONE_WHEN_SAVING, ActionConfigFile, Namespace, class_from_function, instantiate
+from fulmen.cli.instantiation import InstantiatorFn
 from fulmen.cli.optimizers import install_configure_optimizers, link_optimizers_and_lr_schedulers
 from fulmen.cli.parser import ArgsType, LightningArgumentParser, LRSchedulerTypeTuple, LRSchedulerTypeUnion, ReduceLROnPlateau
 from fulmen.cli.save_config import SaveConfigCallback
@@ -38,8 +43,8 @@ class LightningCLI:
     ``seed_everything_default``, ``parser_kwargs`` (per subcommand when keyed by its name),
     ``parser_class``, ``subclass_mode_model`` / ``subclass_mode_data``, ``args`` (a list, like
     argv, or a dict / Namespace of config), ``run`` (False: instantiate only),
-    ``auto_configure_optimizers``. ``load_from_checkpoint_support`` is accepted for compatibility;
-    fulmen keeps the hyperparameters ``__init__`` received (see docs/internals.md "LightningCLI").
+    ``auto_configure_optimizers``, ``load_from_checkpoint_support`` (the model's hparams are its
+    parsed config, so ``load_from_checkpoint`` rebuilds it as the CLI did).
     """
 
     def __init__(
@@ -74,12 +79,17 @@ class LightningCLI:
         self.datamodule_class = datamodule_class
         self._datamodule_class = datamodule_class or LightningDataModule
         self.subclass_mode_data = (datamodule_class is None) or subclass_mode_data
+        self.load_from_checkpoint_support = load_from_checkpoint_support
+        self._instantiators: list[tuple[Callable[..., Any], type, bool]] = []
 
         main_kwargs, subparser_kwargs = self._setup_parser_kwargs(self.parser_kwargs)
         self.setup_parser(run, main_kwargs, subparser_kwargs)
         self.parse_arguments(self.parser, args)
+        self._parse_ckpt_path()
         self.subcommand = self.config["subcommand"] if run else None
         self._set_seed()
+        if load_from_checkpoint_support:
+            self._add_instantiators()
         self.before_instantiate_classes()
         self.instantiate_classes()
         self.after_instantiate_classes()
@@ -196,13 +206,46 @@ class LightningCLI:
         else:
             self.config = parser.parse_args(args)
 
+    def _parse_ckpt_path(self) -> None:
+        """With ``--ckpt_path`` (a file), the model's config starts from the checkpoint's hyperparameters."""
+        if not self.config.get("subcommand"):
+            return
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+        if not (ckpt_path and Path(ckpt_path).is_file()):
+            return
+        hparams = dict(torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {}))
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({self.config.subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
+            raise
+
+    def config_dump(self) -> dict[str, Any]:
+        """The parsed config as plain data (of the running subcommand), computed once."""
+        if not hasattr(self, "_config_dump"):
+            dump = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False, format="yaml", **KEEP_NONE_WHEN_SAVING))
+            self._config_dump = dump[self.config.subcommand] if "subcommand" in self.config else dump
+        return self._config_dump
+
+    def _add_instantiators(self) -> None:
+        """Build model and datamodule inside the hparams context (``load_from_checkpoint_support``)."""
+        self._instantiators = [
+            (InstantiatorFn(cli=self, key="model"), _module_type(self._model_class), self.subclass_mode_model),
+            (InstantiatorFn(cli=self, key="data"), _module_type(self._datamodule_class), self.subclass_mode_data),
+        ]
+
     # ---- instantiate and run -------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
         """Override to run code before the classes are instantiated."""
 
     def instantiate_classes(self) -> None:
         """Instantiate datamodule, model and Trainer from the parsed config."""
-        self.config_init = getattr(self.parser, INSTANTIATE_METHOD)(self.config)
+        self.config_init = instantiate(self.parser, self.config, self._instantiators)
         self.datamodule = self._get(self.config_init, "data")
         self.model = self._get(self.config_init, "model")
         self._add_configure_optimizers_method_to_model(self.subcommand)
@@ -300,6 +343,13 @@ class LightningCLI:
             self.config[self.subcommand]["seed_everything"] = config_seed
         else:
             self.config["seed_everything"] = config_seed
+
+
+def _module_type(value: Any) -> type:
+    """The class a model/datamodule argument stands for (a function: its return annotation)."""
+    if callable(value) and not isinstance(value, type):
+        return inspect.signature(value).return_annotation
+    return value
 
 
 def _first_line(fn: Any) -> str | None:

@@ -21,14 +21,14 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from fulmen.core.callback import Callback
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.module import LightningModule
+from fulmen.loggers.logger import Logger  # LightningCLI reads the annotation (--trainer.logger=CSVLogger)
 from fulmen.runtime import trainer_properties as views
 from fulmen.runtime.batch_transfer import BatchTransfer
 from fulmen.runtime.checkpoint_flow import CheckpointFlow
@@ -57,9 +57,6 @@ from fulmen.runtime.trainer_defaults import (
 from fulmen.runtime.trainer_flags import normalize_flags
 from fulmen.runtime.trainer_properties import Delegated
 from fulmen.runtime.training_progress import TrainingProgress
-
-if TYPE_CHECKING:  # the annotation LightningCLI reads (--trainer.logger=CSVLogger); loggers load on use
-    from fulmen.loggers.logger import Logger
 
 
 class Trainer:
@@ -150,7 +147,7 @@ class Trainer:
         devices: Any = "auto",
         num_nodes: int | None = None,
         precision: Any = "32-true",
-        logger: Logger | Iterable[Logger] | bool | None = None,
+        logger: Logger | list[Logger] | bool | None = None,
         callbacks: Callback | list[Callback] | None = None,
         fast_dev_run: int | bool = False,
         max_epochs: int | None = None,

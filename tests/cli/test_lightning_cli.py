@@ -189,3 +189,40 @@ def test_without_jsonargparse_the_error_names_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60).stdout
     assert "MissingExtraError" in out and "pip install 'fulmen[cli]'" in out and "jsonargparse" in out
+
+
+def test_checkpoints_of_cli_models_rebuild_through_the_cli_config(tmp_path: Path) -> None:
+    """load_from_checkpoint_support: hparams are the parsed config plus the instantiator, and a
+    checkpoint of a subclass-mode model loads back as that class."""
+    cli = LightningCLI(
+        TinyRegressor, TinyData, subclass_mode_model=True,
+        args=["fit", *quiet_args(tmp_path), "--model=DeepRegressor", "--model.init_args.depth=3", "--model.hidden=5"],
+    )  # fmt: skip
+    hparams = dict(cli.model.hparams)
+    assert hparams == {"_class_path": "tests.cli.models.DeepRegressor", "hidden": 5, "lr": 0.1, "depth": 3,
+                       "_instantiator": "fulmen.cli.instantiate_module"}  # fmt: skip
+    path = tmp_path / "model.ckpt"
+    cli.trainer.save_checkpoint(path)
+    loaded = DeepRegressor.load_from_checkpoint(path)
+    assert type(loaded) is DeepRegressor and (loaded.depth, loaded.hparams.hidden) == (3, 5)
+    assert torch.equal(loaded.net[0].weight, cli.model.net[0].weight)
+    without = LightningCLI(TinyRegressor, TinyData, run=False, load_from_checkpoint_support=False, args=quiet_args(tmp_path))
+    assert dict(without.model.hparams) == {"hidden": 4, "lr": 0.1}
+
+
+def test_an_instantiator_outside_the_allowlist_is_refused(tmp_path: Path) -> None:
+    model = TinyRegressor()
+    model.hparams["_instantiator"] = "os.system"
+    trainer_cli = LightningCLI(TinyRegressor, TinyData, run=False, args=quiet_args(tmp_path))
+    trainer_cli.trainer.fit(model, datamodule=trainer_cli.datamodule)
+    trainer_cli.trainer.save_checkpoint(tmp_path / "bad.ckpt")
+    with pytest.raises(ValueError, match="'os.system' from the checkpoint is not in the allowlist"):
+        TinyRegressor.load_from_checkpoint(tmp_path / "bad.ckpt")
+
+
+def test_ckpt_path_hyperparameters_become_the_model_config(tmp_path: Path) -> None:
+    first = LightningCLI(TinyRegressor, TinyData, args=["fit", *quiet_args(tmp_path), "--model.hidden=6"])
+    path = tmp_path / "first.ckpt"
+    first.trainer.save_checkpoint(path)
+    second = LightningCLI(TinyRegressor, TinyData, args=["validate", *quiet_args(tmp_path), f"--ckpt_path={path}"])
+    assert second.model.hparams.hidden == 6  # from the checkpoint, not the default 4

@@ -174,7 +174,7 @@ def cli_subclass_mode(pl: ModuleType, root: Path) -> dict[str, Any]:
         "printed_model": config["model"],
         "printed_data": config["data"],
         "any_model_type": type(cli.model).__name__,
-        "any_model_hparams": plain(dict(cli.model.hparams)),
+        "any_model_hparams": _class_paths(plain(dict(cli.model.hparams))),
         "any_model_config": _class_paths(cli.config["model"].as_dict()),
     }
 

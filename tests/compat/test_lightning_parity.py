@@ -37,11 +37,6 @@ FULMEN_BUGS: dict[tuple[str, str], str] = {
         "fulmen's Trainer lacks Lightning 2.6's enable_autolog_hparams and model_registry flags, so a "
         "Lightning config.yaml naming them is refused by fulmen's LightningCLI (fulmen/runtime/trainer.py)"
     ),
-    ("cli_subclass_mode", "any_model_hparams"): (
-        "LightningCLI(load_from_checkpoint_support=True) is not implemented: Lightning stores the parsed "
-        "config plus _class_path/_instantiator in the model's hparams so load_from_checkpoint rebuilds "
-        "subclass-mode models; fulmen keeps the __init__ arguments (fulmen/cli/lightning_cli.py, core/hparams.py)"
-    ),
 }
 
 
