@@ -226,3 +226,23 @@ def test_ckpt_path_hyperparameters_become_the_model_config(tmp_path: Path) -> No
     first.trainer.save_checkpoint(path)
     second = LightningCLI(TinyRegressor, TinyData, args=["validate", *quiet_args(tmp_path), f"--ckpt_path={path}"])
     assert second.model.hparams.hidden == 6  # from the checkpoint, not the default 4
+
+
+def test_a_checkpoint_made_by_lightnings_cli_loads_through_fulmens_instantiator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fulmen.cli import instantiation
+
+    calls: list[dict] = []
+    original = instantiation.instantiate_module
+    monkeypatch.setattr(instantiation, "instantiate_module", lambda cls, config: calls.append(config) or original(cls, config))
+    model = TinyRegressor(hidden=3)
+    cli = LightningCLI(TinyRegressor, TinyData, run=False, args=quiet_args(tmp_path))
+    cli.trainer.fit(model, datamodule=cli.datamodule)
+    path = tmp_path / "lightning_cli.ckpt"
+    cli.trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["hyper_parameters"] = {"hidden": 3, "lr": 0.1, "_instantiator": "pytorch_lightning.cli.instantiate_module"}
+    torch.save(checkpoint, path)
+    loaded = TinyRegressor.load_from_checkpoint(path)
+    assert calls == [{"hidden": 3, "lr": 0.1}] and loaded.hparams.hidden == 3
