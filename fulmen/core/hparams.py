@@ -8,15 +8,33 @@ frames) so that ``load_from_checkpoint`` can rebuild the object; so do we.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import inspect
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from types import FrameType
 from typing import Any
 
 # AttributeDict lives with the hparams files (utilities.parsing, Lightning's import path); the
 # name stays importable from here, where older fulmen checkpoints and user code find it.
 from fulmen.utilities.parsing import AttributeDict
+
+# What LightningCLI instantiates a class with: the parsed config plus `_instantiator`, stored by
+# save_hyperparameters() instead of the __init__ arguments (Lightning's load_from_checkpoint_support).
+_given_hyperparameters: ContextVar[dict[str, Any] | None] = ContextVar("_given_hyperparameters", default=None)
+
+
+@contextlib.contextmanager
+def given_hyperparameters_context(hparams: dict[str, Any], instantiator: str) -> Iterator[None]:
+    """While active, ``save_hyperparameters()`` stores ``hparams`` and ``_instantiator``: the config a
+    CLI built the object from, so ``load_from_checkpoint`` can rebuild it through ``instantiator``
+    (for arguments that are themselves classes given by ``class_path``)."""
+    token = _given_hyperparameters.set({**hparams, "_instantiator": instantiator})
+    try:
+        yield
+    finally:
+        _given_hyperparameters.reset(token)
 
 
 def _init_args_of(frame: FrameType) -> dict[str, Any]:
@@ -50,7 +68,11 @@ def collect_hparams(
         given = args[0]
         values = dict(vars(given)) if isinstance(given, argparse.Namespace) else dict(given)
         return {k: v for k, v in values.items() if k not in ignored}
-    init_args = _init_args_of(frame) if frame is not None else {}
+    from_cli = _given_hyperparameters.get()
+    if from_cli is not None:
+        init_args = dict(from_cli)
+    else:
+        init_args = _init_args_of(frame) if frame is not None else {}
     if args:
         missing = [a for a in args if not isinstance(a, str) or a not in init_args]
         if missing:

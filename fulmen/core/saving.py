@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import ast
 import csv
+import importlib
 import inspect
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -86,9 +88,52 @@ def _constructor_kwargs(
         if len(missing) == 1:
             loaded = {missing[0]: AttributeDict(loaded)}
     kwargs = {**loaded, **overrides}
+    kwargs.pop("_instantiator", None)
     if not takes_var_kwargs:
         kwargs = {k: v for k, v in kwargs.items() if k in names}
     return kwargs
+
+
+# The instantiators a checkpoint may name (LightningCLI's), each mapped to fulmen's: a checkpoint
+# written by Lightning's CLI loads through fulmen's. Anything else is refused: it would run code
+# named by the file.
+ALLOWED_INSTANTIATORS = {
+    "fulmen.cli.instantiate_module": "fulmen.cli.instantiate_module",
+    "pytorch_lightning.cli.instantiate_module": "fulmen.cli.instantiate_module",
+    "lightning.pytorch.cli.instantiate_module": "fulmen.cli.instantiate_module",
+}
+
+
+def _instantiator_of(cls: type, hparams: Mapping[str, Any]) -> Callable[[type, dict[str, Any]], Any] | None:
+    """The checkpoint's ``_instantiator`` (set by LightningCLI), checked against the allowlist."""
+    path = hparams.get("_instantiator")
+    if path is None:
+        return None
+    if not isinstance(path, str) or path not in ALLOWED_INSTANTIATORS:
+        raise ValueError(
+            f"The instantiator {path!r} from the checkpoint is not in the allowlist of trusted instantiators and "
+            "was blocked to prevent arbitrary code execution.\nHINT: if you trust this checkpoint, add the path "
+            "to `fulmen.core.saving.ALLOWED_INSTANTIATORS` before loading."
+        )
+    class_path = hparams.get("_class_path")
+    if class_path is not None and not _is_imported_subclass(class_path, cls):
+        raise ValueError(
+            f"The class {class_path!r} requested by the checkpoint does not resolve to an already imported subclass "
+            f"of {cls.__name__} and was blocked to prevent arbitrary code execution.\nHINT: if you trust this "
+            "checkpoint, import the module that defines the class before loading."
+        )
+    module_name, name = ALLOWED_INSTANTIATORS[path].rsplit(".", 1)
+    # by name, on use: the CLI layer sits above core, and only a CLI-made checkpoint needs it
+    return getattr(importlib.import_module(module_name), name)
+
+
+def _is_imported_subclass(class_path: Any, cls: type) -> bool:
+    """Whether ``class_path`` names a subclass of ``cls`` that is already imported (nothing new is imported)."""
+    if not isinstance(class_path, str):
+        return False
+    module_name, _, name = class_path.rpartition(".")
+    target = getattr(sys.modules.get(module_name), name, None)
+    return isinstance(target, type) and issubclass(target, cls)
 
 
 def load_from_checkpoint(
@@ -117,7 +162,9 @@ def load_from_checkpoint(
     hp_key, name_key = _DATAMODULE_KEYS if is_datamodule else _MODULE_KEYS
     if hparams_file is not None:
         checkpoint[hp_key] = load_hparams_file(hparams_file)
-    obj = cls(**_constructor_kwargs(cls, checkpoint, hp_key, name_key, overrides))
+    kwargs = _constructor_kwargs(cls, checkpoint, hp_key, name_key, overrides)
+    instantiator = _instantiator_of(cls, checkpoint.get(hp_key) or {})
+    obj = instantiator(cls, kwargs) if instantiator else cls(**kwargs)
     if is_datamodule:
         state = checkpoint.get(cls.__qualname__)
         if state:

@@ -28,6 +28,7 @@ import torch
 from fulmen.core.callback import Callback
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.module import LightningModule
+from fulmen.loggers.logger import Logger  # LightningCLI reads the annotation (--trainer.logger=CSVLogger)
 from fulmen.runtime import trainer_properties as views
 from fulmen.runtime.batch_transfer import BatchTransfer
 from fulmen.runtime.checkpoint_flow import CheckpointFlow
@@ -146,7 +147,7 @@ class Trainer:
         devices: Any = "auto",
         num_nodes: int | None = None,
         precision: Any = "32-true",
-        logger: Any = None,
+        logger: Logger | list[Logger] | bool | None = None,
         callbacks: Callback | list[Callback] | None = None,
         fast_dev_run: int | bool = False,
         max_epochs: int | None = None,

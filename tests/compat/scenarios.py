@@ -22,6 +22,7 @@ runs, batch size inference, iterable datasets); the others, all collected in ``S
 - ``scenarios_experiment_loggers.py``: what MLFlowLogger and WandbLogger write (file store, offline run)
 - ``scenarios_misc_callbacks.py``: DeviceStatsMonitor's keys and steps, OnExceptionCheckpoint
 - ``scenarios_rich.py``: what RichModelSummary and RichProgressBar print on a non-terminal console
+- ``scenarios_cli.py``: LightningCLI's printed and saved config, subclass mode, a CLI fit
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from torch.utils.data import DataLoader
 from tests.compat import (
     scenarios_artifacts,
     scenarios_checkpoints,
+    scenarios_cli,
     scenarios_eval_epoch_end,
     scenarios_experiment_loggers,
     scenarios_inputs,
@@ -347,4 +349,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_experiment_loggers.SCENARIOS,
     **scenarios_misc_callbacks.SCENARIOS,
     **scenarios_rich.SCENARIOS,
+    **scenarios_cli.SCENARIOS,
 }

@@ -113,3 +113,17 @@ def test_seeds_era_script_runs_unchanged(tmp_path: Path, subprocess_env: dict[st
     for legacy, modern in [("experiment", "logger=TensorBoardLogger"), ("max_nb_epochs", "max_epochs")]:
         assert f"Trainer({legacy}=...) is a legacy flag" in result.stderr and modern in result.stderr
     assert "optimizer_idx" in result.stderr and "truncated_bptt_steps" in result.stderr
+
+
+def test_lightning_cli(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """The LightningCLI example trains from its config file; the command line overrides it; the
+    run's config is saved beside its logs and reproduces the run."""
+    config = str(EXAMPLES / "lightning_cli.yaml")
+    out = run_example("lightning_cli", tmp_path, subprocess_env, "fit", "--config", config, "--model.hidden=16")
+    assert final_value(out, "Final validation accuracy") > 0.9  # chance is 0.25
+    assert "(world size 1)" in out
+    saved = tmp_path / "lightning_logs" / "version_0" / "config.yaml"
+    text = saved.read_text()
+    assert text.startswith("# fulmen==") and "hidden: 16" in text and "seed_everything: 7" in text
+    printed = run_example("lightning_cli", tmp_path, subprocess_env, "fit", "--config", str(saved), "--print_config")
+    assert printed.split("\n", 1)[1] == text.split("\n", 1)[1]  # the same config, header aside
