@@ -15,11 +15,15 @@ _TABLE = {
     "ModelSummary": "fulmen.callbacks.model_summary",
     "ProgressBar": "fulmen.callbacks.progress",
     "TQDMProgressBar": "fulmen.callbacks.progress",
+    "LearningRateFinder": "fulmen.callbacks.lr_finder",
+    "BatchSizeFinder": "fulmen.callbacks.batch_size_finder",
 }
 __all__ = list(_TABLE)
 __getattr__ = lazy_getattr(__name__, _TABLE)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.callbacks.batch_size_finder import BatchSizeFinder
+    from fulmen.callbacks.lr_finder import LearningRateFinder
     from fulmen.callbacks.early_stopping import EarlyStopping
     from fulmen.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
     from fulmen.callbacks.lr_monitor import LearningRateMonitor

@@ -28,6 +28,7 @@ import torch
 from fulmen.core.callback import Callback
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.module import LightningModule
+from fulmen.errors import _TunerExitException
 from fulmen.runtime import trainer_properties as views
 from fulmen.runtime.batch_transfer import BatchTransfer
 from fulmen.runtime.checkpoint_flow import CheckpointFlow
@@ -35,7 +36,7 @@ from fulmen.runtime.data_sources import DataSources
 from fulmen.runtime.evaluation_loop import EvaluationLoop
 from fulmen.runtime.fit_loop import FitLoop
 from fulmen.runtime.hook_caller import HookCaller
-from fulmen.runtime.legacy_flags import check_tuning
+from fulmen.runtime.legacy_flags import legacy_tune
 from fulmen.runtime.legacy_optimization import take_trainer_flag
 from fulmen.runtime.loop_settings import LoopSettings
 from fulmen.runtime.metric_publisher import MetricPublisher
@@ -49,6 +50,7 @@ from fulmen.runtime.trainer_defaults import (
     apply_determinism,
     build_callbacks,
     build_run_loggers,
+    end_tuner_run,
     merge_model_callbacks,
     print_results,
     warn_legacy_hooks,
@@ -137,6 +139,7 @@ class Trainer:
     logger = property(views.first_logger, views.set_logger)
     estimated_stepping_batches = property(views.estimated_stepping_batches)
     init_module = views.init_module
+    tune = legacy_tune  # Lightning 1.x: auto_lr_find / auto_scale_batch_size run by trainer.tune(model)
 
     def __init__(
         self,
@@ -295,12 +298,6 @@ class Trainer:
         self._return_predictions = True if return_predictions is None else return_predictions
         return self._run(TrainerFn.PREDICTING, model, ckpt_path)
 
-    def tune(self, model: LightningModule, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Lightning 1.x's tuner entry point: an error when ``auto_lr_find``/``auto_scale_batch_size``
-        asked for a tuner (fulmen has none), else nothing to do, as in 1.x (an empty result)."""
-        check_tuning(self._legacy_tuning)
-        return {}
-
     def _run_eval(self, fn: TrainerFn, model: Any, dataloaders: Any, ckpt_path: Any, verbose: bool, dm: Any) -> Any:
         if isinstance(dataloaders, LightningDataModule):
             dm, dataloaders = dataloaders, None
@@ -381,6 +378,8 @@ class Trainer:
             self.strategy.barrier("teardown")
             return output
         except BaseException as exc:
+            if isinstance(exc, _TunerExitException):  # a tuner's search ended the run: a finished one (Lightning)
+                return end_tuner_run(self, fn)
             self._on_run_failure(exc)
             raise
         finally:

@@ -41,6 +41,7 @@ from tests.compat import (
     scenarios_optim,
     scenarios_restore,
     scenarios_trainer,
+    scenarios_tuner,
     scenarios_utilities,
 )
 from tests.compat.models import (
@@ -335,4 +336,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_eval_epoch_end.SCENARIOS,
     **scenarios_inputs.SCENARIOS,
     **scenarios_legacy.SCENARIOS,
+    **scenarios_tuner.SCENARIOS,
 }
