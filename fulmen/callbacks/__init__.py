@@ -23,9 +23,9 @@ __getattr__ = lazy_getattr(__name__, _TABLE)
 
 if TYPE_CHECKING:  # pragma: no cover
     from fulmen.callbacks.batch_size_finder import BatchSizeFinder
-    from fulmen.callbacks.lr_finder import LearningRateFinder
     from fulmen.callbacks.early_stopping import EarlyStopping
     from fulmen.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
+    from fulmen.callbacks.lr_finder import LearningRateFinder
     from fulmen.callbacks.lr_monitor import LearningRateMonitor
     from fulmen.callbacks.model_checkpoint import ModelCheckpoint
     from fulmen.callbacks.model_summary import ModelSummary
