@@ -191,6 +191,7 @@ def legacy_tune(
     is on (its mode when a string), then the learning-rate finder when ``auto_lr_find`` is on
     (writing the suggestion to ``lr``/``learning_rate``, or to the attribute the string names).
 
+    The binsearch keeps the size it found, as 1.9.5 did (2.x's ``margin`` defaults to 0 here).
     Returns 1.9.5's result dict: ``"scale_batch_size"`` (the size) and/or ``"lr_find"`` (the
     finder) for what ran; ``{}`` with both flags off. The global RNG states are untouched.
     """
@@ -212,6 +213,7 @@ def legacy_tune(
                     "HINT: tune in a single-process run, then train with the batch size it found."
                 )
             kwargs = dict(scale_batch_size_kwargs or {})
+            kwargs.setdefault("margin", 0.0)  # 1.9.5's binsearch kept the size it found (2.x takes 5% off)
             if isinstance(scale, str):
                 kwargs.setdefault("mode", scale)
             result["scale_batch_size"] = tuner.scale_batch_size(

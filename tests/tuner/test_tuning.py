@@ -33,13 +33,13 @@ def test_tune_runs_the_batch_size_scaler_then_the_lr_finder(tmp_path: Any) -> No
     model = TunableModel(oom_above=20)
     result = trainer.tune(model, scale_batch_size_kwargs={"steps_per_trial": 1}, lr_find_kwargs={"num_training": 15})
     assert sorted(result) == ["lr_find", "scale_batch_size"]
-    assert result["scale_batch_size"] == model.batch_size == 19  # binsearch, the mode the flag named
+    assert result["scale_batch_size"] == model.batch_size == 20  # binsearch (the flag's mode), no margin as in 1.9.5
     assert model.lr == result["lr_find"].suggestion()  # update_attr is on, as in 1.x
     assert len(result["lr_find"].results["lr"]) == 15
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once, at Trainer(...): not again when it runs
         trainer.fit(model)
-    assert trainer.global_step == 3 * -(-128 // 19)  # three epochs of 7 batches of (at most) 19
+    assert trainer.global_step == 3 * -(-128 // 20)  # three epochs of 7 batches of (at most) 20
 
 
 def test_auto_lr_find_string_names_the_attribute(tmp_path: Any) -> None:
