@@ -168,6 +168,44 @@ def scale_batch_size_init_val(pl: ModuleType, root: Path) -> dict[str, Any]:
     return _scale(pl, root, mode="power", init_val=8, steps_per_trial=1)
 
 
+def _callbacks_fit(pl: ModuleType, root: Path, finder: Any, model: Any, **fit: Any) -> dict[str, Any]:
+    """A fit with ``finder`` among its callbacks: the search at fit start, then the fit itself."""
+    seen: list[Any] = []
+
+    class Watch(pl.Callback):
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            seen.append({"step": trainer.global_step, "weights": _weights(pl_module),
+                         "lr": trainer.optimizers[0].param_groups[0]["lr"]})  # fmt: skip
+
+    before = _weights(model)
+    trainer = pl.Trainer(**trainer_kwargs(str(root), max_epochs=2, callbacks=[finder, Watch()]))
+    trainer.fit(model, **fit)
+    return {
+        "fit_start": {"step": seen[0]["step"], "lr": seen[0]["lr"], "weights_as_initial": seen[0]["weights"] == before},
+        "after_fit": {**_state(trainer), "weights": _weights(model)},
+    }
+
+
+def lr_finder_callback(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """``LearningRateFinder`` in an ordinary fit: the fit starts from the initial weights with the
+    suggested learning rate and trains its two epochs."""
+    finder = importlib.import_module(f"{pl.__name__}.callbacks").LearningRateFinder(num_training_steps=20)
+    observed = _callbacks_fit(pl, root, finder, _lr_module(pl, False)(), train_dataloaders=_regression(64, 4))
+    observed["suggestion"] = finder.optimal_lr.suggestion()
+    observed["losses"] = _rounded(finder.optimal_lr.results["loss"])
+    return observed
+
+
+def batch_size_finder_callback(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """``BatchSizeFinder`` in an ordinary fit: the fit trains with the size found."""
+    sizes: list[int] = []
+    finder = importlib.import_module(f"{pl.__name__}.callbacks").BatchSizeFinder(steps_per_trial=1)
+    observed = _callbacks_fit(pl, root, finder, _batch_module(pl, sizes)())
+    observed["sizes"] = sizes
+    observed["optimal_batch_size"] = finder.optimal_batch_size
+    return observed
+
+
 SCENARIOS = {
     "tuner_lr_find_exponential": lr_find_exponential,
     "tuner_lr_find_linear_hparams": lr_find_linear_hparams,
@@ -175,4 +213,6 @@ SCENARIOS = {
     "tuner_scale_batch_size_power": scale_batch_size_power,
     "tuner_scale_batch_size_binsearch": scale_batch_size_binsearch,
     "tuner_scale_batch_size_init_val": scale_batch_size_init_val,
+    "tuner_lr_finder_callback": lr_finder_callback,
+    "tuner_batch_size_finder_callback": batch_size_finder_callback,
 }

@@ -126,3 +126,29 @@ def test_validate_method_scales_the_validation_loader(tmp_path: Any) -> None:
     model = EvalModel()
     _, found = _scale(tmp_path, model, method="validate", steps_per_trial=1)
     assert found == 16 and model.batch_sizes == [2, 4, 8, 16, 32]
+
+
+@pytest.mark.parametrize("method", ["test", "predict"])
+def test_test_and_predict_methods_scale_their_loader(tmp_path: Any, method: str) -> None:
+    class EvalModel(TunableModel):
+        def _step(self, batch: Any) -> Any:
+            self.batch_sizes.append(len(batch[0]))
+            if len(batch[0]) > 20:
+                raise RuntimeError("CUDA out of memory.")
+            return self.layer(batch[0])
+
+        def test_step(self, batch: Any, batch_idx: int) -> None:
+            self._step(batch)
+
+        def predict_step(self, batch: Any, batch_idx: int) -> Any:
+            return self._step(batch)
+
+        def test_dataloader(self) -> DataLoader:
+            return DataLoader(regression(), batch_size=self.batch_size)
+
+        predict_dataloader = test_dataloader
+
+    model = EvalModel()
+    trainer, found = _scale(tmp_path, model, method=method, steps_per_trial=1)
+    assert found == 16 and model.batch_sizes == [2, 4, 8, 16, 32]
+    assert trainer.state.status.value == "finished"
