@@ -62,3 +62,8 @@ class MonitorKeyError(FulmenError, RuntimeError):
 
 class UnknownFlagError(MisconfigurationException, TypeError):
     """A keyword that the Trainer does not know (a TypeError too, like Python's own message)."""
+
+
+class _TunerExitException(Exception):
+    """Raised by a tuner callback run from ``Tuner`` once its search is done: the Trainer ends
+    that fit as finished, not failed (Lightning's ``_TunerExitException``)."""

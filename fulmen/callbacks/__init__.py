@@ -24,16 +24,20 @@ _TABLE = {
     "OnExceptionCheckpoint": "fulmen.callbacks.on_exception_checkpoint",
     "RichProgressBar": "fulmen.callbacks.rich_progress",
     "RichModelSummary": "fulmen.callbacks.rich_model_summary",
+    "LearningRateFinder": "fulmen.callbacks.lr_finder",
+    "BatchSizeFinder": "fulmen.callbacks.batch_size_finder",
 }
 __all__ = list(_TABLE)
 __getattr__ = lazy_getattr(__name__, _TABLE)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.callbacks.batch_size_finder import BatchSizeFinder
     from fulmen.callbacks.checkpoint import Checkpoint
     from fulmen.callbacks.device_stats_monitor import DeviceStatsMonitor
     from fulmen.callbacks.early_stopping import EarlyStopping
     from fulmen.callbacks.finetuning import BackboneFinetuning, BaseFinetuning
     from fulmen.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
+    from fulmen.callbacks.lr_finder import LearningRateFinder
     from fulmen.callbacks.lr_monitor import LearningRateMonitor
     from fulmen.callbacks.model_checkpoint import ModelCheckpoint
     from fulmen.callbacks.model_summary import ModelSummary

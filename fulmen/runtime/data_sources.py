@@ -93,6 +93,11 @@ class DataSources:
         self.val_loaders = None
         self.val_enabled = None
 
+    def passed_directly(self, kind: str) -> bool:
+        """Whether this run's ``kind`` loaders ("train", "val", ...) were passed to the entry point
+        (rather than built by a module or datamodule hook, which can be asked again)."""
+        return kind in self._sources
+
     def prepare_data(self, hooks: HookCaller) -> None:
         """``prepare_data`` of the datamodule and the module, once per node (or once in all), then a barrier."""
         dm = self.datamodule

@@ -2,7 +2,8 @@
 
 Scripts from that era run unchanged: each flag turns into its modern setting with one
 DeprecationWarning that names the modern spelling, or fails with a clear error where fulmen
-has no counterpart (TPUs, IPUs, the tuner). Plain renames live in
+has no counterpart (TPUs, IPUs); ``auto_lr_find`` /
+``auto_scale_batch_size`` run the tuner from ``trainer.tune(model)`` (``legacy_tune``). Plain renames live in
 ``trainer_flags._LEGACY_RENAMES``; the flags here need a rule because their value changes
 meaning on the way. Each rule is ``rule(value, flags, extras)``: it writes modern flags into
 ``flags`` and callbacks into ``extras["extra_callbacks"]`` (see ``translate_legacy_flags``).
@@ -12,9 +13,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from fulmen.core.datamodule import LightningDataModule
 from fulmen.errors import MisconfigurationException
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.core.module import LightningModule
+    from fulmen.runtime.trainer import Trainer
 
 LegacyRule = Callable[[Any, dict[str, Any], dict[str, Any]], None]
 _OFF = (None, False, 0, "", [])
@@ -142,9 +148,18 @@ def _stochastic_weight_avg(value: Any, flags: dict[str, Any], extras: dict[str, 
         extras["extra_callbacks"].append(StochasticWeightAveraging.at_optimizer_lrs())
 
 
+_MODERN_TUNING = {
+    "auto_lr_find": "Tuner(trainer).lr_find(model) (from fulmen.tuner import Tuner)",
+    "auto_scale_batch_size": "Tuner(trainer).scale_batch_size(model) (from fulmen.tuner import Tuner)",
+}
+
+
 def _tuning(old: str) -> LegacyRule:
     def rule(value: Any, flags: dict[str, Any], extras: dict[str, Any]) -> None:
-        warn_legacy(old, None, "fulmen has no tuner yet; trainer.tune(model) raises while this flag is on.")
+        if value not in _OFF:
+            warn_legacy(old, _MODERN_TUNING[old], "trainer.tune(model) runs it as Lightning 1.x did.")
+        else:
+            warn_legacy(old, None, "it is off, and trainer.tune(model) does nothing.")
         extras.setdefault("tuning", {})[old] = value
 
     return rule
@@ -170,20 +185,58 @@ LEGACY_RULES: dict[str, LegacyRule] = {
 }
 
 
-def check_tuning(tuning: dict[str, Any]) -> None:
-    """``trainer.tune(model)``: fulmen has no learning-rate finder or batch-size scaler yet.
+def legacy_tune(
+    trainer: Trainer,
+    model: LightningModule,
+    train_dataloaders: Any = None,
+    val_dataloaders: Any = None,
+    dataloaders: Any = None,
+    datamodule: Any = None,
+    scale_batch_size_kwargs: dict[str, Any] | None = None,
+    lr_find_kwargs: dict[str, Any] | None = None,
+    method: str = "fit",
+) -> dict[str, Any]:
+    """Lightning 1.x's ``trainer.tune(model)``: the batch-size scaler when ``auto_scale_batch_size``
+    is on (its mode when a string), then the learning-rate finder when ``auto_lr_find`` is on
+    (writing the suggestion to ``lr``/``learning_rate``, or to the attribute the string names).
 
-    A 1.x ``tune()`` with neither flag on does nothing, and so does this; with one on it is an
-    error rather than a silent no-op, because the script would then train with values nobody chose.
+    The binsearch keeps the size it found, as 1.9.5 did (2.x's ``margin`` defaults to 0 here).
+    Returns 1.9.5's result dict: ``"scale_batch_size"`` (the size) and/or ``"lr_find"`` (the
+    finder) for what ran; ``{}`` with both flags off. The global RNG states are untouched.
     """
-    asked = [name for name, value in tuning.items() if value not in _OFF]
-    if asked:
-        raise MisconfigurationException(
-            f"trainer.tune() was asked to run {' and '.join(asked)} (Trainer({asked[0]}={tuning[asked[0]]!r})), "
-            "but fulmen has no tuner: no learning-rate finder and no batch-size scaler.\n"
-            "HINT: set the learning rate / batch size by hand (for example from a run of Lightning's Tuner), "
-            f"and drop {', '.join(asked)} and the trainer.tune(...) call."
-        )
+    from fulmen.tuner.tuning import Tuner  # the 1.x flags are rare: the tuner loads only for them
+    from fulmen.utilities.seed import isolate_rng
+
+    tuning = trainer._legacy_tuning
+    scale, find = tuning.get("auto_scale_batch_size"), tuning.get("auto_lr_find")
+    result: dict[str, Any] = {}
+    if isinstance(train_dataloaders, LightningDataModule):
+        datamodule, train_dataloaders = train_dataloaders, None
+    tuner = Tuner(trainer)
+    with isolate_rng():
+        if scale not in _OFF:
+            if trainer.strategy.world_size > 1:
+                raise MisconfigurationException(
+                    "`trainer.tune()` is currently not supported with a distributed strategy (the batch-size "
+                    f"scaler runs on one process; this run has {trainer.strategy.world_size}).\n"
+                    "HINT: tune in a single-process run, then train with the batch size it found."
+                )
+            kwargs = dict(scale_batch_size_kwargs or {})
+            kwargs.setdefault("margin", 0.0)  # 1.9.5's binsearch kept the size it found (2.x takes 5% off)
+            if isinstance(scale, str):
+                kwargs.setdefault("mode", scale)
+            result["scale_batch_size"] = tuner.scale_batch_size(
+                model, train_dataloaders, val_dataloaders, dataloaders, datamodule, method, **kwargs
+            )
+        if find not in _OFF:
+            kwargs = dict(lr_find_kwargs or {})
+            kwargs.setdefault("update_attr", True)
+            if isinstance(find, str):
+                kwargs.setdefault("attr_name", find)
+            result["lr_find"] = tuner.lr_find(
+                model, train_dataloaders, val_dataloaders, dataloaders, datamodule, method, **kwargs
+            )
+    return result
 
 
 def schedule_accumulation(flags: dict[str, Any], extras: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ import torch
 from fulmen.core.callback import Callback
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.module import LightningModule
+from fulmen.errors import _TunerExitException
 from fulmen.loggers.logger import Logger  # LightningCLI reads the annotation (--trainer.logger=CSVLogger)
 from fulmen.runtime import trainer_properties as views
 from fulmen.runtime.batch_transfer import BatchTransfer
@@ -36,7 +37,7 @@ from fulmen.runtime.data_sources import DataSources
 from fulmen.runtime.evaluation_loop import EvaluationLoop
 from fulmen.runtime.fit_loop import FitLoop
 from fulmen.runtime.hook_caller import HookCaller
-from fulmen.runtime.legacy_flags import check_tuning
+from fulmen.runtime.legacy_flags import legacy_tune
 from fulmen.runtime.legacy_optimization import keep_unused_parameters_for_1x, take_trainer_flag
 from fulmen.runtime.loop_settings import LoopSettings
 from fulmen.runtime.metric_publisher import MetricPublisher
@@ -50,6 +51,7 @@ from fulmen.runtime.trainer_defaults import (
     apply_determinism,
     build_callbacks,
     build_run_loggers,
+    end_tuner_run,
     merge_model_callbacks,
     print_results,
     warn_legacy_hooks,
@@ -138,6 +140,7 @@ class Trainer:
     logger = property(views.first_logger, views.set_logger)
     estimated_stepping_batches = property(views.estimated_stepping_batches)
     init_module = views.init_module
+    tune = legacy_tune  # Lightning 1.x: auto_lr_find / auto_scale_batch_size run by trainer.tune(model)
 
     def __init__(
         self,
@@ -296,12 +299,6 @@ class Trainer:
         self._return_predictions = True if return_predictions is None else return_predictions
         return self._run(TrainerFn.PREDICTING, model, ckpt_path)
 
-    def tune(self, model: LightningModule, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Lightning 1.x's tuner entry point: an error when ``auto_lr_find``/``auto_scale_batch_size``
-        asked for a tuner (fulmen has none), else nothing to do, as in 1.x (an empty result)."""
-        check_tuning(self._legacy_tuning)
-        return {}
-
     def _run_eval(self, fn: TrainerFn, model: Any, dataloaders: Any, ckpt_path: Any, verbose: bool, dm: Any) -> Any:
         if isinstance(dataloaders, LightningDataModule):
             dm, dataloaders = dataloaders, None
@@ -370,20 +367,11 @@ class Trainer:
             )
             with anomaly:
                 output = self._run_stage(fn)
-            self.checkpoint_flow.finish_pending_saves()  # the run's files are in place before it returns
-            if fitting:
-                self.checkpoint_flow.drop_resume_checkpoint()  # completed: nothing left to resume (kept on failure)
-            self.hook_caller.call_setup("teardown", fn.value, self.datamodule)
-            self.state.end(TrainerStatus.FINISHED)
-            if fitting:
-                write_fit_result(self)  # result.json: what a sweep ranks its trials by
-            for logger in self.loggers:
-                logger.finalize("success")
-            # every rank is done communicating before any tears the process group down: a peer
-            # closing its gloo pairs mid-send aborted the other rank ("terminate called ...")
-            self.strategy.barrier("teardown")
+            self._finish_run(fn)
             return output
         except BaseException as exc:
+            if isinstance(exc, _TunerExitException):  # a tuner's search ended the run: a finished one (Lightning)
+                return end_tuner_run(self, fn)
             self._on_run_failure(exc)
             raise
         finally:
@@ -391,6 +379,21 @@ class Trainer:
                 watchdog.stop()
             self.checkpoint_flow.remove_preemption()
             self.strategy.teardown()
+
+    def _finish_run(self, fn: TrainerFn) -> None:
+        """A run that returned: its files in place, teardown hooks, FINISHED, result.json, loggers."""
+        self.checkpoint_flow.finish_pending_saves()  # the run's files are in place before it returns
+        if fn is TrainerFn.FITTING:
+            self.checkpoint_flow.drop_resume_checkpoint()  # completed: nothing left to resume (kept on failure)
+        self.hook_caller.call_setup("teardown", fn.value, self.datamodule)
+        self.state.end(TrainerStatus.FINISHED)
+        if fn is TrainerFn.FITTING:
+            write_fit_result(self)  # result.json: what a sweep ranks its trials by
+        for logger in self.loggers:
+            logger.finalize("success")
+        # every rank is done communicating before any tears the process group down: a peer
+        # closing its gloo pairs mid-send aborted the other rank ("terminate called ...")
+        self.strategy.barrier("teardown")
 
     def _batches_run(self) -> int:
         """Training plus evaluation batches so far: what the progress watchdog watches."""

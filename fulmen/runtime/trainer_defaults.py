@@ -7,12 +7,16 @@ import importlib
 import os
 import warnings
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from fulmen.core.hooks import is_checkpoint_callback
 from fulmen.errors import MisconfigurationException
+from fulmen.runtime.stages import TrainerFn, TrainerStatus
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.runtime.trainer import Trainer
 
 LEGACY_HOOKS = {
     "training_epoch_end": "on_train_epoch_end (collect outputs yourself)",
@@ -152,3 +156,12 @@ def print_results(stage: str, results: Any) -> None:
         for key, value in metrics.items():
             print(f"{key:<{width}}{value:.6g}")
         print("-" * (width + 24))
+
+
+def end_tuner_run(trainer: Trainer, fn: TrainerFn) -> None:
+    """A ``Tuner`` search ended the run early: teardown hooks and loggers as for a finished run."""
+    trainer.checkpoint_flow.finish_pending_saves()
+    trainer.hook_caller.call_setup("teardown", fn.value, trainer.datamodule)
+    trainer.state.end(TrainerStatus.FINISHED)
+    for logger in trainer.loggers:
+        logger.finalize("success")

@@ -16,7 +16,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AttributeDict", "save_hparams_to_yaml", "load_hparams_from_yaml", "is_picklable"]
+__all__ = [
+    "AttributeDict", "save_hparams_to_yaml", "load_hparams_from_yaml", "is_picklable",
+    "lightning_hasattr", "lightning_getattr", "lightning_setattr",
+]
 
 
 class AttributeDict(dict):
@@ -129,3 +132,57 @@ def is_picklable(obj: object) -> bool:
     except (pickle.PickleError, AttributeError, RuntimeError, TypeError):
         return False
     return True
+
+
+# ---- Lightning's attribute lookup for the tuner: model, its hparams, the datamodule ------------
+def _attr_holders(model: Any, attribute: str) -> list[Any]:
+    """Every object or dict that holds ``attribute``: the module, ``module.hparams``, the
+    trainer's datamodule and its ``hparams`` (Lightning's order)."""
+    holders: list[Any] = []
+    if hasattr(model, attribute):
+        holders.append(model)
+    hparams = getattr(model, "hparams", None)
+    if hparams is not None and attribute in hparams:
+        holders.append(hparams)
+    trainer = getattr(model, "_trainer", None)
+    datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+    if datamodule is not None:
+        if hasattr(datamodule, attribute):
+            holders.append(datamodule)
+        dm_hparams = getattr(datamodule, "hparams", None)
+        if dm_hparams is not None and attribute in dm_hparams:
+            holders.append(dm_hparams)
+    return holders
+
+
+def _missing(attribute: str) -> AttributeError:
+    return AttributeError(
+        f"{attribute} is neither stored in the model namespace nor the `hparams` namespace/dict, nor the datamodule."
+    )
+
+
+def lightning_hasattr(model: Any, attribute: str) -> bool:
+    """Whether ``attribute`` is on the module, in its hparams, or on the trainer's datamodule."""
+    return bool(_attr_holders(model, attribute))
+
+
+def lightning_getattr(model: Any, attribute: str) -> Any:
+    """``attribute`` from the last of its holders (Lightning keeps that order for compatibility)."""
+    holders = _attr_holders(model, attribute)
+    if not holders:
+        raise _missing(attribute)
+    holder = holders[-1]
+    return holder[attribute] if isinstance(holder, dict) else getattr(holder, attribute)
+
+
+def lightning_setattr(model: Any, attribute: str, value: Any) -> None:
+    """Set ``attribute`` on every holder, so the module, its hparams and the datamodule agree
+    (what the tuner does with the learning rate and the batch size it found)."""
+    holders = _attr_holders(model, attribute)
+    if not holders:
+        raise _missing(attribute)
+    for holder in holders:
+        if isinstance(holder, dict):
+            holder[attribute] = value
+        else:
+            setattr(holder, attribute, value)

@@ -50,6 +50,7 @@ from tests.compat import (
     scenarios_restore,
     scenarios_rich,
     scenarios_trainer,
+    scenarios_tuner,
     scenarios_utilities,
     scenarios_weight_callbacks,
 )
@@ -350,4 +351,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_misc_callbacks.SCENARIOS,
     **scenarios_rich.SCENARIOS,
     **scenarios_cli.SCENARIOS,
+    **scenarios_tuner.SCENARIOS,
 }

@@ -141,6 +141,69 @@ def tune_with_tuning_off(pl: ModuleType, root: Path) -> dict[str, Any]:
     return _tune(pl, root, auto_lr_find=False, auto_scale_batch_size=False)
 
 
+def _tunable(pl: ModuleType, sizes: list[int]) -> Any:
+    """A learnable regression whose loader reads ``self.batch_size``; a batch above 20 "runs out of
+    CUDA memory" (Lightning's OOM text), so the batch-size search is deterministic on CPU."""
+
+    class Tunable(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.layer = torch.nn.Linear(4, 1)
+            self.lr = 0.01
+            self.batch_size = 2
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            x, y = batch
+            sizes.append(len(x))
+            if len(x) > 20:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return (self.layer(x) - y).pow(2).mean()
+
+        def train_dataloader(self) -> DataLoader:
+            generator = torch.Generator().manual_seed(1)
+            x = torch.randn(128, 4, generator=generator)
+            y = x @ torch.tensor([[1.5], [-2.0], [0.5], [1.0]]) + 0.1 * torch.randn(128, 1, generator=generator)
+            return DataLoader(TensorDataset(x, y), batch_size=self.batch_size)
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+    return Tunable()
+
+
+def _tune_flags(pl: ModuleType, root: Path, flag: str, value: Any, **kwargs: Any) -> dict[str, Any]:
+    """``Trainer(flag=value)`` then ``trainer.tune(model, **kwargs)``: what ran and what it set."""
+    trainer, observed = _construct(pl, root, flag, value)
+    sizes: list[int] = []
+    model = _tunable(pl, sizes)
+    before = [_r(v) for v in model.layer.weight.flatten()]
+    result = trainer.tune(model, **kwargs) or {}
+    finder = result.get("lr_find")
+    return {
+        **observed,
+        "tune_result_keys": sorted(result),
+        "scale_batch_size": result.get("scale_batch_size"),
+        "lr_find_lrs": None if finder is None else [round(float(v), 9) for v in finder.results["lr"]],
+        "lr_find_losses": None if finder is None else [round(float(v), 5) for v in finder.results["loss"]],
+        "lr": model.lr,
+        "batch_size": model.batch_size,
+        "batch_sizes_tried": sizes,
+        "weights_restored": [_r(v) for v in model.layer.weight.flatten()] == before,
+        "global_step": trainer.global_step,
+    }
+
+
+def tune_auto_lr_find(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """``auto_lr_find=True``: tune() runs the range test and writes its suggestion to ``model.lr``."""
+    return _tune_flags(pl, root, "auto_lr_find", True, lr_find_kwargs={"num_training": 30})
+
+
+def tune_auto_scale_batch_size_binsearch(pl: ModuleType, root: Path) -> dict[str, Any]:
+    """``auto_scale_batch_size="binsearch"``: tune() bisects to the largest batch that fits."""
+    return _tune_flags(pl, root, "auto_scale_batch_size", "binsearch", scale_batch_size_kwargs={"steps_per_trial": 1})
+
+
 def _refused(flag: str, value: Any) -> Callable[[ModuleType, Path], dict[str, Any]]:
     def scenario(pl: ModuleType, root: Path) -> dict[str, Any]:
         return _construct(pl, root, flag, value)[1]
@@ -155,6 +218,8 @@ SCENARIOS_1X_FLAGS: dict[str, Callable[[ModuleType, Path], dict[str, Any]]] = {
     "amp_backend_native": amp_backend_native,
     "track_grad_norm_2": track_grad_norm_2,
     "tune_with_tuning_off": tune_with_tuning_off,
+    "tune_auto_lr_find": tune_auto_lr_find,
+    "tune_auto_scale_batch_size_binsearch": tune_auto_scale_batch_size_binsearch,
     "gpus_list_on_cpu": _refused("gpus", [0, 1]),
     "gpus_string_on_cpu": _refused("gpus", "0,1"),
     "tpu_cores_on_cpu": _refused("tpu_cores", 8),

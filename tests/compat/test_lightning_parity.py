@@ -207,6 +207,17 @@ def test_references_name_their_lightning_version() -> None:
         assert document["recorded_with"]["pytorch_lightning"].startswith("2."), document["recorded_with"]
 
 
+DELIBERATE_DIFFERENCES[("tuner_scale_batch_size_init_val", "search")] = [
+    Deviation(
+        ("batch_sizes_tried",), [2, 16, 32], [8, 16, 32],
+        "the first trial runs at init_val, as documented; Lightning 2.6.6 sets init_val on the module but "
+        "keeps the loader it built with the module's old batch size for that trial, so a first trial that "
+        "would run out of memory passes and the search can return a size that does not fit "
+        "(fulmen/tuner/batch_size_scaling.py _adjust_batch_size rebuilds the loaders after every change)",
+    )
+]  # fmt: skip
+
+
 def _mismatch(name: str, key: str, observed: dict[str, Any]) -> str | None:
     """None when fulmen's ``observed[key]`` equals Lightning's (deliberate differences put in),
     else a unified diff, Lightning on the ``-`` side and fulmen on the ``+`` side."""

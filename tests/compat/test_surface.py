@@ -35,10 +35,6 @@ TRAINER_INIT = "Trainer.__init__."
 # Built by other developers in this round of issue #10; the lead drops each line as its branch
 # merges (the stale check below names the ones to drop).
 BEING_ADDED_THIS_ROUND: dict[str, str] = {
-    "tuner": "being added this round (#10): pl.tuner",
-    "tuner.Tuner": "being added this round (#10): Tuner.lr_find / scale_batch_size",
-    "callbacks.LearningRateFinder": "being added this round (#10) with the Tuner",
-    "callbacks.BatchSizeFinder": "being added this round (#10) with the Tuner",
     "strategies": "being added this round (#10): pl.strategies",
     "strategies.Strategy": "being added this round (#10); today fulmen.runtime.strategy.Strategy",
     "strategies.SingleDeviceStrategy": "being added this round (#10); today fulmen.runtime.strategy",

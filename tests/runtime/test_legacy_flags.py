@@ -59,8 +59,10 @@ CASES: dict[str, tuple[dict[str, Any], str, dict[str, Any], tuple[str, str, Any]
                                   {}, None),
     "tpu_cores_off": ({"tpu_cores": None}, "no TPUs", {}, None),
     "ipus_off": ({"ipus": 0}, "no Graphcore IPUs", {}, None),
-    "auto_lr_find": ({"auto_lr_find": True}, "no tuner", {}, None),
-    "auto_scale_batch_size": ({"auto_scale_batch_size": "binsearch"}, "no tuner", {}, None),
+    "auto_lr_find": ({"auto_lr_find": True}, r"use Tuner\(trainer\)\.lr_find\(model\)", {}, None),
+    "auto_scale_batch_size": ({"auto_scale_batch_size": "binsearch"}, r"use Tuner\(trainer\)\.scale_batch_size\(model\)",
+                              {}, None),
+    "auto_lr_find_off": ({"auto_lr_find": False}, "it is off, and trainer.tune.model. does nothing", {}, None),
     "distributed_backend_dp": ({"distributed_backend": "dp"},
                                "use strategy='ddp' instead. DataParallel .'dp'. is gone.*DDP over the same devices",
                                {"strategy": "ddp"}, None),
@@ -120,12 +122,8 @@ def test_legacy_flags_reach_the_trainer_attributes(tmp_path: Any) -> None:
     assert [s._max_depth for s in summaries] == [-1] and [b.process_position for b in bars] == [1]
 
 
-def test_tune_refuses_when_a_tuner_was_asked_for_and_is_a_no_op_otherwise() -> None:
-    with pytest.warns(DeprecationWarning, match="no tuner"):
-        trainer = pl.Trainer(auto_lr_find=True, max_steps=1, **TRAINER_QUIET)
-    with pytest.raises(MisconfigurationException, match=r"asked to run auto_lr_find.*no tuner.*\nHINT: set the"):
-        trainer.tune(BoringModel())
-    with pytest.warns(DeprecationWarning, match="no tuner"):
+def test_tune_without_tuning_flags_is_a_no_op() -> None:
+    with pytest.warns(DeprecationWarning, match="does nothing"):
         quiet = pl.Trainer(auto_lr_find=False, auto_scale_batch_size=False, **TRAINER_QUIET)
     assert quiet.tune(BoringModel()) == {}
     assert pl.Trainer(**TRAINER_QUIET).tune(BoringModel()) == {}

@@ -74,3 +74,21 @@ def test_is_picklable_tells_a_lambda_from_plain_data() -> None:
 
     assert is_picklable({"lr": 0.1, "layers": [1, 2]})
     assert not is_picklable(lambda: None)
+
+
+def test_lightning_attribute_lookup_covers_model_hparams_and_datamodule() -> None:
+    from types import SimpleNamespace
+
+    from fulmen.utilities.parsing import lightning_getattr, lightning_hasattr, lightning_setattr
+
+    datamodule = SimpleNamespace(batch_size=4, hparams={"batch_size": 4})
+    model = SimpleNamespace(hparams=AttributeDict(batch_size=2, lr=0.1), _trainer=SimpleNamespace(datamodule=datamodule))
+    assert lightning_hasattr(model, "lr") and not lightning_hasattr(model, "momentum")
+    assert lightning_getattr(model, "batch_size") == 4  # the last holder, as Lightning reads it
+    lightning_setattr(model, "batch_size", 32)
+    assert model.hparams.batch_size == datamodule.batch_size == datamodule.hparams["batch_size"] == 32
+    assert not hasattr(model, "batch_size")  # set where it is held, not added to the model
+    with pytest.raises(AttributeError, match="momentum is neither stored in the model namespace"):
+        lightning_setattr(model, "momentum", 0.9)
+    with pytest.raises(AttributeError, match="momentum is neither stored"):
+        lightning_getattr(model, "momentum")
