@@ -21,6 +21,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "seed_everything": "fulmen.utilities.seed",
 }
 _LAZY_SUBMODULES = ("callbacks", "loggers", "utilities", "launcher", "slurm", "core", "runtime", "errors")
+_LAZY_SUBMODULES += ("strategies",)  # pl.strategies: DDPStrategy, FSDPStrategy, ...
 
 __all__ = [*_LAZY_ATTRIBUTES, *_LAZY_SUBMODULES, "__version__"]
 

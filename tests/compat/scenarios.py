@@ -18,6 +18,7 @@ runs, batch size inference, iterable datasets); the others, all collected in ``S
 - ``scenarios_optim.py``: training numbers, manual optimization, skipped steps, resume, modes
 - ``scenarios_utilities.py``: model summary, seed_everything, LearningRateMonitor names
 - ``scenarios_inputs.py``: Trainer flag values refused at construction, an empty train loader
+- ``scenarios_strategies.py``: pl.strategies names, strategy strings and FSDP arguments refused, FSDP on CPU
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from tests.compat import (
     scenarios_logging,
     scenarios_optim,
     scenarios_restore,
+    scenarios_strategies,
     scenarios_trainer,
     scenarios_utilities,
 )
@@ -335,4 +337,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_eval_epoch_end.SCENARIOS,
     **scenarios_inputs.SCENARIOS,
     **scenarios_legacy.SCENARIOS,
+    **scenarios_strategies.SCENARIOS,
 }
