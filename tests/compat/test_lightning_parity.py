@@ -104,7 +104,7 @@ DELIBERATE_DIFFERENCES[("flag_validation", "refused_at_construction")] = [
 _FSDP_CPU_REASON = (
     "fulmen runs strategy='fsdp' on CPU (gloo; torch's fully_shard works there), Lightning 2.6.6 refuses FSDP "
     "without CUDA. The checkpoint a one-process FSDP fit writes is pinned equal to the single-device one Lightning "
-    "wrote (full state dict, torch.optim's format): LIGHTNING_API.md 'Strategies'"
+    "wrote (full state dict, torch.optim's format): README 'Sharded training', docs/internals.md 'Trainer <-> Strategy'"
 )
 _SINGLE_DEVICE_LAYOUT = {
     "global_step": 2, "optimizer_params": [[0, 1]],

@@ -134,3 +134,17 @@ def test_sync_batchnorm_is_refused(tmp_path: Path) -> None:
                          default_root_dir=str(tmp_path), enable_progress_bar=False)  # fmt: skip
     with pytest.raises(MisconfigurationException, match="sync_batchnorm=True\\) with strategy='fsdp'"):
         trainer.fit(Net(), _loader())
+
+
+@pytest.mark.parametrize("options", [
+    {"sharding_strategy": "HYBRID_SHARD"}, {"sharding_strategy": "SHARD_GRAD_OP"}, {"cpu_offload": True},
+    {"auto_wrap_policy": {nn.Linear}},
+])  # fmt: skip
+def test_fsdp_options_train_like_a_single_device(tmp_path: Path, options: dict[str, Any]) -> None:
+    strategy = FSDPStrategy(**options)
+    _, _, sharded = _fit(tmp_path / "fsdp", strategy, 1)
+    mesh = strategy.device_mesh()
+    assert mesh.ndim == (2 if options.get("sharding_strategy") == "HYBRID_SHARD" else 1)
+    _, _, plain = _fit(tmp_path / "plain", "auto", 1)
+    for key, value in plain["state_dict"].items():
+        torch.testing.assert_close(sharded["state_dict"][key], value)
