@@ -6,6 +6,8 @@ which keeps the module's own class and parameter names and turns each parameter 
 ``DTensor`` shard. What a user sees matches Lightning's:
 
 - ``configure_model`` runs before sharding (the Trainer calls it for every strategy);
+- ``activation_checkpointing_policy`` layers are wrapped with torch's ``checkpoint_wrapper``
+  before sharding (their state-dict keys stay the same);
 - during fit the module's parameters are ``DTensor`` shards, one slice per rank;
 - checkpoints hold *full* state dicts (``state_dict_type="full"``): the same keys and shapes as a
   DDP or one-process checkpoint, the optimizer state in ``torch.optim``'s own format, so
@@ -76,7 +78,8 @@ class FSDPStrategy(DDPStrategy):
         self.offload_policy = fsdp_options.offload_policy(cpu_offload)
         self.mp_policy = fsdp_options.mixed_precision_policy(mixed_precision)
         self.should_wrap = fsdp_options.wrap_policy(auto_wrap_policy)
-        fsdp_options.check_activation_checkpointing(activation_checkpointing, activation_checkpointing_policy)
+        self.should_checkpoint = fsdp_options.activation_checkpointing_check(activation_checkpointing,
+                                                                             activation_checkpointing_policy)
         self.fully_shard_kwargs = {"reshard_after_forward": self.reshard_after_forward,
                                    **fsdp_options.fully_shard_kwargs(kwargs)}  # fmt: skip
         self.device_mesh_flag = device_mesh
@@ -141,6 +144,8 @@ class FSDPStrategy(DDPStrategy):
 
         options = {"mesh": self.device_mesh(), "mp_policy": self.mp_policy, "offload_policy": self.offload_policy,
                    **self.fully_shard_kwargs}  # fmt: skip
+        if self.should_checkpoint is not None:
+            _checkpoint_activations(root, self.should_checkpoint)
         if self.should_wrap is not None:
             wrapped: set[int] = set()
             # reversed pre-order: every module comes after all of its descendants
@@ -184,6 +189,26 @@ class FSDPStrategy(DDPStrategy):
         for param, entry in optimizer.state.items():
             for key, value in list(entry.items()):
                 entry[key] = _like(param, value)
+
+
+def _checkpoint_activations(root: nn.Module, should_checkpoint: fsdp_options.WrapPolicy) -> None:
+    """Wrap the chosen submodules so they recompute activations in backward (as Lightning does for FSDP)."""
+    import functools
+
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+        CheckpointImpl,
+        CheckpointWrapper,
+        apply_activation_checkpointing,
+        checkpoint_wrapper,
+    )
+
+    if any(isinstance(m, CheckpointWrapper) for m in root.modules()):
+        return  # the user wrapped layers in configure_model: theirs stands
+    apply_activation_checkpointing(
+        root,
+        checkpoint_wrapper_fn=functools.partial(checkpoint_wrapper, checkpoint_impl=CheckpointImpl.NO_REENTRANT),
+        check_fn=lambda m: should_checkpoint(m, sum(p.numel() for p in m.parameters())),
+    )
 
 
 def _params_outside(module: nn.Module, wrapped: set[int]) -> list[nn.Parameter]:

@@ -166,11 +166,19 @@ def fully_shard_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in _FULLY_SHARD_KWARGS}
 
 
-def check_activation_checkpointing(activation_checkpointing: Any, activation_checkpointing_policy: Any) -> None:
-    """Activation checkpointing is not implemented for fulmen's FSDP yet: refuse rather than ignore it."""
-    if activation_checkpointing is not None or activation_checkpointing_policy is not None:
+def activation_checkpointing_check(activation_checkpointing: Any, activation_checkpointing_policy: Any) -> WrapPolicy | None:
+    """Which submodules recompute their activations in backward (Lightning's two spellings).
+
+    ``activation_checkpointing`` is a layer class or a list of them (Lightning's older argument);
+    ``activation_checkpointing_policy`` takes what ``auto_wrap_policy`` takes. Not both.
+    """
+    if activation_checkpointing is not None and activation_checkpointing_policy is not None:
         raise MisconfigurationException(
-            "FSDPStrategy(activation_checkpointing=...) / activation_checkpointing_policy is not supported by "
-            "fulmen yet.\nHINT: wrap the layers yourself in configure_model with "
-            "torch.distributed.algorithms._checkpoint.checkpoint_wrapper.apply_activation_checkpointing."
+            "FSDPStrategy got both activation_checkpointing and activation_checkpointing_policy.\n"
+            "HINT: pass only activation_checkpointing_policy, e.g. activation_checkpointing_policy={MyBlock}."
         )
+    if activation_checkpointing is not None:
+        classes = activation_checkpointing if isinstance(activation_checkpointing, (list, tuple, set)) else [
+            activation_checkpointing]
+        return wrap_policy(set(_module_classes(classes)))
+    return wrap_policy(activation_checkpointing_policy)

@@ -35,6 +35,8 @@ FSDP_ARGUMENTS: dict[str, dict[str, Any]] = {
     "state_dict_type='sharded'": {"state_dict_type": "sharded"},
     "cpu_offload=True": {"cpu_offload": True},
     "auto_wrap_policy={nn.Linear}": {"auto_wrap_policy": {torch.nn.Linear}},
+    "activation_checkpointing_policy={nn.Linear}": {"activation_checkpointing_policy": {torch.nn.Linear}},
+    "activation_checkpointing=nn.Linear": {"activation_checkpointing": torch.nn.Linear},
 }
 
 

@@ -138,13 +138,19 @@ def test_sync_batchnorm_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("options", [
     {"sharding_strategy": "HYBRID_SHARD"}, {"sharding_strategy": "SHARD_GRAD_OP"}, {"cpu_offload": True},
-    {"auto_wrap_policy": {nn.Linear}},
+    {"auto_wrap_policy": {nn.Linear}}, {"activation_checkpointing_policy": {nn.Linear}},
+    {"activation_checkpointing_policy": {nn.Linear}, "auto_wrap_policy": {nn.Linear}},
 ])  # fmt: skip
 def test_fsdp_options_train_like_a_single_device(tmp_path: Path, options: dict[str, Any]) -> None:
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
+
     strategy = FSDPStrategy(**options)
-    _, _, sharded = _fit(tmp_path / "fsdp", strategy, 1)
+    _, model, sharded = _fit(tmp_path / "fsdp", strategy, 1)
+    wrapped = [type(m) for m in model.modules() if isinstance(m, CheckpointWrapper)]
+    assert len(wrapped) == (2 if "activation_checkpointing_policy" in options else 0)  # both Linear layers
     mesh = strategy.device_mesh()
     assert mesh.ndim == (2 if options.get("sharding_strategy") == "HYBRID_SHARD" else 1)
     _, _, plain = _fit(tmp_path / "plain", "auto", 1)
+    assert list(sharded["state_dict"]) == list(plain["state_dict"])  # no wrapper prefixes in the keys
     for key, value in plain["state_dict"].items():
         torch.testing.assert_close(sharded["state_dict"][key], value)

@@ -88,6 +88,13 @@ def test_extra_keywords_go_to_fully_shard_or_are_refused_by_name() -> None:
         FSDPStrategy(backward_prefetch=None)
 
 
-def test_activation_checkpointing_is_refused_not_ignored() -> None:
-    with pytest.raises(MisconfigurationException, match="not supported by fulmen yet"):
-        FSDPStrategy(activation_checkpointing_policy={nn.Linear})
+def test_activation_checkpointing_spellings() -> None:
+    linear = nn.Linear(2, 2)
+    for old, new in ((nn.Linear, None), ([nn.Linear], None), (None, {nn.Linear})):
+        check = fsdp_options.activation_checkpointing_check(old, new)
+        assert check is not None and check(linear, 6) and not check(nn.ReLU(), 0)
+    assert fsdp_options.activation_checkpointing_check(None, None) is None
+    with pytest.raises(MisconfigurationException, match="got both activation_checkpointing and"):
+        FSDPStrategy(activation_checkpointing=nn.Linear, activation_checkpointing_policy={nn.Linear})
+    with pytest.raises(MisconfigurationException, match="not nn.Module classes"):
+        FSDPStrategy(activation_checkpointing="Linear")
