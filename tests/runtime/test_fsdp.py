@@ -87,14 +87,6 @@ def test_string_names_select_fsdp() -> None:
     assert isinstance(pl.Trainer(strategy="fsdp", logger=False).strategy, pl.strategies.FSDPStrategy)
 
 
-def test_strategies_lightning_has_and_fulmen_does_not_name_the_alternatives() -> None:
-    with pytest.raises(MisconfigurationException, match=r"strategy='deepspeed'\) is not a known strategy(.|\n)*HINT: "
-                       r"'deepspeed' is a Lightning strategy that fulmen does not implement; use 'fsdp'"):
-        pl.Trainer(strategy="deepspeed")
-    with pytest.raises(MisconfigurationException, match=r"'fsdp'(.|\n)*HINT: pass one of the names above"):
-        pl.Trainer(strategy="sharded_nonsense")
-
-
 def test_one_rank_fit_shards_and_writes_the_same_checkpoint_as_a_single_device(tmp_path: Path) -> None:
     trainer, model, fsdp = _fit(tmp_path / "fsdp", "fsdp", 2)
     assert isinstance(trainer.strategy, FSDPStrategy)

@@ -69,8 +69,11 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(7)
-    strategy: Any = FSDPStrategy(auto_wrap_policy={nn.Linear}) if args.strategy == "fsdp" else "ddp"
+    fsdp = FSDPStrategy(auto_wrap_policy={nn.Linear}, activation_checkpointing_policy={nn.Linear})
+    strategy: Any = fsdp if args.strategy == "fsdp" else "ddp"
+    # clipping by the norm of all gradients: under FSDP that norm spans every rank's shards
     trainer = pl.Trainer(strategy=strategy, accelerator="cpu", max_epochs=args.epochs, default_root_dir=str(out),
+                         gradient_clip_val=0.5,
                          enable_progress_bar=False, enable_model_summary=False, logger=False,
                          enable_checkpointing=False)  # fmt: skip
     model = Net()
