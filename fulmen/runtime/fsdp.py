@@ -130,7 +130,15 @@ class FSDPStrategy(DDPStrategy):
         if isinstance(flag, DeviceMesh):
             self._mesh = flag
         elif flag is not None:
-            self._mesh = init_device_mesh(device_type, tuple(int(n) for n in flag), mesh_dim_names=("replicate", "shard"))
+            shape = tuple(int(n) for n in flag)
+            if len(shape) != 2 or shape[0] * shape[1] != self.world_size:
+                raise fsdp_options.MisconfigurationException(
+                    f"FSDPStrategy(device_mesh={flag!r}) does not fit this run's {self.world_size} rank(s); expected "
+                    "(replicas, shards) whose product is the world size.\n"
+                    f"HINT: e.g. device_mesh=({max(self.num_nodes, 1)}, {self.world_size // max(self.num_nodes, 1)}): "
+                    "one replica per node, sharded over the node's devices."
+                )
+            self._mesh = init_device_mesh(device_type, shape, mesh_dim_names=("replicate", "shard"))
         elif self.hybrid:
             nodes = max(self.num_nodes, 1)
             self._mesh = init_device_mesh(device_type, (nodes, self.world_size // nodes),

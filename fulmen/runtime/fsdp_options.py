@@ -100,12 +100,12 @@ def mixed_precision_policy(mixed_precision: Any) -> Any:
     if isinstance(mixed_precision, MixedPrecisionPolicy):
         return mixed_precision
     if all(hasattr(mixed_precision, name) for name in ("param_dtype", "reduce_dtype", "buffer_dtype")):
-        # FSDP1's MixedPrecision: FSDP2 casts parameters and gradient reductions; buffers keep their dtype
-        return MixedPrecisionPolicy(
-            param_dtype=mixed_precision.param_dtype,
-            reduce_dtype=mixed_precision.reduce_dtype,
-            cast_forward_inputs=bool(getattr(mixed_precision, "cast_forward_inputs", True)),
-        )
+        # FSDP1's MixedPrecision: FSDP2 casts parameters and gradient reductions; buffers keep their dtype.
+        # FSDP1 casts the root's inputs by default (cast_root_forward_inputs): FSDP2 has one switch for both.
+        cast_inputs = getattr(mixed_precision, "cast_forward_inputs", False) or getattr(
+            mixed_precision, "cast_root_forward_inputs", True)
+        return MixedPrecisionPolicy(param_dtype=mixed_precision.param_dtype, reduce_dtype=mixed_precision.reduce_dtype,
+                                    cast_forward_inputs=bool(cast_inputs))  # fmt: skip
     raise MisconfigurationException(
         f"FSDPStrategy(mixed_precision={mixed_precision!r}) is not understood; expected "
         "torch.distributed.fsdp.MixedPrecision(...) or torch.distributed.fsdp.MixedPrecisionPolicy(...).\n"

@@ -146,3 +146,19 @@ def test_fsdp_options_train_like_a_single_device(tmp_path: Path, options: dict[s
     assert list(sharded["state_dict"]) == list(plain["state_dict"])  # no wrapper prefixes in the keys
     for key, value in plain["state_dict"].items():
         torch.testing.assert_close(sharded["state_dict"][key], value)
+
+
+def test_fsdp1_mixed_precision_casts_inputs_and_keeps_fp32_checkpoints(tmp_path: Path) -> None:
+    from torch.distributed.fsdp import MixedPrecision
+
+    policy = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, buffer_dtype=torch.bfloat16)
+    _, _, sharded = _fit(tmp_path / "bf16", FSDPStrategy(mixed_precision=policy), 1)
+    _, _, plain = _fit(tmp_path / "plain", "auto", 1)
+    for key, value in plain["state_dict"].items():
+        assert sharded["state_dict"][key].dtype == torch.float32
+        torch.testing.assert_close(sharded["state_dict"][key], value, rtol=0, atol=0.05)  # bf16 forward
+
+
+def test_device_mesh_that_does_not_fit_the_run_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(MisconfigurationException, match=r"device_mesh=\(2, 1\)\) does not fit this run's 1 rank"):
+        _fit(tmp_path, FSDPStrategy(device_mesh=(2, 1)), 1)

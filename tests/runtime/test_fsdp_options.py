@@ -58,6 +58,7 @@ def test_cpu_offload_spellings() -> None:
 def test_mixed_precision_from_fsdp1_object() -> None:
     policy = fsdp_options.mixed_precision_policy(MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32))
     assert (policy.param_dtype, policy.reduce_dtype) == (torch.bfloat16, torch.float32)
+    assert policy.cast_forward_inputs  # FSDP1 casts the root's inputs by default (cast_root_forward_inputs)
     given = MixedPrecisionPolicy(param_dtype=torch.float16)
     assert fsdp_options.mixed_precision_policy(given) is given
     with pytest.raises(MisconfigurationException, match="mixed_precision='bf16'"):
