@@ -292,10 +292,13 @@ def _check_strategy_name(strategy: Any) -> None:
     if name in _STRATEGIES:
         return
     if name in _LIGHTNING_ONLY_STRATEGIES:
-        hint = (
-            f"HINT: {name!r} is a Lightning strategy that fulmen does not implement; use 'fsdp' to shard "
-            "parameters, gradients and optimizer state across ranks, or 'ddp' to replicate them."
-        )
+        if name.startswith("ddp"):
+            instead = "use 'ddp' (or 'ddp_find_unused_parameters_true'): fulmen starts each rank as its own process"
+        elif "xla" in name or "tpu" in name:
+            instead = "fulmen trains on CPUs and CUDA GPUs; use 'ddp' or 'fsdp' there"
+        else:
+            instead = "use 'fsdp' to shard parameters, gradients and optimizer state across ranks, or 'ddp' to replicate them"
+        hint = f"HINT: {name!r} is a Lightning strategy that fulmen does not implement; {instead}."
     else:
         hint = "HINT: pass one of the names above, or a Strategy instance from fulmen.strategies."
     raise MisconfigurationException(

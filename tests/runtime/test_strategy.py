@@ -40,6 +40,8 @@ def test_strategies_lightning_has_and_fulmen_does_not_name_the_alternatives() ->
     with pytest.raises(MisconfigurationException, match=r"strategy='deepspeed'\) is not a known strategy(.|\n)*HINT: "
                        r"'deepspeed' is a Lightning strategy that fulmen does not implement; use 'fsdp'"):
         select_strategy("cpu", "deepspeed", rank_info=RankInfo())
+    with pytest.raises(MisconfigurationException, match=r"HINT: 'ddp_fork' is a Lightning strategy(.|\n)*use 'ddp'"):
+        select_strategy("cpu", "ddp_fork", rank_info=RankInfo())
     with pytest.raises(MisconfigurationException, match=r"'fsdp'(.|\n)*HINT: pass one of the names above"):
         select_strategy("cpu", "sharded_nonsense", rank_info=RankInfo())
 
