@@ -20,7 +20,9 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "Trainer": "fulmen.runtime.trainer",
     "seed_everything": "fulmen.utilities.seed",
 }
-_LAZY_SUBMODULES = ("callbacks", "loggers", "utilities", "launcher", "slurm", "core", "runtime", "errors", "cli", "tuner")
+_LAZY_SUBMODULES = (
+    "callbacks", "loggers", "utilities", "launcher", "slurm", "core", "runtime", "errors", "cli", "tuner", "strategies",
+)
 
 __all__ = [*_LAZY_ATTRIBUTES, *_LAZY_SUBMODULES, "__version__"]
 

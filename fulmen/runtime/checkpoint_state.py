@@ -42,6 +42,8 @@ from fulmen.runtime.checkpoint_lightning import (
     scheduler_counts,
     validation_plan,
 )
+from fulmen.runtime.ranks import RankInfo
+from fulmen.runtime.strategy import SingleDeviceStrategy, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
     from fulmen.runtime.trainer import Trainer
@@ -150,7 +152,7 @@ def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, A
         "epoch": trainer.current_epoch,
         "global_step": trainer.global_step,
         "fulmen_version": _fulmen_version(),
-        "state_dict": module.state_dict(),
+        "state_dict": _strategy(trainer).module_state_dict(module),
         "loops": {"fit_loop": _fit_loop_entry(trainer), **lightning_eval_loops()},
         "pytorch-lightning_version": LIGHTNING_LAYOUT_VERSION,
     }
@@ -161,7 +163,7 @@ def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, A
             if state:  # Lightning stores only non-empty states
                 callback_states[callback.state_key] = state
         checkpoint["callbacks"] = callback_states
-        checkpoint["optimizer_states"] = [optimizer.state_dict() for optimizer in trainer.optimizers]
+        checkpoint["optimizer_states"] = [_strategy(trainer).optimizer_state(optimizer) for optimizer in trainer.optimizers]
         checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
         precision_state = trainer.precision_plugin.state_dict()
         if precision_state:
@@ -184,6 +186,14 @@ def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, A
     if datamodule is not None and hasattr(datamodule, "on_save_checkpoint"):
         datamodule.on_save_checkpoint(checkpoint)
     return checkpoint
+
+
+def _strategy(trainer: Trainer) -> Strategy:
+    """Where weights and optimizer states are read and written (a sharding strategy gathers)."""
+    strategy = getattr(trainer, "strategy", None)
+    if strategy is None:  # a trainer-like object without one (tests, tools): plain state dicts
+        return SingleDeviceStrategy(RankInfo(), torch.device("cpu"))
+    return strategy
 
 
 def _trainer_fn(trainer: Trainer) -> str:
@@ -223,7 +233,7 @@ def restore_modules_and_callbacks(
         ckpt_io.require_keys(checkpoint, TRAINING_STATE_KEYS, source, "resume training")
     decode_checkpoint_hparams(checkpoint)  # hooks see the Namespaces / dataclasses that were saved
     module.on_load_checkpoint(checkpoint)
-    module.load_state_dict(checkpoint["state_dict"], strict=getattr(module, "strict_loading", True))
+    _strategy(trainer).load_module_state_dict(module, checkpoint["state_dict"], getattr(module, "strict_loading", True))
     if datamodule is not None:
         if hasattr(datamodule, "on_load_checkpoint"):
             datamodule.on_load_checkpoint(checkpoint)
@@ -281,7 +291,7 @@ def _restore_optimizers(trainer: Trainer, checkpoint: Mapping[str, Any], source:
             "as the run that saved it, or load only the weights with load_from_checkpoint."
         )
     for optimizer, state in zip(optimizers, saved):
-        optimizer.load_state_dict(state)
+        _strategy(trainer).load_optimizer_state(optimizer, state)
     configs = list(trainer.lr_scheduler_configs)
     saved_schedulers = checkpoint["lr_schedulers"]
     if len(saved_schedulers) != len(configs):

@@ -38,7 +38,7 @@ from fulmen.runtime.data_sharding import distributed_loader
 from fulmen.runtime.environments import ClusterEnvironment
 from fulmen.runtime.environments.base import resolve_topology, validate_launch
 from fulmen.runtime.ranks import RankInfo
-from fulmen.runtime.strategy import Strategy
+from fulmen.runtime.strategy import ParallelStrategy
 
 __all__ = ["DDPStrategy", "resolve_topology", "validate_launch"]
 
@@ -48,7 +48,7 @@ _REDUCE_OPS = {"mean": dist.ReduceOp.SUM, "sum": dist.ReduceOp.SUM, "max": dist.
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 
 
-class DDPStrategy(Strategy):
+class DDPStrategy(ParallelStrategy):
     """Distributed data parallel over ``torch.distributed`` (module docstring)."""
 
     strategy_name = "ddp"

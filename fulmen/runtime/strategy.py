@@ -3,7 +3,10 @@
 The Trainer never calls ``torch.distributed``; reductions for ``self.log(sync_dist=True)``,
 ``all_gather``, agreement on ``should_stop`` and barriers all go through a ``Strategy``.
 ``SingleDeviceStrategy`` (here) runs one process on one device; ``DDPStrategy``
-(``fulmen.runtime.distributed``) is imported only when more than one rank takes part.
+(``fulmen.runtime.distributed``) is imported only when more than one rank takes part, and
+``FSDPStrategy`` (``fulmen.runtime.fsdp``) only for ``strategy="fsdp"``. Checkpoints read and
+write weights and optimizer states through the strategy (``module_state_dict`` & co.), so a
+sharding strategy can gather full tensors and slice them again.
 
 Contract for ``setup_module``: with more than one rank the Trainer passes a
 ``LightningModuleWrapper`` (so that a DDP wrapper's ``forward`` runs ``training_step`` and
@@ -27,7 +30,17 @@ from fulmen.runtime.ranks import RankInfo
 T = TypeVar("T")
 
 _ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
-_STRATEGIES = ("auto", "single_device", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
+_STRATEGIES = ("auto", "single_device", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp",
+               "fsdp_cpu_offload")
+# Lightning 2.6's other registered strategy names: named in the error, with what to use instead
+_LIGHTNING_ONLY_STRATEGIES = (
+    "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_2_offload", "deepspeed_stage_3",
+    "deepspeed_stage_3_offload", "deepspeed_stage_3_offload_nvme", "ddp_fork", "ddp_notebook",
+    "ddp_find_unused_parameters_false", "ddp_spawn_find_unused_parameters_false",
+    "ddp_spawn_find_unused_parameters_true", "ddp_fork_find_unused_parameters_false",
+    "ddp_fork_find_unused_parameters_true", "ddp_notebook_find_unused_parameters_false",
+    "ddp_notebook_find_unused_parameters_true", "single_tpu", "single_xla", "xla", "xla_debug",
+)  # fmt: skip
 
 
 class Strategy(abc.ABC):
@@ -96,6 +109,28 @@ class Strategy(abc.ABC):
     @abc.abstractmethod
     def teardown(self) -> None:
         """Release what setup_environment acquired."""
+
+    # --- what checkpoints hold (a sharding strategy gathers and slices here) ---------------
+
+    def module_state_dict(self, module: nn.Module) -> dict[str, Any]:
+        """The module's weights as a checkpoint stores them (full tensors, Lightning's keys)."""
+        return module.state_dict()
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """One optimizer's state as a checkpoint stores it (``torch.optim``'s format)."""
+        return optimizer.state_dict()
+
+    def load_module_state_dict(self, module: nn.Module, state_dict: dict[str, Any], strict: bool = True) -> None:
+        """Put checkpoint weights into ``module`` (laid out as this strategy runs it)."""
+        module.load_state_dict(state_dict, strict=strict)
+
+    def load_optimizer_state(self, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+        """Put a checkpoint's optimizer state into ``optimizer``."""
+        optimizer.load_state_dict(state)
+
+
+class ParallelStrategy(Strategy, abc.ABC):
+    """Several processes (Lightning's ``ParallelStrategy``): DDPStrategy and FSDPStrategy derive from it."""
 
 
 class SingleDeviceStrategy(Strategy):
@@ -217,14 +252,16 @@ def select_strategy(
                 cluster_environment=environment,
             )
         return strategy
-    if str(strategy) not in _STRATEGIES:
-        raise MisconfigurationException(
-            f"Trainer(strategy={strategy!r}) is not a known strategy; expected one of {list(_STRATEGIES)}."
-            + close_matches(str(strategy), _STRATEGIES)
-        )
+    _check_strategy_name(strategy)
     device_type = resolve_accelerator(accelerator)
     environment = _cluster_environment(rank_info, environ)
     info = environment.rank_info()
+    if str(strategy).startswith("fsdp"):
+        from fulmen.runtime.fsdp import FSDPStrategy
+
+        return FSDPStrategy(rank_info=info, cluster_environment=environment, accelerator=device_type, devices=devices,
+                            num_nodes=num_nodes, sync_batchnorm=sync_batchnorm, strategy=str(strategy),
+                            cpu_offload=True if strategy == "fsdp_cpu_offload" else None)  # fmt: skip
     wanted_ranks = _device_count(devices) * int(num_nodes or 1)
     if info.world_size > 1 or wanted_ranks > 1 or str(strategy).startswith("ddp"):
         if wanted_ranks > 1 or info.world_size > 1:
@@ -247,3 +284,24 @@ def select_strategy(
     else:
         root = torch.device(device_type)
     return SingleDeviceStrategy(info, root)
+
+
+def _check_strategy_name(strategy: Any) -> None:
+    """A strategy string fulmen does not have: what was given, what there is, what to use instead."""
+    name = str(strategy)
+    if name in _STRATEGIES:
+        return
+    if name in _LIGHTNING_ONLY_STRATEGIES:
+        if name.startswith("ddp"):
+            instead = "use 'ddp' (or 'ddp_find_unused_parameters_true'): fulmen starts each rank as its own process"
+        elif "xla" in name or "tpu" in name:
+            instead = "fulmen trains on CPUs and CUDA GPUs; use 'ddp' or 'fsdp' there"
+        else:
+            instead = "use 'fsdp' to shard parameters, gradients and optimizer state across ranks, or 'ddp' to replicate them"
+        hint = f"HINT: {name!r} is a Lightning strategy that fulmen does not implement; {instead}."
+    else:
+        hint = "HINT: pass one of the names above, or a Strategy instance from fulmen.strategies."
+    raise MisconfigurationException(
+        f"Trainer(strategy={strategy!r}) is not a known strategy; expected one of {list(_STRATEGIES)}."
+        + close_matches(name, _STRATEGIES) + "\n" + hint
+    )

@@ -23,6 +23,7 @@ runs, batch size inference, iterable datasets); the others, all collected in ``S
 - ``scenarios_misc_callbacks.py``: DeviceStatsMonitor's keys and steps, OnExceptionCheckpoint
 - ``scenarios_rich.py``: what RichModelSummary and RichProgressBar print on a non-terminal console
 - ``scenarios_cli.py``: LightningCLI's printed and saved config, subclass mode, a CLI fit
+- ``scenarios_strategies.py``: pl.strategies names, strategy strings and FSDP arguments refused, FSDP on CPU
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from tests.compat import (
     scenarios_optim,
     scenarios_restore,
     scenarios_rich,
+    scenarios_strategies,
     scenarios_trainer,
     scenarios_tuner,
     scenarios_utilities,
@@ -352,4 +354,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_rich.SCENARIOS,
     **scenarios_cli.SCENARIOS,
     **scenarios_tuner.SCENARIOS,
+    **scenarios_strategies.SCENARIOS,
 }

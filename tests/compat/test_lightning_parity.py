@@ -161,6 +161,36 @@ DELIBERATE_DIFFERENCES[("cli_saved_config", "saved")] = [
               "keeps the text '1'; fulmen's Trainer annotates it Any, so YAML reads 1; both Trainers take either"),
 ]  # fmt: skip
 
+_FSDP_CPU_REASON = (
+    "fulmen runs strategy='fsdp' on CPU (gloo; torch's fully_shard works there), Lightning 2.6.6 refuses FSDP "
+    "without CUDA. The checkpoint a one-process FSDP fit writes is pinned equal to the single-device one Lightning "
+    "wrote (full state dict, torch.optim's format): README 'Sharded training', docs/internals.md 'Trainer <-> Strategy'"
+)
+_SINGLE_DEVICE_LAYOUT = {
+    "global_step": 2, "optimizer_params": [[0, 1]],
+    "optimizer_state": {"0": {"exp_avg": [1, 4], "exp_avg_sq": [1, 4], "step": []},
+                        "1": {"exp_avg": [1], "exp_avg_sq": [1], "step": []}},
+    "state_dict": {"layer.bias": [1], "layer.weight": [1, 4]}, "state_dict_types": ["Tensor"],
+}
+DELIBERATE_DIFFERENCES[("strategies_surface", "fsdp_cpu_fit")] = [
+    Deviation(("checkpoint",), None, _SINGLE_DEVICE_LAYOUT, _FSDP_CPU_REASON),
+    Deviation(("runs",), False, True, _FSDP_CPU_REASON),
+]
+DELIBERATE_DIFFERENCES[("strategies_surface", "trainer_strategy_refused")] = [
+    Deviation(("fsdp",), True, False, _FSDP_CPU_REASON)
+]
+DELIBERATE_DIFFERENCES[("strategies_surface", "names")] = [
+    Deviation((name,), True, False, "fulmen has no DeepSpeed or ModelParallel strategy; asking for one is an "
+              "AttributeError naming what it has and what to use instead (fulmen/strategies/__init__.py)")
+    for name in ("DeepSpeedStrategy", "ModelParallelStrategy")
+]
+DELIBERATE_DIFFERENCES[("strategies_surface", "fsdp_arguments_refused")] = [
+    Deviation((label,), False, True, reason) for label, reason in [
+        ("sharding_strategy='NO_SHARD'", "NO_SHARD is DDP; fulmen says so at construction instead of sharding nothing"),
+        ("state_dict_type='sharded'", "fulmen writes full FSDP checkpoints only; refused, not silently full"),
+    ]
+]  # fmt: skip
+
 
 def _reference(name: str) -> dict[str, Any]:
     return json.loads((REFERENCE_DIR / f"{name}.json").read_text())

@@ -6,7 +6,7 @@ by ``record_surface.py`` (Lightning is never imported here): the public names of
 ``LightningDataModule`` and ``Trainer``. A script written for Lightning reaches them as ``pl.<path>`` after
 ``import fulmen as pl``, or as ``from fulmen.<module> import <name>``; both are checked.
 
-A name fulmen does not have is listed below with a one-line reason, in one of three groups. The
+A name fulmen does not have is listed below with a one-line reason, in one of two groups. The
 lists stay honest both ways: a recorded name that is neither present nor excluded fails, and an
 exclusion for a name fulmen now has fails too (stale), as does one naming nothing Lightning has.
 Keys: ``"callbacks.Timer"`` (module path and name; top-level names bare), ``"profilers.*"`` (the
@@ -32,16 +32,6 @@ REFERENCE = Path(__file__).resolve().parent / "reference_surface" / "lightning_s
 SURFACE: dict[str, Any] = json.loads(REFERENCE.read_text())
 TRAINER_INIT = "Trainer.__init__."
 
-# Built by other developers in this round of issue #10; the lead drops each line as its branch
-# merges (the stale check below names the ones to drop).
-BEING_ADDED_THIS_ROUND: dict[str, str] = {
-    "strategies": "being added this round (#10): pl.strategies",
-    "strategies.Strategy": "being added this round (#10); today fulmen.runtime.strategy.Strategy",
-    "strategies.SingleDeviceStrategy": "being added this round (#10); today fulmen.runtime.strategy",
-    "strategies.DDPStrategy": "being added this round (#10); today fulmen.runtime.distributed.DDPStrategy",
-    "strategies.FSDPStrategy": "being added this round (#10) on torch's fully_shard",
-}
-
 # Lightning has it, fulmen does not (yet): each reason says what a user gets instead, if anything.
 NOT_BUILT: dict[str, str] = {
     "accelerators.*": "not built: the device comes from Trainer(accelerator='cpu'|'gpu'|'cuda'|'auto'), no Accelerator classes",
@@ -49,7 +39,6 @@ NOT_BUILT: dict[str, str] = {
     "profilers.*": "not built: no profilers; Trainer(profiler=...) is accepted and ignored with a warning",
     "strategies.DeepSpeedStrategy": "not built: no DeepSpeed integration",
     "strategies.ModelParallelStrategy": "not built: no tensor parallelism (device meshes)",
-    "strategies.ParallelStrategy": "not built: Lightning's abstract multi-process base; fulmen's DDPStrategy derives from Strategy",
     "loggers.CometLogger": "not built: no Comet logger",
     "loggers.LitLogger": "not built: Lightning AI's hosted experiment service",
     "callbacks.BasePredictionWriter": "not built: write predictions from on_predict_batch_end in a plain Callback",
@@ -108,7 +97,7 @@ ON_PURPOSE: dict[str, str] = {
     "Trainer.__init__.precision": "same meaning: the default is spelled '32-true', what Lightning's None resolves to (None works)",
 }
 
-EXCLUDED: dict[str, str] = {**BEING_ADDED_THIS_ROUND, **NOT_BUILT, **ON_PURPOSE}
+EXCLUDED: dict[str, str] = {**NOT_BUILT, **ON_PURPOSE}
 HINT = (
     "HINT: add the name to fulmen at Lightning's path (the package's lazy _TABLE), or list it in one "
     "exclusion dict of tests/compat/test_surface.py with a one-line honest reason"
@@ -219,7 +208,7 @@ def test_every_exclusion_names_something_lightning_has_with_a_one_line_reason() 
     recorded = set(_recorded_keys())
     unknown = [key for key in EXCLUDED if key not in recorded and not (key.endswith(".*") and key[:-2] in recorded)]
     assert not unknown, f"excluded names Lightning 2.6 does not have (typos?): {unknown}"
-    groups = [BEING_ADDED_THIS_ROUND, NOT_BUILT, ON_PURPOSE]
+    groups = [NOT_BUILT, ON_PURPOSE]
     assert sum(len(group) for group in groups) == len(EXCLUDED), "a name is excluded in two groups"
     unclear = [key for key, reason in EXCLUDED.items() if not reason or "\n" in reason or len(reason) > 120]
     assert not unclear, f"each reason is one short line: {unclear}"

@@ -36,6 +36,16 @@ def test_unknown_accelerator_and_strategy_name_the_choices() -> None:
         select_strategy("cpu", "dpp", rank_info=RankInfo())
 
 
+def test_strategies_lightning_has_and_fulmen_does_not_name_the_alternatives() -> None:
+    with pytest.raises(MisconfigurationException, match=r"strategy='deepspeed'\) is not a known strategy(.|\n)*HINT: "
+                       r"'deepspeed' is a Lightning strategy that fulmen does not implement; use 'fsdp'"):
+        select_strategy("cpu", "deepspeed", rank_info=RankInfo())
+    with pytest.raises(MisconfigurationException, match=r"HINT: 'ddp_fork' is a Lightning strategy(.|\n)*use 'ddp'"):
+        select_strategy("cpu", "ddp_fork", rank_info=RankInfo())
+    with pytest.raises(MisconfigurationException, match=r"'fsdp'(.|\n)*HINT: pass one of the names above"):
+        select_strategy("cpu", "sharded_nonsense", rank_info=RankInfo())
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
 def test_gpu_without_cuda_is_an_error_with_a_hint() -> None:
     with pytest.raises(MisconfigurationException, match="HINT: use accelerator='cpu'"):
