@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import math
+from collections.abc import Sequence
 from typing import Any
 
 from fulmen.jobs.run_timeline import Attempt
@@ -36,7 +38,7 @@ def _svg(figure: Any) -> str:
     return text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: the SVG sits inside HTML
 
 
-def _mark(ax: Any, marks: list[tuple[float, str]], origin: float) -> None:
+def _mark(ax: Any, marks: list[tuple[float, str]], origin: float, labels: bool = True) -> None:
     seen: set[tuple[int, str]] = set()
     for when, label in marks:
         kind = label.split()[0]
@@ -45,19 +47,29 @@ def _mark(ax: Any, marks: list[tuple[float, str]], origin: float) -> None:
             continue
         seen.add(key)
         ax.axvline(when - origin, color=_MARK_COLORS.get(kind, "gray"), linestyle="--", linewidth=1)
-        ax.annotate(label, (when - origin, 1.0), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
-                    va="top", ha="right", color=_MARK_COLORS.get(kind, "gray"))
+        if labels:
+            ax.annotate(label, (when - origin, 1.0), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
+                        va="top", ha="right", color=_MARK_COLORS.get(kind, "gray"))
 
 
-def curve_svg(history: list[dict[str, Any]], marks: list[tuple[float, str]], origin: float) -> str:
+def curve_svg(history: list[dict[str, Any]], marks: list[tuple[float, str]], origin: float,
+              starts: Sequence[float] = ()) -> str:
     """The monitored metric (or, without one, the step) over wall time across all attempts, with
-    each signal, stop, requeue and resume marked."""
+    each signal, stop, requeue and resume marked; the line breaks where an attempt starts."""
     figure = _figure()
     ax = figure.add_subplot()
     metric = next((p.get("metric") for p in history if p.get("metric") and p.get("metric_value") is not None), None)
     points = [p for p in history if metric is None or (p.get("metric") == metric and p.get("metric_value") is not None)]
-    ys = [p["metric_value"] if metric else p["step"] for p in points]
-    ax.plot([float(p["time"]) - origin for p in points], ys, marker=".", label=metric or "step")
+    xs: list[float] = []
+    ys: list[float] = []
+    for point in points:
+        when = float(point["time"])
+        if xs and any(xs[-1] + origin < start <= when for start in starts):
+            xs.append(math.nan)  # no line across the gap between two attempts
+            ys.append(math.nan)
+        xs.append(when)
+        ys.append(point["metric_value"] if metric else point["step"])
+    ax.plot([x - origin for x in xs], ys, marker=".", label=metric or "step")
     ax.set_xlabel("seconds since the run was submitted")
     ax.set_ylabel(metric or "global step")
     _mark(ax, marks, origin)
@@ -77,7 +89,7 @@ def attempts_svg(attempts: list[Attempt], marks: list[tuple[float, str]], origin
     ax.set_yticks([a.number for a in attempts], [f"attempt {a.number}" for a in attempts])
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the run was submitted")
-    _mark(ax, marks, origin)
+    _mark(ax, marks, origin, labels=False)  # the curve above carries the labels
     return _svg(figure)
 
 

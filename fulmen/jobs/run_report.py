@@ -31,9 +31,12 @@ td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}th{bac
 
 
 def logged_metric_series(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
-    """Each numeric column of the ``metrics.csv`` files under ``run_dir`` as (step, value) points."""
+    """Each numeric column of the run's ``metrics.csv`` files as (step, value) points: those under
+    ``run_dir`` and under the log dir its ``result.json`` names (a logger may write elsewhere)."""
     series: dict[str, list[tuple[float, float]]] = {}
-    for path in sorted(run_dir.rglob("metrics.csv")):
+    log_dir = (read_result(run_dir) or {}).get("log_dir")
+    found = set(run_dir.rglob("metrics.csv")) | (set(Path(log_dir).rglob("metrics.csv")) if log_dir else set())
+    for path in sorted(found):
         try:
             with path.open(newline="") as handle:
                 for row in csv.DictReader(handle):
@@ -74,7 +77,7 @@ def render_report(run_dir: Path, title: str, *, plots: bool | None = None, now: 
              _section("summary", "Summary", _summary_table(summary, read_result(run_dir), len(runs)))]
     curve = "<p>No progress recorded (rank 0 writes progress.jsonl every few seconds of training).</p>"
     if history and draw:
-        curve = _figure("curve-plot", report_plots.curve_svg(history, marked, origin))
+        curve = _figure("curve-plot", report_plots.curve_svg(history, marked, origin, [a.start for a in runs]))
     parts.append(_section("curve", "Training curve across attempts", curve))
     if series:
         body = _figure("logged-plot", report_plots.logged_metrics_svg(series)) if draw else ""

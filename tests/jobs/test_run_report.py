@@ -116,3 +116,11 @@ def test_write_report_defaults_into_the_run_dir_and_a_run_without_events_still_r
     assert path == empty / "report.html"
     page = parse(path.read_text())
     assert "summary" in page.sections and "attempts" in page.sections and page.figures == {}
+
+
+def test_a_logger_outside_the_run_dir_is_found_through_result_json(run_dir: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "logs" / "version_3"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "metrics.csv").write_text("epoch,step,lr\n0,1,0.1\n")
+    (run_dir / "result.json").write_text(json.dumps({"state": "finished", "log_dir": str(elsewhere)}))
+    assert logged_metric_series(run_dir)["lr"] == [(1.0, 0.1)]
