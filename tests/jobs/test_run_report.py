@@ -124,3 +124,12 @@ def test_a_logger_outside_the_run_dir_is_found_through_result_json(run_dir: Path
     (elsewhere / "metrics.csv").write_text("epoch,step,lr\n0,1,0.1\n")
     (run_dir / "result.json").write_text(json.dumps({"state": "finished", "log_dir": str(elsewhere)}))
     assert logged_metric_series(run_dir)["lr"] == [(1.0, 0.1)]
+
+
+def test_the_curve_marks_each_signal_stop_requeue_and_resume_once(run_dir: Path) -> None:
+    pytest.importorskip("matplotlib")
+    page = render_report(run_dir, "job 5", plots=True, now=200.0)
+    curve = page[page.index('<figure id="curve-plot">'):page.index("</figure>", page.index('<figure id="curve-plot">'))]
+    labels = [label for label in ("signal SIGUSR2", "stopped 8", "requeued", "resumed 8") if f">{label}<" in curve]
+    assert labels == ["signal SIGUSR2", "stopped 8", "requeued", "resumed 8"]
+    assert curve.count(">signal SIGUSR2<") == 1  # one signal event per rank, one mark
