@@ -3,7 +3,7 @@
 Sections (each an element with a fixed ``id``, so the page can be checked by parsing it):
 ``summary`` (state, attempts, time lost), ``curve`` (the monitored metric over wall time across
 every attempt, from ``progress.jsonl``, with signals, stops, requeues and resumes marked),
-``logged`` (the columns of the run's ``metrics.csv`` against the step), ``attempts`` (a bar per
+``logged`` (the scalars of the run's ``metrics.csv`` and TensorBoard files against the step), ``attempts`` (a bar per
 attempt and the table: wall time, queue wait before it, training time, time saves held training,
 steps redone, how it ended), ``lost`` (the totals), ``checkpoints`` and ``events`` (the timeline).
 Plots are inline SVG drawn by matplotlib (``fulmen[report]``); without it the tables are all there
@@ -16,6 +16,7 @@ import csv
 import html
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +32,57 @@ td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}th{bac
 
 
 def logged_metric_series(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
-    """Each numeric column of the run's ``metrics.csv`` files as (step, value) points: those under
-    ``run_dir`` and under the log dir its ``result.json`` names (a logger may write elsewhere)."""
-    series: dict[str, list[tuple[float, float]]] = {}
+    """Each logged scalar as (step, value) points, from the ``metrics.csv`` and TensorBoard event
+    files under ``run_dir`` and under the log dir its ``result.json`` names (a logger may write
+    elsewhere). Every attempt's event file counts, so a resumed run gives one curve."""
     log_dir = (read_result(run_dir) or {}).get("log_dir")
-    found = set(run_dir.rglob("metrics.csv")) | (set(Path(log_dir).rglob("metrics.csv")) if log_dir else set())
-    for path in sorted(found):
-        try:
-            with path.open(newline="") as handle:
-                for row in csv.DictReader(handle):
-                    step = _float(row.get("step"))
-                    for name, text in row.items():
-                        value = _float(text)
-                        if name not in ("step", "epoch") and step is not None and value is not None:
-                            series.setdefault(name, []).append((step, value))
-        except (OSError, csv.Error):
-            continue
-    return series
+    roots = [run_dir, *([Path(log_dir)] if log_dir else [])]
+    series: dict[str, list[tuple[float, float]]] = {}
+    for path in sorted({path.resolve() for root in roots for path in root.rglob("metrics.csv")}):
+        for name, step, value in _csv_points(path):
+            series.setdefault(name, []).append((step, value))
+    for path in sorted({path.resolve() for root in roots for path in root.rglob("*tfevents*")}):
+        for name, step, value in _tensorboard_points(path):
+            series.setdefault(name, []).append((step, value))
+    return {name: sorted(points) for name, points in series.items()}
+
+
+def _csv_points(path: Path) -> Iterator[tuple[str, float, float]]:
+    try:
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, csv.Error):
+        return
+    for row in rows:
+        step = _float(row.get("step"))
+        for name, text in row.items():
+            value = _float(text)
+            if name not in ("step", "epoch") and step is not None and value is not None:
+                yield name, step, value
+
+
+def _tensorboard_points(path: Path) -> Iterator[tuple[str, float, float]]:
+    """The scalars of one tfevents file (simple values and the scalar tensors of the scalars plugin)."""
+    try:
+        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+        from tensorboard.util import tensor_util
+    except ImportError:
+        return
+    try:
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                kind = value.WhichOneof("value")
+                if value.tag == "epoch" or kind not in ("simple_value", "tensor"):
+                    continue
+                if kind == "simple_value":
+                    number = _float(value.simple_value)
+                else:
+                    array = tensor_util.make_ndarray(value.tensor)
+                    number = _float(array.reshape(-1)[0]) if array.size == 1 else None
+                if number is not None:
+                    yield value.tag, float(event.step), number
+    except Exception:  # noqa: BLE001  (a truncated or foreign event file: its scalars are skipped, the page still renders)
+        return
 
 
 def _float(text: Any) -> float | None:
@@ -81,7 +116,7 @@ def render_report(run_dir: Path, title: str, *, plots: bool | None = None, now: 
     parts.append(_section("curve", "Training curve across attempts", curve))
     if series:
         body = _figure("logged-plot", report_plots.logged_metrics_svg(series)) if draw else ""
-        parts.append(_section("logged", "Logged metrics (metrics.csv)", body + _table(
+        parts.append(_section("logged", "Logged metrics", body + _table(
             ["metric", "points", "last step", "last value"],
             [[name, len(points), f"{points[-1][0]:g}", f"{points[-1][1]:.6g}"] for name, points in sorted(series.items())])))
     bars = _figure("attempts-plot", report_plots.attempts_svg(runs, marked, origin, now)) if runs and draw else ""

@@ -133,3 +133,17 @@ def test_the_curve_marks_each_signal_stop_requeue_and_resume_once(run_dir: Path)
     labels = [label for label in ("signal SIGUSR2", "stopped 8", "requeued", "resumed 8") if f">{label}<" in curve]
     assert labels == ["signal SIGUSR2", "stopped 8", "requeued", "resumed 8"]
     assert curve.count(">signal SIGUSR2<") == 1  # one signal event per rank, one mark
+
+
+def test_tensorboard_scalars_of_every_attempt_make_one_curve(tmp_path: Path) -> None:
+    from fulmen.loggers import TensorBoardLogger
+
+    run = tmp_path / "run"
+    for steps in ((0, 1), (2, 3)):  # two attempts: two event files in one version
+        logger = TensorBoardLogger(str(run), name="lightning_logs", version=0)
+        for step in steps:
+            logger.log_metrics({"train_loss": 1.0 / (step + 1), "epoch": 0}, step=step)
+        logger.finalize("success")
+    (run / "lightning_logs" / "version_0" / "broken.tfevents.x").write_bytes(b"\x00garbage")
+    assert logged_metric_series(run) == {"train_loss": [(0.0, 1.0), (1.0, 0.5), (2.0, pytest.approx(1 / 3)),
+                                                        (3.0, 0.25)]}
