@@ -3,9 +3,10 @@
 Each function prints to stdout (errors to stderr) and returns the command's exit code, so
 ``fulmen/launcher/cli.py`` only parses argv and calls one of:
 
-- ``status(job: str | None, as_json=False) -> int``: scheduler state of JOB, then its progress
-  from the run's event log (``fulmen.jobs.timeline``); exit 0 when the state is known, 1 when
-  the job is not found.
+- ``status(job: str | None, as_json=False, watch=None) -> int``: scheduler state of JOB, then its
+  progress from the run's event log (``fulmen.jobs.timeline``); exit 0 when the state is known, 1
+  when the job is not found. A sweep (dir, name or array id) gets one row per trial
+  (``fulmen.launcher.sweep_status``); ``watch`` redraws every ``watch`` seconds until it ends.
 - ``events(job: str | None, as_json=False) -> int``: the run's timeline (``events.jsonl``).
 - ``logs(job: str | None, rank: int | None = None, follow: bool = False) -> int``: print rank N's
   log (default rank 0); ``follow`` keeps printing until the job ends (``tail -F``).
