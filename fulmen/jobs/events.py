@@ -21,7 +21,8 @@ failed          rank (first failing), exit_code, log (path of its log)
 ==============  =====================================================================
 
 ``<run_dir>/progress.json`` is overwritten (temp file + rename) by rank 0 at most every few
-seconds: step, epoch, total, steps_per_s, metric name and value, time.
+seconds: step, epoch, total, steps_per_s, metric name and value, time. The same line is appended
+to ``<run_dir>/progress.jsonl`` each time: the history behind the curve of ``fulmen report``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from fulmen.jobs.records import PRIVATE_FILE_MODE, write_private
 
 EVENTS_FILE = "events.jsonl"
 PROGRESS_FILE = "progress.json"
+PROGRESS_HISTORY_FILE = "progress.jsonl"
 _warned_paths: set[str] = set()
 
 
@@ -60,8 +62,17 @@ def append_event(run_dir: str | os.PathLike[str] | None, event: str, *, fsync: b
         return None
     record = {"event": event, "time": round(time.time(), 3), "host": socket.gethostname(), "pid": os.getpid()}
     record.update(fields)
+    if not _append_line(events_path(run_dir), record, fsync=fsync):
+        return None
+    return record
+
+
+def _append_line(path: Path, record: dict[str, Any], *, fsync: bool = False) -> bool:
+    """Append ``record`` as one JSON line with one ``os.write`` on an ``O_APPEND`` descriptor.
+
+    False (and a warning once per file) when it could not be written.
+    """
     data = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
-    path = events_path(run_dir)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE)
         try:
@@ -73,9 +84,9 @@ def append_event(run_dir: str | os.PathLike[str] | None, event: str, *, fsync: b
         finally:
             os.close(fd)
     except OSError as exc:
-        _warn_once(str(path), f"fulmen: could not append to the event log {path}: {exc}")
-        return None
-    return record
+        _warn_once(str(path), f"fulmen: could not append to {path}: {exc}")
+        return False
+    return True
 
 
 def read_events(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -84,27 +95,35 @@ def read_events(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     A line that is not a JSON object (a writer killed mid-write leaves a torn last line) is
     skipped with a warning that names the file and line, so one bad line never hides the rest.
     """
-    path = events_path(run_dir)
+    return _read_lines(events_path(run_dir), "event", "an event")
+
+
+def read_progress_history(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every progress rank 0 wrote (``progress.jsonl``), oldest first: the run's curve over wall time."""
+    return _read_lines(Path(run_dir) / PROGRESS_HISTORY_FILE, "step", "a progress record")
+
+
+def _read_lines(path: Path, required: str, what_it_is: str) -> list[dict[str, Any]]:
     try:
         data = path.read_bytes()
     except OSError:
         return []
-    events: list[dict[str, Any]] = []
+    found: list[dict[str, Any]] = []
     lines = data.split(b"\n")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            event = json.loads(line)
+            item = json.loads(line)
         except ValueError:
-            event = None
-        if not isinstance(event, dict) or "event" not in event:
+            item = None
+        if not isinstance(item, dict) or required not in item:
             torn = number == len(lines)  # no newline after it: the writer did not finish
-            what = "a torn last line (its writer was killed mid-write)" if torn else "a line that is not an event"
-            warnings.warn(f"{path}:{number}: skipped {what}: {line[:80]!r}", RuntimeWarning, stacklevel=2)
+            what = "a torn last line (its writer was killed mid-write)" if torn else f"a line that is not {what_it_is}"
+            warnings.warn(f"{path}:{number}: skipped {what}: {line[:80]!r}", RuntimeWarning, stacklevel=3)
             continue
-        events.append(event)
-    return events
+        found.append(item)
+    return found
 
 
 def spec_digest(spec: dict[str, Any]) -> str:
@@ -113,15 +132,18 @@ def spec_digest(spec: dict[str, Any]) -> str:
 
 
 def write_progress(run_dir: str | os.PathLike[str], progress: dict[str, Any]) -> None:
-    """Replace ``progress.json`` (temp file + rename: readers see the old or the new one, whole).
+    """Replace ``progress.json`` (temp file + rename: readers see the old or the new one, whole) and
+    append the same to ``progress.jsonl``, the history ``fulmen report`` draws the curve from.
 
     Called by rank 0 off the training thread; a failure is a warning once per run dir.
     """
     path = Path(run_dir) / PROGRESS_FILE
+    progress = {**progress, "time": round(time.time(), 3)}
     try:
-        write_private(path, json.dumps({**progress, "time": round(time.time(), 3)}, sort_keys=True, default=str))
+        write_private(path, json.dumps(progress, sort_keys=True, default=str))
     except OSError as exc:
         _warn_once(str(path), f"fulmen: could not write the progress file {path}: {exc}")
+    _append_line(Path(run_dir) / PROGRESS_HISTORY_FILE, progress)
 
 
 def read_progress(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:

@@ -5,7 +5,8 @@ when the run has a run directory; read by the launcher. Plain JSON::
 
     {"state": "finished", "global_step": 120, "epoch": 3,
      "metrics": {"val_loss": 0.31, ...},            # the final callback_metrics, as floats
-     "checkpoint": {"monitor": "val_loss", "mode": "min", "best_model_score": 0.31, "best_model_path": "..."}}
+     "checkpoint": {"monitor": "val_loss", "mode": "min", "best_model_score": 0.31, "best_model_path": "..."},
+     "log_dir": "/abs/path/of/the/first/logger/version_0"}   # None without a logger (``fulmen report`` reads it)
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import sys
 
 from fulmen.launcher.cli import launch_main, main
 
-COMMANDS = ("launch", "status", "logs", "cancel", "list", "events", "sweep", "-h", "--help")
+COMMANDS = ("launch", "status", "logs", "cancel", "list", "events", "report", "sweep", "-h", "--help")
 
 if __name__ == "__main__":
     argv = sys.argv[1:]

@@ -1,4 +1,6 @@
-"""``launch`` and ``fulmen {launch,status,logs,cancel,list}``: argv -> JobSpec -> backend.
+"""``launch`` and ``fulmen {launch,status,logs,cancel,list,events,report,sweep}``: argv -> JobSpec -> backend.
+
+The job subcommands are declared and dispatched in ``fulmen.launcher.job_cli``.
 
 Thin on purpose: every check that needs no I/O lives in ``JobSpec``; the backend is looked up
 by name (``fulmen.launcher.backends``) and imported only when used (the local one needs torch,
@@ -9,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from typing import Any, NoReturn
 
 from fulmen.errors import FulmenError, LaunchError
 from fulmen.jobs.spec import CLUSTERS, JobSpec, KubernetesOptions, SlurmOptions, parse_memory_mb, parse_volume
+from fulmen.launcher.job_cli import add_job_parsers, run_job_command
 from fulmen.launcher.sweep_cli import add_sweep_options, space_from_args
 
 LAUNCH_EXAMPLES = """\
@@ -292,10 +294,6 @@ def run_launch(argv: Sequence[str], prog: str = "launch") -> int:
     return launch(spec, dry_run=ns.dry_run, wait=ns.wait)
 
 
-def _job_commands() -> Any:
-    return importlib.import_module("fulmen.launcher.job_commands")
-
-
 def build_main_parser() -> argparse.ArgumentParser:
     """``fulmen`` with its subcommands (``launch`` is parsed by its own parser)."""
     parser = ShortErrorParser(
@@ -306,34 +304,7 @@ def build_main_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("launch", help="run a script (same as the `launch` command)", add_help=False)
-    status = sub.add_parser("status", help="state of a job (default: the latest launched under this folder)")
-    status.add_argument("job", nargs="?", help="job id, run name or run directory")
-    logs = sub.add_parser("logs", help="print a rank's log")
-    logs.add_argument("job", nargs="?", help="job id, run name or run directory (default: the latest here)")
-    logs.add_argument("--rank", type=int, default=None, help="global rank (default 0)")
-    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
-    cancel = sub.add_parser("cancel", help="cancel a job")
-    cancel.add_argument("job", nargs="?", help="job id, run name or run directory (default: the latest here)")
-    listing = sub.add_parser("list", help="list the jobs launched under this folder")
-    sweep = sub.add_parser("sweep", help="look at a sweep's trials (launch --sweep ...)")
-    sweep_sub = sweep.add_subparsers(dest="sweep_command", required=True, metavar="SWEEP_COMMAND")
-    sweep_results = sweep_sub.add_parser("results", help="the trials ranked by a metric (default: the latest sweep here)")
-    sweep_results.add_argument("sweep", nargs="?", help="the sweep dir (fulmen_runs/<name>-sweep-<id>)")
-    sweep_results.add_argument("--sort", metavar="METRIC", help="rank by this metric (default: ModelCheckpoint's monitor)")
-    sweep_results.add_argument("--json", action="store_true", help="print JSON: one object per trial")
-    sweep_status = sweep_sub.add_parser("status", help="each trial's values, state, step, metric and job")
-    sweep_status.add_argument("sweep", nargs="?", help="the sweep dir (default: the latest sweep here)")
-    sweep_cancel = sweep_sub.add_parser("cancel", help="cancel the trials still queued or running (SLURM)")
-    sweep_cancel.add_argument("sweep", nargs="?", help="the sweep dir (default: the latest sweep here)")
-    sweep_cancel.add_argument("--trial", type=int, metavar="N", help="only trial N")
-    for command in (status, logs, cancel, listing):
-        command.add_argument("--all", dest="all_jobs", action="store_true",
-                             help="every recorded job, not only those launched under the current folder")
-    status.add_argument("--json", action="store_true", help="the state, progress and summary as one JSON object")
-    events = sub.add_parser("events", help="the timeline of a job: starts, saves, signals, stops, restarts")
-    events.add_argument("job", nargs="?", help="job id, run name or run directory (default: the latest here)")
-    events.add_argument("--json", action="store_true", help="the events as JSON lines, as logged")
-    events.add_argument("--all", dest="all_jobs", action="store_true", help="pick the latest of every recorded job")
+    add_job_parsers(sub)
     return parser
 
 
@@ -342,25 +313,7 @@ def run_main(argv: Sequence[str]) -> int:
     argv = list(argv)
     if argv and argv[0] == "launch":
         return run_launch(argv[1:], prog="fulmen launch")
-    ns = build_main_parser().parse_args(argv)
-    if ns.command == "sweep":
-        from fulmen.launcher import sweep_cli
-
-        if ns.sweep_command == "cancel":
-            return sweep_cli.cancel(ns.sweep, trial=ns.trial)
-        if ns.sweep_command == "status":
-            return sweep_cli.results(ns.sweep, by_trial=True)
-        return sweep_cli.results(ns.sweep, sort=ns.sort, as_json=ns.json)
-    commands = _job_commands()
-    if ns.command == "status":
-        return int(commands.status(ns.job, all_jobs=ns.all_jobs, as_json=ns.json))
-    if ns.command == "events":
-        return int(commands.events(ns.job, all_jobs=ns.all_jobs, as_json=ns.json))
-    if ns.command == "logs":
-        return int(commands.logs(ns.job, rank=ns.rank, follow=ns.follow, all_jobs=ns.all_jobs))
-    if ns.command == "cancel":
-        return int(commands.cancel(ns.job, all_jobs=ns.all_jobs))
-    return int(commands.list_jobs(all_jobs=ns.all_jobs))
+    return run_job_command(build_main_parser().parse_args(argv))
 
 
 def _entry_point(body: Callable[[Sequence[str]], int], argv: Sequence[str] | None) -> int:

@@ -1,15 +1,18 @@
-"""``fulmen status / logs / cancel / list``: what the CLI runs for the job commands.
+"""``fulmen status / logs / cancel / list / events / report``: what the CLI runs for the job commands.
 
 Each function prints to stdout (errors to stderr) and returns the command's exit code, so
 ``fulmen/launcher/cli.py`` only parses argv and calls one of:
 
-- ``status(job: str | None, as_json=False) -> int``: scheduler state of JOB, then its progress
-  from the run's event log (``fulmen.jobs.timeline``); exit 0 when the state is known, 1 when
-  the job is not found.
+- ``status(job: str | None, as_json=False, watch=None) -> int``: scheduler state of JOB, then its
+  progress from the run's event log (``fulmen.jobs.timeline``); exit 0 when the state is known, 1
+  when the job is not found. A sweep (dir, name or array id) gets one row per trial
+  (``fulmen.launcher.sweep_status``); ``watch`` redraws every ``watch`` seconds until it ends.
 - ``events(job: str | None, as_json=False) -> int``: the run's timeline (``events.jsonl``).
 - ``logs(job: str | None, rank: int | None = None, follow: bool = False) -> int``: print rank N's
   log (default rank 0); ``follow`` keeps printing until the job ends (``tail -F``).
-- ``cancel(job: str | None) -> int``: cancel the job (``scancel`` for SLURM).
+- ``cancel(job: str | None, trial=None) -> int``: cancel the job (``scancel`` for SLURM); a sweep's
+  trials (all, or trial N).
+- ``report(job: str | None, output=None) -> int``: write the run's self-contained HTML report.
 - ``list_jobs() -> int``: one line per recorded job: id, backend, state, name, step/total, attempts, run dir.
 
 JOB is a job id, a run name or a run-directory path (see ``fulmen.jobs.records``), looked up
@@ -35,6 +38,7 @@ from fulmen.jobs import events as run_events
 from fulmen.jobs import timeline
 from fulmen.jobs.records import JobRecord, all_records, find_record, latest_record
 from fulmen.launcher.backends import backend_for
+from fulmen.launcher.status_watch import Screen
 
 ALL_HINT = "fulmen list --all for others"
 # Scheduler states in which the job may still train (an ETA means something); others have ended or are LOST.
@@ -74,14 +78,40 @@ def job_state(record: JobRecord) -> str:
         return "UNKNOWN"
 
 
-def status(job: str | None = None, *, all_jobs: bool = False, as_json: bool = False) -> int:
+def status(job: str | None = None, *, all_jobs: bool = False, as_json: bool = False,
+           watch: float | None = None) -> int:  # fmt: skip
     """Print one job's state, then its progress from the run's event log and progress file:
-    attempt, nodes x ranks, step/total with a bar, speed, ETA, last checkpoint, time lost."""
+    attempt, nodes x ranks, step/total with a bar, speed, ETA, last checkpoint, time lost.
+
+    A sweep (its dir, name or SLURM array id) gets one row per trial instead; ``watch`` redraws
+    every ``watch`` seconds until the job ends (``fulmen.launcher.status_watch``)."""
+    from fulmen.launcher import sweep_status
+    from fulmen.launcher.status_watch import watch_screen
+
+    sweep_dir = sweep_status.find_sweep_dir(job) if job else None
+    if sweep_dir is not None:
+        return sweep_status.sweep_status(sweep_dir, as_json=as_json, watch=watch)
     try:
         record = pick_record(job, all_jobs=all_jobs)
     except FulmenError as exc:
         print(f"fulmen status: {exc}", file=sys.stderr)
         return 1
+    if as_json:
+        state = job_state(record)
+        summary = run_summary(record)
+        payload = {"job_id": record.job_id, "backend": record.backend, "name": record.name, "state": state,
+                   "run_dir": record.run_dir, "submit_time": record.submit_time,
+                   **dataclasses.asdict(summary), "lost_s": summary.lost_s}
+        print(json.dumps(payload, indent=2, sort_keys=True, default=str), flush=True)
+        return 0
+    if watch is not None:
+        return watch_screen(lambda: status_screen(record), watch)
+    print("\n".join(status_screen(record).lines), flush=True)
+    return 0
+
+
+def status_screen(record: JobRecord) -> Screen:
+    """What ``fulmen status JOB`` prints for ``record``, its one-line digest, and whether it may go on."""
     lines = [f"job {record.job_id} ({record.backend}) {record.name}"]
     state = "UNKNOWN"
     try:
@@ -92,17 +122,13 @@ def status(job: str | None = None, *, all_jobs: bool = False, as_json: bool = Fa
     except (FulmenError, OSError) as exc:
         lines.append(f"state: UNKNOWN ({exc})")
     summary = run_summary(record)
-    if as_json:
-        payload = {"job_id": record.job_id, "backend": record.backend, "name": record.name, "state": state,
-                   "run_dir": record.run_dir, "submit_time": record.submit_time,
-                   **dataclasses.asdict(summary), "lost_s": summary.lost_s}
-        print(json.dumps(payload, indent=2, sort_keys=True, default=str), flush=True)
-        return 0
     lines.append(f"submitted: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(record.submit_time))}")
     lines.extend(timeline.status_lines(summary, live=state in LIVE_STATES))
     lines.append(f"run dir: {record.run_dir}")
-    print("\n".join(lines), flush=True)
-    return 0
+    step = "-" if summary.step is None else f"{summary.step}/{summary.total if summary.total else '?'}"
+    metric = f" {summary.metric}={summary.metric_value:.4g}" if summary.metric and summary.metric_value is not None else ""
+    digest = f"job {record.job_id} {state} attempt {summary.attempts} step {step}{metric}"
+    return Screen(lines, digest, live=state in LIVE_STATES)
 
 
 def run_summary(record: JobRecord) -> timeline.RunSummary:
@@ -151,15 +177,42 @@ def logs(job: str | None = None, rank: int | None = None, follow: bool = False, 
     return 0
 
 
-def cancel(job: str | None = None, *, all_jobs: bool = False) -> int:
-    """Cancel ``job``; exit 0 when the scheduler accepted the request."""
+def cancel(job: str | None = None, *, all_jobs: bool = False, trial: int | None = None) -> int:
+    """Cancel ``job``; exit 0 when the scheduler accepted the request.
+
+    A sweep (its dir, name or SLURM array id) cancels every trial still queued or running, or
+    only trial ``trial`` (``fulmen.launcher.sweep_cli.cancel``)."""
+    from fulmen.launcher import sweep_cli, sweep_status
+
     try:
+        sweep_dir = sweep_status.find_sweep_dir(job) if job else None
+        if sweep_dir is not None:
+            return sweep_cli.cancel(str(sweep_dir), trial=trial)
+        if trial is not None:
+            raise LaunchError(f"--trial {trial} is for a sweep, but {job or 'the latest job'} is not one "
+                              "(no sweep.json in a folder of that name, no array of that id).\n"
+                              "HINT: fulmen cancel fulmen_runs/<name>-sweep-<id> --trial N")
         record = pick_record(job, all_jobs=all_jobs)
         backend_for(record.backend).cancel(record)
     except FulmenError as exc:
         print(f"fulmen cancel: {exc}", file=sys.stderr)
         return 1
     print(f"cancelled job {record.job_id} ({record.name})", flush=True)
+    return 0
+
+
+def report(job: str | None = None, *, all_jobs: bool = False, output: str | None = None) -> int:
+    """Write the run's HTML report (``fulmen.jobs.run_report``) and print where it is."""
+    from fulmen.jobs.run_report import write_report
+
+    try:
+        record = pick_record(job, all_jobs=all_jobs)
+    except FulmenError as exc:
+        print(f"fulmen report: {exc}", file=sys.stderr)
+        return 1
+    path = write_report(Path(record.run_dir), Path(output) if output else None,
+                        title=f"job {record.job_id} ({record.backend}) {record.name}")
+    print(f"wrote {path}", flush=True)
     return 0
 
 

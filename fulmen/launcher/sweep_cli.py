@@ -143,14 +143,10 @@ def find_sweep(sweep: str | None, run_root: str = "fulmen_runs") -> Path:
     return found
 
 
-def results(sweep: str | None, *, sort: str | None = None, as_json: bool = False, run_root: str = "fulmen_runs",
-            by_trial: bool = False) -> int:
-    """``fulmen sweep results [SWEEP] [--sort METRIC] [--json]``: the trials, ranked (``by_trial``:
-    in trial order, as ``fulmen sweep status`` shows them)."""
+def results(sweep: str | None, *, sort: str | None = None, as_json: bool = False, run_root: str = "fulmen_runs") -> int:
+    """``fulmen sweep results [SWEEP] [--sort METRIC] [--json]``: the trials, ranked."""
     sweep_dir = find_sweep(sweep, run_root)
     rows, metric = sort_rows(trial_rows(sweep_dir), sort)
-    if by_trial:
-        rows.sort(key=lambda row: row["trial"])
     if as_json:
         print(json.dumps({"sweep_dir": str(sweep_dir), "sort": metric, "trials": rows}, indent=2))
         return 0
@@ -184,7 +180,7 @@ def cancel(sweep: str | None, *, trial: int | None = None, run_root: str = "fulm
     if trial is not None:
         rows = [row for row in rows if row["trial"] == trial]
         if not rows:
-            raise LaunchError(f"{sweep_dir} has no trial {trial}.\nHINT: `fulmen sweep status {sweep_dir}` lists them.")
+            raise LaunchError(f"{sweep_dir} has no trial {trial}.\nHINT: `fulmen status {sweep_dir}` lists them.")
     live = [row for row in rows if row["job_id"] and row["state"] not in (COMPLETED, FAILED)]
     for row in live:
         record = read_record(Path(row["run_dir"]))

@@ -220,9 +220,9 @@ class FitLoop:
         self.report = run_events.fit_progress_report(self, estimated_stepping_batches(self.settings, self.data))
         # a stop requested before min_epochs/min_steps are met stays requested: training ends
         # at the first boundary where they are (Lightning)
-        while not self.done:
-            self._run_epoch()
-        self.report.tick(progress.global_step, force=True)
+        with self.report.until_done(lambda: progress.global_step):  # finished, stopped or failed
+            while not self.done:
+                self._run_epoch()
         self.hooks.call("on_train_end")
 
     def _run_epoch(self) -> None:

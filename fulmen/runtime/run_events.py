@@ -8,10 +8,11 @@ the progress file is written on a short-lived thread so the training thread neve
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from fulmen.jobs import events
@@ -75,6 +76,16 @@ class ProgressReport:
         self._writer.start()
         if force:
             self._writer.join()
+
+
+    @contextlib.contextmanager
+    def until_done(self, step: Callable[[], int]) -> Iterator[ProgressReport]:
+        """This report, for the fit loop's epochs; on the way out, however the loop ends (finished,
+        stopped for preemption, failed), the last step is written, so every attempt is on record."""
+        try:
+            yield self
+        finally:
+            self.tick(step(), force=True)
 
 
 def fit_progress_report(loop: FitLoop, total: float) -> ProgressReport:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def fit_result(trainer: Trainer) -> dict[str, Any]:
-    """The facts ``result.json`` holds: state, step, epoch, final metrics, best checkpoint."""
+    """The facts ``result.json`` holds: state, step, epoch, final metrics, best checkpoint, log dir."""
     checkpoint = trainer.checkpoint_callback
     best: dict[str, Any] | None = None
     if checkpoint is not None:
@@ -29,12 +29,14 @@ def fit_result(trainer: Trainer) -> dict[str, Any]:
             "best_model_path": getattr(checkpoint, "best_model_path", None) or None,
         }
     metrics = {name: _number(value) for name, value in trainer.callback_metrics.items()}
+    log_dir = trainer.log_dir if trainer.loggers else None  # without one, log_dir is the root: not a log
     return {
         "state": str(trainer.state.status.value),
         "global_step": int(trainer.global_step),
         "epoch": int(trainer.current_epoch),
         "metrics": metrics,
         "checkpoint": best,
+        "log_dir": str(Path(log_dir).resolve()) if log_dir else None,
     }
 
 

@@ -10,8 +10,9 @@ Accepts test_tube 0.7.5's calls and, for the same seeds (``random.seed`` for the
     for trial in hparams.trials(5): ...
     hparams.optimize_parallel_cpu(train, nb_trials=5, nb_workers=2)
 
-What is not here: test_tube's ``SlurmCluster`` driver and its GPU pools; run the script with
-``launch --cluster slurm --sweep ...`` instead (one job array, each trial preemption-safe).
+test_tube's ``SlurmCluster`` driver is ``fulmen.launcher.test_tube_cluster.SlurmCluster`` (it
+submits, so it lives in the launcher): ``optimize_parallel_cluster_gpu/cpu`` submit the trials as
+ONE job array, like ``launch --cluster slurm --sweep ...``. Its GPU pools are not here.
 """
 
 from __future__ import annotations

@@ -71,3 +71,15 @@ def test_last_step_seen_is_the_furthest_of_stops_and_progress(tmp_path: Path) ->
     events.write_progress(tmp_path, {"step": 52})
     assert events.last_step_seen(tmp_path) == 52
     assert events.read_progress(tmp_path)["step"] == 52
+
+
+def test_every_progress_write_is_kept_in_the_history_and_a_torn_line_is_skipped(tmp_path: Path) -> None:
+    events.write_progress(tmp_path, {"step": 10, "metric": "loss", "metric_value": 0.9})
+    events.write_progress(tmp_path, {"step": 20, "metric": "loss", "metric_value": 0.5})
+    assert events.read_progress(tmp_path)["step"] == 20
+    with (tmp_path / events.PROGRESS_HISTORY_FILE).open("a") as history:
+        history.write('{"step": 3')
+    with pytest.warns(RuntimeWarning, match="torn last line"):
+        history_lines = events.read_progress_history(tmp_path)
+    assert [(p["step"], p["metric_value"]) for p in history_lines] == [(10, 0.9), (20, 0.5)]
+    assert all(isinstance(p["time"], float) for p in history_lines)

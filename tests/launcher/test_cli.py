@@ -183,43 +183,6 @@ def test_gpus_beyond_this_machine_suggests_nproc_per_node(tmp_path: Path, capsys
     assert f"has {wanted - 1} GPU" in err and f"--nproc-per-node {wanted}" in err
 
 
-def test_job_commands_are_wired(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[str, tuple[object, ...]]] = []
-    fake = types.SimpleNamespace(
-        status=lambda job, all_jobs, as_json=False: calls.append(("status", (job, all_jobs))) or 0,
-        logs=lambda job, rank=None, follow=False, all_jobs=False: calls.append(("logs", (job, rank, follow, all_jobs)))
-        or 0,
-        cancel=lambda job, all_jobs: calls.append(("cancel", (job, all_jobs))) or 0,
-        list_jobs=lambda all_jobs: calls.append(("list", (all_jobs,))) or 3,
-    )
-    monkeypatch.setattr(cli, "_job_commands", lambda: fake)
-    assert cli.main(["status"]) == 0
-    assert cli.main(["status", "123"]) == 0
-    assert cli.main(["status", "--all"]) == 0
-    assert cli.main(["logs", "123", "--rank", "1", "--follow"]) == 0
-    assert cli.main(["logs", "--all"]) == 0
-    assert cli.main(["cancel", "123"]) == 0
-    assert cli.main(["cancel"]) == 0
-    assert cli.main(["list"]) == 3
-    assert cli.main(["list", "--all"]) == 3
-    assert calls == [("status", (None, False)), ("status", ("123", False)), ("status", (None, True)),
-                     ("logs", ("123", 1, True, False)), ("logs", (None, None, False, True)),
-                     ("cancel", ("123", False)), ("cancel", (None, False)), ("list", (False,)), ("list", (True,))]
-
-
-def test_events_and_status_json_are_wired(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[str, tuple[object, ...]]] = []
-    fake = types.SimpleNamespace(
-        status=lambda job, all_jobs, as_json: calls.append(("status", (job, all_jobs, as_json))) or 0,
-        events=lambda job, all_jobs, as_json: calls.append(("events", (job, all_jobs, as_json))) or 0,
-    )
-    monkeypatch.setattr(cli, "_job_commands", lambda: fake)
-    assert cli.main(["status", "7", "--json"]) == 0
-    assert cli.main(["events", "7"]) == 0
-    assert cli.main(["events", "--json", "--all"]) == 0
-    assert calls == [("status", ("7", False, True)), ("events", ("7", False, False)), ("events", (None, True, True))]
-
-
 def test_help_has_examples_and_is_fast(subprocess_env: dict[str, str]) -> None:
     out = subprocess.run([sys.executable, "-m", "fulmen.launcher", "launch", "--help"], capture_output=True, text=True,
                          env=subprocess_env, timeout=60)

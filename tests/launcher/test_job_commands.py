@@ -203,3 +203,14 @@ def test_a_folder_without_jobs_says_where_the_others_are(
     capsys.readouterr()
     assert job_commands.list_jobs() == 0
     assert capsys.readouterr().out == f"no jobs launched under {empty}; 3 elsewhere (fulmen list --all).\n"
+
+
+def test_report_writes_the_page_into_the_run_dir_or_where_asked(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert job_commands.report("21") == 0
+    assert capsys.readouterr().out.strip() == f"wrote {run_dir / 'report.html'}"
+    page = (run_dir / "report.html").read_text()
+    assert "<title>job 21 (slurm) train</title>" in page and 'id="attempts"' in page
+    assert job_commands.report("21", output=str(tmp_path / "r.html")) == 0 and (tmp_path / "r.html").is_file()
+    assert job_commands.report("nope") == 1

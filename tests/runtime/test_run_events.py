@@ -23,6 +23,7 @@ def test_a_stop_logs_signal_checkpoint_and_stop_and_the_resume_redoes_0_steps(tm
     assert signal_event["received_at"] <= stopped["time"]
     assert (saved["kind"], saved["step"]) == ("resume", 4) and saved["held_s"] >= 0
     assert (stopped["step"], stopped["exit_code"], stopped["reason"]) == (4, 75, "preempted (SIGTERM)")
+    assert [p["step"] for p in events.read_progress_history(tmp_path)] == [4]  # the stopped attempt is on the curve
 
     pl.Trainer(max_epochs=2, **TRAINER_QUIET).fit(Net(), _loader())
     resumed = events.read_events(tmp_path)[-1]

@@ -73,3 +73,17 @@ def test_a_failed_fit_writes_interrupted_and_a_run_without_run_dir_writes_nothin
     monkeypatch.chdir(elsewhere)
     pl.Trainer(max_epochs=1, **TRAINER_QUIET).fit(Net(), _loader())
     assert not list(elsewhere.rglob(RESULT_FILE))
+
+
+def test_the_first_loggers_dir_is_kept_so_the_report_finds_its_metrics(tmp_path, monkeypatch) -> None:
+    from fulmen.loggers import CSVLogger
+
+    monkeypatch.setenv("FULMEN_RUN_DIR", str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path)
+    trainer = pl.Trainer(max_epochs=1, **{**TRAINER_QUIET, "logger": CSVLogger("logs")})
+    trainer.fit(Net(), _loader())
+    result = read_result(tmp_path / "run")
+    assert result["log_dir"] == str((tmp_path / "logs" / "lightning_logs" / "version_0").resolve())
+    pl.Trainer(max_epochs=1, **TRAINER_QUIET).fit(Net(), _loader())
+    assert read_result(tmp_path / "run")["log_dir"] is None  # no logger: no log dir (not the whole root)

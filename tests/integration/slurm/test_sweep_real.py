@@ -1,10 +1,11 @@
-"""``launch --cluster slurm --sweep ... --parallel 2 --wait``: ONE job array on the real cluster."""
+"""``launch --cluster slurm --sweep ... --parallel 2 --wait``: ONE job array on the real cluster (issue #12's figures)."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -40,42 +41,69 @@ def _elements(array_id: str, count: int) -> list[tuple[str, str, datetime, datet
     return [(job, state, datetime.fromisoformat(start), datetime.fromisoformat(end)) for job, state, start, end in rows]
 
 
-def test_a_four_trial_sweep_is_one_array_two_at_a_time_and_a_resume_reruns_only_the_failure(
+def _trial(sweep_dir: Path, index: int) -> dict:
+    return json.loads((sweep_dir / f"trial_{index:04d}" / "trial.json").read_text())
+
+
+@pytest.mark.timeout(600)
+def test_a_six_trial_grid_is_one_array_two_at_a_time_and_a_rerun_after_cancelling_two_runs_those_two(
     project: Path, job_env: dict[str, str]
 ) -> None:
     shutil.copy(SCRIPT, project / "sweep_fit.py")
-    notes, fail_file = project / "notes", project / "fail"
+    notes, slow_file = project / "notes", project / "slow"
     notes.mkdir()
-    fail_file.write_text("0.01")
-    env = {**job_env, "NOTES_DIR": str(notes), "FAIL_FILE": str(fail_file)}
-    options = ["--cluster", "slurm", "--sweep", "lr=0.1,0.01", "--sweep", "hidden=2,3", "--parallel", "2", "--wait"]
-    first = fulmen_cli(["launch", *options, "sweep_fit.py", "--epochs", "1"], env, project)
-    assert first.returncode == 1, first.stdout + first.stderr
-    (sweep_dir,) = (project / "fulmen_runs").iterdir()
-    states = [json.loads((sweep_dir / f"trial_{i:04d}" / "trial.json").read_text()) for i in range(4)]
+    slow_file.write_text("4")  # trials 4 and 5 (hidden=4, the last two in grid order) wait to be cancelled
+    env = {**job_env, "NOTES_DIR": str(notes), "FAIL_FILE": str(project / "no-fail"), "SLOW_FILE": str(slow_file)}
+    options = ["--cluster", "slurm", "--sweep", "hidden=2,3,4", "--sweep", "lr=0.1,0.01", "--parallel", "2", "--wait"]
+    command = [sys.executable, "-m", "fulmen.launcher", "launch", *options, "sweep_fit.py", "--epochs", "1"]
+    first = subprocess.Popen(command, env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        sweep_dir = _cancel_the_last_two_once_running(project, notes, env)
+        out, err = first.communicate(timeout=240)
+    finally:
+        first.kill()
+        for path in (project / "fulmen_runs").glob("*/trial_*/trial.json"):  # nothing keeps sleeping on the cluster
+            subprocess.run(["scancel", json.loads(path.read_text())["job_id"].split("_")[0]], check=False)
+    assert first.returncode == 1 and "trial_0004" in err and "trial_0005" in err, out + err
+    states = [_trial(sweep_dir, i) for i in range(6)]
     array_id = states[0]["job_id"].split("_")[0]
-    assert [s["job_id"] for s in states] == [f"{array_id}_{i}" for i in range(4)]  # one submission
-    assert [s["state"] for s in states] == ["COMPLETED", "COMPLETED", "FAILED", "FAILED"]
-    elements = _elements(array_id, 4)
-    assert sorted(job for job, *_ in elements) == [f"{array_id}_{i}" for i in range(4)]
+    assert [s["job_id"] for s in states] == [f"{array_id}_{i}" for i in range(6)]  # one submission
+    assert [s["state"] for s in states] == ["COMPLETED"] * 4 + ["FAILED"] * 2
+    elements = _elements(array_id, 6)
+    assert sorted(job for job, *_ in elements) == [f"{array_id}_{i}" for i in range(6)]  # sacct: JOBID_0..5
     for job, _, start, _ in elements:  # never more than 2 elements running at once
         assert sum(1 for _, _, s, e in elements if s <= start < e) <= 2, (job, elements)
-    assert "trial with lr=0.01 refuses to train" in first.stderr
-    assert "trial_0002 (exit 1; lr=0.01 hidden=2)" in first.stderr
 
-    fail_file.unlink()
+    slow_file.unlink()
     second = fulmen_cli(["launch", *options, "--run-dir", str(sweep_dir), "sweep_fit.py", "--epochs", "1"], env, project)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "submitted 2 of 4 trial(s)" in second.stderr
-    rerun = [json.loads((sweep_dir / f"trial_{i:04d}" / "trial.json").read_text())["job_id"] for i in (2, 3)]
+    assert "submitted 2 of 6 trial(s)" in second.stderr
+    rerun = [_trial(sweep_dir, i)["job_id"] for i in (4, 5)]
     assert rerun[0].split("_")[0] != array_id and rerun[0].split("_")[0] == rerun[1].split("_")[0]
+    assert [_trial(sweep_dir, i)["job_id"] for i in range(4)] == [f"{array_id}_{i}" for i in range(4)]  # untouched
 
-    table = fulmen_cli(["sweep", "results", str(sweep_dir), "--json"], env, project)
-    trials = json.loads(table.stdout)["trials"]
-    assert [t["state"] for t in trials] == ["COMPLETED"] * 4
+    trials = json.loads(fulmen_cli(["sweep", "results", str(sweep_dir), "--json"], env, project).stdout)["trials"]
+    assert len(trials) == 6 and [t["state"] for t in trials] == ["COMPLETED"] * 6
     assert all(t["global_step"] == 4 and "val_loss" in t["metrics"] for t in trials)
     assert sorted(json.dumps(t["values"]) for t in trials) == sorted(
-        json.dumps({"lr": lr, "hidden": h}) for lr in (0.1, 0.01) for h in (2, 3))
+        json.dumps({"hidden": h, "lr": lr}) for h in (2, 3, 4) for lr in (0.1, 0.01))
+    table = fulmen_cli(["status", array_id], env, project)  # the sweep by its first array's id
+    assert table.stdout.splitlines()[0].endswith("(6 trials: 6 COMPLETED)"), table.stdout + table.stderr
+
+
+def _cancel_the_last_two_once_running(project: Path, notes: Path, env: dict[str, str]) -> Path:
+    """Wait for trials 4 and 5 to start (they sleep), then cancel one by array id, one by sweep dir."""
+    deadline = time.monotonic() + 200
+    while not ((notes / "start_4").exists() and (notes / "start_5").exists()):
+        assert time.monotonic() < deadline, f"trials 4 and 5 did not start: {sorted(p.name for p in notes.iterdir())}"
+        time.sleep(1)
+    (sweep_dir,) = (project / "fulmen_runs").iterdir()
+    array_id = _trial(sweep_dir, 4)["job_id"].split("_")[0]
+    by_id = fulmen_cli(["cancel", array_id, "--trial", "4"], env, project)
+    assert by_id.returncode == 0 and f"cancelled trial 4 (job {array_id}_4)" in by_id.stdout, by_id.stdout + by_id.stderr
+    by_dir = fulmen_cli(["cancel", str(sweep_dir), "--trial", "5"], env, project)
+    assert by_dir.returncode == 0 and "cancelled trial 5" in by_dir.stdout, by_dir.stdout + by_dir.stderr
+    return sweep_dir
 
 
 @pytest.mark.timeout(600)

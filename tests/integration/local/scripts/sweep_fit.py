@@ -1,5 +1,6 @@
 """A tiny fit for the sweep tests: --lr/--hidden from argparse; a trial fails while FAIL_FILE
-names its lr; each start and end is noted in NOTES_DIR so the test can check the overlap."""
+names its lr, and sleeps 300 s before training while SLOW_FILE names its hidden size (so a test
+can cancel it running); each start and end is noted in NOTES_DIR so the test can check the overlap."""
 
 import argparse
 import json
@@ -21,6 +22,9 @@ args = parser.parse_args()
 notes = Path(os.environ["NOTES_DIR"])
 index = trial_info()["index"]
 (notes / f"start_{index}").write_text(json.dumps({"t": time.time(), "args": vars(args), "trial": current_trial()}))
+slow_file = Path(os.environ.get("SLOW_FILE", "/nonexistent"))
+if slow_file.exists() and slow_file.read_text().strip() == str(args.hidden):
+    time.sleep(300)
 fail_file = Path(os.environ["FAIL_FILE"])
 if fail_file.exists() and fail_file.read_text().strip() == str(args.lr):
     raise SystemExit(f"trial with lr={args.lr} refuses to train")
