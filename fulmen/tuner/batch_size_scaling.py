@@ -11,7 +11,6 @@ loggers are restored afterwards; the size found stays on the module.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 from fulmen.runtime.stages import RunningStage, TrainerFn
@@ -23,7 +22,6 @@ from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 if TYPE_CHECKING:  # pragma: no cover
     from fulmen.runtime.trainer import Trainer
 
-log = logging.getLogger(__name__)
 
 SUPPORTED_MODES = ("power", "binsearch")
 
@@ -55,7 +53,7 @@ def _scale_batch_size(
         else:
             new_size = _run_binsearch_scaling(trial, new_size, batch_arg_name, max_trials, margin, max_val)
         garbage_collection_cuda()
-        log.info(f"Finished batch size finder, will continue with full run using batch size {new_size}")
+        rank_zero_info(f"Finished batch size finder, will continue with full run using batch size {new_size}")
     finally:
         trial.restore()
         snapshot.restore(trainer)

@@ -20,7 +20,7 @@ from fulmen.errors import MisconfigurationException, MissingExtraError
 from fulmen.runtime.optim import LRSchedulerConfig
 from fulmen.tuner.trial_state import CheckpointSnapshot, TrialSettings
 from fulmen.utilities.parsing import lightning_hasattr, lightning_setattr
-from fulmen.utilities.rank_zero import rank_zero_warn
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 if TYPE_CHECKING:  # pragma: no cover
     from fulmen.core.module import LightningModule
@@ -155,7 +155,7 @@ def _lr_find(
         lr_finder._exchange_scheduler(trainer)
         settings.run_fit_loop(trainer)
         if trainer.global_step != num_training + start_steps:
-            log.info(f"LR finder stopped early after {trainer.global_step} steps due to diverging loss.")
+            rank_zero_info(f"LR finder stopped early after {trainer.global_step} steps due to diverging loss.")
         lr_finder.results.update({"lr": recorder.lrs, "loss": recorder.losses})
         lr_finder._total_batch_idx = trainer.fit_loop.total_batch_idx
         lr_finder.results = trainer.strategy.broadcast(lr_finder.results)
@@ -171,7 +171,7 @@ def _lr_find(
             for optimizer in trainer.optimization.optimizers:
                 for param_group in optimizer.param_groups:
                     param_group["lr"] = lr
-            log.info(f"Learning rate set to {lr}")
+            rank_zero_info(f"Learning rate set to {lr}")
     return lr_finder
 
 
