@@ -156,16 +156,15 @@ class FitLoop:
     def can_stop_early(self) -> bool:
         """min_epochs / min_steps are met, so should_stop may end training."""
         s, p = self.settings, self.progress
-        met_epochs = s.min_epochs is None or p.current_epoch >= s.min_epochs
-        met_steps = s.min_steps is None or p.global_step >= s.min_steps
-        return met_epochs and met_steps
+        return (s.min_epochs is None or p.current_epoch >= s.min_epochs) and (s.min_steps is None or p.global_step >= s.min_steps)
 
     @property
     def done(self) -> bool:
-        s = self.settings
-        if s.max_epochs == 0 or self.max_steps_reached:
-            return True
-        if s.max_epochs is not None and s.max_epochs >= 0 and self.progress.current_epoch >= s.max_epochs:
+        """Whether training is over; a limit reached is said as Lightning says it (an early stop is not)."""
+        s, epoch = self.settings, self.progress.current_epoch
+        limit = "max_steps" if self.max_steps_reached else None
+        if limit := limit or ("max_epochs" if s.max_epochs is not None and 0 <= s.max_epochs <= epoch else None):
+            rank_zero_info(f"`Trainer.fit` stopped: `{limit}={getattr(s, limit)!r}` reached.")
             return True
         return self.progress.should_stop and self.can_stop_early
 
