@@ -171,6 +171,13 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
     ) -> None:
         """Record a scalar; reduction and routing follow Lightning (see ``fulmen.runtime.results``)."""
         trainer = self._trainer
+        if trainer is not None and trainer.barebones:  # Lightning: warned and dropped
+            warnings.warn(
+                "You are trying to `self.log()` but `Trainer(barebones=True)` is configured. Logging can impact "
+                "raw speed so it is disabled under this setting.",
+                stacklevel=2,
+            )
+            return
         if trainer is not None and trainer.hook_caller.current_fx is not None:
             trainer.hook_caller.check_logging_allowed(name, on_step, on_epoch)
         results = trainer.metric_publisher.results if trainer is not None else None

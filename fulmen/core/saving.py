@@ -136,12 +136,27 @@ def _is_imported_subclass(class_path: Any, cls: type) -> bool:
     return isinstance(target, type) and issubclass(target, cls)
 
 
+def _resolve_strict(module: Any, strict: bool | None) -> bool:
+    """Lightning: ``strict=None`` follows ``module.strict_loading``; a set value that contradicts it is an error."""
+    loading = bool(getattr(module, "strict_loading", True))
+    if strict is None:
+        return loading
+    # Lightning's _strict_loading is set by assigning on the instance only (a class attribute does not count)
+    if "strict_loading" in vars(module) and strict != loading:
+        raise ValueError(
+            f"You set `.load_from_checkpoint(..., strict={strict!r})` which is in conflict with "
+            f"`{type(module).__name__}.strict_loading={loading!r}`. Please set the same value for both of them.\n"
+            "HINT: pass strict=None (the default) to follow strict_loading."
+        )
+    return strict
+
+
 def load_from_checkpoint(
     cls: type[T],
     checkpoint_path: str | os.PathLike[str],
     map_location: Any = None,
     hparams_file: str | os.PathLike[str] | None = None,
-    strict: bool | None = True,
+    strict: bool | None = None,
     *,
     unsafe_full_unpickle: bool = False,
     **overrides: Any,
@@ -149,7 +164,7 @@ def load_from_checkpoint(
     """Build ``cls`` from a checkpoint's hyperparameters (``overrides`` win) and load its state.
 
     For a LightningModule: ``on_load_checkpoint(checkpoint)`` then ``load_state_dict`` with
-    ``strict`` (None means True); the model ends on the device its weights were loaded to
+    ``strict`` (None: the module's ``strict_loading``, as in Lightning); the model ends on the device its weights were loaded to
     (``map_location``). For a LightningDataModule: its stored state, if any.
     ``unsafe_full_unpickle=True`` allows checkpoints holding arbitrary Python objects; it can
     run code from the file, so use it only for trusted files.
@@ -173,7 +188,7 @@ def load_from_checkpoint(
     require_keys(checkpoint, ("state_dict",), checkpoint_path, "load the model weights")
     obj.on_load_checkpoint(checkpoint)  # type: ignore[attr-defined]
     state_dict = checkpoint["state_dict"]
-    strict = True if strict is None else strict
+    strict = _resolve_strict(obj, strict)
     result = obj.load_state_dict(state_dict, strict=strict)  # type: ignore[attr-defined]
     if not strict:
         if result.missing_keys:

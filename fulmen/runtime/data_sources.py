@@ -34,6 +34,13 @@ def _length(loader: Any) -> float:
         return float("inf")
 
 
+def _one_or_list(loaders: list[Any] | None) -> Any:
+    """Lightning's shape for ``trainer.*_dataloaders``: None, the one loader, or the list."""
+    if not loaders:
+        return None
+    return loaders[0] if len(loaders) == 1 else loaders
+
+
 def _as_loader_list(loaders: Any) -> list[Any]:
     if loaders is None:
         return []
@@ -68,6 +75,8 @@ class DataSources:
         self.train_dataloader: Any = None
         self.num_training_batches: float = float("inf")
         self.val_loaders: list[Any] | None = None  # cached while the val loaders stay the same
+        self.test_loaders: list[Any] | None = None  # this test / predict run's (trainer.test_dataloaders)
+        self.predict_loaders: list[Any] | None = None
         self.num_val_batches: list[float] = []
         self.num_test_batches: list[float] = []
         self.num_predict_batches: list[float] = []
@@ -90,7 +99,7 @@ class DataSources:
         self.datamodule = datamodule
         self._sources = {k: v for k, v in loaders.items() if v is not None}
         self.train_dataloader = None
-        self.val_loaders = None
+        self.val_loaders = self.test_loaders = self.predict_loaders = None  # Lightning: a new run forgets them
         self.val_enabled = None
 
     def passed_directly(self, kind: str) -> bool:
@@ -212,12 +221,21 @@ class DataSources:
             sanity = self.settings.num_sanity_val_steps
             steps = float("inf") if sanity == -1 else sanity
             self.num_sanity_val_batches = [min(n, steps) for n in nums]
+        else:
+            setattr(self, f"{kind}_loaders", loaders)
         return loaders, nums
 
     @property
     def val_dataloaders(self) -> Any:
         """The validation loader (a list when there are several), once loaded."""
-        loaders = self.val_loaders
-        if not loaders:
-            return None
-        return loaders[0] if len(loaders) == 1 else loaders
+        return _one_or_list(self.val_loaders)
+
+    @property
+    def test_dataloaders(self) -> Any:
+        """The last test run's loader (a list when there are several), as Lightning's test loop keeps it."""
+        return _one_or_list(self.test_loaders)
+
+    @property
+    def predict_dataloaders(self) -> Any:
+        """The last predict run's loader (a list when there are several)."""
+        return _one_or_list(self.predict_loaders)

@@ -271,12 +271,12 @@ class FitLoop:
         batch = self.transfer(batch, 0)
         results.new_batch(batch)
         results.set_defaults(on_step=True, on_epoch=False)
+        is_last = progress.is_last_batch = batch_idx + 1 >= num_batches  # Lightning: set before the batch hooks
         for fn in hooks.callbacks("on_train_batch_start"):
             fn(trainer, module, batch, batch_idx)
         start_hook = hooks.module("on_train_batch_start")
         if start_hook is not None and start_hook(batch, batch_idx) == -1:
             return -1
-        is_last = batch_idx + 1 >= num_batches
         accumulate = settings.accumulate_grad_batches
         should_accumulate = (batch_idx + 1) % accumulate != 0 and not is_last
         if module.automatic_optimization:

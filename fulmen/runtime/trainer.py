@@ -30,7 +30,6 @@ from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.module import LightningModule
 from fulmen.errors import _TunerExitException
 from fulmen.loggers.logger import Logger  # LightningCLI reads the annotation (--trainer.logger=CSVLogger)
-from fulmen.runtime import trainer_properties as views
 from fulmen.runtime.batch_transfer import BatchTransfer
 from fulmen.runtime.checkpoint_flow import CheckpointFlow
 from fulmen.runtime.data_sources import DataSources
@@ -57,7 +56,7 @@ from fulmen.runtime.trainer_defaults import (
     warn_legacy_hooks,
 )
 from fulmen.runtime.trainer_flags import normalize_flags
-from fulmen.runtime.trainer_properties import Delegated
+from fulmen.runtime.trainer_properties import install_surface
 from fulmen.runtime.training_progress import TrainingProgress
 
 
@@ -70,76 +69,7 @@ class Trainer:
     that contradicts the launch is an error. Without a launcher both mean one node.
     """
 
-    # ---- Lightning's attributes, each the state of one collaborator (a flat table) --------
-    fast_dev_run = Delegated("settings")
-    overfit_batches = Delegated("settings")
-    limit_train_batches = Delegated("settings")
-    limit_val_batches = Delegated("settings")
-    limit_test_batches = Delegated("settings")
-    limit_predict_batches = Delegated("settings")
-    max_epochs = Delegated("settings")
-    min_epochs = Delegated("settings")
-    max_steps = Delegated("settings")
-    min_steps = Delegated("settings")
-    max_time = Delegated("settings")
-    num_sanity_val_steps = Delegated("settings")
-    val_check_interval = Delegated("settings")
-    check_val_every_n_epoch = Delegated("settings")
-    log_every_n_steps = Delegated("settings")
-    accumulate_grad_batches = Delegated("settings")
-    reload_dataloaders_every_n_epochs = Delegated("settings")
-    use_distributed_sampler = Delegated("settings")
-    inference_mode = Delegated("settings")
-    current_epoch = Delegated("progress", writable=False)
-    global_step = Delegated("progress", writable=False)
-    should_stop = Delegated("progress")
-    lightning_module = Delegated("hook_caller", writable=False)
-    callback_metrics = Delegated("metric_publisher", writable=False)
-    logged_metrics = Delegated("metric_publisher", writable=False)
-    loggers = Delegated("metric_publisher")
-    optimizers = Delegated("optimization")
-    lr_scheduler_configs = Delegated("optimization")
-    gradient_clip_val = Delegated("optimization")
-    gradient_clip_algorithm = Delegated("optimization")
-    track_grad_norm = Delegated("optimization")
-    model = Delegated("optimization", writable=False)
-    ckpt_path = Delegated("checkpoint_flow")
-    datamodule = Delegated("data_sources", writable=False)
-    train_dataloader = Delegated("data_sources")
-    val_dataloaders = Delegated("data_sources", writable=False)
-    num_training_batches = Delegated("data_sources")
-    num_val_batches = Delegated("data_sources")
-    num_test_batches = Delegated("data_sources")
-    num_predict_batches = Delegated("data_sources")
-    num_sanity_val_batches = Delegated("data_sources")
-    val_check_batch = Delegated("data_sources")
-    global_rank = Delegated("strategy", writable=False)
-    local_rank = Delegated("strategy", writable=False)
-    node_rank = Delegated("strategy", writable=False)
-    world_size = Delegated("strategy", writable=False)
-    num_nodes = Delegated("strategy", writable=False)
-    is_global_zero = Delegated("strategy", writable=False)
-    progress_bar_metrics = property(views.progress_bar_metrics)
-    default_root_dir = property(views.default_root_dir)
-    log_dir = property(views.log_dir)
-    num_devices = property(views.num_devices)
-    accelerator = property(views.accelerator)
-    device_ids = property(views.device_ids)
-    checkpoint_callbacks = property(views.checkpoint_callbacks)
-    checkpoint_callback = property(views.checkpoint_callback)
-    early_stopping_callbacks = property(views.early_stopping_callbacks)
-    early_stopping_callback = property(views.early_stopping_callback)
-    progress_bar_callback = property(views.progress_bar_callback)
-    interrupted = property(views.interrupted)
-    training = property(views.training)
-    validating = property(views.validating)
-    testing = property(views.testing)
-    predicting = property(views.predicting)
-    sanity_checking = property(views.sanity_checking)
-    enable_validation = property(views.enable_validation)
-    logger = property(views.first_logger, views.set_logger)
-    estimated_stepping_batches = property(views.estimated_stepping_batches)
-    init_module = views.init_module
+    # Lightning's attributes (current_epoch, log_dir, ...): trainer_properties.SURFACE, installed below
     tune = legacy_tune  # Lightning 1.x: auto_lr_find / auto_scale_batch_size run by trainer.tune(model)
 
     def __init__(
@@ -184,6 +114,8 @@ class Trainer:
         sync_batchnorm: bool = False,
         reload_dataloaders_every_n_epochs: int = 0,
         default_root_dir: str | os.PathLike[str] | None = None,
+        enable_autolog_hparams: bool = True,
+        model_registry: str | None = None,
         **legacy_flags: Any,
     ) -> None:
         flags = {k: v for k, v in locals().items() if k not in ("self", "legacy_flags", "__class__")}
@@ -192,6 +124,8 @@ class Trainer:
         self.truncated_bptt_steps = take_trainer_flag(legacy_flags)
         extras = normalize_flags(flags, legacy_flags, known)
         self._flags = flags
+        self.barebones: bool = flags["barebones"]
+        self.enable_autolog_hparams: bool = flags["enable_autolog_hparams"]
         self._resume_from_checkpoint = extras.get("resume_from_checkpoint")
         self._legacy_tuning = extras.get("tuning", {})
         self.strategy = select_strategy(
@@ -358,7 +292,8 @@ class Trainer:
                 self.hook_caller.call("on_fit_start")
                 self.checkpoint_flow.restore_training_state(checkpoint)
                 self.checkpoint_flow.install_preemption()
-            self.metric_publisher.log_hyperparams(model, self.datamodule)
+            if self.enable_autolog_hparams:
+                self.metric_publisher.log_hyperparams(model, self.datamodule)
             anomaly = torch.autograd.set_detect_anomaly(True) if self.detect_anomaly else contextlib.nullcontext()
             # off the hot path: a thread reads counters the loops advance anyway (issue 16.6);
             # from here, not before setup: preparing data may rightly take longer than any batch
@@ -453,3 +388,6 @@ class Trainer:
     def print(self, *args: Any, **kwargs: Any) -> None:
         if self.is_global_zero:
             print(*args, **kwargs)
+
+
+install_surface(Trainer)

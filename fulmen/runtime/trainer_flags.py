@@ -248,6 +248,59 @@ def check_flags(flags: dict[str, Any]) -> None:
         raise MisconfigurationException(f"Trainer(fast_dev_run={fdr!r}): expected a bool or an int >= 0.")
 
 
+# Trainer(barebones=True): the features it turns off, each refused when asked for (Lightning 2.6's checks)
+_BAREBONES_OFF: tuple[tuple[str, str], ...] = (
+    ("enable_checkpointing", "Checkpointing"),
+    ("logger", "Logging"),
+    ("enable_progress_bar", "The progress bar"),
+    ("log_every_n_steps", "Logging"),
+    ("enable_model_summary", "Model summary"),
+    ("num_sanity_val_steps", "Sanity checking"),
+    ("fast_dev_run", "Development run"),
+    ("detect_anomaly", "Anomaly detection"),
+    ("profiler", "Profiling"),
+)
+
+
+def _barebones_conflict(name: str, value: Any) -> bool:
+    if name == "logger":
+        return value is not None and value is not False
+    if name == "profiler":
+        return value is not None
+    if name in ("log_every_n_steps", "num_sanity_val_steps"):
+        return value is not None and value != 0
+    return bool(value)
+
+
+def apply_barebones(flags: dict[str, Any]) -> None:
+    """Lightning's ``barebones=True``: nothing but the loops, so that the Trainer's own overhead shows.
+
+    A flag that asks for one of the features it turns off is a ValueError (Lightning's type and
+    wording); the others get their "off" values. ``self.log`` warns and drops the value (LightningModule.log).
+    """
+    for name, feature in _BAREBONES_OFF:
+        if _barebones_conflict(name, flags[name]):
+            raise ValueError(
+                f"`Trainer(barebones=True, {name}={flags[name]!r})` was passed. {feature} is disabled in barebones "
+                "mode (barebones measures raw speed).\n"
+                f"HINT: drop {name}=... or barebones=True."
+            )
+    for name in ("logger", "enable_checkpointing", "enable_progress_bar", "enable_model_summary"):
+        flags[name] = False
+    flags["num_sanity_val_steps"] = 0
+    # log_every_n_steps keeps fulmen's 50 (Lightning stores 0): nothing is logged either way
+
+
+def check_model_registry(model_registry: Any) -> None:
+    """``model_registry`` uploads to Lightning AI's hosted model registry (litmodels); fulmen has no upload."""
+    if model_registry is not None:
+        raise MisconfigurationException(
+            f"Trainer(model_registry={model_registry!r}): fulmen does not upload to Lightning's model registry "
+            "(the litmodels cloud service); only None is accepted.\n"
+            "HINT: drop model_registry=...; checkpoints are written by ModelCheckpoint under the run directory."
+        )
+
+
 def normalize_flags(flags: dict[str, Any], legacy: Mapping[str, Any], known: list[str]) -> dict[str, Any]:
     """Turn ``Trainer(...)``'s arguments into checked flags, in place: legacy names, Lightning's
     defaults that depend on other flags (``barebones``), warnings for accepted no-op flags.
@@ -256,10 +309,10 @@ def normalize_flags(flags: dict[str, Any], legacy: Mapping[str, Any], known: lis
     """
     extras = translate_legacy_flags(flags, legacy, known)
     schedule_accumulation(flags, extras)
+    if flags["barebones"]:
+        apply_barebones(flags)
+    check_model_registry(flags["model_registry"])
     flags["log_every_n_steps"] = 50 if flags["log_every_n_steps"] is None else flags["log_every_n_steps"]
-    if flags["barebones"]:  # Lightning: nothing but the loops
-        for name in ("logger", "enable_checkpointing", "enable_progress_bar", "enable_model_summary"):
-            flags[name] = False
     for name in ("profiler", "plugins"):
         if flags[name] is not None:
             warnings.warn(

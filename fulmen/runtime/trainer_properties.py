@@ -20,6 +20,7 @@ from fulmen.core.hooks import is_checkpoint_callback
 from fulmen.runtime.fit_loop import estimated_stepping_batches as _estimated_stepping_batches
 from fulmen.runtime.results import to_float_dict
 from fulmen.runtime.stages import RunningStage, TrainerStatus
+from fulmen.runtime.strategy import ParallelStrategy
 from fulmen.runtime.trainer_accelerator import accelerator_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,6 +128,29 @@ def predicting(trainer: Trainer) -> bool:
     return trainer.state.stage == RunningStage.PREDICTING
 
 
+def evaluating(trainer: Trainer) -> bool:
+    """Lightning: validation (sanity check included) or test is running."""
+    return trainer.state.stage in (RunningStage.VALIDATING, RunningStage.TESTING, RunningStage.SANITY_CHECKING)
+
+
+def is_last_batch(trainer: Trainer) -> bool:
+    """The running training batch is its epoch's last (known from the loader's length; unsized: False)."""
+    return trainer.progress.is_last_batch
+
+
+def scaler(trainer: Trainer) -> Any:
+    """The GradScaler of 16-mixed precision on CUDA, else None (Lightning: ``precision_plugin.scaler``)."""
+    return getattr(trainer.precision_plugin, "scaler", None)
+
+
+def distributed_sampler_kwargs(trainer: Trainer) -> dict[str, int] | None:
+    """What the strategy gives a DistributedSampler (several processes), None on one device (Lightning)."""
+    strategy = trainer.strategy
+    if not isinstance(strategy, ParallelStrategy):
+        return None
+    return {"num_replicas": strategy.world_size, "rank": strategy.global_rank}
+
+
 def sanity_checking(trainer: Trainer) -> bool:
     return trainer.state.stage == RunningStage.SANITY_CHECKING
 
@@ -159,3 +183,60 @@ def init_module(trainer: Trainer, empty_init: bool | None = None) -> Iterator[No
         yield
     finally:
         torch.set_default_dtype(previous)
+
+
+def _delegated(collaborator: str, names: str, *, writable: bool = True) -> dict[str, Delegated]:
+    return {name: Delegated(collaborator, name, writable=writable) for name in names.split()}
+
+
+# Lightning's Trainer attributes, each the state of one collaborator or computed from them: one
+# flat table, installed on the class by ``install_surface`` (so the Trainer stays composed, with
+# no base class, and its module keeps the entry points only).
+SURFACE: dict[str, Any] = {
+    **_delegated(
+        "settings",
+        "fast_dev_run overfit_batches limit_train_batches limit_val_batches limit_test_batches "
+        "limit_predict_batches max_epochs min_epochs max_steps min_steps max_time num_sanity_val_steps "
+        "val_check_interval check_val_every_n_epoch log_every_n_steps accumulate_grad_batches "
+        "reload_dataloaders_every_n_epochs use_distributed_sampler inference_mode",
+    ),
+    **_delegated("progress", "current_epoch global_step", writable=False),
+    **_delegated("progress", "should_stop"),
+    **_delegated("hook_caller", "lightning_module", writable=False),
+    **_delegated("metric_publisher", "callback_metrics logged_metrics", writable=False),
+    **_delegated("metric_publisher", "loggers"),
+    **_delegated(
+        "optimization", "optimizers lr_scheduler_configs gradient_clip_val gradient_clip_algorithm track_grad_norm"
+    ),
+    **_delegated("optimization", "model", writable=False),
+    **_delegated("checkpoint_flow", "ckpt_path"),
+    **_delegated("data_sources", "datamodule val_dataloaders test_dataloaders predict_dataloaders", writable=False),
+    **_delegated(
+        "data_sources",
+        "train_dataloader num_training_batches num_val_batches num_test_batches num_predict_batches "
+        "num_sanity_val_batches val_check_batch",
+    ),
+    **_delegated(
+        "strategy", "global_rank local_rank node_rank world_size num_nodes is_global_zero", writable=False
+    ),
+    **{
+        view.__name__: property(view)
+        for view in (
+            progress_bar_metrics, default_root_dir, log_dir, num_devices, accelerator, device_ids,
+            checkpoint_callbacks, checkpoint_callback, early_stopping_callbacks, early_stopping_callback,
+            progress_bar_callback, interrupted, training, validating, testing, predicting, evaluating,
+            sanity_checking, enable_validation, estimated_stepping_batches, is_last_batch, scaler,
+            distributed_sampler_kwargs,
+        )  # fmt: skip
+    },
+    "logger": property(first_logger, set_logger),
+    "init_module": init_module,
+}
+
+
+def install_surface(cls: type) -> None:
+    """Put ``SURFACE`` on the Trainer class; a name the class defines itself is a mistake."""
+    for name, attribute in SURFACE.items():
+        if name in vars(cls):
+            raise TypeError(f"{cls.__name__}.{name} is defined twice (in the class and in trainer_properties.SURFACE).")
+        setattr(cls, name, attribute)

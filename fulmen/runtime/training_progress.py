@@ -21,6 +21,7 @@ class TrainingProgress:
     total_batch_idx: int = 0
     batches_that_stepped: int = 0  # the step loggers see
     optimizer_steps: list[int] = field(default_factory=list)
+    is_last_batch: bool = False  # the running (or last run) training batch is its epoch's last (trainer.is_last_batch)
     should_stop: bool = False  # set by callbacks (EarlyStopping) through ``trainer.should_stop``
 
     def count_optimizer_step(self, optimizer_index: int | None) -> None:

@@ -24,6 +24,7 @@ runs, batch size inference, iterable datasets); the others, all collected in ``S
 - ``scenarios_rich.py``: what RichModelSummary and RichProgressBar print on a non-terminal console
 - ``scenarios_cli.py``: LightningCLI's printed and saved config, subclass mode, a CLI fit
 - ``scenarios_strategies.py``: pl.strategies names, strategy strings and FSDP arguments refused, FSDP on CPU
+- ``scenarios_trainer_surface.py``: is_last_batch, evaluating, test/predict loaders, barebones, enable_autolog_hparams, strict=None
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from tests.compat import (
     scenarios_rich,
     scenarios_strategies,
     scenarios_trainer,
+    scenarios_trainer_surface,
     scenarios_tuner,
     scenarios_utilities,
     scenarios_weight_callbacks,
@@ -355,4 +357,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_cli.SCENARIOS,
     **scenarios_tuner.SCENARIOS,
     **scenarios_strategies.SCENARIOS,
+    **scenarios_trainer_surface.SCENARIOS,
 }

@@ -32,12 +32,7 @@ REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 # (scenario, key) -> why fulmen is wrong there, with the observed and expected values and the
 # fulmen file at fault. Every mismatch the first audit found was fixed in fulmen during it (each
 # entry and its removal are in the git history of this file); add new ones here.
-FULMEN_BUGS: dict[tuple[str, str], str] = {
-    ("cli_print_config", "trainer_keys"): (
-        "fulmen's Trainer lacks Lightning 2.6's enable_autolog_hparams and model_registry flags, so a "
-        "Lightning config.yaml naming them is refused by fulmen's LightningCLI (fulmen/runtime/trainer.py)"
-    ),
-}
+FULMEN_BUGS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -64,18 +64,8 @@ NOT_BUILT: dict[str, str] = {
     "LightningModule.fabric": "not built: no Lightning Fabric",
     "LightningModule.device_mesh": "not built: no tensor parallelism (device meshes)",
     "LightningModule.to_tensorrt": "not built: no TensorRT export (to_onnx and to_torchscript are there)",
-    "Trainer.distributed_sampler_kwargs": "not built: the strategy builds the DistributedSampler itself (process_dataloader)",
-    "Trainer.enable_autolog_hparams": "not built: saved hyperparameters are always logged",
-    "Trainer.evaluating": "not built: use trainer.validating or trainer.testing",
-    "Trainer.is_last_batch": "not built: compare batch_idx + 1 with trainer.num_training_batches",
-    "Trainer.test_dataloaders": "not kept: the Trainer stores train_dataloader and val_dataloaders only",
-    "Trainer.predict_dataloaders": "not kept: the Trainer stores train_dataloader and val_dataloaders only",
-    "Trainer.barebones": "not kept: Trainer(barebones=True) turns the extras off at construction; the flag is not stored",
     "Trainer.profiler": "not built: no profilers; Trainer(profiler=...) is accepted and ignored with a warning",
     "Trainer.received_sigterm": "not built: SIGTERM is a preemption stop at a step boundary (runtime/preemption.py)",
-    "Trainer.scaler": "not at this path: the GradScaler is trainer.precision_plugin.scaler",
-    "Trainer.__init__.enable_autolog_hparams": "not built: saved hyperparameters are always logged (Lightning's default, True)",
-    "Trainer.__init__.model_registry": "not built: Lightning's model-registry upload (litmodels)",
 }
 
 # fulmen differs on purpose, or the name is Lightning's internal / deprecated.

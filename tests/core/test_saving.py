@@ -126,6 +126,44 @@ def test_strict_false_warns_about_key_mismatch(tmp_path: Path) -> None:
         Regressor.load_from_checkpoint(path, strict=False)
 
 
+class LenientRegressor(Regressor):
+    strict_loading = False  # Lightning: load_from_checkpoint(strict=None) follows it
+
+
+def _partial_checkpoint(tmp_path: Path) -> Path:
+    """A checkpoint whose state dict lacks ``layer.bias`` and has a stale key."""
+    checkpoint = _lightning_style_checkpoint(Regressor())
+    checkpoint["state_dict"] = {"layer.weight": checkpoint["state_dict"]["layer.weight"], "old.bias": torch.zeros(1)}
+    path = tmp_path / "partial.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.mark.filterwarnings("ignore:Found keys that are")
+def test_strict_none_follows_strict_loading_like_lightning(tmp_path: Path) -> None:
+    path = _partial_checkpoint(tmp_path)
+    with pytest.warns(UserWarning, match=r"not in the checkpoint: \['layer.bias'\]"):
+        model = LenientRegressor.load_from_checkpoint(path)  # strict=None: strict_loading=False, no error
+    assert isinstance(model, LenientRegressor)
+    with pytest.raises(RuntimeError, match="layer.bias"):  # a class attribute is no conflict: strict=True wins
+        LenientRegressor.load_from_checkpoint(path, strict=True)
+
+
+@pytest.mark.filterwarnings("ignore:Found keys that are")
+def test_strict_loading_set_in_init_counts_and_an_unset_one_lets_strict_win(tmp_path: Path) -> None:
+    class SetInInit(Regressor):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.strict_loading = False
+
+    path = _partial_checkpoint(tmp_path)
+    SetInInit.load_from_checkpoint(path)  # would raise with strict=True
+    with pytest.raises(ValueError, match=r"strict=True.*in conflict with `SetInInit.strict_loading=False`"):
+        SetInInit.load_from_checkpoint(path, strict=True)
+    # strict_loading not set by the user: an explicit strict=False is no conflict (Lightning's _strict_loading None)
+    Regressor.load_from_checkpoint(path, strict=False)
+
+
 def test_weights_only_checkpoint_and_map_location(tmp_path: Path) -> None:
     original = Regressor(hidden=3)
     path = tmp_path / "w.ckpt"

@@ -297,3 +297,83 @@ def test_an_empty_train_loader_ends_fit_without_steps_instead_of_crashing_in_the
     trainer = pl.Trainer(**TRAINER_QUIET, max_epochs=2)
     trainer.fit(BoringModel(), empty)
     assert trainer.global_step == 0 and trainer.num_training_batches == 0
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        {"enable_checkpointing": True},
+        {"logger": True},
+        {"enable_progress_bar": True},
+        {"log_every_n_steps": 5},
+        {"enable_model_summary": True},
+        {"num_sanity_val_steps": 2},
+        {"fast_dev_run": 1},
+        {"detect_anomaly": True},
+        {"profiler": "simple"},
+    ],
+)
+def test_barebones_refuses_each_feature_it_turns_off(flag: dict) -> None:
+    (name, value), = flag.items()
+    with pytest.raises(ValueError, match=rf"(?s)Trainer\(barebones=True, {name}={value!r}\)` was passed.*HINT"):
+        pl.Trainer(barebones=True, **flag)
+
+
+def test_barebones_trains_with_the_extras_off_and_self_log_dropped_with_lightnings_warning() -> None:
+    class Logs(BoringModel):
+        def training_step(self, batch, batch_idx):
+            loss = self.loss(self(batch))
+            self.log("loss", loss)
+            return loss
+
+    trainer = pl.Trainer(barebones=True, logger=False, num_sanity_val_steps=0, max_steps=2, limit_val_batches=0)
+    assert trainer.barebones is True
+    assert (trainer.loggers, trainer.callbacks, trainer.num_sanity_val_steps) == ([], [], 0)
+    with pytest.warns(UserWarning, match=r"self.log\(\)` but `Trainer\(barebones=True\)`"):
+        trainer.fit(Logs())
+    assert trainer.global_step == 2
+    assert "loss" not in trainer.callback_metrics
+    assert pl.Trainer(**TRAINER_QUIET).barebones is False
+
+
+class _HparamsRecorder(pl.loggers.Logger):
+    """A logger that keeps what log_hyperparams received."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hparams_logged: list[dict] = []
+
+    @property
+    def name(self) -> str:
+        return "recorder"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        self.hparams_logged.append(dict(params))
+
+    def log_metrics(self, metrics, step=None) -> None:
+        pass
+
+
+@pytest.mark.parametrize("autolog", [True, False])
+def test_enable_autolog_hparams_decides_whether_loggers_get_the_saved_hyperparameters(autolog: bool) -> None:
+    class WithHparams(BoringModel):
+        def __init__(self, lr: float = 0.5) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+
+    logger = _HparamsRecorder()
+    quiet = {**TRAINER_QUIET, "logger": logger}
+    trainer = pl.Trainer(max_steps=1, limit_val_batches=0, enable_autolog_hparams=autolog, **quiet)
+    assert trainer.enable_autolog_hparams is autolog
+    trainer.fit(WithHparams())
+    assert logger.hparams_logged == ([{"lr": 0.5}] if autolog else [])
+
+
+def test_model_registry_accepts_none_and_refuses_an_upload_target() -> None:
+    pl.Trainer(model_registry=None, **TRAINER_QUIET)
+    with pytest.raises(MisconfigurationException, match=r"(?s)model_registry='my-model'.*litmodels.*HINT"):
+        pl.Trainer(model_registry="my-model", **TRAINER_QUIET)
