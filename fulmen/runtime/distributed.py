@@ -15,6 +15,12 @@ Life of a rank (the Trainer calls these through the ``Strategy`` seam):
 3. ``process_dataloader``: a DistributedSampler per rank (``fulmen.runtime.data_sharding``).
 4. Collectives for logging, checkpointing decisions and preemption; ``teardown``.
 
+The process group lives as long as the process (as in Lightning): ``teardown`` keeps it, the
+next ``validate``/``test``/``predict``/``fit`` of this or another Trainer re-uses it, and an
+``atexit`` hook destroys it (and releases a claimed port) if fulmen created it. Destroying it
+after each run and re-initialising on the same MASTER_PORT hung: a fast rank reached rank 0's
+old TCPStore before it was gone.
+
 ``Trainer(strategy="ddp")``, ``"ddp_find_unused_parameters_true"`` and
 ``Trainer(strategy=DDPStrategy(static_graph=True, gradient_as_bucket_view=True, ...))`` all
 land here; keyword arguments that are not ours go to ``DistributedDataParallel``.
@@ -149,9 +155,12 @@ class DDPStrategy(ParallelStrategy):
             if dist.get_world_size() != self.world_size or dist.get_rank() != self.global_rank:
                 raise ClusterMismatchError(
                     f"A process group is already initialized as rank {dist.get_rank()} of {dist.get_world_size()}, "
-                    f"but this process was launched as rank {self.global_rank} of {self.world_size}.\n"
-                    "HINT: let the Trainer create the process group (remove your init_process_group call)."
+                    f"but this Trainer runs as rank {self.global_rank} of {self.world_size}.\n"
+                    "HINT: the group lives until the process exits (an earlier Trainer or your own "
+                    "init_process_group made it); use the same devices/num_nodes for every Trainer in one "
+                    "process, or run the other world size in a separate process."
                 )
+            self._control_group = _KEPT["control_group"]
             return
         addr, port = self.rank_info.master_addr, self.rank_info.master_port
         if port is None and self.world_size == 1:
@@ -180,6 +189,8 @@ class DDPStrategy(ParallelStrategy):
             # Control-plane decisions (stop? preempted?) are taken at every step; over nccl each
             # one would sync the CUDA stream to read the answer. A CPU side group costs no sync.
             self._control_group = dist.new_group(backend="gloo")
+        _keep_until_exit(self._control_group, self._claimed_port)
+        self._claimed_port = None  # released at exit with the group
 
     def _expected_world_size(self) -> int:
         return (self.devices_per_node or 1) * (self.num_nodes_flag or 1)
@@ -198,15 +209,9 @@ class DDPStrategy(ParallelStrategy):
         sys.exit(code)
 
     def teardown(self) -> None:
-        if self._owns_process_group and dist.is_initialized():
-            dist.destroy_process_group()
+        # The group (and a claimed port) stay until exit: see the module docstring.
         self._owns_process_group = False
         self._control_group = None
-        if self._claimed_port is not None:
-            from fulmen.jobs import ports
-
-            ports.release_port(self._claimed_port)
-            self._claimed_port = None
 
     # --- module and data -----------------------------------------------------------------
 
@@ -293,3 +298,36 @@ class DDPStrategy(ParallelStrategy):
     def _collective_device(self) -> torch.device:
         # nccl only moves CUDA tensors; gloo only CPU ones.
         return self.root_device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+# --- the process group fulmen created, kept until the process exits ---------------------------
+
+_KEPT: dict[str, Any] = {"control_group": None, "claimed_port": None, "owned": False, "registered": False}
+
+
+def _keep_until_exit(control_group: Any, claimed_port: int | None) -> None:
+    """Remember what fulmen created so later runs re-use it and exit destroys it (once)."""
+    import atexit
+
+    _KEPT["control_group"] = control_group
+    _KEPT["claimed_port"] = claimed_port
+    _KEPT["owned"] = True
+    if not _KEPT["registered"]:
+        atexit.register(destroy_process_group)
+        _KEPT["registered"] = True
+
+
+def destroy_process_group() -> None:
+    """Destroy the group fulmen created and release its port (atexit; tests call it directly).
+
+    Why not in ``teardown``: see the module docstring. A group the user created is theirs.
+    """
+    if _KEPT["owned"] and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _KEPT["owned"] = False
+    _KEPT["control_group"] = None
+    port, _KEPT["claimed_port"] = _KEPT["claimed_port"], None
+    if port is not None:
+        from fulmen.jobs import ports
+
+        ports.release_port(port)

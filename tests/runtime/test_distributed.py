@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from fulmen.errors import ClusterMismatchError, MisconfigurationException
 from fulmen.jobs import ports
 from fulmen.runtime.data_sharding import distributed_loader
-from fulmen.runtime.distributed import DDPStrategy, resolve_topology, validate_launch
+from fulmen.runtime.distributed import DDPStrategy, destroy_process_group, resolve_topology, validate_launch
 from fulmen.runtime.environments import SLURMEnvironment, TorchElasticEnvironment
 from fulmen.runtime.ranks import RankInfo
 from fulmen.runtime.strategy import select_strategy
@@ -124,8 +124,10 @@ def test_one_rank_group_collectives_and_teardown() -> None:
         assert strategy.reduce_boolean_decision(True) and strategy.broadcast([3]) == [3]
         wrapped = strategy.setup_module(torch.nn.Linear(2, 1))
         assert isinstance(wrapped, torch.nn.parallel.DistributedDataParallel)
-    finally:
         strategy.teardown()
+        assert dist.is_initialized()  # kept for the next run in this process (as in Lightning)
+    finally:
+        destroy_process_group()  # what atexit does
         ports.release_port(port)
     assert not dist.is_initialized()
 
@@ -157,7 +159,39 @@ def test_one_rank_ddp_without_launcher_finds_its_own_port() -> None:
         assert strategy.reduce(torch.tensor([2.0]), "sum").tolist() == [2.0]
     finally:
         strategy.teardown()
+        destroy_process_group()
     assert not dist.is_initialized()
+
+
+def test_teardown_keeps_the_group_and_the_next_trainer_reuses_it() -> None:
+    """fit then test: the second run must not re-initialise on the same port (that hung)."""
+    port, _ = ports.choose_port("test-reuse-group", environ={})
+    info = RankInfo(master_port=port, source="env")
+    try:
+        first = DDPStrategy(rank_info=info, accelerator="cpu", devices=1, timeout=timedelta(seconds=30))
+        first.setup_environment()
+        group = dist.group.WORLD
+        first.teardown()
+        second = DDPStrategy(rank_info=info, accelerator="cpu", devices=1, timeout=timedelta(seconds=30))
+        second.setup_environment()
+        assert dist.group.WORLD is group and second.reduce(torch.tensor([4.0]), "sum").tolist() == [4.0]
+        second.teardown()
+    finally:
+        destroy_process_group()
+        ports.release_port(port)
+    assert not dist.is_initialized()
+
+
+def test_a_later_trainer_with_another_world_size_gets_a_hint() -> None:
+    port, _ = ports.choose_port("test-other-world", environ={})
+    try:
+        DDPStrategy(rank_info=RankInfo(master_port=port, source="env"), accelerator="cpu", devices=1).setup_environment()
+        other = RankInfo(global_rank=0, world_size=2, local_world_size=2, master_port=port, source="env")
+        with pytest.raises(ClusterMismatchError, match=r"rank 0 of 1.*rank 0 of 2(.|\n)*HINT: .*same devices"):
+            DDPStrategy(rank_info=other, accelerator="cpu", devices=2).setup_environment()
+    finally:
+        destroy_process_group()
+        ports.release_port(port)
 
 
 # --- topology: what the script left out comes from the launch; what it said must match ----------
