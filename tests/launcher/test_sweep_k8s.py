@@ -156,3 +156,15 @@ def test_wait_follows_every_trial_and_names_the_failed_ones(fake_cluster, tmp_pa
     fake_cluster.phase = "Failed"
     assert run_sweep(spec_in(tmp_path), SPACE, wait=True) == 1
     assert "2 of 2 trial(s) FAILED: trial_0000 (exit 1; lr=0.1)" in capsys.readouterr().err
+
+
+def test_sweep_cancel_deletes_the_live_trials_volcano_jobs(fake_cluster, tmp_path: Path) -> None:
+    from fulmen.launcher.sweep_cli import cancel
+
+    run_sweep(spec_in(tmp_path), SPACE)
+    (sweep_dir,) = (tmp_path / "runs").iterdir()
+    names = [body["metadata"]["name"] for body in posted(fake_cluster)]
+    assert cancel(str(sweep_dir), trial=1) == 0
+    deleted = [path for method, path, _ in fake_cluster.calls if method == "DELETE"]
+    assert len(deleted) == 1 and deleted[0].endswith(f"/namespaces/ml/jobs/{names[1]}")
+    assert [row["state"] for row in trial_rows(sweep_dir)] == ["RUNNING", "FAILED"]
