@@ -101,8 +101,16 @@ def run_k8s_sweep(spec: JobSpec, sweep_dir: Path, space: SweepSpace, trials: lis
             print(request.render().rstrip("\n"))
         return 0
     write_sweep(sweep_dir, spec, space, trials)
-    for trial, request in zip(todo, requests):
-        submitted = submit_or_clean_up(backend, request)
+    for done, (trial, request) in enumerate(zip(todo, requests)):
+        try:
+            submitted = submit_or_clean_up(backend, request)
+        except Exception as exc:  # the kubernetes client raises many unrelated types
+            raise LaunchError(
+                f"Submitting {trial_dir(sweep_dir, trial.index).name} failed ({type(exc).__name__}: {exc}); "
+                f"{done} of {len(todo)} trial(s) were submitted before it.\n"
+                f"HINT: check that kubectl reaches the cluster (`kubectl get vcjob -A`), then rerun with "
+                f"--run-dir {sweep_dir}: only the trials not submitted yet are submitted."
+            ) from exc
         write_trial_state(sweep_dir, trial, "SUBMITTED", job_id=submitted.job_id)
     print(f"fulmen: sweep {sweep_dir}: submitted {len(todo)} of {len(trials)} trial(s) as Kubernetes jobs\n"
           f"  fulmen status {sweep_dir}   fulmen sweep results {sweep_dir}", file=sys.stderr, flush=True)

@@ -168,3 +168,29 @@ def test_sweep_cancel_deletes_the_live_trials_volcano_jobs(fake_cluster, tmp_pat
     deleted = [path for method, path, _ in fake_cluster.calls if method == "DELETE"]
     assert len(deleted) == 1 and deleted[0].endswith(f"/namespaces/ml/jobs/{names[1]}")
     assert [row["state"] for row in trial_rows(sweep_dir)] == ["RUNNING", "FAILED"]
+
+
+def test_a_failed_submission_says_how_many_went_through_and_how_to_resume(fake_cluster, tmp_path: Path,
+                                                                          monkeypatch) -> None:
+    from fulmen.launcher.torchx import TorchxBackend
+
+    real_submit = TorchxBackend.submit
+    calls = []
+
+    def submit_once(self, request):
+        calls.append(request)
+        if len(calls) > 1:
+            raise ValueError("No host specified.")
+        return real_submit(self, request)
+
+    monkeypatch.setattr(TorchxBackend, "submit", submit_once)
+    with pytest.raises(LaunchError, match=r"trial_0001 failed \(ValueError: No host specified.\); 1 of 2(.|\n)*--run-dir"):
+        run_sweep(spec_in(tmp_path), SPACE)
+    (sweep_dir,) = (tmp_path / "runs").iterdir()
+    assert read_trial_state(sweep_dir, 0)["state"] == "SUBMITTED"
+    assert read_trial_state(sweep_dir, 1) is None
+    monkeypatch.setattr(TorchxBackend, "submit", real_submit)
+    fake_cluster.calls.clear()
+    assert run_sweep(spec_in(tmp_path, run_dir=str(sweep_dir)), SPACE) == 0
+    (body,) = posted(fake_cluster)
+    assert body["metadata"]["name"] and read_trial_state(sweep_dir, 1)["state"] == "SUBMITTED"
