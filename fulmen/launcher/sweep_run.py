@@ -121,11 +121,15 @@ def read_trial_state(sweep_dir: Path, index: int) -> dict[str, Any] | None:
 
 def trial_state(sweep_dir: Path, index: int) -> str:
     """PENDING before the trial ran, else its state: COMPLETED / FAILED / RUNNING locally; for a
-    SLURM array element still queued or running, the scheduler's word (asked now)."""
+    SLURM array element or a Kubernetes trial still queued or running, the scheduler's word (asked now)."""
     state = read_trial_state(sweep_dir, index)
     if state is None:
         return "PENDING"
     if state.get("job_id") and state.get("state") not in (COMPLETED, FAILED):
+        if str(state["job_id"]).startswith("kubernetes://"):
+            from fulmen.launcher.sweep_k8s import refresh_trial_state as refresh_k8s
+
+            return refresh_k8s(sweep_dir, state)
         from fulmen.launcher.sweep_slurm import refresh_trial_state
 
         return refresh_trial_state(sweep_dir, state)
@@ -190,18 +194,23 @@ def run_sweep(spec: JobSpec, space: SweepSpace, *, parallel: int = 1, dry_run: b
     Locally: 0 when every trial completed; otherwise the exit code of the first failed trial
     (each failure is named with the tail of its console as it happens, and again at the end).
     On SLURM: one job array; 0 once submitted, or with ``wait`` the same answer as locally.
+    On Kubernetes: one torchx job per trial (``sweep_k8s``), likewise.
     """
     if parallel < 1:
         raise LaunchError(f"--parallel must be >= 1 (trials at a time), got {parallel}.\nHINT: --parallel 2")
-    if spec.cluster not in ("local", "slurm"):
+    if spec.cluster not in ("local", "slurm", "k8s"):
         raise LaunchError(
-            f"--sweep runs on --cluster local or slurm; --cluster {spec.cluster} sweeps are not built yet.\n"
-            "HINT: run the sweep with --cluster local or slurm, or launch each trial yourself."
+            f"--sweep runs on --cluster local, slurm or k8s; --cluster {spec.cluster} sweeps are not built yet.\n"
+            "HINT: run the sweep with --cluster local, slurm or k8s, or launch each trial yourself."
         )
     spec, slots = _gpu_plan(spec, gpus_per_trial, parallel)
     sweep_dir = sweep_dir_for(spec)
     space = pin_space(space, sweep_dir)
     trials = space.generate()
+    if spec.cluster == "k8s":
+        from fulmen.launcher.sweep_k8s import run_k8s_sweep
+
+        return run_k8s_sweep(spec, sweep_dir, space, trials, parallel=parallel, dry_run=dry_run, wait=wait)
     todo = [t for t in trials if trial_state(sweep_dir, t.index) != COMPLETED]
     if spec.cluster == "slurm":
         from fulmen.launcher.sweep_slurm import run_array

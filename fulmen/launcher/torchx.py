@@ -97,10 +97,12 @@ def venv_bin_dir() -> str:
     return str(Path(sys.executable).parent)
 
 
-def appdef_for(spec: JobSpec, *, run_dir: Path, rendezvous_port: int | None = None) -> AppDef:
+def appdef_for(spec: JobSpec, *, run_dir: Path, rendezvous_port: int | None = None,
+               pod_name: str | None = None) -> AppDef:
     """The AppDef for ``spec``: the image and in-pod run dir for k8s, local paths for torchx-local.
 
-    ``run_dir`` is the local run directory; pods see ``pod_run_dir(spec, run_dir.name)``.
+    ``run_dir`` is the local run directory; pods see ``pod_run_dir(spec, pod_name or run_dir.name)``
+    (a sweep trial passes ``<sweep>/trial_NNNN`` so trials of different sweeps never share a folder).
     ``rendezvous_port`` matters only for multi-node torchx-local, whose replicas share this host.
     """
     if spec.cluster == "k8s":
@@ -109,7 +111,7 @@ def appdef_for(spec: JobSpec, *, run_dir: Path, rendezvous_port: int | None = No
                 "--cluster k8s needs a container image, and none was given.\n"
                 "HINT: build and push docker/Dockerfile, then pass --image REGISTRY/fulmen:TAG."
             )
-        return build_appdef(spec, image=spec.k8s.image, run_dir=pod_run_dir(spec, run_dir.name))
+        return build_appdef(spec, image=spec.k8s.image, run_dir=pod_run_dir(spec, pod_name or run_dir.name))
     # local_cwd runs in the current directory; its "image" is only a label there.
     return build_appdef(
         spec,
@@ -184,15 +186,16 @@ class TorchxBackend:
     def dryrun(self, spec: JobSpec) -> TorchxRequest:
         return self.request_for(spec, rundir.new_run(spec))
 
-    def request_for(self, spec: JobSpec, run: NewRun) -> TorchxRequest:
-        """The request for ``spec`` running in ``run`` (nothing is created on disk)."""
+    def request_for(self, spec: JobSpec, run: NewRun, pod_name: str | None = None) -> TorchxRequest:
+        """The request for ``spec`` running in ``run`` (nothing is created on disk); ``pod_name``
+        is the run's folder under the pods' run root (default: the run dir's name)."""
         require_torchx(spec.cluster)
         if spec.cluster == "torchx-local":
             local.check_entry(spec)  # the replicas run here: a missing script fails before submission
         port, claimed = spec.master_port, False
         if spec.cluster == "torchx-local" and spec.nodes > 1:
             port, claimed = ports.choose_port(run.run_id, explicit=spec.master_port)
-        app = appdef_for(spec, run_dir=run.run_dir, rendezvous_port=port)
+        app = appdef_for(spec, run_dir=run.run_dir, rendezvous_port=port, pod_name=pod_name)
         log_dir = None if spec.cluster == "k8s" else str(run.run_dir / "torchx")
         with open_runner() as runner:
             info = dryrun_info(runner, spec, app, log_dir=log_dir)

@@ -61,8 +61,8 @@ def test_parallel_zero_and_other_clusters_are_refused(tmp_path: Path) -> None:
     space = SweepSpace((parse_sweep_option("lr=0.1"),))
     with pytest.raises(LaunchError, match="--parallel must be >= 1"):
         run_sweep(SPEC, space, parallel=0)
-    with pytest.raises(LaunchError, match="--cluster k8s sweeps are not built"):
-        run_sweep(JobSpec(entry="train.py", cluster="k8s", k8s=KubernetesOptions(image="img")), space)
+    with pytest.raises(LaunchError, match="--cluster torchx-local sweeps are not built"):
+        run_sweep(JobSpec(entry="train.py", cluster="torchx-local", k8s=KubernetesOptions(image="img")), space)
 
 
 def test_dry_run_lists_the_trials_to_run_and_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
