@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cloudpickle
+
 from fulmen.sweep.space import random_trials
 
 STRATEGIES = ("grid_search", "random_search")
@@ -113,8 +115,13 @@ class HyperOptArgumentParser(argparse.ArgumentParser):
         a crash or a preemption, use ``launch --sweep`` (each trial a fulmen run).
         """
         trials = self.generate_trials(nb_trials)
-        with multiprocessing.Pool(processes=nb_workers) as pool:
-            results = pool.map(train_function, trials)
+        # Workers come from a forkserver, never a fork of this process: a fork of a process with
+        # threads (a logger's uploader, a metrics exporter) can deadlock in the child on a lock
+        # another thread held. The function travels by value (cloudpickle), so one defined in
+        # the script itself (``__main__``, a closure) works as it did with test_tube's fork.
+        function = cloudpickle.dumps(train_function)
+        with multiprocessing.get_context("forkserver").Pool(processes=nb_workers) as pool:
+            results = pool.starmap(_call_by_value, [(function, trial) for trial in trials])
         return [[trial, result] for trial, result in zip(trials, results)]
 
 
@@ -123,6 +130,11 @@ class HyperOptNamespace(argparse.Namespace):
 
     def __str__(self) -> str:
         return "\n".join(f"{k}: {v}" for k, v in vars(self).items() if not callable(v))
+
+
+def _call_by_value(function: bytes, trial: argparse.Namespace) -> Any:
+    """In a pool worker: the trial function, shipped by value, called with one trial."""
+    return cloudpickle.loads(function)(trial)
 
 
 def _attribute(flag: str) -> str:

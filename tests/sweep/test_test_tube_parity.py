@@ -59,3 +59,28 @@ def test_unknown_strategy_and_random_search_without_a_count_are_refused() -> Non
     parser.opt_list("--lr", type=float, default=0.1, options=[0.1], tunable=True)
     with pytest.raises(TypeError, match="nb_trials"):
         parser.parse_args([]).generate_trials(None)
+
+
+def test_optimize_parallel_cpu_takes_a_closure_and_survives_a_busy_thread_in_the_caller() -> None:
+    # a background thread holding a lock is what made fork-based pools hang; a closure is what
+    # scripts pass (test_tube forked, so it never pickled the function)
+    import threading
+
+    held, stop = threading.Lock(), threading.Event()
+
+    def hold() -> None:
+        while not stop.is_set():
+            with held:
+                stop.wait(0.001)
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    offset = 100
+    try:
+        parser = HyperOptArgumentParser(strategy="grid_search")
+        parser.opt_list("--lr", type=float, default=0.1, options=[0.1, 0.2], tunable=True)
+        pairs = parser.parse_args([]).optimize_parallel_cpu(lambda trial: trial.lr + offset, nb_trials=2, nb_workers=2)
+    finally:
+        stop.set()
+        thread.join()
+    assert [(t.lr, result) for t, result in pairs] == [(0.1, 100.1), (0.2, 100.2)]
