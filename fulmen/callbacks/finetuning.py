@@ -208,11 +208,17 @@ class BaseFinetuning(Callback):
 
     def finetune_function(self, pl_module: LightningModule, epoch: int, optimizer: Optimizer) -> None:
         """Override: unfreeze what should train from ``epoch`` on (called at every epoch start)."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must override finetune_function(pl_module, epoch, optimizer): it unfreezes "
+            "what trains from `epoch` on (e.g. self.unfreeze_and_add_param_group(pl_module.backbone, optimizer))."
+        )
 
     def freeze_before_training(self, pl_module: LightningModule) -> None:
         """Override: freeze what should not train at first (called in ``setup``)."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must override freeze_before_training(pl_module): it freezes what should not "
+            "train at first (e.g. self.freeze(pl_module.backbone))."
+        )
 
 
 class BackboneFinetuning(BaseFinetuning):

@@ -64,8 +64,10 @@ def test_unfreeze_and_add_param_group_divides_the_first_groups_lr_and_skips_know
 
 
 def test_a_subclass_that_overrides_nothing_says_what_to_override(tmp_path: Path) -> None:
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(NotImplementedError, match=r"BaseFinetuning must override freeze_before_training\(pl_module\)"):
         BaseFinetuning().freeze_before_training(_Finetuned())
+    with pytest.raises(NotImplementedError, match=r"must override finetune_function\(pl_module, epoch, optimizer\)"):
+        BaseFinetuning().finetune_function(_Finetuned(), 0, torch.optim.SGD(_Finetuned().parameters(), lr=0.1))
 
 
 class _Finetuned(pl.LightningModule):
