@@ -199,7 +199,8 @@ class TorchxBackend:
         log_dir = None if spec.cluster == "k8s" else str(run.run_dir / "torchx")
         with open_runner() as runner:
             info = dryrun_info(runner, spec, app, log_dir=log_dir)
-        return TorchxRequest(spec, run, app, info, port, claimed)
+        # run.spec names the run dir: a failed submission's cleanup (backends.submit_or_clean_up) finds it there
+        return TorchxRequest(run.spec, run, app, info, port, claimed)
 
     def submit(self, request: TorchxRequest) -> Submitted:
         """Schedule the request; torchx-local is followed to its end here (exit code set)."""
@@ -238,7 +239,7 @@ def render_dryrun(spec: JobSpec, run_id: str = "dry-run") -> str:
 
 def _submit_and_follow(runner: Runner, request: TorchxRequest) -> Submitted:
     spec, run_dir = request.spec, request.run.run_dir
-    handle = runner.schedule(request.info)
+    handle = _schedule(runner, request)
     run, _ = torchx_jobs.record_submission(
         spec, run_dir, handle=handle, scheduler=scheduler_for(spec), info=request.info, role=role_name(spec)
     )
@@ -248,6 +249,28 @@ def _submit_and_follow(runner: Runner, request: TorchxRequest) -> Submitted:
     # torchx-local: show replica 0 like `launch` shows rank 0
     tick = LogFollower(torchx_jobs.replica_log_path(request.info, run.role, 0)).pump
     return Submitted(handle, run_dir, exit_code=_follow(runner, run, run_dir, tick=tick))
+
+
+def _schedule(runner: Runner, request: TorchxRequest) -> str:
+    """``runner.schedule``; a Kubernetes cluster that cannot be reached is one LaunchError, not a urllib3 traceback."""
+    if request.spec.cluster != "k8s":
+        return runner.schedule(request.info)
+    with warnings.catch_warnings(record=True) as caught:  # torchx warns "failed to load kube config: ..."
+        warnings.simplefilter("always")
+        try:
+            return runner.schedule(request.info)
+        except Exception as exc:  # kubernetes/urllib3 raise many types for one cause: no cluster answered
+            config = next((str(w.message) for w in caught if "kube config" in str(w.message)), None)
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}"
+            raise LaunchError(
+                "could not submit to Kubernetes: " + (f"{config.rstrip('.')}; " if config else "") + reason + "\n"
+                "HINT: check that `kubectl cluster-info` works with the same KUBECONFIG (or ~/.kube/config) and "
+                "context; `launch --cluster k8s --dry-run ...` shows the Volcano job without a cluster."
+            ) from exc
+        finally:
+            for w in caught:
+                if "kube config" not in str(w.message):
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _follow(runner: Runner, run: torchx_jobs.TorchxRun, run_dir: Path, *, tick: Callable[[], None] | None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -229,3 +230,45 @@ def test_k8s_dry_run_mounts_the_claim_and_asks_for_cpu_memory_and_retries(capsys
         assert container["resources"]["requests"]["cpu"].endswith("m")  # torchx reserves a little for the kubelet
         assert container["resources"]["limits"]["cpu"] == "6000m"
         assert container["resources"]["limits"]["memory"] == f"{12 * 1024}M"
+
+
+UNREACHABLE_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- cluster: {server: "https://127.0.0.1:1"}
+  name: nowhere
+contexts:
+- context: {cluster: nowhere, user: someone}
+  name: nowhere
+current-context: nowhere
+users:
+- name: someone
+  user: {token: not-a-secret}
+"""
+
+
+@pytest.mark.parametrize("kubeconfig", ["unreachable", "missing"])
+def test_a_cluster_that_cannot_be_reached_is_one_error_and_no_run_dir(
+    tmp_path: Path, subprocess_env: dict[str, str], kubeconfig: str
+) -> None:
+    """A process of its own: the kubernetes client reads KUBECONFIG once, when it is imported."""
+    config = tmp_path / "kubeconfig"
+    if kubeconfig == "unreachable":
+        config.write_text(UNREACHABLE_KUBECONFIG)
+    env = {**subprocess_env, "KUBECONFIG": str(config), "XDG_STATE_HOME": str(tmp_path / "state")}
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    runs = tmp_path / "runs"
+    done = subprocess.run(
+        [sys.executable, "-m", "fulmen.launcher", "launch", "--cluster", "k8s", "--image", "reg/fulmen:1",
+         "--run-root", str(runs), "train.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert "error: could not submit to Kubernetes: " in done.stderr
+    assert ("Connection refused" in done.stderr) if kubeconfig == "unreachable" else ("kube config" in done.stderr)
+    assert "HINT: check that `kubectl cluster-info` works" in done.stderr
+    assert "removed its unfinished run dir" in done.stderr
+    assert not runs.exists() or list(runs.iterdir()) == []
