@@ -75,3 +75,28 @@ def error_or(call: Callable[[], Any]) -> Any:
         skip = (BaseException, Exception, object)
         builtins = [c.__name__ for c in type(error).__mro__ if c.__module__ == "builtins" and c not in skip]
         return {"raised": sorted(builtins)}
+
+
+# Observations are compared with Lightning's across machines: float32 kernels sum in a different
+# order on another CPU (AVX2 vs AVX-512 builds of the same torch wheel), which moves the sixth
+# digit of a loss after a few dozen steps. Two units in the last rounded digit, or 1e-5 of the
+# value, is far below any behavioural difference (a skipped step, a wrong lr, a missed clip).
+FLOAT_ABS_TOL = 2 * 10.0**-FLOAT_DIGITS
+FLOAT_REL_TOL = 1e-5
+
+
+def agree(expected: Any, observed: Any) -> bool:
+    """``expected == observed`` for JSON-ready data, but floats only need to be close (see
+    FLOAT_REL_TOL); every other value, structure and key must be identical."""
+    if isinstance(expected, float) or isinstance(observed, float):
+        numbers = (int, float)
+        if isinstance(expected, bool) or isinstance(observed, bool):
+            return False  # one side is a float, the other a bool
+        if not (isinstance(expected, numbers) and isinstance(observed, numbers)):
+            return False
+        return math.isclose(expected, observed, rel_tol=FLOAT_REL_TOL, abs_tol=FLOAT_ABS_TOL)
+    if isinstance(expected, dict) and isinstance(observed, dict):
+        return expected.keys() == observed.keys() and all(agree(expected[k], observed[k]) for k in expected)
+    if isinstance(expected, list) and isinstance(observed, list):
+        return len(expected) == len(observed) and all(agree(e, o) for e, o in zip(expected, observed))
+    return expected == observed
