@@ -192,3 +192,51 @@ def test_a_metric_that_is_not_a_submodule_is_refused_unless_named() -> None:
     trainer = pl.Trainer(max_epochs=1, **TRAINER_QUIET)
     trainer.fit(Loose(named=True), data)
     assert float(trainer.callback_metrics["loose_epoch"]) == 2.0
+
+
+class Counting(pl.LightningModule):
+    """Sums the batch values in a persistent and a default (non-persistent) metric."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+        self.kept = torchmetrics.SumMetric()
+        self.kept.persistent(True)
+        self.dropped = torchmetrics.SumMetric()
+        self.epoch_values: list[tuple[int, float, float]] = []
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        (x,) = batch
+        self.kept.update(x.sum())
+        self.dropped.update(x.sum())
+        self.log("kept", self.kept, on_epoch=True)
+        self.log("dropped", self.dropped, on_epoch=True)
+        return self.layer(x).pow(2).mean()
+
+    def on_train_epoch_end(self) -> None:
+        metrics = self.trainer.callback_metrics
+        self.epoch_values.append((self.current_epoch, float(metrics["kept_epoch"]), float(metrics["dropped_epoch"])))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class SaveMidEpoch(pl.Callback):
+    def __init__(self, path: Any) -> None:
+        self.path = path
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if (trainer.current_epoch, batch_idx) == (1, 1):
+            trainer.save_checkpoint(self.path)
+
+
+def test_a_persistent_metric_resumes_mid_epoch_exactly_and_a_default_one_restarts_empty(tmp_path) -> None:
+    data = DataLoader(TensorDataset(torch.arange(1.0, 7.0).unsqueeze(1)), batch_size=2)  # batch sums 3, 7, 11
+    full = Counting()
+    pl.Trainer(max_epochs=2, callbacks=[SaveMidEpoch(tmp_path / "mid.ckpt")], **TRAINER_QUIET).fit(full, data)
+    assert full.epoch_values == [(0, 21.0, 21.0), (1, 21.0, 21.0)]
+    saved = torch.load(tmp_path / "mid.ckpt", weights_only=True)["state_dict"]
+    assert saved["kept.sum_value"] == 10.0 and not any(key.startswith("dropped.") for key in saved)
+    resumed = Counting()
+    pl.Trainer(max_epochs=2, **TRAINER_QUIET).fit(resumed, data, ckpt_path=tmp_path / "mid.ckpt")
+    assert resumed.epoch_values == [(1, 21.0, 11.0)]  # the dropped metric lost the epoch's first 2 batches
