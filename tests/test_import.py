@@ -15,7 +15,7 @@ import pytest
 
 HEAVY = [
     "tensorboard", "torch.utils.tensorboard", "tqdm", "yaml", "submitit", "torchx", "torch._dynamo", "psutil",
-    "mlflow", "wandb",
+    "mlflow", "wandb", "torchmetrics",
 ]  # fmt: skip
 # fulmen's own wrappers around heavy packages: loading them means the heavy import happened too.
 FULMEN_HEAVY_WRAPPERS = ["fulmen.callbacks._tqdm"]

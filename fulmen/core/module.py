@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from fulmen.core.hooks import ModuleHooks
 from fulmen.core.hparams import HyperparametersMixin
+from fulmen.core.metrics import collection_items, is_metric, is_metric_collection, metric_attributes
 from fulmen.errors import MisconfigurationException
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -187,24 +188,19 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
                 stacklevel=2,
             )
             return
+        if metric_attribute is None and not isinstance(value, (Tensor, float, int)) and is_metric(value):
+            self._metric_attributes = metric_attributes(self, name, value, getattr(self, "_metric_attributes", None))
         results.log(
-            name,
-            value,
-            prog_bar=prog_bar,
-            logger=True if logger is None else logger,
-            on_step=on_step,
-            on_epoch=on_epoch,
-            reduce_fx=reduce_fx,
-            enable_graph=enable_graph,
-            sync_dist=sync_dist,
-            add_dataloader_idx=add_dataloader_idx,
-            batch_size=batch_size,
-            rank_zero_only=rank_zero_only,
-        )
+            name, value, prog_bar=prog_bar, logger=True if logger is None else logger, on_step=on_step,
+            on_epoch=on_epoch, reduce_fx=reduce_fx, enable_graph=enable_graph, sync_dist=sync_dist,
+            add_dataloader_idx=add_dataloader_idx, batch_size=batch_size, rank_zero_only=rank_zero_only,
+        )  # fmt: skip
 
     def log_dict(self, dictionary: Mapping[str, Any], **kwargs: Any) -> None:
-        """``log`` every item of ``dictionary`` with the same options."""
-        for name, value in dictionary.items():
+        """``log`` every item of ``dictionary`` with the same options; a torchmetrics
+        ``MetricCollection`` logs each of its metrics under its prefixed and postfixed name."""
+        items = collection_items(dictionary) if is_metric_collection(dictionary) else dictionary.items()
+        for name, value in items:
             self.log(name, value, **kwargs)
 
     def print(self, *args: Any, **kwargs: Any) -> None:

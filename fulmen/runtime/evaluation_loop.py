@@ -163,6 +163,7 @@ class EvaluationLoop:
         # the sanity check shows only what was logged outside the loaders' steps (Lightning)
         published = metrics.publish_epoch(results, log=not sanity, loader=None if sanity else EVERY_LOADER)
         hooks.call(f"on_{prefix}_end")
+        results.reset()  # after the end hooks, which still see the logged metrics' states (Lightning)
         # an overridden *_model_train hook decides; otherwise every submodule gets its mode back (Lightning >= 2.2)
         train_hook = hooks.module(f"on_{prefix}_model_train")
         if train_hook is not None:

@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fulmen.core.metrics import is_metric, is_metric_collection
 from fulmen.errors import MisconfigurationException
+from fulmen.runtime.metric_results import MetricEntry
 
 _REDUCE_NAMES = {"mean": "mean", "avg": "mean", "sum": "sum", "max": "max", "min": "min"}
 _REDUCE_CALLABLES: dict[Any, str] = {torch.mean: "mean", torch.sum: "sum", torch.max: "max", torch.min: "min"}
@@ -126,7 +128,7 @@ class ResultCollection:
         self.stage = stage
         self.training = stage == "train"
         self._reduce_fn = reduce_fn
-        self.entries: dict[str, _Entry] = {}
+        self.entries: dict[str, _Entry | MetricEntry] = {}
         self.default_on_step = False
         self.default_on_epoch = True
         self.dataloader_idx: int | None = None
@@ -148,15 +150,17 @@ class ResultCollection:
         self._batch_size = None
 
     def reset(self) -> None:
+        """Forget the epoch's values; logged torchmetrics objects are reset too (Lightning)."""
+        for entry in self.entries.values():
+            if type(entry) is MetricEntry:
+                entry.reset()
         self.entries.clear()
 
     # ---- called by LightningModule.log ---------------------------------------------
     def log(self, name: str, value: Any, *, prog_bar: bool, logger: bool, on_step: bool | None,
             on_epoch: bool | None, reduce_fx: Any, enable_graph: bool, sync_dist: bool,
             add_dataloader_idx: bool, batch_size: int | None, rank_zero_only: bool) -> None:  # fmt: skip
-        value = self._to_tensor(name, value)
-        if not enable_graph:
-            value = value.detach()
+        tensor = self._to_tensor(name, value)  # None: a torchmetrics Metric, which accumulates itself
         on_step = self.default_on_step if on_step is None else on_step
         on_epoch = self.default_on_epoch if on_epoch is None else on_epoch
         if not on_step and not on_epoch:
@@ -167,17 +171,18 @@ class ResultCollection:
         if add_dataloader_idx and self.dataloader_idx is not None:
             name = f"{name}/dataloader_idx_{self.dataloader_idx}"
         entry = self.entries.get(name)
+        if tensor is None:
+            self._log_metric(name, value, entry, prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph)
+            return
+        value = tensor if enable_graph else tensor.detach()
         if entry is None:
             reduce, fn = _parse_reduce_fx(name, reduce_fx)
             entry = _Entry(name, prog_bar, logger, on_step, on_epoch, reduce, fn, sync_dist)
             entry.dl_idx = self.dataloader_idx
             self.entries[name] = entry
-        elif entry.dl_idx != self.dataloader_idx:
-            raise MisconfigurationException(
-                f"self.log({name!r}, ..., add_dataloader_idx=False) was called from dataloader {entry.dl_idx} "
-                f"and from dataloader {self.dataloader_idx}: their values would mix under one name.\n"
-                "HINT: keep add_dataloader_idx=True, or log a different name per dataloader."
-            )
+        elif entry.dl_idx != self.dataloader_idx or type(entry) is not _Entry:
+            self._check_same_loader(name, entry)
+            raise _kind_changed(name, "a torchmetrics Metric", "a number")
         if on_step:
             entry.step_value = self._reduce_fn(value, "mean") if sync_dist else value
             entry.step_batch = self.batch_counter
@@ -189,8 +194,39 @@ class ResultCollection:
                 batch_size = self._batch_size
             entry.accumulate(value, batch_size or 1)
 
+    def _log_metric(self, name: str, metric: Any, entry: Any, prog_bar: bool, logger: bool, on_step: bool,
+                    on_epoch: bool, reduce_fx: Any, enable_graph: bool) -> None:  # fmt: skip
+        """A ``torchmetrics.Metric``: its batch value on_step, its ``compute()`` on_epoch
+        (``fulmen.runtime.metric_results``); ``sync_dist`` and ``batch_size`` do not apply."""
+        if entry is None:
+            if _parse_reduce_fx(name, reduce_fx)[0] == "custom":
+                raise MisconfigurationException(  # Lightning refuses it for a Metric too
+                    f"self.log({name!r}, metric, reduce_fx={reduce_fx!r}): a metric reduces itself; "
+                    "reduce_fx must be one of 'mean', 'sum', 'max', 'min' (it is not used).\n"
+                    "HINT: drop reduce_fx, or write the reduction into a torchmetrics.Metric subclass."
+                )
+            entry = MetricEntry(name, metric, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,
+                                enable_graph=enable_graph)  # fmt: skip
+            entry.dl_idx = self.dataloader_idx
+            self.entries[name] = entry
+        else:
+            self._check_same_loader(name, entry)
+            if not isinstance(entry, MetricEntry):
+                raise _kind_changed(name, "a number", "a torchmetrics Metric")
+        entry.record(metric, self.batch_counter)
+        if entry.step_batch == self.batch_counter:
+            self.logged_this_batch = True
+
+    def _check_same_loader(self, name: str, entry: Any) -> None:
+        if entry.dl_idx != self.dataloader_idx:
+            raise MisconfigurationException(
+                f"self.log({name!r}, ..., add_dataloader_idx=False) was called from dataloader {entry.dl_idx} "
+                f"and from dataloader {self.dataloader_idx}: their values would mix under one name.\n"
+                "HINT: keep add_dataloader_idx=True, or log a different name per dataloader."
+            )
+
     @staticmethod
-    def _to_tensor(name: str, value: Any) -> Tensor:
+    def _to_tensor(name: str, value: Any) -> Tensor | None:
         if isinstance(value, Tensor):
             if value.ndim == 0 and value.dtype in (torch.float32, torch.float64):
                 return value  # the common case (a loss): nothing to convert
@@ -207,6 +243,13 @@ class ResultCollection:
             return value
         if isinstance(value, numbers.Number) and not isinstance(value, complex):
             return torch.tensor(float(value))
+        if is_metric(value):
+            return None
+        if is_metric_collection(value):
+            raise ValueError(  # Lightning's type for a bad value
+                f"self.log({name!r}, value) got a torchmetrics MetricCollection; self.log takes one metric.\n"
+                f"HINT: self.log_dict({name}) logs each metric of the collection under its own name."
+            )
         raise ValueError(  # Lightning's type for a bad value
             f"self.log({name!r}, value) got {type(value).__name__} {value!r:.60}; expected a number or a "
             "one-element tensor.\nHINT: log each scalar separately, or use self.log_dict({...})."
@@ -291,6 +334,13 @@ def check_logging_allowed(hook: str | None, name: str, on_step: bool | None, on_
             f"self.log({name!r}, on_step={on_step}, on_epoch={on_epoch}) inside {hook}: this hook logs "
             "epoch-level values only.\nHINT: drop on_step/on_epoch (defaults: on_step=False, on_epoch=True)."
         )
+
+
+def _kind_changed(name: str, before: str, now: str) -> MisconfigurationException:
+    return MisconfigurationException(
+        f"self.log({name!r}, value) was called with {before} and then with {now} in the same epoch.\n"
+        "HINT: log numbers and metrics under different names."
+    )
 
 
 def _parse_reduce_fx(name: str, reduce_fx: Any) -> tuple[str, Callable[..., Any] | None]:

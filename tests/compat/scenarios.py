@@ -10,6 +10,7 @@ This module holds the loop scenarios (hook order, batch counts, accumulation, wh
 runs, batch size inference, iterable datasets); the others, all collected in ``SCENARIOS``:
 
 - ``scenarios_logging.py``: self.log options and reductions, where it may be called, value types
+- ``scenarios_metrics.py``: torchmetrics objects in self.log / log_dict, their errors, checkpoints, resume
 - ``scenarios_eval_epoch_end.py``: the metric dicts seen by on_{validation,test}_epoch_end
 - ``scenarios_loggers.py``: metrics.csv rows, TensorBoard scalars, logger names and versions
 - ``scenarios_artifacts.py``: log-dir layout, hyperparameters, fast_dev_run, test()/validate()
@@ -47,6 +48,7 @@ from tests.compat import (
     scenarios_legacy,
     scenarios_loggers,
     scenarios_logging,
+    scenarios_metrics,
     scenarios_misc_callbacks,
     scenarios_optim,
     scenarios_restore,
@@ -347,6 +349,7 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_optim.SCENARIOS,
     **scenarios_utilities.SCENARIOS,
     **scenarios_logging.SCENARIOS,
+    **scenarios_metrics.SCENARIOS,
     **scenarios_eval_epoch_end.SCENARIOS,
     **scenarios_inputs.SCENARIOS,
     **scenarios_legacy.SCENARIOS,

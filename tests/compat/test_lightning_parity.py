@@ -198,6 +198,8 @@ _OBSERVED: dict[str, dict[str, Any]] = {}
 
 def _observe(name: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run a scenario under fulmen once per process; JSON round trip as the recorder does."""
+    if name.startswith("metrics_"):
+        pytest.importorskip("torchmetrics")  # the optional extra fulmen[metrics] (in dev)
     if name not in _OBSERVED:
         observed = SCENARIOS[name](pl, tmp_path_factory.mktemp(name))
         _OBSERVED[name] = json.loads(json.dumps(observed, sort_keys=True))

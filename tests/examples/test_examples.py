@@ -54,6 +54,15 @@ def test_minimal_classifier(tmp_path: Path, subprocess_env: dict[str, str]) -> N
     assert "hparams.yaml" in files and any(f.startswith("events.out.tfevents.") for f in files)
 
 
+def test_torchmetrics_classifier(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    pytest.importorskip("torchmetrics")  # the optional extra fulmen[metrics]
+    out = run_example("torchmetrics_classifier", tmp_path, subprocess_env)
+    assert out.rstrip().splitlines()[-1].startswith("Final test accuracy:")
+    assert final_value(out, "Final test accuracy") > 0.85  # chance is 0.25
+    assert final_value(out, "Final test F1") > 0.85
+    assert final_value(out, "Last epoch's train accuracy") > 0.85
+
+
 def test_autoencoder(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     out = run_example("autoencoder", tmp_path, subprocess_env)
     match = re.search(r"^Final validation reconstruction MSE: ([0-9.]+) \(predicting the mean point: ([0-9.]+)\)",
