@@ -66,12 +66,22 @@ class _CompileOutcome:
             f"torch.compile could not compile {self.module_name}.{method}: {type(error).__name__}: "
             f"{describe_compile_error(error)}\n"
             f"{self.module_name} runs eagerly (uncompiled) from here on, for all its steps and forward; "
-            "the run itself is unaffected.\n"
-            "HINT: fix the cause (TORCH_LOGS=graph_breaks,recompiles shows where dynamo stopped) or pass "
-            "the module to the Trainer uncompiled.",
+            f"the run goes on.\nHINT: {_hint(error)}",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,  # the loop that called the step
         )
+
+
+def _hint(error: BaseException) -> str:
+    """What to do about ``error``; the one case fulmen causes itself gets its own words."""
+    if "torch.compiler.disable" in str(error) and any(f"LightningModule.{name} " in str(error)
+                                                       for name in RUN_FACING_METHODS):  # fmt: skip
+        return (
+            "with torch.compile(..., fullgraph=True) a step cannot call self.log, self.optimizers() and the "
+            "like: each is a graph break (the Trainer's bookkeeping stays out of dynamo). Drop fullgraph=True, "
+            "or log from a hook (on_train_batch_end receives the step's outputs)."
+        )
+    return "fix the cause (TORCHDYNAMO_VERBOSE=1 prints dynamo's full traceback), or pass the module to the Trainer uncompiled."
 
 
 def describe_compile_error(error: BaseException, limit: int = 400) -> str:

@@ -201,6 +201,20 @@ def test_a_module_dynamo_cannot_compile_runs_eagerly_after_one_warning() -> None
     assert model.losses == eager.losses  # the whole run went the eager way, exactly
 
 
+def test_fullgraph_with_self_log_in_a_step_falls_back_with_a_hint_about_fullgraph() -> None:
+    """self.log is a graph break on purpose; fullgraph=True forbids one: the warning says so."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = _trainer(max_epochs=1)
+        trainer.fit(torch.compile(Regressor(), backend="eager", fullgraph=True), _loader(), _loader())
+
+    fallbacks = [str(w.message) for w in caught if "torch.compile could not compile" in str(w.message)]
+    assert len(fallbacks) == 1
+    assert "Unsupported" in fallbacks[0] and "test_compiled.py" in fallbacks[0]  # where dynamo stopped
+    assert "fullgraph=True" in fallbacks[0] and "on_train_batch_end" in fallbacks[0]
+    assert trainer.global_step == 6 and "val_loss" in trainer.callback_metrics
+
+
 def test_an_error_of_the_users_step_is_raised_as_is_not_taken_for_a_compile_failure() -> None:
     class Broken(Regressor):
         def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
