@@ -32,6 +32,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from fulmen.core.hooks import is_overridden
 from fulmen.core.module import LightningModule
 
@@ -104,7 +106,6 @@ def describe_compile_error(error: BaseException, limit: int = 400) -> str:
 def _compiled_call(method: str, eager: Callable[..., Any], compiled: Callable[..., Any],
                    outcome: _CompileOutcome) -> Callable[..., Any]:  # fmt: skip
     """``compiled`` with the eager fallback; inside a compiled caller it is ``eager`` (dynamo inlines it)."""
-    import torch
     from torch._dynamo.exc import TorchDynamoException  # BackendCompilerFailed, InductorError are ones too
 
     @functools.wraps(eager)
@@ -145,10 +146,9 @@ def from_compiled(model: Any) -> LightningModule:
         to_uncompiled(original)
     outcome = _CompileOutcome(type(original).__name__)
     originals = {name: getattr(original, name) for name in COMPILED_METHODS if is_overridden(original, name, LightningModule)}
+    assigned = [name for name in originals if name in original.__dict__]  # set on the instance by the user
     for name, eager in originals.items():
         setattr(original, name, _compiled_call(name, eager, context(eager), outcome))
-    import torch
-
     run_facing = [name for name in RUN_FACING_METHODS if name not in original.__dict__]
     for name in run_facing:
         setattr(original, name, torch.compiler.disable(getattr(original, name)))
@@ -156,6 +156,7 @@ def from_compiled(model: Any) -> LightningModule:
         "compiler": "dynamo",
         "dynamo_ctx": context,
         "originals": originals,
+        "assigned": assigned,
         "run_facing": run_facing,
         "outcome": outcome,
     }
@@ -171,6 +172,8 @@ def to_uncompiled(model: Any) -> LightningModule:
     if context is not None:
         for name in (*context["originals"], *context["run_facing"]):
             delattr(original, name)  # the instance attribute: the class's method shows again
+        for name in context["assigned"]:
+            setattr(original, name, context["originals"][name])
         original._compiler_ctx = None
     return original
 

@@ -254,6 +254,20 @@ def test_the_same_compiled_module_fits_then_tests_and_to_uncompiled_restores_it(
     assert from_compiled(compiled) is model and model._compiler_ctx is not None
 
 
+def test_a_step_assigned_on_the_instance_is_compiled_and_restored_by_to_uncompiled() -> None:
+    model = Regressor()
+    seen: list[int] = []
+
+    def test_step(batch: Any, batch_idx: int) -> None:
+        seen.append(batch_idx)
+
+    model.test_step = test_step
+    trainer = _trainer()
+    trainer.test(torch.compile(model, backend="eager"), _loader())
+    assert seen == list(range(6)) and model.test_step is not test_step
+    assert to_uncompiled(model).test_step is test_step
+
+
 def test_a_compiled_manual_optimization_step_trains() -> None:
     class Manual(Regressor):
         def __init__(self) -> None:
