@@ -37,6 +37,7 @@ class LightningModule(ModuleHooks, HyperparametersMixin, nn.Module):
         "hparams_initial", "experiment",
     ]  # fmt: skip
     strict_loading: bool = True  # load_state_dict(strict=...) when the Trainer restores a checkpoint into it
+    _compiler_ctx: dict[str, Any] | None = None  # trainer.fit(torch.compile(m)): see fulmen.runtime.compiled
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

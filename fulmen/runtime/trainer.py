@@ -32,6 +32,7 @@ from fulmen.errors import _TunerExitException
 from fulmen.loggers.logger import Logger  # LightningCLI reads the annotation (--trainer.logger=CSVLogger)
 from fulmen.runtime.batch_transfer import BatchTransfer
 from fulmen.runtime.checkpoint_flow import CheckpointFlow
+from fulmen.runtime.compiled import unwrap_compiled
 from fulmen.runtime.data_sources import DataSources
 from fulmen.runtime.evaluation_loop import EvaluationLoop
 from fulmen.runtime.fit_loop import FitLoop
@@ -253,6 +254,7 @@ class Trainer:
                     f"HINT: call trainer.{fn}(model, ...)."
                 )
             return self.lightning_module
+        model = unwrap_compiled(model)  # torch.compile(module): the original, its steps compiled
         if not isinstance(model, LightningModule):
             raise TypeError(
                 f"trainer.{fn}() expected a LightningModule, got {type(model).__name__}.\n"

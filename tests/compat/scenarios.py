@@ -26,6 +26,7 @@ runs, batch size inference, iterable datasets); the others, all collected in ``S
 - ``scenarios_cli.py``: LightningCLI's printed and saved config, subclass mode, a CLI fit
 - ``scenarios_strategies.py``: pl.strategies names, strategy strings and FSDP arguments refused, FSDP on CPU
 - ``scenarios_trainer_surface.py``: is_last_batch, evaluating, test/predict loaders, barebones, enable_autolog_hparams, strict=None
+- ``scenarios_compile.py``: a torch.compile'd module: what the Trainer holds, hooks, checkpoint keys, self.log in a compiled step
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from tests.compat import (
     scenarios_artifacts,
     scenarios_checkpoints,
     scenarios_cli,
+    scenarios_compile,
     scenarios_eval_epoch_end,
     scenarios_experiment_loggers,
     scenarios_inputs,
@@ -361,4 +363,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_tuner.SCENARIOS,
     **scenarios_strategies.SCENARIOS,
     **scenarios_trainer_surface.SCENARIOS,
+    **scenarios_compile.SCENARIOS,
 }
