@@ -152,7 +152,8 @@ class OptimizationStep:
         hooks = self.hooks
         trainer, module = hooks.trainer, hooks.lightning_module
         for fn in hooks.callbacks("on_before_backward"):
-            fn(trainer, module, loss)
+            if fn is not None:
+                fn(trainer, module, loss)
         hook = hooks.module("on_before_backward")
         if hook is not None:
             hook(loss)
@@ -163,7 +164,8 @@ class OptimizationStep:
         else:
             scaled.backward(*args, **kwargs)
         for fn in hooks.callbacks("on_after_backward"):
-            fn(trainer, module)
+            if fn is not None:
+                fn(trainer, module)
         hook = hooks.module("on_after_backward")
         if hook is not None:
             hook()
@@ -196,7 +198,8 @@ class OptimizationStep:
                 self.warn_once("training_step returned None: the optimizer step for this batch has no gradient.")
             if first_in_window and optimizer is not None and not early_zero:
                 for fn in hooks.callbacks("on_before_zero_grad"):
-                    fn(trainer, module, optimizer)
+                    if fn is not None:
+                        fn(trainer, module, optimizer)
                 hook = hooks.module("on_before_zero_grad")
                 if hook is not None:
                     hook(optimizer)
@@ -257,7 +260,8 @@ class OptimizationStep:
             self._after_closure_1x(optimizer, self.optimizer_idx)
             return
         for fn in hooks.callbacks("on_before_optimizer_step"):
-            fn(hooks.trainer, hooks.lightning_module, optimizer)
+            if fn is not None:
+                fn(hooks.trainer, hooks.lightning_module, optimizer)
         hook = hooks.module("on_before_optimizer_step")
         if hook is not None:
             hook(optimizer)
@@ -275,7 +279,8 @@ class OptimizationStep:
         """``_after_closure`` with 1.x's ``optimizer_idx`` for the hooks whose override takes it."""
         hooks, takes = self.hooks, self._idx_hooks
         for fn in hooks.callbacks("on_before_optimizer_step"):
-            fn(hooks.trainer, hooks.lightning_module, optimizer, *((index,) if fn in takes else ()))
+            if fn is not None:
+                fn(hooks.trainer, hooks.lightning_module, optimizer, *((index,) if fn in takes else ()))
         hook = hooks.module("on_before_optimizer_step")
         if hook is not None:
             hook(optimizer, *((index,) if "on_before_optimizer_step" in takes else ()))

@@ -25,6 +25,7 @@ runs, batch size inference, iterable datasets); the others, all collected in ``S
 - ``scenarios_cli.py``: LightningCLI's printed and saved config, subclass mode, a CLI fit
 - ``scenarios_strategies.py``: pl.strategies names, strategy strings and FSDP arguments refused, FSDP on CPU
 - ``scenarios_trainer_surface.py``: is_last_batch, evaluating, test/predict loaders, barebones, enable_autolog_hparams, strict=None
+- ``scenarios_callback_list.py``: ``trainer.callbacks`` appended to, removed from or assigned while a fit runs
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from torch.utils.data import DataLoader
 
 from tests.compat import (
     scenarios_artifacts,
+    scenarios_callback_list,
     scenarios_checkpoints,
     scenarios_cli,
     scenarios_eval_epoch_end,
@@ -358,4 +360,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_tuner.SCENARIOS,
     **scenarios_strategies.SCENARIOS,
     **scenarios_trainer_surface.SCENARIOS,
+    **scenarios_callback_list.SCENARIOS,
 }
