@@ -27,6 +27,34 @@ if TYPE_CHECKING:  # pragma: no cover
     from fulmen.runtime.trainer import Trainer
 
 
+class StepHooks:
+    """The hooks of one training step, looked up once (when the module is attached and whenever
+    ``trainer.callbacks`` is assigned) instead of by name on every step.
+
+    The callbacks' entries are ``CallbackList`` views, which follow changes to the list (walk
+    them with ``if fn is not None``); the module's are its bound methods, None where it keeps
+    the base implementation.
+    """
+
+    def __init__(self, callbacks: CallbackList, module: Callable[[str], Callable[..., Any] | None]) -> None:
+        self.train_batch_start = callbacks.hooks("on_train_batch_start")
+        self.train_batch_end = callbacks.hooks("on_train_batch_end")
+        self.before_zero_grad = callbacks.hooks("on_before_zero_grad")
+        self.before_backward = callbacks.hooks("on_before_backward")
+        self.after_backward = callbacks.hooks("on_after_backward")
+        self.before_optimizer_step = callbacks.hooks("on_before_optimizer_step")
+        self.module_train_batch_start = module("on_train_batch_start")
+        self.module_train_batch_end = module("on_train_batch_end")
+        self.module_before_zero_grad = module("on_before_zero_grad")
+        self.module_optimizer_zero_grad = module("optimizer_zero_grad")
+        self.module_before_backward = module("on_before_backward")
+        self.module_backward = module("backward")
+        self.module_after_backward = module("on_after_backward")
+        self.module_before_optimizer_step = module("on_before_optimizer_step")
+        self.module_configure_gradient_clipping = module("configure_gradient_clipping")
+        self.module_optimizer_step = module("optimizer_step")
+
+
 class HookCaller:
     """Calls the hooks of one run's module and callbacks; callbacks receive ``trainer``."""
 
@@ -50,13 +78,13 @@ class HookCaller:
         self._callback_list = found
         # each callback's bound ``name`` hook or None (see CallbackList.hooks); call it with trainer, module, ...
         self.callbacks: Callable[[str], HookView] = found.hooks
+        self.step_hooks = StepHooks(found, self.module)  # read it at each use: an assignment replaces it
 
     def attach(self, module: LightningModule, callbacks: Iterable[Callback] | None = None) -> None:
         """Decide once per run which module hooks are overridden (and take ``callbacks`` when given)."""
         self.lightning_module = module
         self.module = HookTable(module, LightningModule).module
-        if callbacks is not None:
-            self.use_callbacks(callbacks)
+        self.use_callbacks(callbacks if callbacks is not None else self._callback_list)
 
     def any(self, name: str) -> bool:
         """Whether a callback or the module (may) override ``name``."""
