@@ -7,8 +7,17 @@ it costs nothing per step); the whole ``fit()`` time is reported as well.
 
 Prints one JSON line:
   {"small": {"raw_us_per_step", "trainer_us_per_step", "overhead_us_per_step", "ratio",
-             "overhead_us_per_step_with_log", "fit_overhead_us_per_step", ...}, "large": {...}, ...}
+             "overhead_us_per_step_with_log", "fit_overhead_us_per_step", ...}, "large": {...},
+   "calls_per_step": {"fulmen", "fulmen_with_log", "python_over_raw", "python_over_raw_with_log",
+                      "fulmen_bytecodes", "fulmen_bytecodes_with_log"}, ...}
 Targets: overhead <= 25 us/step without logging, <= 50 us/step with one self.log per step.
+
+``calls_per_step`` does not depend on the machine's load: Python function calls per training
+step, counted with ``sys.setprofile`` as the difference between a run of 2N and one of N steps
+(so set-up and epoch-end work cancel out). ``fulmen``: calls into fulmen's own code;
+``python_over_raw``: all Python calls (torch's included) beyond those of the raw loop;
+``fulmen_bytecodes``: bytecode instructions run in fulmen's code (``sys.settrace`` opcode events),
+the closest load-independent measure of fulmen's own per-step CPU time.
 """
 
 from __future__ import annotations
@@ -145,6 +154,70 @@ def measure(name: str, steps: int, batch: int, reps: int) -> dict[str, Any]:
     }
 
 
+def _python_calls(run: Any, package_dir: str | None) -> int:
+    """Python calls made by ``run()`` (only those into ``package_dir`` when given)."""
+    count = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal count
+        if event == "call" and (package_dir is None or frame.f_code.co_filename.startswith(package_dir)):
+            count += 1
+
+    sys.setprofile(profile)
+    try:
+        run()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def _fulmen_bytecodes(run: Any, package_dir: str) -> int:
+    """Bytecode instructions executed by ``run()`` in code under ``package_dir``."""
+    count = 0
+
+    def count_opcodes(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal count
+        if event == "opcode":
+            count += 1
+        return count_opcodes
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if not frame.f_code.co_filename.startswith(package_dir):
+            return None
+        frame.f_trace_opcodes = True
+        return count_opcodes
+
+    sys.settrace(trace)
+    try:
+        run()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def calls_per_step(steps: int = 64) -> dict[str, float]:
+    """Python calls (fulmen's; all beyond the raw loop's) and fulmen's bytecodes per training step,
+    with and without self.log."""
+    sizes = SIZES["small"]
+    package_dir = os.path.dirname(os.path.abspath(pl.__file__)) + os.sep
+    short, long = _batches(sizes, steps, 4), _batches(sizes, 2 * steps, 4)
+    trainer_loop(sizes, short, log=True)  # warm-up: lazy imports, first-call caches
+
+    def per_step(run: Any, batches: list[Any], package: str | None) -> float:
+        return (_python_calls(lambda: run(batches[: 2 * steps]), package)
+                - _python_calls(lambda: run(batches[:steps]), package)) / steps  # fmt: skip
+
+    raw = per_step(lambda b: raw_loop(sizes, b), long, None)
+    out = {}
+    for suffix, log in (("", False), ("_with_log", True)):
+        run = lambda b, log=log: trainer_loop(sizes, b, log=log)  # noqa: E731
+        out["fulmen" + suffix] = per_step(run, long, package_dir)
+        out["python_over_raw" + suffix] = per_step(run, long, None) - raw
+        out["fulmen_bytecodes" + suffix] = (_fulmen_bytecodes(lambda run=run: run(long), package_dir)
+                                            - _fulmen_bytecodes(lambda run=run: run(long[:steps]), package_dir)) / steps  # fmt: skip
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=512)
@@ -153,7 +226,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 keeps noise down)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = {name: measure(name, args.steps, args.batch, args.reps) for name in SIZES}
+    result: dict[str, Any] = {name: measure(name, args.steps, args.batch, args.reps) for name in SIZES}
+    result["calls_per_step"] = calls_per_step()
     result.update(steps=args.steps, batch=args.batch, reps=args.reps, threads=args.threads,
                   torch=torch.__version__)  # fmt: skip
     print(json.dumps(result))

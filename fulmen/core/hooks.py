@@ -1,14 +1,15 @@
 """Which hooks are overridden, decided once per run, so that empty hooks cost nothing per step.
 
-The Trainer builds one ``HookTable`` when a stage starts. ``table.callbacks("on_x")`` is the
-list of bound methods of the callbacks that override ``on_x`` (in trainer order), and
-``table.module("on_x")`` is the module's bound method or None when it keeps the base no-op.
-Loops test these once per call site instead of calling every no-op on every step.
+The Trainer builds one ``HookTable`` for the module when a stage starts: ``table.module("on_x")``
+is the module's bound method, or None when it keeps the base no-op. The callbacks' side is
+``CallbackList.hooks`` (``fulmen/core/callback_list.py``), which follows changes to
+``trainer.callbacks``. Loops test these once per call site instead of calling every no-op on
+every step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
@@ -42,33 +43,12 @@ def is_checkpoint_callback(callback: Any) -> bool:
 
 
 class HookTable:
-    """Bound hook methods of callbacks and the module, looked up once and cached per name."""
+    """Bound hook methods of the module, looked up once and cached per name."""
 
-    def __init__(self, module: Any, module_base: type, callbacks: Sequence[Any], callback_base: type) -> None:
+    def __init__(self, module: Any, module_base: type) -> None:
         self._module = module
         self._module_base = module_base
-        self._callbacks = list(callbacks)
-        self._callback_base = callback_base
-        self._cb_cache: dict[str, list[Callable[..., Any]]] = {}
         self._mod_cache: dict[str, Callable[..., Any] | None] = {}
-
-    def callbacks(self, name: str) -> list[Callable[..., Any]]:
-        """Bound ``name`` methods of the callbacks that override it, in trainer order."""
-        found = self._cb_cache.get(name)
-        if found is None:
-            found = [
-                getattr(cb, name) for cb in self._callbacks if is_overridden(cb, name, self._callback_base)
-            ]
-            self._cb_cache[name] = found
-        return found
-
-    def monitoring_split(self, name: str) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]]]:
-        """(non-monitoring, monitoring) callback methods for ``name``."""
-        plain, monitoring = [], []
-        for cb in self._callbacks:
-            if is_overridden(cb, name, self._callback_base):
-                (monitoring if is_monitoring_callback(cb) else plain).append(getattr(cb, name))
-        return plain, monitoring
 
     def module(self, name: str) -> Callable[..., Any] | None:
         """The module's bound ``name`` method, or None when it is the base class's no-op."""
@@ -77,9 +57,6 @@ class HookTable:
         fn = getattr(self._module, name) if is_overridden(self._module, name, self._module_base) else None
         self._mod_cache[name] = fn
         return fn
-
-    def any(self, name: str) -> bool:
-        return bool(self.callbacks(name)) or self.module(name) is not None
 
 
 def move_data_to_device(batch: Any, device: Any) -> Any:

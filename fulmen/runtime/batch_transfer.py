@@ -40,6 +40,10 @@ class BatchTransfer:
         plugin = self.precision_plugin
         self._convert_input = plugin.convert_input if plugin.precision in ("64-true", "bf16-true") else None
 
+    def changes_batches(self) -> bool:
+        """Whether ``transfer`` does anything in this run (a CPU run without hooks: it returns the batch)."""
+        return self._custom or self.strategy.root_device.type != "cpu" or self._convert_input is not None
+
     def __call__(self, batch: Any, dataloader_idx: int) -> Any:
         device = self.strategy.root_device
         if self._custom:

@@ -8,6 +8,7 @@ capped by the limits; the Trainer shows its counts as Lightning's attributes
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -24,7 +25,7 @@ from fulmen.runtime.loader_rebuild import rebuild_loader
 from fulmen.runtime.loop_settings import LoopSettings
 from fulmen.runtime.stages import RunningStage
 from fulmen.runtime.strategy import Strategy
-from fulmen.runtime.trainer_flags import limited_batches
+from fulmen.runtime.trainer_flags import limited_batches, parse_loop_limits
 
 
 def _length(loader: Any) -> float:
@@ -168,6 +169,23 @@ class DataSources:
         limit = self.settings.limit_train_batches
         self.num_training_batches = limited_batches(_length(loader), limit, "limit_train_batches")
         self.val_check_batch = self._compute_val_check_batch()
+
+    def estimated_stepping_batches(self) -> int | float:
+        """Optimizer steps the whole fit will take, computed like Lightning (max_steps caps it;
+        a loader without a length gives max_steps; no epoch limit gives inf or max_steps)."""
+        settings = self.settings
+        _, max_epochs = parse_loop_limits(
+            settings.min_steps, settings.max_steps, settings.min_epochs, settings.max_epochs, settings.max_time is not None
+        )
+        max_steps = settings.max_steps
+        if max_epochs == -1:
+            return float("inf") if max_steps == -1 else max_steps
+        self.load_train_dataloader()
+        batches = self.num_training_batches
+        if batches == float("inf"):
+            return max_steps
+        total = math.ceil(batches / settings.accumulate_grad_batches) * max(max_epochs, 1)
+        return min(total, max_steps) if max_steps != -1 else total
 
     def _prepare_train_loader(self, loader: Any) -> Any:
         if self.settings.overfit_batches:

@@ -105,12 +105,14 @@ class EvaluationLoop:
             return
         self.state.stage = RunningStage.SANITY_CHECKING
         for fn in hooks.callbacks("on_sanity_check_start"):
-            fn(hooks.trainer, hooks.lightning_module)
+            if fn is not None:
+                fn(hooks.trainer, hooks.lightning_module)
         loaders, _ = data.eval_loaders(RunningStage.VALIDATING)
         if loaders:
             self.run(RunningStage.VALIDATING, loaders, data.num_sanity_val_batches, in_fit=True, sanity=True)
         for fn in hooks.callbacks("on_sanity_check_end"):
-            fn(hooks.trainer, hooks.lightning_module)
+            if fn is not None:
+                fn(hooks.trainer, hooks.lightning_module)
         self.metrics.clear()  # sanity metrics are discarded (Lightning)
         self.metrics.val.reset()
         self.state.stage = RunningStage.TRAINING
@@ -185,8 +187,9 @@ class EvaluationLoop:
         with hooks.running(name):
             metrics.publish_epoch(results, log=False, loader=None)
             for fn in hooks.callbacks(name):
-                fn(hooks.trainer, hooks.lightning_module)
-                metrics.publish_epoch(results, log=False, loader=None)
+                if fn is not None:
+                    fn(hooks.trainer, hooks.lightning_module)
+                    metrics.publish_epoch(results, log=False, loader=None)
             hook = hooks.module(name)
             if hook is not None:
                 hook()
@@ -198,10 +201,10 @@ class EvaluationLoop:
         hooks = self.hooks
         trainer, module = hooks.trainer, hooks.lightning_module
         prefix = stage.hook_prefix
-        batch_start_cbs = hooks.callbacks(f"on_{prefix}_batch_start")
-        batch_start_mod = hooks.module(f"on_{prefix}_batch_start")
-        batch_end_cbs = hooks.callbacks(f"on_{prefix}_batch_end")
-        batch_end_mod = hooks.module(f"on_{prefix}_batch_end")
+        # the callbacks' views are looked up per batch: trainer.callbacks may be assigned meanwhile
+        start_name, end_name = f"on_{prefix}_batch_start", f"on_{prefix}_batch_end"
+        batch_start_mod = hooks.module(start_name)
+        batch_end_mod = hooks.module(end_name)
         multiple = len(loaders) > 1
         all_outputs: list[list[Any]] = []
         with _grad_context(self.inference_mode, in_fit):
@@ -213,8 +216,9 @@ class EvaluationLoop:
                     self.batches_run += 1
                     batch = self.transfer(batch, dl_idx)
                     results.new_batch(batch)
-                    for fn in batch_start_cbs:
-                        fn(trainer, module, batch, batch_idx, *extra)
+                    for fn in hooks.callbacks(start_name):
+                        if fn is not None:
+                            fn(trainer, module, batch, batch_idx, *extra)
                     if batch_start_mod is not None:
                         batch_start_mod(batch, batch_idx, *extra)
                     out = None
@@ -225,8 +229,9 @@ class EvaluationLoop:
                             out = step_end(out)
                     if collect:
                         outputs.append(out)
-                    for fn in batch_end_cbs:
-                        fn(trainer, module, out, batch, batch_idx, *extra)
+                    for fn in hooks.callbacks(end_name):
+                        if fn is not None:
+                            fn(trainer, module, out, batch, batch_idx, *extra)
                     if batch_end_mod is not None:
                         batch_end_mod(out, batch, batch_idx, *extra)
                     if results.logged_this_batch:
@@ -257,7 +262,8 @@ class EvaluationLoop:
                     self.batches_run += 1
                     batch = self.transfer(batch, dl_idx)
                     for fn in hooks.callbacks("on_predict_batch_start"):
-                        fn(trainer, module, batch, batch_idx, *extra)
+                        if fn is not None:
+                            fn(trainer, module, batch, batch_idx, *extra)
                     hook = hooks.module("on_predict_batch_start")
                     if hook is not None:
                         hook(batch, batch_idx, *extra)
@@ -266,7 +272,8 @@ class EvaluationLoop:
                     if return_predictions:
                         predictions.append(out)
                     for fn in hooks.callbacks("on_predict_batch_end"):
-                        fn(trainer, module, out, batch, batch_idx, *extra)
+                        if fn is not None:
+                            fn(trainer, module, out, batch, batch_idx, *extra)
                     hook = hooks.module("on_predict_batch_end")
                     if hook is not None:
                         hook(out, batch, batch_idx, *extra)

@@ -10,7 +10,6 @@ step, optimizer steps, data position) is in ``state_dict()`` for checkpoints and
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +29,6 @@ from fulmen.runtime.metric_publisher import MetricPublisher
 from fulmen.runtime.optimization_step import OptimizationStep
 from fulmen.runtime.stages import RunningStage
 from fulmen.runtime.strategy import Strategy
-from fulmen.runtime.trainer_flags import parse_loop_limits
 from fulmen.runtime.training_progress import TrainingProgress
 from fulmen.utilities.rank_zero import rank_zero_info
 
@@ -97,9 +95,9 @@ class FitLoop:
         self._start_time: float | None = None
         self._epoch_outputs: list[Any] = []
         self._collect_outputs = False  # a legacy training_epoch_end wants every batch's outputs
-        self._need_outputs = True
-        self._has_batch_end_hooks = True
-        self._silent_zero_grad = False
+        # decided once per run (FitLoop.run), for the per-batch guards
+        self._several_ranks = False  # the preemption stop is then a collective at every step
+        self._transfers = True  # the batch transfer changes batches (a device, hooks, an input dtype)
         self.report = run_events.ProgressReport(None, dict)  # rank 0's progress.json, set up by run()
         self._automatic_step: Callable[..., tuple[Any, Tensor | None]] = optimization.automatic_step
         self._manual_step: Callable[..., tuple[Any, None]] = optimization.manual_step
@@ -209,6 +207,8 @@ class FitLoop:
         if self.data.val_possible() and (n is None or (progress.current_epoch + 1) % n == 0):
             self.data.eval_loaders(RunningStage.VALIDATING)  # Lightning sets up validation data before on_train_start
         self._collect_outputs = callable(getattr(self.hooks.lightning_module, "training_epoch_end", None))
+        self._several_ranks = self.strategy.world_size > 1
+        self._transfers = self.transfer.changes_batches()
         # the per-batch routine, chosen once: 1.x several optimizers and tbptt have their own
         self._automatic_step, self._manual_step = batch_routines(self.optimization)
         # values logged in on_train_start count towards the first epoch (reset after each epoch end)
@@ -216,7 +216,7 @@ class FitLoop:
         metrics.train.set_defaults(on_step=False, on_epoch=True)
         metrics.activate(metrics.train)
         self.hooks.call("on_train_start")
-        self.report = run_events.fit_progress_report(self, estimated_stepping_batches(self.settings, self.data))
+        self.report = run_events.fit_progress_report(self, self.data.estimated_stepping_batches())
         # a stop requested before min_epochs/min_steps are met stays requested: training ends
         # at the first boundary where they are (Lightning)
         with self.report.until_done(lambda: progress.global_step):  # finished, stopped or failed
@@ -239,9 +239,6 @@ class FitLoop:
         if not restarted_mid_epoch:  # the interrupted run already started this epoch (Lightning)
             hooks.call("on_train_epoch_start")
         self._epoch_outputs = []
-        self._has_batch_end_hooks = hooks.any("on_train_batch_end")
-        self._silent_zero_grad = not hooks.any("on_before_zero_grad") and hooks.module("optimizer_zero_grad") is None
-        self._need_outputs = self._has_batch_end_hooks or self._collect_outputs
         loader = data.train_dataloader
         num_batches = data.num_training_batches
         for batch_idx, batch in self.fetcher.epoch_iterator(loader, num_batches, progress.current_epoch):
@@ -268,26 +265,33 @@ class FitLoop:
         trainer, module = hooks.trainer, hooks.lightning_module
         results = self.metrics.train
         settings = self.settings
-        batch = self.transfer(batch, 0)
+        if self._transfers:
+            batch = self.transfer(batch, 0)
         results.new_batch(batch)
         results.set_defaults(on_step=True, on_epoch=False)
         is_last = progress.is_last_batch = batch_idx + 1 >= num_batches  # Lightning: set before the batch hooks
-        for fn in hooks.callbacks("on_train_batch_start"):
-            fn(trainer, module, batch, batch_idx)
-        start_hook = hooks.module("on_train_batch_start")
-        if start_hook is not None and start_hook(batch, batch_idx) == -1:
+        for fn in hooks.step_hooks.train_batch_start:
+            if fn is not None:
+                fn(trainer, module, batch, batch_idx)
+        step = hooks.step_hooks  # read again after each group of hooks: they may assign trainer.callbacks
+        if step.module_train_batch_start is not None and step.module_train_batch_start(batch, batch_idx) == -1:
             return -1
         accumulate = settings.accumulate_grad_batches
         should_accumulate = (batch_idx + 1) % accumulate != 0 and not is_last
-        if module.automatic_optimization:
-            output, loss = self._automatic_step(
-                batch, batch_idx, should_accumulate, accumulate, self._silent_zero_grad
-            )
+        automatic = module.automatic_optimization
+        if automatic:
+            # nobody observes the zeroing: the optimization step may free the gradients early
+            silent_zero_grad = (not step.before_zero_grad and step.module_before_zero_grad is None
+                                and step.module_optimizer_zero_grad is None)  # fmt: skip
+            output, loss = self._automatic_step(batch, batch_idx, should_accumulate, accumulate, silent_zero_grad)
         else:
             output, loss = self._manual_step(batch, batch_idx)
+        # looked up after the step: a callback appended meanwhile gets this batch's hook (Lightning)
+        step = hooks.step_hooks
+        has_end_hooks = bool(step.train_batch_end) or step.module_train_batch_end is not None
         # detaching and packing the outputs costs a tensor op: only when someone reads them
         outputs = (
-            _batch_outputs(output, loss, module.automatic_optimization, accumulate) if self._need_outputs else None
+            _batch_outputs(output, loss, automatic, accumulate) if has_end_hooks or self._collect_outputs else None
         )
         if self._collect_outputs:
             self._epoch_outputs.append(outputs)
@@ -296,7 +300,7 @@ class FitLoop:
                 optimization.step_schedulers("step", batch_idx, plateau=False)
             if is_last:
                 optimization.step_schedulers("epoch", batch_idx, plateau=False)
-        self._end_batch(outputs, batch, batch_idx, should_accumulate and module.automatic_optimization)
+        self._end_batch(outputs, batch, batch_idx, should_accumulate and automatic, has_end_hooks)
         # the guards below keep per-step costs at zero for features that are off
         if self.data.val_enabled is not False and self._validation_due(batch_idx, is_last):
             if not should_accumulate:
@@ -311,12 +315,14 @@ class FitLoop:
             self._check_max_time()
         # gradients accumulated in this window are in no checkpoint (and under DDP's no_sync
         # they differ per rank): a stop waits for the window's optimizer step to be exact
-        if self.checkpoints.preemption is not None and not should_accumulate:
+        preemption = self.checkpoints.preemption
+        if preemption is not None and not should_accumulate and (self._several_ranks or preemption.received_signal is not None):
             self.checkpoints.check_preemption()
-        self.report.tick(progress.global_step)
+        if self.report.run_dir is not None:  # without one, tick() has nothing to write
+            self.report.tick(progress.global_step)
         return None
 
-    def _end_batch(self, outputs: Any, batch: Any, batch_idx: int, accumulating: bool) -> None:
+    def _end_batch(self, outputs: Any, batch: Any, batch_idx: int, accumulating: bool, has_end_hooks: bool) -> None:
         """The batch is done: progress, on_train_batch_end, step metrics (not sent while accumulating)."""
         hooks, progress, settings = self.hooks, self.progress, self.settings
         trainer, module = hooks.trainer, hooks.lightning_module
@@ -325,14 +331,15 @@ class FitLoop:
         progress.batch_idx = batch_idx + 1
         progress.total_batch_idx += 1
         self.fetcher.batches_done = batch_idx + 1
-        if results.logged_this_batch and self._has_batch_end_hooks:  # the progress bar shows this batch's values
+        if results.logged_this_batch and has_end_hooks:  # the progress bar shows this batch's values
             self.metrics.publish_step(should_log=False, batch_done=False)
         # a checkpoint saved by these hooks says so: Lightning counts the batch completed only after them
         self.batch_end_running = True
         try:
-            for fn in hooks.callbacks("on_train_batch_end"):
-                fn(trainer, module, outputs, batch, batch_idx)
-            end_hook = hooks.module("on_train_batch_end")
+            for fn in hooks.step_hooks.train_batch_end:
+                if fn is not None:
+                    fn(trainer, module, outputs, batch, batch_idx)
+            end_hook = hooks.step_hooks.module_train_batch_end
             if end_hook is not None:
                 end_hook(outputs, batch, batch_idx)
         finally:
@@ -380,19 +387,3 @@ class FitLoop:
         self.fetcher.batches_done = 0
         self._check_max_time()
 
-
-def estimated_stepping_batches(settings: LoopSettings, data: DataSources) -> int | float:
-    """Optimizer steps the whole fit will take, computed like Lightning (max_steps caps it;
-    a loader without a length gives max_steps; no epoch limit gives inf or max_steps)."""
-    _, max_epochs = parse_loop_limits(
-        settings.min_steps, settings.max_steps, settings.min_epochs, settings.max_epochs, settings.max_time is not None
-    )
-    max_steps = settings.max_steps
-    if max_epochs == -1:
-        return float("inf") if max_steps == -1 else max_steps
-    data.load_train_dataloader()
-    batches = data.num_training_batches
-    if batches == float("inf"):
-        return max_steps
-    total = math.ceil(batches / settings.accumulate_grad_batches) * max(max_epochs, 1)
-    return min(total, max_steps) if max_steps != -1 else total

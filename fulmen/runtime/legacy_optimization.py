@@ -112,7 +112,7 @@ def hooks_taking_optimizer_idx(hooks: Any) -> set[Any]:
     """The overrides written with 1.x's ``optimizer_idx``: module hook names, callbacks' bound methods."""
     takes: set[Any] = set()
     for fn in hooks.callbacks("on_before_optimizer_step"):
-        if positional_count(fn) >= 4:  # (trainer, pl_module, optimizer, optimizer_idx)
+        if fn is not None and positional_count(fn) >= 4:  # (trainer, pl_module, optimizer, optimizer_idx)
             takes.add(fn)
     for name, base in (("on_before_optimizer_step", 1), ("configure_gradient_clipping", 1)):
         hook = hooks.module(name)
@@ -326,7 +326,8 @@ class LegacyAutomaticStep:
         hooks = self.optimization.hooks
         trainer, module = hooks.trainer, hooks.lightning_module
         for fn in hooks.callbacks("on_before_zero_grad"):
-            fn(trainer, module, optimizer)
+            if fn is not None:
+                fn(trainer, module, optimizer)
         hook = hooks.module("on_before_zero_grad")
         if hook is not None:
             hook(optimizer)

@@ -99,6 +99,11 @@ class OptimizationStep:
         self._training_step_end: Any = None
         # training steps without zero_grad and backward (StochasticWeightAveraging's BatchNorm epoch)
         self.skip_backward = False
+        # what the precision needs per step: autocast around the forward, loss scaling (fp16's
+        # GradScaler, which also makes its own optimizer step: no direct step then)
+        self._autocast = precision_plugin.is_mixed
+        self._scales_loss = precision_plugin.scaler is not None
+        self._direct_step = precision_plugin.scaler is None
 
     def setup(self, model: torch.nn.Module, module_wrapper: Any) -> None:
         """The run's forward path: ``model`` (what the strategy returned), the wrapper when one is used."""
@@ -151,29 +156,36 @@ class OptimizationStep:
         """Backward with its hooks and the precision's loss scaling (``manual_backward`` too)."""
         hooks = self.hooks
         trainer, module = hooks.trainer, hooks.lightning_module
-        for fn in hooks.callbacks("on_before_backward"):
-            fn(trainer, module, loss)
-        hook = hooks.module("on_before_backward")
-        if hook is not None:
-            hook(loss)
-        scaled = self.precision_plugin.pre_backward(loss)
-        backward = hooks.module("backward")
-        if backward is not None:
-            backward(scaled, *args, **kwargs)
+        for fn in hooks.step_hooks.before_backward:
+            if fn is not None:
+                fn(trainer, module, loss)
+        step = hooks.step_hooks  # read again after each group of hooks: they may assign trainer.callbacks
+        if step.module_before_backward is not None:
+            step.module_before_backward(loss)
+        scaled = self.precision_plugin.pre_backward(loss) if self._scales_loss else loss
+        if step.module_backward is not None:
+            step.module_backward(scaled, *args, **kwargs)
         else:
             scaled.backward(*args, **kwargs)
-        for fn in hooks.callbacks("on_after_backward"):
-            fn(trainer, module)
-        hook = hooks.module("on_after_backward")
-        if hook is not None:
-            hook()
+        for fn in hooks.step_hooks.after_backward:
+            if fn is not None:
+                fn(trainer, module)
+        if step.module_after_backward is not None:
+            step.module_after_backward()
 
     # ---- one training batch ----------------------------------------------------------
     def automatic_step(self, batch: Any, batch_idx: int, should_accumulate: bool, accumulate: int,
                        silent_zero_grad: bool) -> tuple[Any, Tensor | None]:  # fmt: skip
-        """Forward, backward and (unless ``should_accumulate``) the optimizer step; (output, loss)."""
+        """Forward, backward and (unless ``should_accumulate``) the optimizer step; (output, loss).
+
+        The optimizer step: through the module's ``optimizer_step`` override when there is one,
+        else ``LightningOptimizer.step`` -> the precision's step (which runs the closure inside
+        ``optimizer.step`` and the clipping hooks after it). Without a GradScaler that path
+        is exactly ``optimizer.step(closure)`` with the after-closure hooks at the closure's
+        end, so it is taken directly (no wrapper layers per step); the closure still runs
+        inside ``optimizer.step`` (LBFGS calls it several times, each time with its hooks).
+        """
         hooks = self.hooks
-        trainer, module = hooks.trainer, hooks.lightning_module
         epoch = self.progress.current_epoch
         optimizer = self.optimizers[0] if self.optimizers else None
         # Lightning's skip_backward skips the zero_grad with it: the window's optimizer step then
@@ -186,48 +198,63 @@ class OptimizationStep:
         early_zero = first_in_window and optimizer is not None and silent_zero_grad
         if early_zero:
             optimizer.zero_grad()
+        stepping = not should_accumulate and optimizer is not None
+        step_hook = hooks.step_hooks.module_optimizer_step if stepping else None
+        # the optimizer the direct step steps (LightningOptimizer.step's): None for the other paths
+        direct = self.lightning_optimizers[0]._optimizer if stepping and step_hook is None and self._direct_step else None
 
         def closure() -> Tensor | None:
-            with self.precision_plugin.forward_context():
+            if self._autocast:
+                with self.precision_plugin.forward_context():
+                    output = self.training_step(batch, batch_idx)
+            else:
                 output = self.training_step(batch, batch_idx)
             loss = loss_from_output(output, automatic=True)
             holder[0], holder[1], holder[2] = output, loss, True
             if loss is None:
                 self.warn_once("training_step returned None: the optimizer step for this batch has no gradient.")
             if first_in_window and optimizer is not None and not early_zero:
-                for fn in hooks.callbacks("on_before_zero_grad"):
-                    fn(trainer, module, optimizer)
-                hook = hooks.module("on_before_zero_grad")
-                if hook is not None:
-                    hook(optimizer)
-                zero = hooks.module("optimizer_zero_grad")
-                if zero is not None:
-                    zero(epoch, batch_idx, optimizer)
-                else:
-                    optimizer.zero_grad()
+                self._zero_grad(optimizer, epoch, batch_idx)
             if loss is not None and not self.skip_backward:
                 self.backward(loss / accumulate if accumulate > 1 else loss, optimizer)
+            if direct is not None:
+                self._after_closure(direct, True)
             return loss
 
-        if should_accumulate or optimizer is None:
+        if not stepping:
             no_sync = getattr(self.model, "no_sync", None)  # DDP: no gradient all-reduce while accumulating
             with no_sync() if should_accumulate and no_sync is not None else contextlib.nullcontext():
                 closure()
             if optimizer is None and not should_accumulate:
                 self.progress.count_optimizer_step(None)  # Lightning counts the absent optimizer's steps too
+            return holder[0], holder[1]
+        if step_hook is not None:
+            step_hook(epoch, batch_idx, self.lightning_optimizers[0], closure)
+        elif direct is not None:
+            direct.step(closure=closure)
+            self.progress.count_optimizer_step(self._optimizer_index.get(id(direct), 0))
         else:
-            wrapped = self.lightning_optimizers[0]
-            step_hook = hooks.module("optimizer_step")
-            if step_hook is not None:
-                step_hook(epoch, batch_idx, wrapped, closure)
-            else:
-                wrapped.step(closure=closure)
-            if not holder[2]:
-                raise MisconfigurationException(
-                    "optimizer_step() returned without calling the optimizer closure, so training_step never ran.\n"
-                    "HINT: call optimizer.step(closure=optimizer_closure) in your optimizer_step override."
-                )
+            self.lightning_optimizers[0].step(closure=closure)
+        if not holder[2]:
+            raise MisconfigurationException(
+                "optimizer_step() returned without calling the optimizer closure, so training_step never ran.\n"
+                "HINT: call optimizer.step(closure=optimizer_closure) in your optimizer_step override."
+            )
         return holder[0], holder[1]
+
+    def _zero_grad(self, optimizer: Any, epoch: int, batch_idx: int) -> None:
+        """on_before_zero_grad hooks, then the module's ``optimizer_zero_grad`` (or ``zero_grad``)."""
+        hooks = self.hooks
+        for fn in hooks.step_hooks.before_zero_grad:
+            if fn is not None:
+                fn(hooks.trainer, hooks.lightning_module, optimizer)
+        step = hooks.step_hooks
+        if step.module_before_zero_grad is not None:
+            step.module_before_zero_grad(optimizer)
+        if step.module_optimizer_zero_grad is not None:
+            step.module_optimizer_zero_grad(epoch, batch_idx, optimizer)
+        else:
+            optimizer.zero_grad()
 
     def manual_step(self, batch: Any, batch_idx: int) -> tuple[Any, None]:
         """Manual optimization: ``training_step`` does its own backward and steps."""
@@ -256,15 +283,16 @@ class OptimizationStep:
         if self.optimizer_idx is not None:  # 1.x several optimizers: the hooks may take the index
             self._after_closure_1x(optimizer, self.optimizer_idx)
             return
-        for fn in hooks.callbacks("on_before_optimizer_step"):
-            fn(hooks.trainer, hooks.lightning_module, optimizer)
-        hook = hooks.module("on_before_optimizer_step")
-        if hook is not None:
-            hook(optimizer)
+        for fn in hooks.step_hooks.before_optimizer_step:
+            if fn is not None:
+                fn(hooks.trainer, hooks.lightning_module, optimizer)
+        step = hooks.step_hooks
+        if step.module_before_optimizer_step is not None:
+            step.module_before_optimizer_step(optimizer)
         if self.track_grad_norm not in (-1, None):
             self._log_grad_norms()
         if automatic:
-            clip = hooks.module("configure_gradient_clipping")
+            clip = step.module_configure_gradient_clipping
             if clip is not None:
                 clip(optimizer, gradient_clip_val=self.gradient_clip_val,
                      gradient_clip_algorithm=self.gradient_clip_algorithm)  # fmt: skip
@@ -275,7 +303,8 @@ class OptimizationStep:
         """``_after_closure`` with 1.x's ``optimizer_idx`` for the hooks whose override takes it."""
         hooks, takes = self.hooks, self._idx_hooks
         for fn in hooks.callbacks("on_before_optimizer_step"):
-            fn(hooks.trainer, hooks.lightning_module, optimizer, *((index,) if fn in takes else ()))
+            if fn is not None:
+                fn(hooks.trainer, hooks.lightning_module, optimizer, *((index,) if fn in takes else ()))
         hook = hooks.module("on_before_optimizer_step")
         if hook is not None:
             hook(optimizer, *((index,) if "on_before_optimizer_step" in takes else ()))

@@ -140,11 +140,12 @@ class Trainer:
         self.settings = LoopSettings.from_flags(flags)
         self.detect_anomaly = flags["detect_anomaly"]
         apply_determinism(flags["deterministic"], flags["benchmark"])
-        self.callbacks = build_callbacks(flags, extras["extra_callbacks"])
+        callbacks = build_callbacks(flags, extras["extra_callbacks"])
         loggers = build_run_loggers(flags["logger"], self.settings.fast_dev_run, self._default_root_dir)
         self.state = TrainerState()
         self._return_predictions = True
         self._build_collaborators(loggers, extras.get("track_grad_norm", -1))
+        self.callbacks = callbacks  # a CallbackList kept by the hook caller (trainer_properties.SURFACE)
 
     def _build_collaborators(self, loggers: list[Any], track_grad_norm: Any) -> None:
         """The parts the loops work with, each with its own state, wired once."""

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fulmen.core.callback_list import CallbackList
 from fulmen.core.hooks import is_checkpoint_callback
-from fulmen.runtime.fit_loop import estimated_stepping_batches as _estimated_stepping_batches
 from fulmen.runtime.results import to_float_dict
 from fulmen.runtime.stages import RunningStage, TrainerStatus
 from fulmen.runtime.strategy import ParallelStrategy
@@ -52,6 +52,16 @@ class Delegated:
 def has_class(obj: Any, names: tuple[str, ...]) -> bool:
     """Whether ``obj``'s class or a base is named one of ``names`` (no import of optional callbacks)."""
     return any(k.__name__ in names for k in type(obj).__mro__)
+
+
+def callbacks(trainer: Trainer) -> CallbackList:
+    """The run's callbacks: a list whose changes (append in ``on_fit_start``, ...) the hooks follow."""
+    return trainer.hook_caller.callback_list
+
+
+def set_callbacks(trainer: Trainer, value: Iterable[Any]) -> None:
+    """``trainer.callbacks = [...]``: the hooks called from now on are those of ``value``."""
+    trainer.hook_caller.use_callbacks(value)
 
 
 def progress_bar_metrics(trainer: Trainer) -> dict[str, float]:
@@ -169,7 +179,7 @@ def set_logger(trainer: Trainer, logger: Any) -> None:
 
 def estimated_stepping_batches(trainer: Trainer) -> float:
     """Optimizer steps the whole fit will take (loads the train dataloader if needed)."""
-    return _estimated_stepping_batches(trainer.settings, trainer.data_sources)
+    return trainer.data_sources.estimated_stepping_batches()
 
 
 @contextlib.contextmanager
@@ -230,6 +240,7 @@ SURFACE: dict[str, Any] = {
         )  # fmt: skip
     },
     "logger": property(first_logger, set_logger),
+    "callbacks": property(callbacks, set_callbacks),
     "init_module": init_module,
 }
 

@@ -58,9 +58,8 @@ def reset_dataloaders(trainer: Trainer) -> None:
 
 
 def use_callbacks(trainer: Trainer, callbacks: list[Callback]) -> None:
-    """Make ``callbacks`` the run's callbacks, hooks included (the hook table is rebuilt)."""
+    """Make ``callbacks`` the run's callbacks (assigning ``trainer.callbacks`` is what switches the hooks)."""
     trainer.callbacks = callbacks
-    trainer.hook_caller.attach(trainer.lightning_module, callbacks)
 
 
 _LIMITS = ("max_steps", "limit_train_batches", "limit_val_batches")

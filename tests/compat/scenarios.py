@@ -27,6 +27,7 @@ runs, batch size inference, iterable datasets); the others, all collected in ``S
 - ``scenarios_strategies.py``: pl.strategies names, strategy strings and FSDP arguments refused, FSDP on CPU
 - ``scenarios_trainer_surface.py``: is_last_batch, evaluating, test/predict loaders, barebones, enable_autolog_hparams, strict=None
 - ``scenarios_compile.py``: a torch.compile'd module: what the Trainer holds, hooks, checkpoint keys, self.log in a compiled step
+- ``scenarios_callback_list.py``: ``trainer.callbacks`` appended to, removed from or assigned while a fit runs
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from torch.utils.data import DataLoader
 
 from tests.compat import (
     scenarios_artifacts,
+    scenarios_callback_list,
     scenarios_checkpoints,
     scenarios_cli,
     scenarios_compile,
@@ -364,4 +366,5 @@ SCENARIOS: dict[str, Scenario] = {
     **scenarios_strategies.SCENARIOS,
     **scenarios_trainer_surface.SCENARIOS,
     **scenarios_compile.SCENARIOS,
+    **scenarios_callback_list.SCENARIOS,
 }

@@ -60,3 +60,20 @@ def test_hooks_nobody_overrides_are_not_listed() -> None:
     caller, _, _ = _caller()
     assert caller.callbacks("on_train_batch_end") == [] and caller.module("on_train_batch_end") is None
     assert caller.any("on_train_start") and not caller.any("on_validation_batch_start")
+
+
+class BatchEnds(pl.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None: ...
+
+
+def test_step_hooks_follow_changes_to_the_list_and_are_replaced_when_it_is_assigned() -> None:
+    caller, _, _ = _caller()
+    step = caller.step_hooks
+    assert step.train_batch_end == [] and step.module_train_batch_start is None
+    added = BatchEnds()
+    caller.callback_list.append(added)  # a change: the same StepHooks, its view refreshed in place
+    assert caller.step_hooks is step and step.train_batch_end == [None, added.on_train_batch_end]
+    other = BatchEnds()
+    caller.use_callbacks([other])  # trainer.callbacks = [...]: a new list, new step hooks
+    assert caller.step_hooks is not step and caller.step_hooks.train_batch_end == [other.on_train_batch_end]
+    assert step.train_batch_end == [None, added.on_train_batch_end]  # the old list's view is left as it was
