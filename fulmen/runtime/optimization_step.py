@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -25,6 +25,9 @@ from fulmen.runtime.metric_publisher import MetricPublisher
 from fulmen.runtime.optim import clip_gradients, parse_optimizers, validate_multiple_optimizers, wrap_optimizer
 from fulmen.runtime.precision import PrecisionPlugin
 from fulmen.runtime.training_progress import TrainingProgress
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.runtime.hang_rescue import HangRescue
 
 
 def loss_from_output(output: Any, automatic: bool) -> Tensor | None:
@@ -99,6 +102,9 @@ class OptimizationStep:
         self._training_step_end: Any = None
         # training steps without zero_grad and backward (StochasticWeightAveraging's BatchNorm epoch)
         self.skip_backward = False
+        # set while a multi-rank fit runs (CheckpointFlow): backward is where a rank waits for
+        # its peers' gradients without changing its state, so a stop signal can be rescued there
+        self.rescue: HangRescue | None = None
 
     def setup(self, model: torch.nn.Module, module_wrapper: Any) -> None:
         """The run's forward path: ``model`` (what the strategy returned), the wrapper when one is used."""
@@ -160,6 +166,9 @@ class OptimizationStep:
         backward = hooks.module("backward")
         if backward is not None:
             backward(scaled, *args, **kwargs)
+        elif self.rescue is not None and module.automatic_optimization:
+            with self.rescue.in_backward():
+                scaled.backward(*args, **kwargs)
         else:
             scaled.backward(*args, **kwargs)
         for fn in hooks.callbacks("on_after_backward"):
