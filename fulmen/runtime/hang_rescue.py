@@ -193,7 +193,7 @@ class HangRescue:
                 self._exit_after_peer(*done)
             if self._stopping or time.monotonic() - signalled < self.grace_s():
                 continue
-            reason = self._try_rescue(signal.Signals(signum), time.monotonic() - signalled)
+            reason = self.try_rescue(signal.Signals(signum), time.monotonic() - signalled)
             if reason is not None and reason != self._said:
                 self._said = reason
                 _say(f"rank {self.rank}: {reason}; waiting for a peer rank to save the resume checkpoint.")
@@ -220,8 +220,11 @@ class HangRescue:
                     return number
         return None
 
-    def _try_rescue(self, sig: signal.Signals, waited_s: float) -> str | None:
-        """Save and end the process when the state is a boundary's; else why not."""
+    def try_rescue(self, sig: signal.Signals, waited_s: float) -> str | None:
+        """Save and end the process when the state is a boundary's; else why not (None: a peer saves).
+
+        Called by this rank's thread once the grace after ``sig`` is over (``waited_s`` ago).
+        """
         with self._lock:  # the main thread cannot leave BACKWARD / BOUNDARY while we hold it
             boundary, phase = self._boundary, self._phase
             if boundary is None:

@@ -4,7 +4,8 @@ Two gloo ranks; one sleeps forever inside training_step after step 2, so the oth
 step's gradient all-reduce. Before the rescue the agreed stop never came (it needs every rank
 at a step boundary): the launcher killed both after its grace and exited 143 without a resume
 checkpoint. Now the rank that waits in backward saves the resume checkpoint of step 2 (the last
-completed step) without a collective, every rank exits 75, and a rerun continues from step 2.
+completed step) without a collective, every rank exits 75, and a rerun continues from step 2
+and ends with the weights of a run that was never interrupted.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from fulmen.jobs import rundir
 from fulmen.jobs.exit_codes import PREEMPTED_EXIT_CODE
@@ -63,7 +65,13 @@ def test_sigterm_during_a_hang_saves_the_last_completed_step_and_a_rerun_resumes
     assert f"fulmen: rank {hang_rank}: rank {healthy} saved the resume checkpoint of step 2" in hung_said
     assert processes_of_run(run_dir) == []
 
-    done = run(launch_cmd(*args, "--hang-rank", "-1"), env, timeout=120)
+    resumed, straight = tmp_path / "resumed.pt", tmp_path / "straight.pt"
+    done = run(launch_cmd(*args, "--hang-rank", "-1", "--weights-out", str(resumed)), env, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"Resumed from {saved} at epoch 0, step 2" in done.stdout + done.stderr
     assert "rank 0 finished at step 4" in done.stdout  # 32 samples, 2 ranks, batch 4
+    again = run(launch_cmd("--nproc-per-node", "2", "--run-dir", str(tmp_path / "straight"), str(SCRIPT),
+                           "--weights-out", str(straight)), env, timeout=120)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    expected, got = torch.load(straight), torch.load(resumed)
+    assert all(torch.equal(expected[k], got[k]) for k in expected), (expected, got)

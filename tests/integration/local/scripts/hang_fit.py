@@ -3,7 +3,8 @@
 ``--hang-rank R --hang-at-step S``: rank R sleeps forever in the training_step after step S,
 on the first attempt only (``FULMEN_RESTART_COUNT`` 0), so a restart completes.
 ``--hanging-marker PATH``: the hung rank creates PATH just before it sleeps (a test's cue to
-signal the launcher). ``--epochs`` (default 1).
+signal the launcher). ``--epochs`` (default 1). ``--weights-out PATH``: rank 0 saves the final
+weights there (the same seed every run: an interrupted and resumed run can be compared).
 """
 
 from __future__ import annotations
@@ -45,11 +46,15 @@ def main() -> None:
     parser.add_argument("--hang-at-step", type=int, default=2)
     parser.add_argument("--hanging-marker", default=None)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--weights-out", default=None)
     args = parser.parse_args()
+    torch.manual_seed(0)
     data = DataLoader(TensorDataset(torch.randn(32, 4)), batch_size=4)
     trainer = pl.Trainer(max_epochs=args.epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False)
     trainer.fit(Net(args.hang_rank, args.hang_at_step, args.hanging_marker), data)
+    if args.weights_out and trainer.global_rank == 0:
+        torch.save(trainer.lightning_module.state_dict(), args.weights_out)
     print(f"rank {trainer.global_rank} finished at step {trainer.global_step}", flush=True)
 
 
