@@ -106,6 +106,7 @@ class HangRescue:
         self._boundary: Boundary | None = None
         self._last_boundary_at: float | None = None
         self.longest_step_s = 0.0
+        self._boundaries = 0  # how many this fit has passed
         self._stopping = False  # the ranks agreed to stop: the normal path saves
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -130,6 +131,10 @@ class HangRescue:
         self._stop.set()
         if self._writer is None:
             return
+        try:
+            self._writer.send(b"\0")  # wakes the thread now (0 is no signal): the fit's end waits for nothing
+        except OSError:
+            pass
         if threading.current_thread() is threading.main_thread():
             signal.set_wakeup_fd(self._previous_fd)
         if self._thread is not None:
@@ -149,6 +154,7 @@ class HangRescue:
                 self.longest_step_s = max(self.longest_step_s, now - self._last_boundary_at)
             self._last_boundary_at = now
             self._boundary = boundary
+            self._boundaries += 1
             self._phase = Phase.BOUNDARY
 
     def past_boundary(self, stopping: bool) -> None:
@@ -183,6 +189,13 @@ class HangRescue:
         return tuple(t._version for t in self._tensors)
 
     def _watch(self) -> None:
+        try:
+            self._rescue_after_signal()
+        except Exception as err:  # noqa: BLE001 - a thread's failure must be said, not lost
+            _say(f"rank {self.rank}: the hang rescue failed ({type(err).__name__}: {err}); a stop now "
+                 "needs every rank at a step boundary, as without it.")  # fmt: skip
+
+    def _rescue_after_signal(self) -> None:
         signum = self._wait_for_signal()
         if signum is None:
             return
@@ -270,6 +283,8 @@ class HangRescue:
         return True
 
     def _peer_rescue(self) -> tuple[int, int, str] | None:
+        if self._boundaries == 0:  # before this attempt's first collective a done-file is a previous attempt's
+            return None
         try:
             rank, step, path = (self.folder / DONE_NAME).read_text(encoding="utf-8").split(" ", 2)
         except (OSError, ValueError):

@@ -147,6 +147,19 @@ def test_one_rank_saves_and_the_others_follow_its_done_file(tmp_path: Path, caps
     assert not (first.folder / hang_rescue.CLAIM_NAME).exists() and first.rescue._peer_rescue() is None
 
 
+def test_a_previous_attempts_done_file_counts_only_after_this_fits_first_boundary(tmp_path: Path) -> None:
+    """Rank 0 removes the marks at fit start; until this rank's first step boundary (after a
+    collective with rank 0) a done-file may still be the previous attempt's."""
+    old = Setup(tmp_path, rank=1)
+    old.rescue.at_boundary()
+    with pytest.raises(Exited):
+        old.rescue.try_rescue(signal.SIGTERM, 2.0)
+    fresh = Setup(tmp_path, rank=0)
+    assert fresh.rescue._peer_rescue() is None
+    fresh.rescue.at_boundary()
+    assert fresh.rescue._peer_rescue() == (1, 2, str(fresh.folder / "resume-step=000000000002.ckpt"))
+
+
 def test_the_grace_follows_the_longest_step_within_bounds(tmp_path: Path) -> None:
     rescue = Setup(tmp_path).rescue
     assert rescue.grace_s() == hang_rescue.MIN_GRACE_S
