@@ -222,10 +222,17 @@ class CheckpointFlow:
 
     def _start_rescue(self, handler: PreemptionHandler) -> HangRescue | None:
         """The hang rescue of this rank (``hang_rescue``), where it can work: several ranks, each
-        holding the whole state, automatic optimization, and signal handlers of our own."""
+        holding the whole state on the CPU, automatic optimization, and signal handlers of our own.
+
+        Not on a GPU: there a rank does not wait in backward (the all-reduce is queued on the
+        device), its optimizer step is queued behind the stuck collective, and copying the state
+        to the host would wait behind it too, so neither a boundary nor a save can be had.
+        """
         trainer, strategy = self.trainer, self.trainer.strategy
         module = trainer.lightning_module
         if not handler.installed or strategy.world_size < 2 or not strategy.replicated_state:
+            return None
+        if strategy.root_device.type != "cpu":
             return None
         if not module.automatic_optimization:
             return None

@@ -5,8 +5,8 @@ The agreed stop (``preemption.py``) needs every rank at a step boundary. A rank 
 (a C++ call, where a Python signal handler never runs): before this module the launcher killed
 them all after its grace, and the progress since the last checkpoint was lost.
 
-Per rank of a multi-rank fit whose state is replicated (DDP: each rank holds all of it), with
-automatic optimization:
+Per rank of a multi-rank CPU fit whose state is replicated (DDP: each rank holds all of it),
+with automatic optimization:
 
 1. At every step boundary (``check_preemption``, before the stop collective) the fit loop calls
    ``at_boundary``: it keeps the loop state a checkpoint stores (counters, data position, RNG
@@ -30,8 +30,11 @@ automatic optimization:
 
 What is not rescued: the first step of an epoch (``invalidate`` at the epoch end: schedulers and
 callbacks have moved since the last boundary), sharded strategies (reading their state is a
-collective), manual optimization (the user's code steps optimizers at any point), and a rank
-whose ``backward`` is overridden by the module (user code).
+collective), manual optimization (the user's code steps optimizers at any point), a rank whose
+``backward`` is overridden by the module (user code), and GPU ranks: with NCCL the all-reduce is
+queued on the device, so a healthy rank's main thread runs on (its optimizer step is queued
+behind the stuck collective) and any copy of its state to the host would wait behind it too.
+Doing that safely needs a copy of the state at every boundary; not done.
 """
 
 from __future__ import annotations
