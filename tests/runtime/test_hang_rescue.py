@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
+import fulmen as pl
 from fulmen.runtime import hang_rescue
 from fulmen.runtime.hang_rescue import HangRescue, remove_rescue_marks
 from fulmen.runtime.preemption import PreemptionHandler
@@ -195,3 +197,29 @@ def test_a_stop_signal_reaches_the_rescue_thread_through_the_wakeup_fd(
             s.rescue.stop()
         assert handler.received_signal is signal.SIGUSR1  # the flag is set as before
     assert signal.set_wakeup_fd(previous) == previous  # put back
+
+
+def test_a_single_rank_fit_arms_no_rescue(tmp_path: Path) -> None:
+    """One rank has no peer to wait for: no thread, no wakeup fd, nothing per step."""
+    seen: list[Any] = []
+
+    class Probe(pl.Callback):
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            seen.append((trainer.checkpoint_flow.rescue, trainer.optimization.rescue, signal.set_wakeup_fd(-1)))
+            signal.set_wakeup_fd(seen[-1][2])
+
+    class Net(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            return self.layer(batch[0]).sum()
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=str(tmp_path), callbacks=[Probe()])  # fmt: skip
+    trainer.fit(Net(), DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2))
+    assert seen == [(None, None, -1)]
