@@ -4,9 +4,11 @@ Why: the two-pass check (``checkpoint_crc.RecordCheck``, the CRCs computed from 
 file beside a plain ``torch.load``) costs 0.04-0.05 s of CPU per 576 MB (~13 GB/s from memory),
 free where a core is idle but 20-35% of a load where none is (bench/checkpoint_io.py on this
 project's shared 2-core machine: 1.2-1.3x raw). Here ``torch.load(mmap=True)`` maps the file and
-a ``map_location`` hook gets each storage as a slice of that mapping: it allocates the storage's
-own memory, copies the bytes in 1 MiB pieces and CRCs each piece right after its copy, while it
-is in the CPU cache, with ISA-L's CRC32 (``isal``: ~90 GB/s on cached data here, ~6 ms per
+a ``map_location`` hook gets each storage as a slice of that mapping: it finds the slice's file
+offset (torch's mapping in ``/proc/self/maps``), allocates the storage's own memory, reads the
+bytes into it with ``preadv`` in 1 MiB pieces (the mapping's pages are never touched: no page
+faults on it; without the offset it copies from the mapping) and CRCs each piece right after its
+read, while it is in the CPU cache, with ISA-L's CRC32 (``isal``: ~90 GB/s on cached data here, ~6 ms per
 576 MB; libdeflate does ~28 GB/s, zlib ~5.5). The result is an ordinary in-memory checkpoint,
 as ``torch.load(path)`` returns, not a mapped one (Adam's state would be copied page by page on
 its first write, see bench/checkpoint_io.py; and the file may change after the load). Without
@@ -14,9 +16,9 @@ its first write, see bench/checkpoint_io.py; and the file may change after the l
 ``usable`` says no and the caller uses that.
 
 Which record a storage is: torch slices the one mapping at each record's offset, so a storage's
-address minus the mapping's start is its record's offset; the start is the lowest address minus
-the lowest data offset, and every storage must then land on a record of its size, else the whole
-file is checked the two-pass way. Records that are not storages (the pickle, ``version``, ...)
+address minus the mapping's start is its record's offset (where ``/proc/self/maps`` is not
+readable, the start is taken as the lowest address minus the lowest data offset); every storage
+must land on a record of its size, else the whole file is checked the two-pass way. Records that are not storages (the pickle, ``version``, ...)
 are small and read again. Storages that ``map_location`` sends elsewhere (a GPU) are CRC'd from
 the mapping. Files whose byte order differs from this machine's (torch swaps the mapped bytes in
 place before the hook) and compressed archives keep the two-pass check.
