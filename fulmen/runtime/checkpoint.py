@@ -14,9 +14,10 @@ Why each piece is here:
   ``checkpoint_hparams``) need ``unsafe_full_unpickle=True``, which runs the
   full pickle machinery: only for files you trust.
 - Torch checkpoints are zip archives whose records carry CRC32 checksums that ``torch.load``
-  does not verify. ``load_checkpoint`` checks every record while ``torch.load`` reads the file
-  (``checkpoint_crc``: a thread pool over an mmap), so a bit flip is an error naming the file
-  and the record, never a silently different model. ``check_checkpoint_file(...,
+  does not verify. ``load_checkpoint`` checks every record in the same pass that reads it
+  (``checkpoint_crc_load``: each storage copied out of an mmap and CRC'd on a thread pool; the
+  two-pass ``checkpoint_crc.RecordCheck`` beside ``torch.load`` where that cannot be used), so a
+  bit flip is an error naming the file and the record, never a silently different model. ``check_checkpoint_file(...,
   verify_checksums=True)`` checks a file without loading it (the resume search, recovery).
 - A save has two halves, ``write_temp`` (serialise) and ``move_into_place`` (fsync, rename,
   fsync the folder); ``checkpoint_saver`` runs the second in the background during training,
@@ -45,6 +46,7 @@ import torch
 from fulmen.errors import CheckpointError
 from fulmen.runtime.bulk_writer import BulkFileWriter
 from fulmen.runtime.checkpoint_crc import RecordCheck, start_record_check
+from fulmen.runtime.checkpoint_crc_load import CheckedLoad
 from fulmen.runtime.checkpoint_space import expected_file_size, no_space_error, tensor_bytes
 
 PathLike = str | os.PathLike[str]
@@ -246,22 +248,32 @@ def load_checkpoint(
     embedded in the file: use it only for checkpoints you (or someone you trust) wrote, when
     they hold Python objects beyond tensors and plain containers.
 
-    Every record's CRC32 is checked while ``torch.load`` runs (``checkpoint_crc``); a mismatch
+    Every record's CRC32 is checked as ``torch.load`` reads it (``checkpoint_crc_load``); a mismatch
     raises ``CheckpointError`` naming the file and the record. ``verify_checksums=True`` also
     checks them all before loading starts (kept for callers that want the file judged first).
     """
     file = Path(path)
     _see_own_saves(file)
     check_checkpoint_file(file, verify_checksums=verify_checksums)
-    record_check = _start_record_check(file)
-    try:
-        checkpoint = torch.load(str(file), map_location=map_location, weights_only=not unsafe_full_unpickle)
-    except Exception as err:
-        # a damaged record can look like anything to the unpickler: name the damage if the
-        # checksums show it, before any other diagnosis
-        _raise_if_corrupt(file, record_check, cause=err)
-        checkpoint = _load_diagnosed(file, map_location, unsafe_full_unpickle)
-    _raise_if_corrupt(file, record_check)
+    fused = _fused_load(file)
+    if fused is not None:
+        try:
+            checkpoint = fused.load(map_location, weights_only=not unsafe_full_unpickle)
+        except Exception as err:
+            # a damaged record can look like anything to the unpickler (and a file system
+            # may refuse mmap): the full check names damage first, then the plain load explains
+            _raise_if_corrupt(file, _start_record_check(file), cause=err)
+            checkpoint = _load_diagnosed(file, map_location, unsafe_full_unpickle)
+        else:
+            _raise_if_corrupt(file, fused)
+    else:
+        record_check = _start_record_check(file)
+        try:
+            checkpoint = torch.load(str(file), map_location=map_location, weights_only=not unsafe_full_unpickle)
+        except Exception as err:
+            _raise_if_corrupt(file, record_check, cause=err)  # as above
+            checkpoint = _load_diagnosed(file, map_location, unsafe_full_unpickle)
+        _raise_if_corrupt(file, record_check)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
             f"Checkpoint file {str(file)!r} holds a {type(checkpoint).__name__}, expected a dict "
@@ -269,6 +281,21 @@ def load_checkpoint(
             "torch.save(model.state_dict()) loads with model.load_state_dict(torch.load(path))."
         )
     return checkpoint
+
+
+def _fused_load(file: Path) -> CheckedLoad | None:
+    """The one-pass checked load of ``file`` (``checkpoint_crc_load``), or None: legacy format,
+    or a zip the two-pass check handles (compressed records, another byte order)."""
+    with open(file, "rb") as handle:
+        if handle.read(4) != _ZIP_LOCAL_MAGIC:
+            return None
+    try:
+        return CheckedLoad.usable(file)
+    except (zipfile.BadZipFile, OSError, EOFError, struct.error) as err:
+        raise CheckpointError(
+            f"Checkpoint file {str(file)!r} is corrupted: its zip records cannot be read ({err}).\n"
+            "HINT: use an earlier checkpoint."
+        ) from err
 
 
 def _start_record_check(file: Path) -> RecordCheck | None:
@@ -285,7 +312,9 @@ def _start_record_check(file: Path) -> RecordCheck | None:
         ) from err
 
 
-def _raise_if_corrupt(file: Path, record_check: RecordCheck | None, cause: BaseException | None = None) -> None:
+def _raise_if_corrupt(
+    file: Path, record_check: RecordCheck | CheckedLoad | None, cause: BaseException | None = None
+) -> None:
     """Wait for ``record_check``; raise ``CheckpointError`` naming the file and the damaged record."""
     bad = record_check.corrupt_record() if record_check is not None else None
     if bad is not None:

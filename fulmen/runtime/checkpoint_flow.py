@@ -28,7 +28,10 @@ from fulmen.runtime import checkpoint_saver, resume_selection, run_events
 from fulmen.runtime.checkpoint import load_checkpoint, save_atomic
 from fulmen.runtime.checkpoint_recovery import recover_unfinished_saves
 from fulmen.runtime.checkpoint_state import dump_checkpoint, restore_modules_and_callbacks, restore_training_state
+from fulmen.runtime.cluster import environment_for
+from fulmen.runtime.hang_rescue import HangRescue, remove_rescue_marks
 from fulmen.runtime.preemption import PreemptionHandler, hand_off
+from fulmen.runtime.progress_watchdog import main_thread_user_frame
 from fulmen.runtime.resume_checkpoint import find_resume_checkpoint, remove_resume_checkpoints, save_resume_checkpoint
 from fulmen.runtime.stages import TrainerFn, TrainerStatus
 from fulmen.utilities.rank_zero import rank_zero_info
@@ -44,6 +47,7 @@ class CheckpointFlow:
         self.trainer = trainer  # the state checkpoints describe (read through its public accessors)
         self.ckpt_path: str | None = None  # the file this run restored from (Lightning's trainer.ckpt_path)
         self.preemption: PreemptionHandler | None = None  # installed while fit runs
+        self.rescue: HangRescue | None = None  # with it, on several ranks of replicated state (hang_rescue)
         self.resume_choice: resume_selection.ResumeChoice | None = None  # what this fit restored, and why
         self._warned: set[str] = set()
 
@@ -212,19 +216,81 @@ class CheckpointFlow:
         handler = PreemptionHandler()
         handler.install()
         self.preemption = handler
+        self.rescue = self._start_rescue(handler)
+        self.trainer.optimization.rescue = self.rescue
         return handler
+
+    def _start_rescue(self, handler: PreemptionHandler) -> HangRescue | None:
+        """The hang rescue of this rank (``hang_rescue``), where it can work: several ranks, each
+        holding the whole state on the CPU, automatic optimization, and signal handlers of our own.
+
+        Not on a GPU: there a rank does not wait in backward (the all-reduce is queued on the
+        device), its optimizer step is queued behind the stuck collective, and copying the state
+        to the host would wait behind it too, so neither a boundary nor a save can be had.
+        """
+        trainer, strategy = self.trainer, self.trainer.strategy
+        module = trainer.lightning_module
+        if not handler.installed or strategy.world_size < 2 or not strategy.replicated_state:
+            return None
+        if strategy.root_device.type != "cpu":
+            return None
+        if not module.automatic_optimization:
+            return None
+        info = strategy.rank_info
+        run_dir = info.run_dir or trainer.default_root_dir
+        if info.global_rank == 0:  # before this attempt's first collective: no peer can rescue yet
+            remove_rescue_marks(run_dir)
+
+        def save(loop_state: dict[str, Any]) -> Path:
+            return save_resume_checkpoint(dump_checkpoint(trainer, loop_state=loop_state), run_dir)
+
+        def rescued(path: Path, step: int) -> None:
+            run_events.note(info, "checkpoint", everyone=True, step=step, path=str(path), kind="resume", rescue=True)
+            run_events.note(info, "stopped", everyone=True, step=step, exit_code=PREEMPTED_EXIT_CODE,
+                            reason="preempted while a rank was stuck (hang rescue)")  # fmt: skip
+            environment_for(info).hand_off()  # the one rank that saved asks for the requeue
+
+        def where() -> str:
+            frame = main_thread_user_frame()
+            return f"is stuck in {frame.describe()}" if frame is not None else "is busy outside the user's code"
+
+        rescue = HangRescue(rank=info.global_rank, run_dir=run_dir,
+                            tensors=[*module.parameters(), *module.buffers()], loop_state=trainer.fit_loop.state_dict,
+                            save=save, signals=handler.signals, on_rescued=rescued, where=where)  # fmt: skip
+        rescue.start()
+        return rescue
 
     def remove_preemption(self) -> None:
         """Put back the signal handlers that were there before the fit."""
+        if self.rescue is not None:
+            self.rescue.stop()
+        self.rescue = None
+        self.trainer.optimization.rescue = None
         if self.preemption is not None:
             self.preemption.restore()
         self.preemption = None
 
+    def epoch_ended(self) -> None:
+        """Schedulers and callbacks move at an epoch's end: the last boundary no longer describes the state."""
+        if self.rescue is not None:
+            self.rescue.invalidate()
+
     def check_preemption(self) -> None:
         """At a step boundary: if a stop signal arrived (agreed by all ranks), save and exit 75."""
-        handler = self.preemption
+        handler, rescue = self.preemption, self.rescue
         strategy = self.trainer.strategy
-        if handler is None or not handler.stop_requested(strategy):
+        if handler is None:
+            return
+        if rescue is None:
+            stopping = handler.stop_requested(strategy)
+        else:  # the stop collective is where a rank waits for a stuck peer at a boundary
+            rescue.at_boundary()
+            stopping = False
+            try:
+                stopping = handler.stop_requested(strategy)
+            finally:
+                rescue.past_boundary(stopping)
+        if not stopping:
             return
         info, step, started = strategy.rank_info, self.trainer.global_step, time.monotonic()
         if handler.received_signal is not None:

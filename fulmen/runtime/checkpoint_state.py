@@ -113,11 +113,11 @@ def _plain_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
     return encoded
 
 
-def _fit_loop_entry(trainer: Trainer) -> dict[str, Any]:
+def _fit_loop_entry(trainer: Trainer, state: dict[str, Any] | None = None) -> dict[str, Any]:
     """Lightning's progress counters (so Lightning can resume the file), with our own loop state
     in the fit loop's ``state_dict`` (where Lightning's FitLoop keeps its own extras; it reads
-    only the keys it knows from there)."""
-    state = trainer.fit_loop.state_dict()
+    only the keys it knows from there). ``state``: the fit loop's state to store (default: now)."""
+    state = trainer.fit_loop.state_dict() if state is None else state
     automatic = bool(getattr(trainer.lightning_module, "automatic_optimization", True))
     num_batches = getattr(trainer, "num_training_batches", float("inf"))
     entry = lightning_fit_progress(
@@ -144,16 +144,22 @@ def _fit_loop_state(trainer: Trainer, checkpoint: Mapping[str, Any]) -> dict[str
     return fit_state_from_lightning(dict(checkpoint), capture_rng_states(), len(list(trainer.optimizers)))
 
 
-def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, Any]:
-    """The checkpoint dict of ``trainer`` now (tensors are shared, not copied)."""
+def dump_checkpoint(
+    trainer: Trainer, weights_only: bool = False, loop_state: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The checkpoint dict of ``trainer`` now (tensors are shared, not copied).
+
+    ``loop_state``: the fit loop's state taken earlier, at the step boundary the rest of the
+    state still equals (``hang_rescue``); its epoch and step are the checkpoint's.
+    """
     module = trainer.lightning_module
     datamodule = getattr(trainer, "datamodule", None)
     checkpoint: dict[str, Any] = {
-        "epoch": trainer.current_epoch,
-        "global_step": trainer.global_step,
+        "epoch": trainer.current_epoch if loop_state is None else loop_state["epoch"],
+        "global_step": trainer.global_step if loop_state is None else loop_state["global_step"],
         "fulmen_version": _fulmen_version(),
         "state_dict": _strategy(trainer).module_state_dict(module),
-        "loops": {"fit_loop": _fit_loop_entry(trainer), **lightning_eval_loops()},
+        "loops": {"fit_loop": _fit_loop_entry(trainer, loop_state), **lightning_eval_loops()},
         "pytorch-lightning_version": LIGHTNING_LAYOUT_VERSION,
     }
     if not weights_only:

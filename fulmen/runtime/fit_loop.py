@@ -353,6 +353,7 @@ class FitLoop:
             )
 
     def _on_epoch_end(self) -> None:
+        self.checkpoints.epoch_ended()
         hooks, progress, metrics = self.hooks, self.progress, self.metrics
         trainer, module = hooks.trainer, hooks.lightning_module
         results = metrics.train

@@ -49,6 +49,7 @@ class FSDPStrategy(DDPStrategy):
     """Fully sharded data parallel (module docstring); Lightning's constructor arguments."""
 
     strategy_name = "fsdp"
+    replicated_state = False  # each rank holds a shard: a checkpoint is a gather (a collective)
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -25,6 +25,9 @@ from fulmen.runtime.metric_publisher import MetricPublisher
 from fulmen.runtime.optim import clip_gradients, parse_optimizers, validate_multiple_optimizers, wrap_optimizer
 from fulmen.runtime.precision import PrecisionPlugin
 from fulmen.runtime.training_progress import TrainingProgress
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fulmen.runtime.hang_rescue import HangRescue
 
 
 def loss_from_output(output: Any, automatic: bool) -> Tensor | None:
@@ -104,6 +107,9 @@ class OptimizationStep:
         self._autocast = precision_plugin.is_mixed
         self._scales_loss = precision_plugin.scaler is not None
         self._direct_step = precision_plugin.scaler is None
+        # set while a multi-rank fit runs (CheckpointFlow): backward is where a rank waits for
+        # its peers' gradients without changing its state, so a stop signal can be rescued there
+        self.rescue: HangRescue | None = None
 
     def setup(self, model: torch.nn.Module, module_wrapper: Any) -> None:
         """The run's forward path: ``model`` (what the strategy returned), the wrapper when one is used."""
@@ -165,6 +171,9 @@ class OptimizationStep:
         scaled = self.precision_plugin.pre_backward(loss) if self._scales_loss else loss
         if step.module_backward is not None:
             step.module_backward(scaled, *args, **kwargs)
+        elif self.rescue is not None and module.automatic_optimization:
+            with self.rescue.in_backward():
+                scaled.backward(*args, **kwargs)
         else:
             scaled.backward(*args, **kwargs)
         for fn in hooks.step_hooks.after_backward:

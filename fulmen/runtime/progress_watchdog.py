@@ -84,7 +84,7 @@ class ProgressWatchdog:
 
     def _give_up(self, counter: int, stalled_s: float) -> None:
         """Dump every thread's stack, say where the main thread is, exit with HANG_EXIT_CODE."""
-        where = _main_thread_user_frame()
+        where = main_thread_user_frame()
         place = where.describe() if where is not None else "outside the user's code"
         message = (
             f"fulmen: rank {self.rank} made no progress for {stalled_s:.0f} s (batch counter {counter}); "
@@ -106,7 +106,8 @@ class ProgressWatchdog:
         os._exit(HANG_EXIT_CODE)  # the main thread is stuck: no clean way out through it
 
 
-def _main_thread_user_frame() -> Frame | None:
+def main_thread_user_frame() -> Frame | None:
+    """The main thread's innermost frame in the user's code (None when it has none)."""
     frame = sys._current_frames().get(threading.main_thread().ident or -1)
     if frame is None:
         return None

@@ -46,6 +46,10 @@ _LIGHTNING_ONLY_STRATEGIES = (
 class Strategy(abc.ABC):
     """How this process takes part in training: its rank, its device, and the collectives."""
 
+    # every rank holds the whole model and optimizer state, so one rank alone can write a
+    # checkpoint without a collective (``hang_rescue``); a sharding strategy gathers instead
+    replicated_state = True
+
     def __init__(self, rank_info: RankInfo, root_device: torch.device) -> None:
         self.rank_info = rank_info
         self.root_device = root_device
