@@ -34,6 +34,7 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import fulmen as pl  # noqa: E402
+from bench.loop_overhead import Batches  # noqa: E402  (pre-built batches as one loader)
 
 
 def _mlp(name: str) -> nn.Module:
@@ -70,19 +71,6 @@ class Classifier(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.01)
-
-
-class Batches:
-    """Pre-built batches as one loader (a bare list would mean "several loaders" to the Trainer)."""
-
-    def __init__(self, batches: list[Any]) -> None:
-        self.batches = batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self) -> Any:
-        return iter(self.batches)
 
 
 def _sync(device: torch.device) -> None:
