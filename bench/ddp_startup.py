@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from fulmen.launcher import ports  # noqa: E402
+from fulmen.jobs import ports  # noqa: E402
 
 
 def _env(first_step_file: Path, state: Path) -> dict[str, str]:
