@@ -22,8 +22,9 @@ disk has slow moments that hit any writer):
   then copied page by page on its first write: load + step was 2.3-2.5x raw, so fulmen does not.)
 - the file alone: ``load_checkpoint`` (``torch.load(weights_only=True)`` plus the CRC32 check of
   every zip record, issue 16.5) vs ``torch.load(weights_only=True)`` of the same file, and the CRC
-  check by itself (``crc_check_s``: its CPU cost when nothing else runs; during a load it runs on
-  a thread pool beside ``torch.load``).
+  check by itself (``crc_check_s``: its CPU cost when nothing else runs; during a load each
+  storage is CRC'd as it is read, fulmen/runtime/checkpoint_crc_load.py, or, without ``isal``,
+  on a thread pool beside ``torch.load``).
 
 Prints one JSON line with the medians, the minimums (``*_min_s``: the least disturbed repeat;
 on a shared machine the median moves with the neighbours' load, by 1.07-1.5x between runs for
